@@ -1,0 +1,124 @@
+/**
+ * The composition root: builds every part of the keeper from a validated config, an RPC URL and a signer key,
+ * passing dependencies by hand, and runs it until stopped.
+ */
+import { type Address, createPublicClient, createWalletClient, defineChain, type Hex, http, parseUnits } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import type { KeeperConfig } from "./config/schema.ts";
+import { Executor } from "./executor/executor.ts";
+import { NonceAllocator } from "./executor/nonces.ts";
+import { Keeper } from "./keeper.ts";
+import type { Logger } from "./ops/logger.ts";
+import { decodePerpEngineLogs } from "./protocol/perpEngine.ts";
+import { RiskEngine } from "./risk/engine.ts";
+import { Book } from "./state/book.ts";
+import { Watcher } from "./watcher/watcher.ts";
+
+export interface KeeperRunOptions {
+  readonly config: KeeperConfig;
+  readonly rpcUrl: string;
+  readonly privateKey: Hex;
+  readonly log: Logger;
+}
+
+export interface RunningKeeper {
+  readonly book: Book;
+  readonly risk: RiskEngine;
+  readonly watcher: Watcher;
+  readonly executor: Executor;
+  readonly keeper: Keeper;
+  readonly address: Address;
+  /** Resolves when the keeper has stopped (after stop(), or on a fatal error, which it rejects with). */
+  readonly done: Promise<void>;
+  /** Stops following, lets attempts under way finish (bounded), and resolves when stopped. */
+  stop(reason?: string): Promise<void>;
+}
+
+export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
+  const { config, log } = o;
+  const k = config.keeper;
+  const chain = defineChain({
+    id: config.network.chainId,
+    name: config.network.name,
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [o.rpcUrl] } },
+  });
+  const transport = http(o.rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
+  const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
+  const account = privateKeyToAccount(o.privateKey);
+  const walletClient = createWalletClient({ chain, transport, account });
+
+  const chainId = await publicClient.getChainId();
+  if (chainId !== config.network.chainId) {
+    throw new Error(`RPC is on chain ${chainId} but config ${config.network.name} expects ${config.network.chainId}`);
+  }
+  const engine = config.exchange.address as Address;
+  const code = await publicClient.getCode({ address: engine });
+  if (!code || code === "0x") throw new Error(`no contract at exchange address ${engine} on chain ${chainId}`);
+
+  const book = new Book();
+  const risk = new RiskEngine(book);
+  const executor = new Executor({
+    publicClient,
+    walletClient,
+    engine,
+    nonces: new NonceAllocator(publicClient, account.address),
+    log,
+    dryRun: k.dryRun,
+    minKeeperReward: parseUnits(k.minKeeperReward, 18),
+    gasLimitMultiplierPercent: BigInt(k.gasLimitMultiplierPercent),
+    minPriorityFeeWei: parseUnits(k.minPriorityFeeGwei, 9),
+    receiptTimeoutMs: k.receiptTimeoutMs,
+    maxConcurrent: k.maxConcurrentLiquidations,
+  });
+  const keeper = new Keeper({ book, risk, executor, log });
+  const watcher = new Watcher({
+    client: publicClient,
+    address: engine,
+    fromBlock: BigInt(config.exchange.deployBlock),
+    book,
+    log,
+    decode: decodePerpEngineLogs,
+    onEvent: (event) => keeper.handleEvent(event),
+    onTick: (tick) => keeper.handleTick(tick),
+    maxLogRange: BigInt(k.maxLogRange),
+    pollIntervalMs: k.pollIntervalMs,
+  });
+
+  log.info(
+    {
+      event: "keeper_started",
+      network: config.network.name,
+      chainId,
+      exchange: engine,
+      signer: account.address,
+      dryRun: k.dryRun,
+      fromBlock: config.exchange.deployBlock,
+    },
+    "keeper starting",
+  );
+
+  const controller = new AbortController();
+  const done = (async () => {
+    await watcher.backfill();
+    await watcher.run(controller.signal);
+    await Promise.race([executor.idle(), new Promise((r) => setTimeout(r, k.receiptTimeoutMs))]);
+  })();
+  let stopping: Promise<void> | undefined;
+  const stop = (reason = "stop requested") => {
+    stopping ??= (async () => {
+      log.info({ event: "keeper_stopping", reason }, "stopping: no new attempts; waiting for those under way");
+      controller.abort();
+      try {
+        await done;
+      } finally {
+        log.info(
+          { event: "keeper_stopped", reason, processedBlock: watcher.processedBlock.toString(), ...executor.stats },
+          "keeper stopped",
+        );
+      }
+    })();
+    return stopping;
+  };
+  return { book, risk, watcher, executor, keeper, address: account.address, done, stop };
+}

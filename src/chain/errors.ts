@@ -1,0 +1,35 @@
+/** Classified failures of chain I/O: what the keeper does next depends on the class, not the message. */
+import { BaseError, HttpRequestError, RpcRequestError, TimeoutError } from "viem";
+
+export type RpcFailure = "timeout" | "range_too_large" | "unavailable" | "rejected";
+
+const RANGE_HINTS = [
+  "range",
+  "too many",
+  "limit exceeded",
+  "response size",
+  "too large",
+  "query returned more than",
+  "block range",
+];
+
+/** Sorts an error from a JSON-RPC call into what to do about it. */
+export function classifyRpcError(error: unknown): RpcFailure {
+  if (error instanceof BaseError) {
+    if (error.walk((e) => e instanceof TimeoutError)) return "timeout";
+    const text = `${error.shortMessage} ${error.details ?? ""}`.toLowerCase();
+    if (error.name === "ResponseBodyTooLargeError" || RANGE_HINTS.some((h) => text.includes(h))) {
+      return "range_too_large";
+    }
+    if (error.walk((e) => e instanceof HttpRequestError)) return "unavailable";
+    if (error.walk((e) => e instanceof RpcRequestError)) return "rejected";
+  }
+  return "unavailable";
+}
+
+/** A short, key-free description of an error for log lines. */
+export function describeError(error: unknown): string {
+  if (error instanceof BaseError) return error.shortMessage;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

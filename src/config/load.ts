@@ -1,0 +1,85 @@
+import { readFileSync } from "node:fs";
+import { type Hex, isHex } from "viem";
+import { z } from "zod";
+import { type KeeperConfig, keeperConfigSchema } from "./schema.ts";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Reads and validates a config file; every problem is named with its path in the file. */
+export function loadConfigFile(path: string): KeeperConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}
+
+export function parseConfig(raw: unknown, source = "config"): KeeperConfig {
+  const result = keeperConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ConfigError(`invalid ${source}:\n${problems.join("\n")}`);
+  }
+  return result.data;
+}
+
+/** What the keeper takes from the environment (after dotenv). */
+export interface KeeperEnv {
+  readonly rpcUrl: string | undefined;
+  readonly configPath: string | undefined;
+  /** The signer's key; never logged, never put in an error message. */
+  readonly privateKey: Hex | undefined;
+  readonly dryRun: boolean | undefined;
+  readonly runSeconds: number | undefined;
+  readonly logLevel: string;
+  readonly logFormat: "json" | "pretty" | undefined;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
+  const key = env.KEEPER_PRIVATE_KEY?.trim() || undefined;
+  if (key !== undefined && !(isHex(key) && key.length === 66)) {
+    throw new ConfigError("KEEPER_PRIVATE_KEY must be a 0x-prefixed 32-byte hex private key (value not shown)");
+  }
+  const rpcUrl = env.RPC_URL?.trim() || undefined;
+  if (rpcUrl !== undefined && !z.url({ protocol: /^(https?|wss?)$/ }).safeParse(rpcUrl).success) {
+    throw new ConfigError(`RPC_URL must be an http(s) or ws(s) URL, got "${rpcUrl}"`);
+  }
+  const logLevel = env.LOG_LEVEL?.trim() || "info";
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  const logFormat = env.LOG_FORMAT?.trim() || undefined;
+  if (logFormat !== undefined && logFormat !== "json" && logFormat !== "pretty") {
+    throw new ConfigError(`LOG_FORMAT must be "json" or "pretty", got "${logFormat}"`);
+  }
+  return {
+    rpcUrl,
+    configPath: env.KEEPER_CONFIG?.trim() || undefined,
+    privateKey: key as Hex | undefined,
+    dryRun: parseBool("KEEPER_DRY_RUN", env.KEEPER_DRY_RUN),
+    runSeconds: parseSeconds("KEEPER_RUN_SECONDS", env.KEEPER_RUN_SECONDS),
+    logLevel,
+    logFormat,
+  };
+}
+
+function parseBool(name: string, value: string | undefined): boolean | undefined {
+  const v = value?.trim().toLowerCase();
+  if (!v) return undefined;
+  if (["1", "true", "yes"].includes(v)) return true;
+  if (["0", "false", "no"].includes(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${value}"`);
+}
+
+export function parseSeconds(name: string, value: string | undefined): number | undefined {
+  const v = value?.trim();
+  if (!v) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new ConfigError(`${name} must be a positive number of seconds, got "${value}"`);
+  return n;
+}

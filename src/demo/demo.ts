@@ -1,0 +1,133 @@
+/**
+ * The embedded demo behind `npm start` without configuration: a local Anvil, the reference exchange deployed,
+ * traders' positions opened, then prices moved (including a sharp drop and a squeeze) while the keeper
+ * liquidates. Everything it prints is the keeper's own log.
+ */
+import { parseUnits } from "viem";
+import { type RunningKeeper, startKeeper } from "../app.ts";
+import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
+import { devnetConfig } from "../devnet/config.ts";
+import { DevExchange, ORACLE_DECIMALS } from "../devnet/exchange.ts";
+import { accountsNeeded, BTC, devnetPositions, ETH, openPositions } from "../devnet/positions.ts";
+import type { Logger } from "../ops/logger.ts";
+import { fundingIndexAt, health } from "../risk/math.ts";
+
+/** The demo's price path: calm, a crash, a squeeze. */
+export const DEMO_PRICE_PATH: readonly { readonly label: string; readonly BTC: string; readonly ETH: string }[] = [
+  { label: "calm", BTC: "60150", ETH: "2508" },
+  { label: "calm", BTC: "59870", ETH: "2494" },
+  { label: "calm", BTC: "60020", ETH: "2501" },
+  { label: "crash: BTC -8%, ETH -5%", BTC: "55200", ETH: "2375" },
+  { label: "aftershock", BTC: "55050", ETH: "2370" },
+  { label: "recovery", BTC: "58500", ETH: "2460" },
+  { label: "short squeeze: BTC +7%, ETH +6%", BTC: "64200", ETH: "2650" },
+  { label: "settle", BTC: "63900", ETH: "2640" },
+];
+
+export interface DemoOptions {
+  readonly log: Logger;
+  /** Milliseconds between price steps. */
+  readonly stepMs?: number;
+  /** Keep the keeper running after the scenario until the signal aborts. */
+  readonly keepRunning?: boolean;
+  readonly signal: AbortSignal;
+}
+
+export interface DemoResult {
+  readonly liquidatedByKeeper: number;
+  readonly stillLiquidatable: number;
+  readonly openPositions: number;
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const { log, signal } = o;
+  const specs = devnetPositions();
+  const anvil = await startAnvil({ accounts: accountsNeeded(specs) + 1 });
+  let running: RunningKeeper | undefined;
+  try {
+    log.info({ event: "devnet_started", rpcUrl: anvil.rpcUrl }, "local Anvil devnet started");
+    const ex = await DevExchange.deploy(anvil.rpcUrl);
+    await openPositions(ex, specs);
+    log.info(
+      { event: "devnet_ready", engine: ex.d.engine, markets: ex.d.markets.map((m) => m.name), positions: specs.length },
+      `reference exchange deployed; ${specs.length} positions opened`,
+    );
+
+    running = await startKeeper({
+      config: devnetConfig(ex.d, anvil.rpcUrl),
+      rpcUrl: anvil.rpcUrl,
+      privateKey: ANVIL_KEYS[1],
+      log,
+    });
+    const keeper = running;
+    keeper.done.catch(() => {});
+
+    for (const step of DEMO_PRICE_PATH) {
+      if (signal.aborted) break;
+      await sleep(o.stepMs ?? 1500, signal);
+      if (signal.aborted) break;
+      log.info({ event: "demo_price_move", label: step.label, BTC: step.BTC, ETH: step.ETH }, `demo: ${step.label}`);
+      await Promise.all([
+        ex.setPrice(BTC, parseUnits(step.BTC, ORACLE_DECIMALS)),
+        ex.setPrice(ETH, parseUnits(step.ETH, ORACLE_DECIMALS)),
+      ]);
+      await waitForKeeper(keeper, await ex.publicClient.getBlockNumber(), signal, 20_000);
+    }
+    if (o.keepRunning && !signal.aborted) {
+      log.info({ event: "demo_following" }, "scenario done; the keeper keeps following (Ctrl-C to stop)");
+      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+    }
+    const stillLiquidatable = countLiquidatable(keeper);
+    const result = {
+      liquidatedByKeeper: keeper.keeper.liquidationsOurs,
+      stillLiquidatable,
+      openPositions: keeper.book.positions.size,
+    };
+    log.info({ event: "demo_summary", ...result }, "demo finished");
+    return result;
+  } finally {
+    await running?.stop(signal.aborted ? "signal" : "demo finished");
+    await anvil.stop();
+  }
+}
+
+/** Waits until the keeper has seen block `head` and has no liquidatable position left unhandled. */
+async function waitForKeeper(k: RunningKeeper, head: bigint, signal: AbortSignal, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!signal.aborted && Date.now() < deadline) {
+    await sleep(100, signal);
+    const tick = k.watcher.latestTick;
+    if (tick && tick.blockNumber >= head && countLiquidatable(k) === 0) {
+      await k.executor.idle();
+      return;
+    }
+  }
+}
+
+function countLiquidatable(k: RunningKeeper): number {
+  const tick = k.watcher.latestTick;
+  if (!tick) return 0;
+  let n = 0;
+  for (const p of k.book.positions.values()) {
+    const market = k.book.markets.get(p.marketId);
+    const price = tick.prices.get(p.marketId);
+    if (!market || price === undefined) continue;
+    const index = fundingIndexAt(market.funding, price, tick.timestamp);
+    if (health(p, market.maintenanceMarginRatio, price, index).liquidatable) n++;
+  }
+  return n;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

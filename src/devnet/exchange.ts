@@ -1,0 +1,273 @@
+/**
+ * Deploys the reference exchange (collateral, Chainlink aggregators, PerpEngine) on a dev chain and drives it:
+ * funding traders, opening positions, moving oracle prices. Used by the devnet script, the embedded demo, the
+ * tests and the benchmarks; never by the keeper itself.
+ */
+import {
+  type Account,
+  type Address,
+  type Chain,
+  createPublicClient,
+  createWalletClient,
+  type Hex,
+  http,
+  type PublicClient,
+  parseUnits,
+  stringToHex,
+  type Transport,
+  type WalletClient,
+} from "viem";
+import { mnemonicToAccount, nonceManager, privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
+import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
+import { perpEngineAbi, perpEngineBytecode } from "../../abi/PerpEngine.ts";
+import { testUSDCAbi, testUSDCBytecode } from "../../abi/TestUSDC.ts";
+import { ANVIL_KEYS } from "./anvil.ts";
+
+export const ANVIL_MNEMONIC = "test test test test test test test test test test test junk";
+export const ORACLE_DECIMALS = 8;
+export const COLLATERAL_DECIMALS = 6;
+
+export interface MarketSpec {
+  readonly name: string;
+  /** Initial oracle price, in whole dollars or a decimal string. */
+  readonly price: string;
+  /** Ratios as decimal strings, e.g. "0.05". */
+  readonly initialMarginRatio: string;
+  readonly maintenanceMarginRatio: string;
+  readonly liquidationFeeRatio: string;
+  readonly tradingFeeRatio: string;
+  readonly maxOracleAge: number;
+  /** Funding rate per second as a fraction of the mark price (decimal string). */
+  readonly fundingRatePerSecond?: string;
+}
+
+/** The devnet's markets: BTC and ETH at up to 20x. */
+export const DEVNET_MARKETS: readonly MarketSpec[] = [
+  {
+    name: "BTC-USD",
+    price: "60000",
+    initialMarginRatio: "0.05",
+    maintenanceMarginRatio: "0.025",
+    liquidationFeeRatio: "0.005",
+    tradingFeeRatio: "0.0005",
+    maxOracleAge: 3600,
+    fundingRatePerSecond: "0.00000001",
+  },
+  {
+    name: "ETH-USD",
+    price: "2500",
+    initialMarginRatio: "0.05",
+    maintenanceMarginRatio: "0.03",
+    liquidationFeeRatio: "0.005",
+    tradingFeeRatio: "0.0005",
+    maxOracleAge: 3600,
+    fundingRatePerSecond: "-0.000000005",
+  },
+];
+
+export interface DeployedMarket {
+  readonly id: number;
+  readonly name: string;
+  readonly oracle: Address;
+}
+
+export interface Deployment {
+  readonly chainId: number;
+  readonly engine: Address;
+  readonly collateral: Address;
+  readonly deployBlock: bigint;
+  readonly markets: readonly DeployedMarket[];
+}
+
+type Wallet = WalletClient<Transport, Chain, Account>;
+
+/** Clients for one dev chain: the deployer (owner of everything) and helpers for traders. */
+export class DevExchange {
+  readonly publicClient: PublicClient<Transport, Chain>;
+  readonly owner: Wallet;
+  private readonly wallets = new Map<string, Wallet>();
+
+  constructor(
+    readonly rpcUrl: string,
+    readonly deployment?: Deployment,
+    ownerKey: Hex = ANVIL_KEYS[0],
+  ) {
+    const transport = http(rpcUrl, { timeout: 30_000, retryCount: 0 });
+    this.publicClient = createPublicClient({ chain: anvil, transport, pollingInterval: 50 });
+    this.owner = createWalletClient({
+      chain: anvil,
+      transport,
+      account: privateKeyToAccount(ownerKey, { nonceManager }),
+    });
+  }
+
+  /** A funded dev trader: account `index` of Anvil's mnemonic (start Anvil with enough --accounts). */
+  trader(index: number): Wallet {
+    const key = `trader:${index}`;
+    let wallet = this.wallets.get(key);
+    if (!wallet) {
+      wallet = createWalletClient({
+        chain: anvil,
+        transport: http(this.rpcUrl, { timeout: 30_000, retryCount: 0 }),
+        account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index, nonceManager }),
+      });
+      this.wallets.set(key, wallet);
+    }
+    return wallet;
+  }
+
+  get d(): Deployment {
+    if (!this.deployment) throw new Error("exchange not deployed");
+    return this.deployment;
+  }
+
+  /** Deploys collateral, one aggregator per market and the engine; lists the markets; funds the pool. */
+  static async deploy(rpcUrl: string, markets: readonly MarketSpec[] = DEVNET_MARKETS): Promise<DevExchange> {
+    const bare = new DevExchange(rpcUrl);
+    const { owner, publicClient } = bare;
+    const deployBlock = (await publicClient.getBlockNumber()) + 1n;
+    const deploy = async (abi: readonly unknown[], bytecode: Hex, args: readonly unknown[]) => {
+      const hash = await owner.deployContract({ abi, bytecode, args } as Parameters<Wallet["deployContract"]>[0]);
+      const receipt = await publicClient.waitForTransactionReceipt({ hash });
+      if (!receipt.contractAddress) throw new Error("deployment produced no contract address");
+      return receipt.contractAddress;
+    };
+    const collateral = await deploy(testUSDCAbi, testUSDCBytecode, []);
+    const engine = await deploy(perpEngineAbi, perpEngineBytecode, [collateral, COLLATERAL_DECIMALS]);
+    const deployed: DeployedMarket[] = [];
+    for (const spec of markets) {
+      const oracle = await deploy(mockV3AggregatorAbi, mockV3AggregatorBytecode, [
+        ORACLE_DECIMALS,
+        parseUnits(spec.price, ORACLE_DECIMALS),
+      ]);
+      await bare.send(owner, {
+        address: engine,
+        abi: perpEngineAbi,
+        functionName: "listMarket",
+        args: [
+          stringToHex(spec.name, { size: 32 }),
+          oracle,
+          parseUnits(spec.initialMarginRatio, 18),
+          parseUnits(spec.maintenanceMarginRatio, 18),
+          parseUnits(spec.liquidationFeeRatio, 18),
+          parseUnits(spec.tradingFeeRatio, 18),
+          spec.maxOracleAge,
+        ],
+      });
+      const id = deployed.length;
+      if (spec.fundingRatePerSecond) {
+        await bare.send(owner, {
+          address: engine,
+          abi: perpEngineAbi,
+          functionName: "setFundingRate",
+          args: [BigInt(id), parseUnits(spec.fundingRatePerSecond, 18)],
+        });
+      }
+      deployed.push({ id, name: spec.name, oracle });
+    }
+    const ex = new DevExchange(rpcUrl, {
+      chainId: await publicClient.getChainId(),
+      engine,
+      collateral,
+      deployBlock,
+      markets: deployed,
+    });
+    // The pool that pays traders' profits and keepers' rewards.
+    await ex.send(ex.owner, {
+      address: collateral,
+      abi: testUSDCAbi,
+      functionName: "mint",
+      args: [engine, parseUnits("100000000", COLLATERAL_DECIMALS)],
+    });
+    return ex;
+  }
+
+  /** Sends a contract call and waits for a successful receipt. */
+  async send(wallet: Wallet, call: Parameters<Wallet["writeContract"]>[0] | Record<string, unknown>): Promise<Hex> {
+    // A fixed, generous limit: an estimate taken a block early misses the funding settlement's storage writes.
+    const hash = await wallet.writeContract({ gas: 1_000_000n, ...call } as Parameters<Wallet["writeContract"]>[0]);
+    const receipt = await this.publicClient.waitForTransactionReceipt({ hash });
+    if (receipt.status !== "success") {
+      // replay it a block early to name the revert
+      const replay = {
+        ...(call as Record<string, unknown>),
+        account: wallet.account,
+        blockNumber: receipt.blockNumber - 1n,
+      };
+      await this.publicClient
+        .simulateContract(replay as unknown as Parameters<PublicClient["simulateContract"]>[0])
+        .catch((error: Error) => {
+          throw new Error(`transaction ${hash} reverted: ${error.message.split("\n")[0]}`);
+        });
+      throw new Error(`transaction ${hash} reverted`);
+    }
+    return hash;
+  }
+
+  /** Mints collateral to a trader and approves the engine for it. */
+  async fund(wallet: Wallet, amount: bigint): Promise<void> {
+    await this.send(this.owner, {
+      address: this.d.collateral,
+      abi: testUSDCAbi,
+      functionName: "mint",
+      args: [wallet.account.address, amount],
+    });
+    await this.send(wallet, {
+      address: this.d.collateral,
+      abi: testUSDCAbi,
+      functionName: "approve",
+      args: [this.d.engine, 2n ** 256n - 1n],
+    });
+  }
+
+  /** Trades `sizeDelta` (WAD base) depositing `marginDeposit` (collateral units). */
+  async trade(wallet: Wallet, marketId: number, sizeDelta: bigint, marginDeposit: bigint): Promise<Hex> {
+    return this.send(wallet, {
+      address: this.d.engine,
+      abi: perpEngineAbi,
+      functionName: "trade",
+      args: [BigInt(marketId), sizeDelta, marginDeposit],
+    });
+  }
+
+  /** Sets a market's oracle answer (8 decimals) through Chainlink's MockV3Aggregator.updateAnswer. */
+  async setPrice(marketId: number, answer: bigint): Promise<Hex> {
+    const market = this.d.markets[marketId];
+    if (!market) throw new Error(`unknown market ${marketId}`);
+    return this.send(this.owner, {
+      address: market.oracle,
+      abi: mockV3AggregatorAbi,
+      functionName: "updateAnswer",
+      args: [answer],
+    });
+  }
+
+  async price(marketId: number): Promise<bigint> {
+    const market = this.d.markets[marketId];
+    if (!market) throw new Error(`unknown market ${marketId}`);
+    return this.publicClient.readContract({
+      address: market.oracle,
+      abi: mockV3AggregatorAbi,
+      functionName: "latestAnswer",
+    });
+  }
+
+  async isLiquidatable(trader: Address, marketId: number): Promise<boolean> {
+    return this.publicClient.readContract({
+      address: this.d.engine,
+      abi: perpEngineAbi,
+      functionName: "isLiquidatable",
+      args: [trader, BigInt(marketId)],
+    });
+  }
+
+  async position(trader: Address, marketId: number) {
+    return this.publicClient.readContract({
+      address: this.d.engine,
+      abi: perpEngineAbi,
+      functionName: "getPosition",
+      args: [trader, BigInt(marketId)],
+    });
+  }
+}

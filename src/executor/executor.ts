@@ -1,0 +1,221 @@
+/**
+ * Turns confirmed candidates into liquidations: simulate, check the reward pays, fee it (EIP-1559), nonce it
+ * locally, send, and watch it to inclusion. One attempt per position at a time; signing and broadcasting go
+ * through one lane so nonces stay in order, while receipts are awaited in parallel.
+ */
+import PQueue from "p-queue";
+import {
+  type Account,
+  type Address,
+  BaseError,
+  type Chain,
+  ContractFunctionRevertedError,
+  type Hex,
+  type PublicClient,
+  parseEventLogs,
+  type Transport,
+  type WalletClient,
+} from "viem";
+import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import { describeError } from "../chain/errors.ts";
+import { big, type Logger } from "../ops/logger.ts";
+import { fromWad } from "../risk/format.ts";
+import type { Candidate } from "../risk/scan.ts";
+import type { BookChange } from "../state/book.ts";
+import type { NonceAllocator } from "./nonces.ts";
+
+export interface ExecutorOptions {
+  readonly publicClient: PublicClient<Transport, Chain>;
+  readonly walletClient: WalletClient<Transport, Chain, Account>;
+  readonly engine: Address;
+  readonly nonces: NonceAllocator;
+  readonly log: Logger;
+  /** Simulate and log, never send. */
+  readonly dryRun: boolean;
+  /** Smallest keeper reward worth a transaction, WAD quote. */
+  readonly minKeeperReward: bigint;
+  /** Gas limit = estimate * gasLimitMultiplierPercent / 100. */
+  readonly gasLimitMultiplierPercent: bigint;
+  /** Priority fee (wei) used when the node suggests less. */
+  readonly minPriorityFeeWei: bigint;
+  readonly receiptTimeoutMs: number;
+  readonly maxConcurrent: number;
+}
+
+export type AttemptOutcome = "confirmed" | "reverted" | "skipped" | "failed" | "dry_run";
+
+export interface ExecutorStats {
+  sent: number;
+  confirmed: number;
+  reverted: number;
+  skipped: number;
+  failed: number;
+}
+
+export class Executor {
+  /** Positions with an attempt under way, or liquidated by us and not yet seen gone in the book. */
+  private readonly busy = new Set<string>();
+  private readonly queue: PQueue;
+  private readonly sendLane = new PQueue({ concurrency: 1 });
+  readonly stats: ExecutorStats = { sent: 0, confirmed: 0, reverted: 0, skipped: 0, failed: 0 };
+
+  constructor(private readonly o: ExecutorOptions) {
+    this.queue = new PQueue({ concurrency: o.maxConcurrent });
+  }
+
+  get account(): Address {
+    return this.o.walletClient.account.address;
+  }
+
+  isBusy(key: string): boolean {
+    return this.busy.has(key);
+  }
+
+  /** Queues a liquidation for each candidate that has none under way. */
+  submit(candidates: readonly Candidate[]): void {
+    for (const candidate of candidates) {
+      const key = candidate.position.key;
+      if (this.busy.has(key)) continue;
+      this.busy.add(key);
+      void this.queue.add(async () => {
+        let outcome: AttemptOutcome = "failed";
+        try {
+          outcome = await this.liquidate(candidate);
+        } catch (error) {
+          this.stats.failed++;
+          this.o.log.error(
+            { event: "liquidation_failed", ...ids(candidate), reason: "unexpected", error: describeError(error) },
+            "liquidation attempt failed",
+          );
+        } finally {
+          // after a confirmed liquidation the book drops the position; until then, do not try again
+          if (outcome !== "confirmed") this.busy.delete(key);
+        }
+      });
+    }
+  }
+
+  /** Follows the book: once a position is gone or changed, a new attempt may start. */
+  onBookChange(change: BookChange): void {
+    if (change.type === "position") this.busy.delete(change.key);
+  }
+
+  /** Resolves when every queued attempt has finished. */
+  async idle(): Promise<void> {
+    await this.queue.onIdle();
+  }
+
+  private async liquidate(c: Candidate): Promise<AttemptOutcome> {
+    const { publicClient, walletClient, engine, log } = this.o;
+    const account = walletClient.account;
+    const call = {
+      address: engine,
+      abi: perpEngineAbi,
+      functionName: "liquidate",
+      args: [c.position.trader, BigInt(c.position.marketId)],
+      account,
+    } as const;
+
+    let reward: bigint;
+    try {
+      const simulation = await publicClient.simulateContract(call);
+      reward = simulation.result;
+    } catch (error) {
+      this.stats.skipped++;
+      log.info(
+        {
+          event: "liquidation_skipped",
+          ...ids(c),
+          reason: revertName(error) ?? "simulation_failed",
+          error: describeError(error),
+        },
+        "simulation says the liquidation would fail",
+      );
+      return "skipped";
+    }
+    if (reward < this.o.minKeeperReward) {
+      this.stats.skipped++;
+      log.info(
+        { event: "liquidation_skipped", ...ids(c), reason: "reward_below_minimum", reward: fromWad(reward).toString() },
+        "keeper reward below the configured minimum",
+      );
+      return "skipped";
+    }
+
+    const [gasEstimate, fees] = await Promise.all([
+      publicClient.estimateContractGas(call),
+      publicClient.estimateFeesPerGas(),
+    ]);
+    const gas = (gasEstimate * this.o.gasLimitMultiplierPercent) / 100n;
+    const maxPriorityFeePerGas =
+      fees.maxPriorityFeePerGas > this.o.minPriorityFeeWei ? fees.maxPriorityFeePerGas : this.o.minPriorityFeeWei;
+    const maxFeePerGas = fees.maxFeePerGas > maxPriorityFeePerGas ? fees.maxFeePerGas : maxPriorityFeePerGas;
+    const plan = {
+      ...ids(c),
+      reward: fromWad(reward).toString(),
+      gas: big(gas),
+      maxFeePerGas: big(maxFeePerGas),
+      maxPriorityFeePerGas: big(maxPriorityFeePerGas),
+      maxGasCostWei: big(gas * maxFeePerGas),
+    };
+    if (this.o.dryRun) {
+      log.info({ event: "liquidation_dry_run", ...plan }, "dry run: liquidation not sent");
+      return "dry_run";
+    }
+
+    const sent = await this.sendLane.add(async () => {
+      const nonce = await this.o.nonces.take();
+      try {
+        const hash = await walletClient.writeContract({ ...call, gas, maxFeePerGas, maxPriorityFeePerGas, nonce });
+        return { hash, nonce };
+      } catch (error) {
+        this.o.nonces.resync();
+        throw error;
+      }
+    });
+    if (!sent) throw new Error("send lane returned nothing");
+    this.stats.sent++;
+    log.info({ event: "liquidation_sent", ...plan, txHash: sent.hash, nonce: sent.nonce }, "liquidation sent");
+    return this.watch(c, sent.hash);
+  }
+
+  private async watch(c: Candidate, hash: Hex): Promise<AttemptOutcome> {
+    const receipt = await this.o.publicClient.waitForTransactionReceipt({ hash, timeout: this.o.receiptTimeoutMs });
+    const figures = {
+      ...ids(c),
+      txHash: hash,
+      blockNumber: big(receipt.blockNumber),
+      gasUsed: big(receipt.gasUsed),
+      effectiveGasPrice: big(receipt.effectiveGasPrice),
+    };
+    if (receipt.status !== "success") {
+      this.stats.reverted++;
+      this.o.log.warn({ event: "liquidation_failed", ...figures, reason: "reverted" }, "liquidation reverted on chain");
+      return "reverted";
+    }
+    const [liquidated] = parseEventLogs({ abi: perpEngineAbi, logs: receipt.logs, eventName: "PositionLiquidated" });
+    this.stats.confirmed++;
+    this.o.log.info(
+      {
+        event: "liquidation_confirmed",
+        ...figures,
+        reward: liquidated ? fromWad(liquidated.args.keeperReward).toString() : undefined,
+        badDebt: liquidated ? fromWad(liquidated.args.badDebt).toString() : undefined,
+        price: liquidated ? fromWad(liquidated.args.price).toString() : undefined,
+      },
+      "liquidation confirmed",
+    );
+    return "confirmed";
+  }
+}
+
+function ids(c: Candidate) {
+  return { trader: c.position.trader, marketId: c.position.marketId };
+}
+
+/** The custom error a simulation reverted with (NotLiquidatable, NoPosition, StalePrice...), if any. */
+function revertName(error: unknown): string | undefined {
+  if (!(error instanceof BaseError)) return undefined;
+  const revert = error.walk((e) => e instanceof ContractFunctionRevertedError);
+  return revert instanceof ContractFunctionRevertedError ? revert.data?.errorName : undefined;
+}

@@ -1,0 +1,86 @@
+/**
+ * The keeper's core loop, wired: events go to the book, the book's changes to the risk model and the executor;
+ * each tick's mark prices go to the risk model, and its findings to the executor.
+ */
+
+import type { Executor } from "./executor/executor.ts";
+import { big, type Logger } from "./ops/logger.ts";
+import type { RiskEngine } from "./risk/engine.ts";
+import { describePosition } from "./risk/format.ts";
+import type { Book } from "./state/book.ts";
+import type { ExchangeEvent } from "./state/events.ts";
+import type { Tick } from "./watcher/watcher.ts";
+
+export interface KeeperParts {
+  readonly book: Book;
+  readonly risk: RiskEngine;
+  readonly executor: Executor;
+  readonly log: Logger;
+}
+
+export class Keeper {
+  /** Positions already reported as flagged (reported again once they change). */
+  private readonly flagged = new Set<string>();
+  liquidationsSeen = 0;
+  liquidationsOurs = 0;
+
+  constructor(private readonly p: KeeperParts) {}
+
+  /** Applies one chain event in order. */
+  handleEvent(event: ExchangeEvent): void {
+    const change = this.p.book.apply(event);
+    if (!change) return;
+    this.p.risk.apply(change);
+    this.p.executor.onBookChange(change);
+    if (change.type === "position") this.flagged.delete(change.key);
+    if (event.kind === "positionLiquidated") {
+      this.liquidationsSeen++;
+      const ours = event.keeper.toLowerCase() === this.p.executor.account.toLowerCase();
+      if (ours) this.liquidationsOurs++;
+      this.p.log.info(
+        {
+          event: "position_liquidated",
+          trader: event.trader,
+          marketId: event.marketId,
+          liquidator: event.keeper,
+          ours,
+          blockNumber: big(event.ref.blockNumber),
+          txHash: event.ref.transactionHash,
+        },
+        ours ? "position liquidated by this keeper" : "position liquidated by another keeper",
+      );
+    }
+  }
+
+  /** Finds the positions below maintenance at this tick's prices and hands them to the executor. */
+  handleTick(tick: Tick): void {
+    for (const [marketId, markPrice] of tick.prices) {
+      const candidates = this.p.risk.liquidatable(marketId, markPrice, tick.timestamp);
+      if (candidates.length === 0) continue;
+      const market = this.p.book.markets.get(marketId);
+      for (const c of candidates) {
+        if (this.flagged.has(c.position.key) || !market) continue;
+        this.flagged.add(c.position.key);
+        const view = describePosition(c.position, market, markPrice, c.fundingIndex);
+        this.p.log.info(
+          {
+            event: "position_flagged",
+            trader: c.position.trader,
+            marketId,
+            market: market.name,
+            side: view.side,
+            size: view.size,
+            entryPrice: view.entryPrice,
+            markPrice: view.markPrice,
+            liquidationPrice: view.liquidationPrice,
+            marginBalance: view.marginBalance,
+            maintenanceRequirement: view.maintenanceRequirement,
+            blockNumber: big(tick.blockNumber),
+          },
+          `${market.name} ${view.side} below maintenance margin`,
+        );
+      }
+      this.p.executor.submit(candidates);
+    }
+  }
+}

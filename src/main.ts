@@ -1,0 +1,116 @@
+/**
+ * perp-keeper's entry point.
+ *   npm start                          the embedded demo: local Anvil, reference exchange, a crash, liquidations
+ *   npm start -- --config config/x.json   the keeper against the chain the config names (RPC_URL and
+ *                                          KEEPER_PRIVATE_KEY from the environment or .env)
+ */
+import { parseArgs } from "node:util";
+import { config as loadDotenv } from "dotenv";
+import { startKeeper } from "./app.ts";
+import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
+import { runDemo } from "./demo/demo.ts";
+import { createLogger, type Logger } from "./ops/logger.ts";
+
+const USAGE = `Usage: npm start -- [options]
+
+Without --config (or KEEPER_CONFIG) runs the embedded demo on a local Anvil devnet.
+
+Options:
+  --config <file>      keeper config (config/*.json); env KEEPER_CONFIG
+  --rpc-url <url>      RPC endpoint, overrides the config's; env RPC_URL
+  --dry-run            simulate liquidations, never send; env KEEPER_DRY_RUN=true
+  --duration <sec>     stop cleanly after this many seconds; env KEEPER_RUN_SECONDS
+  --keep-running       demo: keep following after the scenario until Ctrl-C
+  --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
+  -h, --help           this text
+
+The signer key comes only from the environment: KEEPER_PRIVATE_KEY (see .env.example).
+SIGINT and SIGTERM stop the keeper cleanly: no new attempts, those under way are awaited.`;
+
+async function main(): Promise<number> {
+  loadDotenv({ quiet: true });
+  const { values } = parseArgs({
+    options: {
+      config: { type: "string" },
+      "rpc-url": { type: "string" },
+      "dry-run": { type: "boolean" },
+      duration: { type: "string" },
+      "keep-running": { type: "boolean" },
+      "log-format": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const env = readEnv({
+    ...process.env,
+    ...(values["rpc-url"] ? { RPC_URL: values["rpc-url"] } : {}),
+    ...(values["log-format"] ? { LOG_FORMAT: values["log-format"] } : {}),
+  });
+  const configPath = values.config ?? env.configPath;
+  const runSeconds = parseSeconds("--duration", values.duration) ?? env.runSeconds;
+  const demo = configPath === undefined;
+  const log = createLogger({
+    level: env.logLevel,
+    format: env.logFormat ?? (demo && process.stdout.isTTY ? "pretty" : "json"),
+  });
+
+  const controller = new AbortController();
+  const stopOn = (reason: string) => () => {
+    if (!controller.signal.aborted) {
+      log.info({ event: "shutdown_requested", reason }, `${reason}: shutting down`);
+      controller.abort(reason);
+    }
+  };
+  process.once("SIGINT", stopOn("SIGINT"));
+  process.once("SIGTERM", stopOn("SIGTERM"));
+  const timer = runSeconds ? setTimeout(stopOn("duration elapsed"), runSeconds * 1000) : undefined;
+  timer?.unref();
+
+  try {
+    if (demo) {
+      const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
+      return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
+    }
+    return await runConfigured(configPath, env, values["dry-run"], controller.signal, log);
+  } finally {
+    clearTimeout(timer);
+    log.flush();
+  }
+}
+
+async function runConfigured(
+  configPath: string,
+  env: ReturnType<typeof readEnv>,
+  dryRunFlag: boolean | undefined,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<number> {
+  const config = loadConfigFile(configPath);
+  const rpcUrl = env.rpcUrl ?? config.network.rpcUrl;
+  if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
+  if (!env.privateKey) throw new ConfigError("KEEPER_PRIVATE_KEY is not set (see .env.example)");
+  const dryRun = dryRunFlag ?? env.dryRun ?? config.keeper.dryRun;
+  const running = await startKeeper({
+    config: { ...config, keeper: { ...config.keeper, dryRun } },
+    rpcUrl,
+    privateKey: env.privateKey,
+    log,
+  });
+  signal.addEventListener("abort", () => void running.stop(String(signal.reason ?? "signal")), { once: true });
+  await running.done;
+  await running.stop();
+  return 0;
+}
+
+// Exit explicitly once stopped: a request still retrying against a node that is gone must not hold the process.
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(error instanceof ConfigError ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  },
+);

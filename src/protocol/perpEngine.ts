@@ -1,0 +1,119 @@
+/**
+ * The adapter for the reference PerpEngine: which logs to index and how to decode them into exchange events.
+ * Another protocol plugs in beside it with its own decoder and margin rules.
+ */
+import { hexToString, type Log, parseEventLogs } from "viem";
+import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import type { ExchangeEvent, LogRef } from "../state/events.ts";
+
+export { perpEngineAbi };
+
+/** The events the keeper rebuilds its state from. */
+export const PERP_ENGINE_EVENTS = perpEngineAbi.filter((item) => item.type === "event");
+
+export class LogDecodeError extends Error {
+  override name = "LogDecodeError";
+}
+
+function refOf(log: Log): LogRef {
+  if (log.blockNumber === null || log.logIndex === null || log.blockHash === null || log.transactionHash === null) {
+    throw new LogDecodeError("log without block position (pending logs are not indexed)");
+  }
+  return {
+    blockNumber: log.blockNumber,
+    logIndex: log.logIndex,
+    blockHash: log.blockHash,
+    transactionHash: log.transactionHash,
+  };
+}
+
+function marketIdOf(id: bigint): number {
+  if (id > BigInt(Number.MAX_SAFE_INTEGER)) throw new LogDecodeError(`market id ${id} out of range`);
+  return Number(id);
+}
+
+/** Decodes PerpEngine logs (from one address) into exchange events, in the order given. */
+export function decodePerpEngineLogs(logs: readonly Log[]): ExchangeEvent[] {
+  const parsed = parseEventLogs({ abi: perpEngineAbi, logs: logs as Log[], strict: true });
+  if (parsed.length !== logs.length) {
+    throw new LogDecodeError(`decoded ${parsed.length} of ${logs.length} logs: unknown or malformed events`);
+  }
+  return parsed.flatMap((log): ExchangeEvent[] => {
+    const ref = refOf(log);
+    switch (log.eventName) {
+      case "MarketListed":
+        return [
+          {
+            kind: "marketListed",
+            ref,
+            marketId: marketIdOf(log.args.marketId),
+            name: hexToString(log.args.name, { size: 32 }).replace(/\0+$/, ""),
+            oracle: log.args.oracle,
+            priceScale: log.args.priceScale,
+            initialMarginRatio: log.args.initialMarginRatio,
+            maintenanceMarginRatio: log.args.maintenanceMarginRatio,
+            liquidationFeeRatio: log.args.liquidationFeeRatio,
+            tradingFeeRatio: log.args.tradingFeeRatio,
+            maxOracleAge: log.args.maxOracleAge,
+          },
+        ];
+      case "FundingUpdated":
+        return [
+          {
+            kind: "fundingUpdated",
+            ref,
+            marketId: marketIdOf(log.args.marketId),
+            cumulativeFundingIndex: log.args.cumulativeFundingIndex,
+            fundingRatePerSecond: log.args.fundingRatePerSecond,
+            timestamp: log.args.timestamp,
+          },
+        ];
+      case "PositionChanged":
+        return [
+          {
+            kind: "positionChanged",
+            ref,
+            trader: log.args.trader,
+            marketId: marketIdOf(log.args.marketId),
+            sizeDelta: log.args.sizeDelta,
+            price: log.args.price,
+            size: log.args.size,
+            openNotional: log.args.openNotional,
+            margin: log.args.margin,
+            fundingIndex: log.args.fundingIndex,
+          },
+        ];
+      case "MarginChanged":
+        return [
+          {
+            kind: "marginChanged",
+            ref,
+            trader: log.args.trader,
+            marketId: marketIdOf(log.args.marketId),
+            marginDelta: log.args.marginDelta,
+            size: log.args.size,
+            openNotional: log.args.openNotional,
+            margin: log.args.margin,
+            fundingIndex: log.args.fundingIndex,
+          },
+        ];
+      case "PositionLiquidated":
+        return [
+          {
+            kind: "positionLiquidated",
+            ref,
+            trader: log.args.trader,
+            marketId: marketIdOf(log.args.marketId),
+            keeper: log.args.keeper,
+            size: log.args.size,
+            price: log.args.price,
+            marginBalance: log.args.marginBalance,
+            keeperReward: log.args.keeperReward,
+            badDebt: log.args.badDebt,
+          },
+        ];
+      default:
+        return []; // governance events the risk model does not need (OwnershipTransferred)
+    }
+  });
+}

@@ -1,0 +1,47 @@
+import type { Book, BookChange } from "../state/book.ts";
+import { LiquidationIndex } from "./liquidationIndex.ts";
+import { fundingIndexAt } from "./math.ts";
+import { type Candidate, confirm } from "./scan.ts";
+
+/**
+ * The risk model: follows the book's changes into the liquidation index and answers, for a market's mark price
+ * and time, exactly which positions are below maintenance margin. Pure and synchronous.
+ */
+export class RiskEngine {
+  readonly index = new LiquidationIndex();
+
+  constructor(private readonly book: Book) {
+    for (const market of book.markets.values()) this.index.addMarket(market.id, market.maintenanceMarginRatio);
+    for (const position of book.positions.values()) this.index.upsert(position);
+  }
+
+  /** Follows one change the book reported. */
+  apply(change: BookChange): void {
+    switch (change.type) {
+      case "market": {
+        const market = this.book.markets.get(change.marketId);
+        if (market) this.index.addMarket(market.id, market.maintenanceMarginRatio);
+        return;
+      }
+      case "funding":
+        return; // keys are relative to the funding index: accrual moves every key of the market alike
+      case "position":
+        if (change.after) this.index.upsert(change.after);
+        else this.index.remove(change.key);
+        return;
+    }
+  }
+
+  /** Positions of the market below maintenance margin at `markPrice` (WAD) at unix time `timestamp`. */
+  liquidatable(marketId: number, markPrice: bigint, timestamp: bigint): Candidate[] {
+    const market = this.book.markets.get(marketId);
+    if (!market) return [];
+    const fundingIndex = fundingIndexAt(market.funding, markPrice, timestamp);
+    const found: Candidate[] = [];
+    this.index.candidates(marketId, markPrice, fundingIndex, (position) => {
+      const candidate = confirm(position, market, markPrice, fundingIndex);
+      if (candidate) found.push(candidate);
+    });
+    return found;
+  }
+}

@@ -1,0 +1,110 @@
+import type { Address } from "viem";
+import type { FundingState, MarketRiskParams, PositionState } from "../risk/math.ts";
+import { compareRefs, type ExchangeEvent, type LogRef } from "./events.ts";
+
+export interface Market extends MarketRiskParams {
+  readonly id: number;
+  readonly name: string;
+  readonly oracle: Address;
+  readonly tradingFeeRatio: bigint;
+  readonly maxOracleAge: bigint;
+  funding: FundingState;
+}
+
+export interface TrackedPosition extends PositionState {
+  /** `${marketId}:${trader}` with the trader address lower-cased. */
+  readonly key: string;
+  readonly trader: Address;
+  readonly marketId: number;
+}
+
+/** What one applied event changed; the risk model follows these. */
+export type BookChange =
+  | { readonly type: "market"; readonly marketId: number }
+  | { readonly type: "funding"; readonly marketId: number }
+  | {
+      readonly type: "position";
+      readonly key: string;
+      readonly before: TrackedPosition | undefined;
+      readonly after: TrackedPosition | undefined;
+    };
+
+export function positionKey(marketId: number, trader: Address): string {
+  return `${marketId}:${trader.toLowerCase()}`;
+}
+
+/**
+ * Every market and open position of one exchange, rebuilt from its events alone. Pure and synchronous: the
+ * watcher feeds decoded events in chain order; an event at or before the last applied one is ignored, so
+ * overlapping log ranges never double-count.
+ */
+export class Book {
+  readonly markets = new Map<number, Market>();
+  readonly positions = new Map<string, TrackedPosition>();
+  private last: LogRef | undefined;
+
+  /** The last event applied, or undefined before the first. */
+  get cursor(): LogRef | undefined {
+    return this.last;
+  }
+
+  /** Applies one event; returns what changed, or undefined when it was already applied. */
+  apply(event: ExchangeEvent): BookChange | undefined {
+    if (this.last && compareRefs(event.ref, this.last) <= 0) return undefined;
+    this.last = event.ref;
+    switch (event.kind) {
+      case "marketListed": {
+        this.markets.set(event.marketId, {
+          id: event.marketId,
+          name: event.name,
+          oracle: event.oracle,
+          priceScale: event.priceScale,
+          initialMarginRatio: event.initialMarginRatio,
+          maintenanceMarginRatio: event.maintenanceMarginRatio,
+          liquidationFeeRatio: event.liquidationFeeRatio,
+          tradingFeeRatio: event.tradingFeeRatio,
+          maxOracleAge: event.maxOracleAge,
+          funding: { cumulativeFundingIndex: 0n, fundingRatePerSecond: 0n, lastFundingTime: 0n },
+        });
+        return { type: "market", marketId: event.marketId };
+      }
+      case "fundingUpdated": {
+        const market = this.markets.get(event.marketId);
+        if (!market) throw new Error(`FundingUpdated for unknown market ${event.marketId}`);
+        market.funding = {
+          cumulativeFundingIndex: event.cumulativeFundingIndex,
+          fundingRatePerSecond: event.fundingRatePerSecond,
+          lastFundingTime: event.timestamp,
+        };
+        return { type: "funding", marketId: event.marketId };
+      }
+      case "positionChanged":
+      case "marginChanged": {
+        const key = positionKey(event.marketId, event.trader);
+        const before = this.positions.get(key);
+        let after: TrackedPosition | undefined;
+        if (event.size === 0n) {
+          this.positions.delete(key);
+        } else {
+          after = {
+            key,
+            trader: event.trader,
+            marketId: event.marketId,
+            size: event.size,
+            openNotional: event.openNotional,
+            margin: event.margin,
+            lastFundingIndex: event.fundingIndex,
+          };
+          this.positions.set(key, after);
+        }
+        return { type: "position", key, before, after };
+      }
+      case "positionLiquidated": {
+        const key = positionKey(event.marketId, event.trader);
+        const before = this.positions.get(key);
+        this.positions.delete(key);
+        return { type: "position", key, before, after: undefined };
+      }
+    }
+  }
+}

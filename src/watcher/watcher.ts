@@ -1,0 +1,181 @@
+/**
+ * Follows one exchange contract: backfills its events with eth_getLogs from the deployment block, then follows
+ * new blocks by polling, and reads every market's oracle at each new head. It hands decoded events to the state
+ * in chain order and a tick (block, time, mark prices) to the keeper after each head.
+ */
+import type { Address, Log, PublicClient } from "viem";
+import { describeError } from "../chain/errors.ts";
+import { big, type Logger } from "../ops/logger.ts";
+import type { Book } from "../state/book.ts";
+import type { ExchangeEvent } from "../state/events.ts";
+import { fetchLogRanges } from "./logs.ts";
+import { markPriceOf, readOracle } from "./oracle.ts";
+
+/** What the chain says at one head. */
+export interface Tick {
+  readonly blockNumber: bigint;
+  readonly timestamp: bigint;
+  /** Valid mark prices (WAD) by market id; a market whose oracle was refused is absent. */
+  readonly prices: ReadonlyMap<number, bigint>;
+}
+
+export interface WatcherOptions {
+  readonly client: PublicClient;
+  readonly address: Address;
+  /** First block to index (the engine's deployment block). */
+  readonly fromBlock: bigint;
+  readonly book: Book;
+  readonly log: Logger;
+  readonly decode: (logs: readonly Log[]) => ExchangeEvent[];
+  /** Receives each decoded event right after the book is given it. */
+  readonly onEvent: (event: ExchangeEvent) => void;
+  readonly onTick: (tick: Tick) => void;
+  readonly maxLogRange: bigint;
+  readonly pollIntervalMs: number;
+}
+
+export class Watcher {
+  /** Last block whose logs have all been applied. */
+  private processed: bigint;
+  private readonly lastAnswers = new Map<number, bigint>();
+  private lastTick: Tick | undefined;
+
+  constructor(private readonly o: WatcherOptions) {
+    this.processed = o.fromBlock - 1n;
+  }
+
+  get processedBlock(): bigint {
+    return this.processed;
+  }
+
+  get latestTick(): Tick | undefined {
+    return this.lastTick;
+  }
+
+  /** Indexes every event from the deployment block to the current head. */
+  async backfill(): Promise<void> {
+    const head = await this.o.client.getBlockNumber();
+    const started = performance.now();
+    this.o.log.info(
+      { event: "backfill_started", fromBlock: big(this.processed + 1n), toBlock: big(head) },
+      "backfilling exchange events",
+    );
+    let events = 0;
+    await this.index(head, (n) => {
+      events += n;
+    });
+    this.o.log.info(
+      {
+        event: "backfill_completed",
+        toBlock: big(head),
+        events,
+        markets: this.o.book.markets.size,
+        positions: this.o.book.positions.size,
+        ms: Math.round(performance.now() - started),
+      },
+      "backfill complete",
+    );
+  }
+
+  /** One step of following: indexes new blocks up to the head and emits a tick. Returns false when idle. */
+  async poll(): Promise<boolean> {
+    const head = await this.o.client.getBlockNumber({ cacheTime: 0 });
+    if (head <= this.processed && this.lastTick) return false;
+    if (head > this.processed) await this.index(head, () => {});
+    await this.tick(head);
+    return true;
+  }
+
+  /** Polls until the signal aborts; a failed step is logged and retried after the poll interval. */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.poll();
+      } catch (error) {
+        this.o.log.warn(
+          { event: "rpc_error", step: "follow", error: describeError(error) },
+          "follow step failed; retrying",
+        );
+      }
+      await sleep(this.o.pollIntervalMs, signal);
+    }
+  }
+
+  private async index(head: bigint, count: (n: number) => void): Promise<void> {
+    await fetchLogRanges(this.o.client, {
+      address: this.o.address,
+      fromBlock: this.processed + 1n,
+      toBlock: head,
+      maxRange: this.o.maxLogRange,
+      onRange: (logs, _from, to) => {
+        const events = this.o.decode(logs);
+        for (const event of events) this.o.onEvent(event);
+        count(events.length);
+        this.processed = to;
+      },
+    });
+  }
+
+  private async tick(head: bigint): Promise<void> {
+    const block = await this.o.client.getBlock({ blockNumber: head });
+    const markets = [...this.o.book.markets.values()];
+    const readings = await Promise.all(markets.map((m) => readOracle(this.o.client, m.oracle, head)));
+    const prices = new Map<number, bigint>();
+    markets.forEach((market, i) => {
+      const reading = readings[i];
+      if (!reading) return;
+      const result = markPriceOf(reading, market, block.timestamp);
+      if (!result.ok) {
+        this.o.log.warn(
+          {
+            event: "oracle_invalid",
+            market: market.name,
+            reason: result.reason,
+            answer: big(reading.answer),
+            updatedAt: big(reading.updatedAt),
+            blockNumber: big(head),
+          },
+          "oracle answer refused; market skipped this block",
+        );
+        return;
+      }
+      prices.set(market.id, result.markPrice);
+      if (this.lastAnswers.get(market.id) !== reading.answer) {
+        const previous = this.lastAnswers.get(market.id);
+        this.lastAnswers.set(market.id, reading.answer);
+        this.o.log.info(
+          {
+            event: "price_updated",
+            market: market.name,
+            price: formatAnswer(reading.answer, market.priceScale),
+            previous: previous === undefined ? undefined : formatAnswer(previous, market.priceScale),
+            roundId: big(reading.roundId),
+            blockNumber: big(head),
+          },
+          `${market.name} mark price ${formatAnswer(reading.answer, market.priceScale)}`,
+        );
+      }
+    });
+    this.lastTick = { blockNumber: head, timestamp: block.timestamp, prices };
+    this.o.onTick(this.lastTick);
+  }
+}
+
+function formatAnswer(answer: bigint, priceScale: bigint): string {
+  const decimals = 18 - (priceScale.toString().length - 1);
+  const s = answer.toString().padStart(decimals + 1, "0");
+  return decimals === 0 ? s : `${s.slice(0, -decimals)}.${s.slice(-decimals)}`.replace(/\.?0+$/, "");
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

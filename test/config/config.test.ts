@@ -1,0 +1,71 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfigFile, parseConfig, readEnv } from "../../src/config/load.ts";
+
+const valid = {
+  network: { name: "devnet", chainId: 31337, rpcUrl: "http://127.0.0.1:8545" },
+  exchange: { adapter: "perp-engine", address: "0x5FbDB2315678afecb367f032d93F642f64180aa3", deployBlock: 1 },
+};
+
+describe("config files", () => {
+  it("accepts a minimal config and fills the keeper's defaults", () => {
+    const config = parseConfig(valid);
+    expect(config.keeper.maxLogRange).toBe(2000);
+    expect(config.keeper.dryRun).toBe(false);
+  });
+
+  it("names every bad field with its path", () => {
+    const bad = {
+      ...valid,
+      exchange: { ...valid.exchange, address: "0x1234" },
+      keeper: { pollIntervalMs: -5, surprise: 1 },
+    };
+    const error = (() => {
+      try {
+        parseConfig(bad, "config/x.json");
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error?.message).toContain("config/x.json");
+    expect(error?.message).toContain("exchange.address");
+    expect(error?.message).toContain("keeper.pollIntervalMs");
+    expect(error?.message).toMatch(/surprise/);
+  });
+
+  it("reports an unreadable or malformed file clearly", () => {
+    const dir = mkdtempSync(join(tmpdir(), "perp-keeper-"));
+    const file = join(dir, "broken.json");
+    writeFileSync(file, "{ not json");
+    expect(() => loadConfigFile(file)).toThrow(/cannot read config .*broken\.json/);
+    expect(() => loadConfigFile(join(dir, "missing.json"))).toThrow(ConfigError);
+  });
+});
+
+describe("environment", () => {
+  it("rejects a malformed private key without echoing it", () => {
+    const secret = "0xdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeXY";
+    let message = "";
+    try {
+      readEnv({ KEEPER_PRIVATE_KEY: secret });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/KEEPER_PRIVATE_KEY/);
+    expect(message).not.toContain("deadbeef");
+  });
+
+  it("parses booleans, durations and URLs strictly", () => {
+    expect(readEnv({ KEEPER_DRY_RUN: "true", KEEPER_RUN_SECONDS: "2.5" })).toMatchObject({
+      dryRun: true,
+      runSeconds: 2.5,
+    });
+    expect(() => readEnv({ KEEPER_DRY_RUN: "maybe" })).toThrow(/KEEPER_DRY_RUN/);
+    expect(() => readEnv({ KEEPER_RUN_SECONDS: "-1" })).toThrow(/KEEPER_RUN_SECONDS/);
+    expect(() => readEnv({ RPC_URL: "localhost:8545" })).toThrow(/RPC_URL/);
+    expect(() => readEnv({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
+  });
+});

@@ -70,6 +70,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     minPriorityFeeWei: parseUnits(k.minPriorityFeeGwei, 9),
     receiptTimeoutMs: k.receiptTimeoutMs,
     maxConcurrent: k.maxConcurrentLiquidations,
+    marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
   });
   const keeper = new Keeper({ book, risk, executor, log });
   const watcher = new Watcher({

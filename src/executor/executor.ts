@@ -40,6 +40,8 @@ export interface ExecutorOptions {
   readonly minPriorityFeeWei: bigint;
   readonly receiptTimeoutMs: number;
   readonly maxConcurrent: number;
+  /** A market's display name for log messages. */
+  readonly marketName: (marketId: number) => string;
 }
 
 export type AttemptOutcome = "confirmed" | "reverted" | "skipped" | "failed" | "dry_run";
@@ -136,7 +138,7 @@ export class Executor {
     if (reward < this.o.minKeeperReward) {
       this.stats.skipped++;
       log.info(
-        { event: "liquidation_skipped", ...ids(c), reason: "reward_below_minimum", reward: fromWad(reward).toString() },
+        { event: "liquidation_skipped", ...ids(c), reason: "reward_below_minimum", reward: quote(reward) },
         "keeper reward below the configured minimum",
       );
       return "skipped";
@@ -152,7 +154,7 @@ export class Executor {
     const maxFeePerGas = fees.maxFeePerGas > maxPriorityFeePerGas ? fees.maxFeePerGas : maxPriorityFeePerGas;
     const plan = {
       ...ids(c),
-      reward: fromWad(reward).toString(),
+      reward: quote(reward),
       gas: big(gas),
       maxFeePerGas: big(maxFeePerGas),
       maxPriorityFeePerGas: big(maxPriorityFeePerGas),
@@ -175,8 +177,16 @@ export class Executor {
     });
     if (!sent) throw new Error("send lane returned nothing");
     this.stats.sent++;
-    log.info({ event: "liquidation_sent", ...plan, txHash: sent.hash, nonce: sent.nonce }, "liquidation sent");
+    log.info(
+      { event: "liquidation_sent", ...plan, txHash: sent.hash, nonce: sent.nonce },
+      `liquidating ${this.label(c)} for a reward of ${plan.reward}`,
+    );
     return this.watch(c, sent.hash);
+  }
+
+  private label(c: Candidate): string {
+    const side = c.position.size > 0n ? "long" : "short";
+    return `${this.o.marketName(c.position.marketId)} ${side} of ${c.position.trader}`;
   }
 
   private async watch(c: Candidate, hash: Hex): Promise<AttemptOutcome> {
@@ -199,11 +209,11 @@ export class Executor {
       {
         event: "liquidation_confirmed",
         ...figures,
-        reward: liquidated ? fromWad(liquidated.args.keeperReward).toString() : undefined,
-        badDebt: liquidated ? fromWad(liquidated.args.badDebt).toString() : undefined,
-        price: liquidated ? fromWad(liquidated.args.price).toString() : undefined,
+        reward: liquidated ? quote(liquidated.args.keeperReward) : undefined,
+        badDebt: liquidated ? quote(liquidated.args.badDebt) : undefined,
+        price: liquidated ? quote(liquidated.args.price) : undefined,
       },
-      "liquidation confirmed",
+      `liquidated ${this.label(c)} in block ${receipt.blockNumber}`,
     );
     return "confirmed";
   }
@@ -211,6 +221,11 @@ export class Executor {
 
 function ids(c: Candidate) {
   return { trader: c.position.trader, marketId: c.position.marketId };
+}
+
+/** Collateral amounts in log fields: 6 decimals, like the collateral itself. */
+function quote(wad: bigint): string {
+  return fromWad(wad).toDecimalPlaces(6).toString();
 }
 
 /** The custom error a simulation reverted with (NotLiquidatable, NoPosition, StalePrice...), if any. */

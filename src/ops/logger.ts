@@ -39,7 +39,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       ...base,
       transport: {
         target: "pino-pretty",
-        options: { colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname,service", messageKey: "msg" },
+        options: {
+          colorize: true,
+          singleLine: true,
+          translateTime: "HH:MM:ss.l",
+          ignore: "pid,hostname,service",
+          messageFormat: "{event}: {msg}",
+        },
       },
     });
   }

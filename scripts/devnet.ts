@@ -1,0 +1,50 @@
+/**
+ * npm run devnet: a standing local chain for the keeper. Starts Anvil on 127.0.0.1 (port 8545, or --port),
+ * deploys the reference exchange, opens the devnet's positions, writes config/devnet.json and keeps the chain
+ * up until Ctrl-C. Then, in another terminal: cp .env.example .env && npm start -- --config config/devnet.json
+ */
+import { writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startAnvil } from "../src/devnet/anvil.ts";
+import { devnetConfig } from "../src/devnet/config.ts";
+import { DevExchange } from "../src/devnet/exchange.ts";
+import { accountsNeeded, devnetPositions, openPositions } from "../src/devnet/positions.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  options: { port: { type: "string", default: "8545" }, out: { type: "string", default: "config/devnet.json" } },
+});
+const port = Number(values.port);
+if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`--port must be a TCP port, got ${values.port}`);
+
+const specs = devnetPositions();
+const anvil = await startAnvil({ port, accounts: accountsNeeded(specs) + 1 });
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await anvil.stop();
+  console.log("devnet stopped");
+  process.exit(0);
+};
+process.once("SIGINT", stop);
+process.once("SIGTERM", stop);
+
+try {
+  const ex = await DevExchange.deploy(anvil.rpcUrl);
+  await openPositions(ex, specs);
+  const config = devnetConfig(ex.d, anvil.rpcUrl);
+  const out = join(root, values.out);
+  writeFileSync(out, `${JSON.stringify(config, null, 2)}\n`);
+  console.log(`devnet up at ${anvil.rpcUrl} (chain ${ex.d.chainId})`);
+  console.log(`PerpEngine ${ex.d.engine}, collateral ${ex.d.collateral}, deployed at block ${ex.d.deployBlock}`);
+  for (const m of ex.d.markets) console.log(`market ${m.id} ${m.name}: oracle ${m.oracle}`);
+  console.log(`${specs.length} positions open; wrote ${values.out}`);
+  console.log("run the keeper: npm start -- --config config/devnet.json   (Ctrl-C here stops the chain)");
+} catch (error) {
+  console.error(`devnet failed: ${(error as Error).message}`);
+  await anvil.stop();
+  process.exit(1);
+}

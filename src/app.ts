@@ -4,6 +4,7 @@
  */
 import { type Address, createPublicClient, createWalletClient, defineChain, type Hex, http, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { describeError } from "./chain/errors.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { NonceAllocator } from "./executor/nonces.ts";
@@ -101,7 +102,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
 
   const controller = new AbortController();
   const done = (async () => {
-    await watcher.backfill();
+    await retry(() => watcher.backfill(), controller.signal, log, "backfill");
     await watcher.run(controller.signal);
     await Promise.race([executor.idle(), new Promise((r) => setTimeout(r, k.receiptTimeoutMs))]);
   })();
@@ -122,4 +123,22 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     return stopping;
   };
   return { book, risk, watcher, executor, keeper, address: account.address, done, stop };
+}
+
+/**
+ * Runs `step` until it succeeds or the signal aborts, logging each failure as rpc_error and backing off from
+ * 0.5 s to 30 s. The step must be safe to repeat (the backfill resumes from the last applied block).
+ */
+async function retry(step: () => Promise<void>, signal: AbortSignal, log: Logger, name: string): Promise<void> {
+  for (let attempt = 1, delay = 500; !signal.aborted; attempt++, delay = Math.min(delay * 2, 30_000)) {
+    try {
+      return await step();
+    } catch (error) {
+      log.warn(
+        { event: "rpc_error", step: name, attempt, retryInMs: delay, error: describeError(error) },
+        `${name} failed`,
+      );
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }

@@ -14,6 +14,7 @@ import {
   type PublicClient,
   parseEventLogs,
   type Transport,
+  WaitForTransactionReceiptTimeoutError,
   type WalletClient,
 } from "viem";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
@@ -44,7 +45,7 @@ export interface ExecutorOptions {
   readonly marketName: (marketId: number) => string;
 }
 
-export type AttemptOutcome = "confirmed" | "reverted" | "skipped" | "failed" | "dry_run";
+export type AttemptOutcome = "confirmed" | "pending" | "reverted" | "skipped" | "failed" | "dry_run";
 
 export interface ExecutorStats {
   sent: number;
@@ -90,8 +91,8 @@ export class Executor {
             "liquidation attempt failed",
           );
         } finally {
-          // after a confirmed liquidation the book drops the position; until then, do not try again
-          if (outcome !== "confirmed") this.busy.delete(key);
+          // after a confirmed (or still pending) liquidation the book drops the position; until then, no retry
+          if (outcome !== "confirmed" && outcome !== "pending") this.busy.delete(key);
         }
       });
     }
@@ -190,7 +191,20 @@ export class Executor {
   }
 
   private async watch(c: Candidate, hash: Hex): Promise<AttemptOutcome> {
-    const receipt = await this.o.publicClient.waitForTransactionReceipt({ hash, timeout: this.o.receiptTimeoutMs });
+    let receipt: Awaited<ReturnType<PublicClient["waitForTransactionReceipt"]>>;
+    try {
+      receipt = await this.o.publicClient.waitForTransactionReceipt({ hash, timeout: this.o.receiptTimeoutMs });
+    } catch (error) {
+      if (!(error instanceof WaitForTransactionReceiptTimeoutError)) throw error;
+      // Still pending: a second attempt would only queue behind it with the next nonce. The position stays
+      // busy until the book sees it change (replacement of stuck transactions is the executor's next step).
+      this.stats.failed++;
+      this.o.log.warn(
+        { event: "liquidation_stuck", ...ids(c), txHash: hash, waitedMs: this.o.receiptTimeoutMs },
+        `no receipt for ${hash} yet; not sending again for this position`,
+      );
+      return "pending";
+    }
     const figures = {
       ...ids(c),
       txHash: hash,

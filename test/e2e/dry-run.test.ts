@@ -1,0 +1,51 @@
+/** Dry run: the keeper finds and prices the liquidations, and sends nothing. */
+import { parseUnits } from "viem";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningKeeper, startKeeper } from "../../src/app.ts";
+import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
+import { devnetConfig } from "../../src/devnet/config.ts";
+import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
+import { ETH, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
+import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+
+let net: DevnetFixture;
+let keeper: RunningKeeper | undefined;
+let logs: CapturedLog;
+
+beforeAll(async () => {
+  net = await startDevnet({ accounts: 5 });
+  await openPositions(net.ex, TEXTBOOK_POSITIONS);
+  logs = captureLogs();
+  keeper = await startKeeper({
+    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, dryRun: true }),
+    rpcUrl: net.anvil.rpcUrl,
+    privateKey: ANVIL_KEYS[1],
+    log: logs.log,
+  });
+  keeper.done.catch(() => {});
+});
+
+afterAll(async () => {
+  await keeper?.stop("test finished");
+  await net?.stop();
+});
+
+describe("dry run", () => {
+  it("simulates and prices the liquidation of the 20x ETH long after a 5% drop, and sends nothing", async () => {
+    await net.ex.setPrice(ETH, parseUnits("2375", ORACLE_DECIMALS));
+    const deadline = Date.now() + 20_000;
+    while (logs.events("liquidation_dry_run").length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const [dry] = logs.events("liquidation_dry_run");
+    const trader = net.ex.trader(3).account.address;
+    expect(dry).toMatchObject({ trader, marketId: ETH });
+    expect(Number(dry?.reward)).toBeCloseTo(4 * 2375 * 0.005, 6);
+    expect(BigInt(dry?.gas as string)).toBeGreaterThan(21_000n);
+    expect(logs.events("liquidation_sent")).toHaveLength(0);
+    const keeperAddress = net.ex.trader(1).account.address;
+    expect(await net.ex.publicClient.getTransactionCount({ address: keeperAddress })).toBe(0);
+    expect((await net.ex.position(trader, ETH)).size).not.toBe(0n);
+  });
+});

@@ -353,7 +353,7 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     {
         Market storage m = _market(marketId);
         (balance, requirement) = _health(p, m, price, fundingIndex);
-        liquidatable = balance < int256(requirement);
+        liquidatable = p.size != 0 && balance < int256(requirement); // a flat account has nothing to liquidate
         liquidationPriceUnits = p.size == 0 ? 0 : _liquidationPrice(p, m, fundingIndex);
     }
 

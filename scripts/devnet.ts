@@ -17,7 +17,8 @@ const { values } = parseArgs({
   options: { port: { type: "string", default: "8545" }, out: { type: "string", default: "config/devnet.json" } },
 });
 const port = Number(values.port);
-if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`--port must be a TCP port, got ${values.port}`);
+if (!Number.isInteger(port) || port <= 0 || port > 65535)
+  throw new Error(`--port must be a TCP port, got ${values.port}`);
 
 const specs = devnetPositions();
 const anvil = await startAnvil({ port, accounts: accountsNeeded(specs) + 1 });

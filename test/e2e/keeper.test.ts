@@ -82,6 +82,7 @@ async function settled(blocks: ReadonlyMap<number, bigint>, expected: Set<string
     const open = await openKeys();
     return [...expected].every((key) => !open.has(key));
   });
+  await until("the keeper to index them", () => [...expected].every((key) => !k.book.positions.has(key)));
   await k.executor.idle();
 }
 

@@ -17,7 +17,7 @@ describe("docs/log-events.md", () => {
     }
     expect(logged.size).toBeGreaterThan(10);
     const documented = new Set(
-      [...readFileSync("docs/log-events.md", "utf8").matchAll(/\| `([a-z_]+)` \|/g)].map((m) => m[1]),
+      [...readFileSync("docs/log-events.md", "utf8").matchAll(/^\|\s*`([a-z_]+)`\s*\|/gm)].map((m) => m[1]),
     );
     expect([...logged].filter((e) => !documented.has(e))).toEqual([]);
   });

@@ -205,10 +205,11 @@ contract PerpEngine is Ownable, ReentrancyGuard {
         } else {
             uint256 oldAbs = _abs(oldSize);
             uint256 closedAbs = _abs(sizeDelta) < oldAbs ? _abs(sizeDelta) : oldAbs;
-            // entry value of the closed part, rounded against the trader
+            // entry value of the closed part, rounded so that the realized PnL is rounded against the trader
+            // (a long's cost up, a short's proceeds down)
             uint256 closedOpenNotional = oldSize > 0
-                ? p.openNotional * closedAbs / oldAbs
-                : _ceilDiv(p.openNotional * closedAbs, oldAbs);
+                ? _ceilDiv(p.openNotional * closedAbs, oldAbs)
+                : p.openNotional * closedAbs / oldAbs;
             uint256 closedValue = oldSize > 0 ? closedAbs * price / WAD : _ceilMul(closedAbs, price);
             realizedPnl = oldSize > 0
                 ? int256(closedValue) - int256(closedOpenNotional)

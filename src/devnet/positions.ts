@@ -57,7 +57,7 @@ export function accountsNeeded(specs: readonly PositionSpec[]): number {
 
 /**
  * Opens a position at the current oracle price: size = margin * leverage / price, with the trading fee added to
- * the deposit so that `margin` is what the position holds after it.
+ * the deposit (rounded up to whole collateral units) so that the position holds at least `margin` after it.
  */
 export async function openPosition(ex: DevExchange, spec: PositionSpec): Promise<void> {
   const market = DEVNET_MARKETS[spec.marketId];

@@ -1,6 +1,7 @@
-/** Dry run: the keeper finds and prices the liquidations, and sends nothing. */
+/** Bad oracle answers are refused; in a dry run the keeper finds and prices liquidations and sends nothing. */
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
 import { type RunningKeeper, startKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
@@ -31,13 +32,38 @@ afterAll(async () => {
   await net?.stop();
 });
 
+async function waitFor(what: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!what() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
+describe("bad oracle answers", () => {
+  it("refuses a zero answer: the market is skipped, nothing is flagged", async () => {
+    await net.ex.setPrice(ETH, 0n);
+    await waitFor(() => logs.events("oracle_invalid").length > 0);
+    expect(logs.events("oracle_invalid")[0]).toMatchObject({ market: "ETH-USD", reason: "non_positive_answer" });
+    expect(logs.events("position_flagged")).toHaveLength(0);
+  });
+
+  it("refuses an answer older than the market's maxOracleAge", async () => {
+    const block = await net.ex.publicClient.getBlock();
+    const old = block.timestamp - 3601n;
+    await net.ex.send(net.ex.owner, {
+      address: net.ex.d.markets[ETH]?.oracle,
+      abi: mockV3AggregatorAbi,
+      functionName: "updateRoundData",
+      args: [100n, parseUnits("1000", ORACLE_DECIMALS), old, old],
+    });
+    await waitFor(() => logs.events("oracle_invalid").some((l) => l.reason === "stale"));
+    expect(logs.events("oracle_invalid").some((l) => l.reason === "stale" && l.market === "ETH-USD")).toBe(true);
+    expect(logs.events("position_flagged")).toHaveLength(0); // 1,000 would be far below the ETH long's liquidation price
+  });
+});
+
 describe("dry run", () => {
   it("simulates and prices the liquidation of the 20x ETH long after a 5% drop, and sends nothing", async () => {
     await net.ex.setPrice(ETH, parseUnits("2375", ORACLE_DECIMALS));
-    const deadline = Date.now() + 20_000;
-    while (logs.events("liquidation_dry_run").length === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(() => logs.events("liquidation_dry_run").length > 0);
     const [dry] = logs.events("liquidation_dry_run");
     const trader = net.ex.trader(3).account.address;
     expect(dry).toMatchObject({ trader, marketId: ETH });

@@ -4,7 +4,7 @@
  * up until Ctrl-C. Then, in another terminal: cp .env.example .env && npm start -- --config config/devnet.json
  */
 import { writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startAnvil } from "../src/devnet/anvil.ts";
@@ -37,7 +37,7 @@ try {
   const ex = await DevExchange.deploy(anvil.rpcUrl);
   await openPositions(ex, specs);
   const config = devnetConfig(ex.d, anvil.rpcUrl);
-  const out = join(root, values.out);
+  const out = resolve(root, values.out);
   writeFileSync(out, `${JSON.stringify(config, null, 2)}\n`);
   console.log(`devnet up at ${anvil.rpcUrl} (chain ${ex.d.chainId})`);
   console.log(`PerpEngine ${ex.d.engine}, collateral ${ex.d.collateral}, deployed at block ${ex.d.deployBlock}`);

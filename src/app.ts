@@ -2,8 +2,9 @@
  * The composition root: builds every part of the keeper from a validated config, an RPC URL and a signer key,
  * passing dependencies by hand, and runs it until stopped.
  */
-import { type Address, createPublicClient, createWalletClient, defineChain, type Hex, http, parseUnits } from "viem";
+import { type Address, createWalletClient, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { connect } from "./chain/connect.ts";
 import { describeError } from "./chain/errors.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
@@ -38,24 +39,9 @@ export interface RunningKeeper {
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
-  const chain = defineChain({
-    id: config.network.chainId,
-    name: config.network.name,
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [o.rpcUrl] } },
-  });
-  const transport = http(o.rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
-  const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
+  const { chain, transport, publicClient, engine } = await connect(config, o.rpcUrl);
   const account = privateKeyToAccount(o.privateKey);
   const walletClient = createWalletClient({ chain, transport, account });
-
-  const chainId = await publicClient.getChainId();
-  if (chainId !== config.network.chainId) {
-    throw new Error(`RPC is on chain ${chainId} but config ${config.network.name} expects ${config.network.chainId}`);
-  }
-  const engine = config.exchange.address as Address;
-  const code = await publicClient.getCode({ address: engine });
-  if (!code || code === "0x") throw new Error(`no contract at exchange address ${engine} on chain ${chainId}`);
 
   const book = new Book();
   const risk = new RiskEngine(book);
@@ -91,7 +77,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     {
       event: "keeper_started",
       network: config.network.name,
-      chainId,
+      chainId: config.network.chainId,
       exchange: engine,
       signer: account.address,
       dryRun: k.dryRun,

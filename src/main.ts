@@ -10,6 +10,7 @@ import { startKeeper } from "./app.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
 import { runDemo } from "./demo/demo.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
+import { statusReport } from "./ops/statusCommand.ts";
 
 const USAGE = `Usage: npm start -- [options]
 
@@ -20,6 +21,8 @@ Options:
   --rpc-url <url>      RPC endpoint, overrides the config's; env RPC_URL
   --dry-run            simulate liquidations, never send; env KEEPER_DRY_RUN=true
   --duration <sec>     stop cleanly after this many seconds; env KEEPER_RUN_SECONDS
+  --status             print the open positions nearest to liquidation and exit (needs --config; no key)
+  --top <n>            rows of --status (default 20)
   --keep-running       demo: keep following after the scenario until Ctrl-C
   --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
   -h, --help           this text
@@ -36,6 +39,8 @@ async function main(): Promise<number> {
       "dry-run": { type: "boolean" },
       duration: { type: "string" },
       "keep-running": { type: "boolean" },
+      status: { type: "boolean" },
+      top: { type: "string" },
       "log-format": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -70,6 +75,17 @@ async function main(): Promise<number> {
   timer?.unref();
 
   try {
+    if (values.status) {
+      if (configPath === undefined) throw new ConfigError("--status needs --config (or KEEPER_CONFIG)");
+      const top = Number(values.top ?? "20");
+      if (!Number.isInteger(top) || top <= 0)
+        throw new ConfigError(`--top must be a positive integer, got "${values.top}"`);
+      const config = loadConfigFile(configPath);
+      const rpcUrl = env.rpcUrl ?? config.network.rpcUrl;
+      if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
+      console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
+      return 0;
+    }
     if (demo) {
       const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;

@@ -52,6 +52,12 @@ describe("command line", () => {
     expect(r.stderr).toContain("KEEPER_PRIVATE_KEY is not set");
   });
 
+  it("exits 2 when --status has no config to read", () => {
+    const r = run(["--status"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--status needs --config");
+  });
+
   it("exits 2 on a malformed key without printing it", () => {
     const file = join(dir, "good.json");
     writeFileSync(file, JSON.stringify(config));

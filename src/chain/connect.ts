@@ -1,0 +1,41 @@
+import {
+  type Address,
+  type Chain,
+  createPublicClient,
+  defineChain,
+  http,
+  type PublicClient,
+  type Transport,
+} from "viem";
+import type { KeeperConfig } from "../config/schema.ts";
+
+export interface Connection {
+  readonly chain: Chain;
+  readonly transport: Transport;
+  readonly publicClient: PublicClient<Transport, Chain>;
+  readonly engine: Address;
+}
+
+/**
+ * Connects to the configured chain and checks it is the one the config names and that the exchange is deployed
+ * there: a wrong RPC or address fails here, with a clear message, before anything is indexed or signed.
+ */
+export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Connection> {
+  const k = config.keeper;
+  const chain = defineChain({
+    id: config.network.chainId,
+    name: config.network.name,
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  });
+  const transport = http(rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
+  const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
+  const chainId = await publicClient.getChainId();
+  if (chainId !== config.network.chainId) {
+    throw new Error(`RPC is on chain ${chainId} but config ${config.network.name} expects ${config.network.chainId}`);
+  }
+  const engine = config.exchange.address as Address;
+  const code = await publicClient.getCode({ address: engine });
+  if (!code || code === "0x") throw new Error(`no contract at exchange address ${engine} on chain ${chainId}`);
+  return { chain, transport, publicClient, engine };
+}

@@ -1,0 +1,74 @@
+/**
+ * The status view: the open positions nearest to liquidation at the current mark prices, as an operator reads
+ * them. Ranking uses the exact liquidation price (bigint); only the rows shown are described with decimal.js.
+ */
+import { describePosition, type PositionView } from "../risk/format.ts";
+import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
+import type { Book } from "../state/book.ts";
+
+export interface StatusRow extends PositionView {
+  readonly marketId: number;
+}
+
+/**
+ * The `limit` positions with the least room before liquidation, relative to their market's mark price
+ * (negative room: already liquidatable). Markets without a price are left out.
+ */
+export function positionsNearLiquidation(
+  book: Book,
+  prices: ReadonlyMap<number, bigint>,
+  timestamp: bigint,
+  limit: number,
+): StatusRow[] {
+  const ranked: { room: number; key: string; fundingIndex: bigint; price: bigint }[] = [];
+  const indices = new Map<number, bigint>();
+  for (const [marketId, price] of prices) {
+    const market = book.markets.get(marketId);
+    if (market) indices.set(marketId, fundingIndexAt(market.funding, price, timestamp));
+  }
+  for (const p of book.positions.values()) {
+    const market = book.markets.get(p.marketId);
+    const price = prices.get(p.marketId);
+    const fundingIndex = indices.get(p.marketId);
+    if (!market || price === undefined || fundingIndex === undefined) continue;
+    const liq = Number(liquidationPriceUnits(p, market, fundingIndex) * market.priceScale);
+    const mark = Number(price);
+    const room = p.size > 0n ? (mark - liq) / mark : liq === 0 ? -1 : (liq - mark) / mark;
+    ranked.push({ room, key: p.key, fundingIndex, price });
+  }
+  ranked.sort((a, b) => a.room - b.room);
+  return ranked.slice(0, limit).flatMap(({ key, fundingIndex, price }) => {
+    const p = book.positions.get(key);
+    const market = p && book.markets.get(p.marketId);
+    return p && market ? [{ marketId: p.marketId, ...describePosition(p, market, price, fundingIndex) }] : [];
+  });
+}
+
+const COLUMNS: [keyof StatusRow, string][] = [
+  ["market", "market"],
+  ["side", "side"],
+  ["trader", "trader"],
+  ["size", "size"],
+  ["entryPrice", "entry"],
+  ["markPrice", "mark"],
+  ["liquidationPrice", "liq. price"],
+  ["distanceToLiquidation", "room"],
+  ["leverage", "leverage"],
+  ["marginRatio", "margin ratio"],
+  ["marginBalance", "margin bal."],
+  ["maintenanceRequirement", "maint. req."],
+];
+
+/** A fixed-width table of status rows. */
+export function renderStatus(rows: readonly StatusRow[]): string {
+  const cells = rows.map((r) =>
+    COLUMNS.map(([k]) => (k === "distanceToLiquidation" ? `${(Number(r[k]) * 100).toFixed(2)}%` : String(r[k]))),
+  );
+  const widths = COLUMNS.map(([, title], i) => Math.max(title.length, ...cells.map((c) => (c[i] ?? "").length)));
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(COLUMNS.map(([, t]) => t)), ...cells.map(line)].join("\n");
+}

@@ -58,6 +58,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     receiptTimeoutMs: k.receiptTimeoutMs,
     maxConcurrent: k.maxConcurrentLiquidations,
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
+    current: (key) => book.positions.get(key),
   });
   const keeper = new Keeper({ book, risk, executor, log });
   const watcher = new Watcher({

@@ -22,7 +22,7 @@ import { describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { fromWad } from "../risk/format.ts";
 import type { Candidate } from "../risk/scan.ts";
-import type { BookChange } from "../state/book.ts";
+import type { BookChange, TrackedPosition } from "../state/book.ts";
 import type { NonceAllocator } from "./nonces.ts";
 
 export interface ExecutorOptions {
@@ -43,6 +43,8 @@ export interface ExecutorOptions {
   readonly maxConcurrent: number;
   /** A market's display name for log messages. */
   readonly marketName: (marketId: number) => string;
+  /** The book's current state of a position (to tell a liquidated state from a reopened one). */
+  readonly current: (key: string) => TrackedPosition | undefined;
 }
 
 export type AttemptOutcome = "confirmed" | "pending" | "reverted" | "skipped" | "failed" | "dry_run";
@@ -56,8 +58,13 @@ export interface ExecutorStats {
 }
 
 export class Executor {
-  /** Positions with an attempt under way, or liquidated by us and not yet seen gone in the book. */
-  private readonly busy = new Set<string>();
+  /** Positions with an attempt under way: never a second one at the same time. */
+  private readonly inFlight = new Set<string>();
+  /**
+   * Position states whose liquidation landed or may still land, by key: not attempted again until the book
+   * replaces that state (the book makes a new object on every change, so a reopened position is never blocked).
+   */
+  private readonly done = new Map<string, TrackedPosition>();
   private readonly queue: PQueue;
   private readonly sendLane = new PQueue({ concurrency: 1 });
   readonly stats: ExecutorStats = { sent: 0, confirmed: 0, reverted: 0, skipped: 0, failed: 0 };
@@ -70,16 +77,17 @@ export class Executor {
     return this.o.walletClient.account.address;
   }
 
-  isBusy(key: string): boolean {
-    return this.busy.has(key);
+  /** Whether the position has an attempt under way or already liquidated in its current state. */
+  isBusy(position: TrackedPosition): boolean {
+    return this.inFlight.has(position.key) || this.done.get(position.key) === position;
   }
 
   /** Queues a liquidation for each candidate that has none under way. */
   submit(candidates: readonly Candidate[]): void {
     for (const candidate of candidates) {
-      const key = candidate.position.key;
-      if (this.busy.has(key)) continue;
-      this.busy.add(key);
+      const { position } = candidate;
+      if (this.isBusy(position)) continue;
+      this.inFlight.add(position.key);
       void this.queue.add(async () => {
         let outcome: AttemptOutcome = "failed";
         try {
@@ -91,16 +99,19 @@ export class Executor {
             "liquidation attempt failed",
           );
         } finally {
-          // after a confirmed (or still pending) liquidation the book drops the position; until then, no retry
-          if (outcome !== "confirmed" && outcome !== "pending") this.busy.delete(key);
+          this.inFlight.delete(position.key);
+          // landed (or may still land): no retry until the book moves on from this state
+          if ((outcome === "confirmed" || outcome === "pending") && this.o.current(position.key) === position) {
+            this.done.set(position.key, position);
+          }
         }
       });
     }
   }
 
-  /** Follows the book: once a position is gone or changed, a new attempt may start. */
+  /** Follows the book: a changed or closed position may be attempted again. */
   onBookChange(change: BookChange): void {
-    if (change.type === "position") this.busy.delete(change.key);
+    if (change.type === "position") this.done.delete(change.key);
   }
 
   /** Resolves when every queued attempt has finished. */

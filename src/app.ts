@@ -2,15 +2,17 @@
  * The composition root: builds every part of the keeper from a validated config, an RPC URL and a signer key,
  * passing dependencies by hand, and runs it until stopped.
  */
+
 import { type Address, createWalletClient, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { connect } from "./chain/connect.ts";
-import { describeError } from "./chain/errors.ts";
+import { describeError, isRetryable } from "./chain/errors.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { NonceAllocator } from "./executor/nonces.ts";
 import { Keeper } from "./keeper.ts";
 import type { Logger } from "./ops/logger.ts";
+import { sleep } from "./ops/sleep.ts";
 import { decodePerpEngineLogs } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
@@ -21,6 +23,8 @@ export interface KeeperRunOptions {
   readonly rpcUrl: string;
   readonly privateKey: Hex;
   readonly log: Logger;
+  /** Aborting it stops the keeper, at any point, also while it is still connecting. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningKeeper {
@@ -91,15 +95,16 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const done = (async () => {
     await retry(() => watcher.backfill(), controller.signal, log, "backfill");
     await watcher.run(controller.signal);
-    await Promise.race([executor.idle(), new Promise((r) => setTimeout(r, k.receiptTimeoutMs))]);
   })();
   let stopping: Promise<void> | undefined;
   const stop = (reason = "stop requested") => {
     stopping ??= (async () => {
       log.info({ event: "keeper_stopping", reason }, "stopping: no new attempts; waiting for those under way");
       controller.abort();
+      executor.close();
       try {
         await done;
+        await executor.idle(); // attempts already sending or awaiting receipts (each bounded by receiptTimeoutMs)
       } finally {
         log.info(
           { event: "keeper_stopped", reason, processedBlock: watcher.processedBlock.toString(), ...executor.stats },
@@ -109,23 +114,29 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     })();
     return stopping;
   };
+  if (o.signal) {
+    if (o.signal.aborted) void stop(String(o.signal.reason ?? "signal"));
+    else o.signal.addEventListener("abort", () => void stop(String(o.signal?.reason ?? "signal")), { once: true });
+  }
   return { book, risk, watcher, executor, keeper, address: account.address, done, stop };
 }
 
 /**
- * Runs `step` until it succeeds or the signal aborts, logging each failure as rpc_error and backing off from
- * 0.5 s to 30 s. The step must be safe to repeat (the backfill resumes from the last applied block).
+ * Runs `step` until it succeeds or the signal aborts, logging each I/O failure as rpc_error and backing off from
+ * 0.5 s to 30 s; a deterministic failure (see isRetryable) is thrown at once. The step must be safe to repeat
+ * (the backfill resumes from the last applied block).
  */
 async function retry(step: () => Promise<void>, signal: AbortSignal, log: Logger, name: string): Promise<void> {
   for (let attempt = 1, delay = 500; !signal.aborted; attempt++, delay = Math.min(delay * 2, 30_000)) {
     try {
       return await step();
     } catch (error) {
+      if (!isRetryable(error)) throw error;
       log.warn(
         { event: "rpc_error", step: name, attempt, retryInMs: delay, error: describeError(error) },
         `${name} failed`,
       );
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay, signal);
     }
   }
 }

@@ -7,10 +7,14 @@
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
 import { startKeeper } from "./app.ts";
+import { describeError } from "./chain/errors.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
 import { runDemo } from "./demo/demo.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
 import { statusReport } from "./ops/statusCommand.ts";
+import { LogDecodeError } from "./protocol/perpEngine.ts";
+import { BookError } from "./state/book.ts";
+import { StartBlockError } from "./watcher/watcher.ts";
 
 const USAGE = `Usage: npm start -- [options]
 
@@ -69,8 +73,14 @@ async function main(): Promise<number> {
       controller.abort(reason);
     }
   };
-  process.once("SIGINT", stopOn("SIGINT"));
-  process.once("SIGTERM", stopOn("SIGTERM"));
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => {
+      if (!controller.signal.aborted) return stopOn(signal)();
+      log.warn({ event: "shutdown_requested", reason: `${signal} again` }, "second signal: exiting now");
+      log.flush();
+      process.exit(130);
+    });
+  }
   const timer = runSeconds ? setTimeout(stopOn("duration elapsed"), runSeconds * 1000) : undefined;
   timer?.unref();
 
@@ -114,8 +124,8 @@ async function runConfigured(
     rpcUrl,
     privateKey: env.privateKey,
     log,
+    signal,
   });
-  signal.addEventListener("abort", () => void running.stop(String(signal.reason ?? "signal")), { once: true });
   await running.done;
   await running.stop();
   return 0;
@@ -125,8 +135,10 @@ async function runConfigured(
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(error instanceof ConfigError ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
-    process.exit(error instanceof ConfigError ? 2 : 1);
+    // viem's short message only: its details can carry the RPC URL, and with it a provider's API key
+    const message = describeError(error);
+    const setup = error instanceof ConfigError || error instanceof StartBlockError || error instanceof BookError;
+    console.error(setup ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
+    process.exit(setup || error instanceof LogDecodeError ? 2 : 1);
   },
 );

@@ -7,6 +7,7 @@ import {
   type PublicClient,
   type Transport,
 } from "viem";
+import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 
 export interface Connection {
@@ -32,10 +33,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
-    throw new Error(`RPC is on chain ${chainId} but config ${config.network.name} expects ${config.network.chainId}`);
+    throw new ConfigError(
+      `the RPC is on chain ${chainId} but config ${config.network.name} expects chain ${config.network.chainId}`,
+    );
   }
   const engine = config.exchange.address as Address;
   const code = await publicClient.getCode({ address: engine });
-  if (!code || code === "0x") throw new Error(`no contract at exchange address ${engine} on chain ${chainId}`);
+  if (!code || code === "0x") throw new ConfigError(`no contract at exchange address ${engine} on chain ${chainId}`);
   return { chain, transport, publicClient, engine };
 }

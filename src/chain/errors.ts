@@ -33,3 +33,13 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/**
+ * Whether a failure is worth retrying: errors of chain I/O (viem's, or the network's) are; the keeper's own
+ * (events that do not decode or add up, a start block past the head) are deterministic and stop it.
+ */
+export function isRetryable(error: unknown): boolean {
+  return (
+    error instanceof BaseError || (error instanceof Error && /fetch|network|socket|ECONN|timeout/i.test(error.message))
+  );
+}

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { type Hex, isHex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 import { type KeeperConfig, keeperConfigSchema } from "./schema.ts";
 
@@ -39,16 +40,40 @@ export interface KeeperEnv {
   readonly logFormat: "json" | "pretty" | undefined;
 }
 
+/** JSON-RPC over HTTP(S): the transport the keeper uses. */
+export const httpUrl = z.url({ protocol: /^https?$/ });
+
+function isValidKey(key: Hex): boolean {
+  try {
+    privateKeyToAccount(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A URL without what may carry a provider's API key (path, query, credentials), for error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname.length > 1 || u.search ? "/…" : ""}`;
+  } catch {
+    return "(not a URL)";
+  }
+}
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   const key = env.KEEPER_PRIVATE_KEY?.trim() || undefined;
-  if (key !== undefined && !(isHex(key) && key.length === 66)) {
-    throw new ConfigError("KEEPER_PRIVATE_KEY must be a 0x-prefixed 32-byte hex private key (value not shown)");
+  if (key !== undefined && !(isHex(key) && key.length === 66 && isValidKey(key))) {
+    throw new ConfigError(
+      "KEEPER_PRIVATE_KEY must be a valid 0x-prefixed 32-byte secp256k1 private key (value not shown)",
+    );
   }
   const rpcUrl = env.RPC_URL?.trim() || undefined;
-  if (rpcUrl !== undefined && !z.url({ protocol: /^(https?|wss?)$/ }).safeParse(rpcUrl).success) {
-    throw new ConfigError(`RPC_URL must be an http(s) or ws(s) URL, got "${rpcUrl}"`);
+  if (rpcUrl !== undefined && !httpUrl.safeParse(rpcUrl).success) {
+    throw new ConfigError(`RPC_URL must be an http(s) URL, got "${redactUrl(rpcUrl)}"`);
   }
   const logLevel = env.LOG_LEVEL?.trim() || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);

@@ -11,7 +11,7 @@ export const keeperConfigSchema = z
         name: z.string().min(1),
         chainId: z.number().int().positive(),
         /** Default RPC endpoint; RPC_URL in the environment overrides it. */
-        rpcUrl: z.url().optional(),
+        rpcUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
       })
       .strict(),
     exchange: z

@@ -3,6 +3,7 @@
  * traders' positions opened, then prices moved (including a sharp drop and a squeeze) while the keeper
  * liquidates. Everything it prints is the keeper's own log.
  */
+
 import { parseUnits } from "viem";
 import { type RunningKeeper, startKeeper } from "../app.ts";
 import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
@@ -10,6 +11,7 @@ import { devnetConfig } from "../devnet/config.ts";
 import { DevExchange, ORACLE_DECIMALS } from "../devnet/exchange.ts";
 import { accountsNeeded, BTC, devnetPositions, ETH, openPositions } from "../devnet/positions.ts";
 import type { Logger } from "../ops/logger.ts";
+import { sleep } from "../ops/sleep.ts";
 import { fundingIndexAt, health } from "../risk/math.ts";
 
 /** The demo's price path: calm, a crash, a squeeze. */
@@ -58,6 +60,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       rpcUrl: anvil.rpcUrl,
       privateKey: ANVIL_KEYS[1],
       log,
+      signal,
     });
     const keeper = running;
     keeper.done.catch(() => {});
@@ -116,18 +119,4 @@ function countLiquidatable(k: RunningKeeper): number {
     if (health(p, market.maintenanceMarginRatio, price, index).liquidatable) n++;
   }
   return n;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }

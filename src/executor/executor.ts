@@ -13,6 +13,7 @@ import {
   type Hex,
   type PublicClient,
   parseEventLogs,
+  TimeoutError,
   type Transport,
   WaitForTransactionReceiptTimeoutError,
   type WalletClient,
@@ -47,7 +48,10 @@ export interface ExecutorOptions {
   readonly current: (key: string) => TrackedPosition | undefined;
 }
 
-export type AttemptOutcome = "confirmed" | "pending" | "reverted" | "skipped" | "failed" | "dry_run";
+export type AttemptOutcome = "confirmed" | "pending" | "reverted" | "skipped" | "failed" | "dry_run" | "cancelled";
+
+/** How long a position state the simulation refused waits before it is simulated again. */
+const SKIP_COOLDOWN_MS = 5_000;
 
 export interface ExecutorStats {
   sent: number;
@@ -61,10 +65,12 @@ export class Executor {
   /** Positions with an attempt under way: never a second one at the same time. */
   private readonly inFlight = new Set<string>();
   /**
-   * Position states whose liquidation landed or may still land, by key: not attempted again until the book
-   * replaces that state (the book makes a new object on every change, so a reopened position is never blocked).
+   * Position states not to attempt again, by key: those whose liquidation landed or may still land, or that a dry
+   * run priced, until the book replaces the state (it makes a new object on every change, so a reopened position
+   * is never blocked); those the simulation refused, for SKIP_COOLDOWN_MS.
    */
-  private readonly done = new Map<string, TrackedPosition>();
+  private readonly done = new Map<string, { readonly position: TrackedPosition; readonly until: number }>();
+  private closed = false;
   private readonly queue: PQueue;
   private readonly sendLane = new PQueue({ concurrency: 1 });
   readonly stats: ExecutorStats = { sent: 0, confirmed: 0, reverted: 0, skipped: 0, failed: 0 };
@@ -79,14 +85,22 @@ export class Executor {
 
   /** Whether the position has an attempt under way or already liquidated in its current state. */
   isBusy(position: TrackedPosition): boolean {
-    return this.inFlight.has(position.key) || this.done.get(position.key) === position;
+    if (this.inFlight.has(position.key)) return true;
+    const done = this.done.get(position.key);
+    return done !== undefined && done.position === position && Date.now() < done.until;
+  }
+
+  /** Stops taking attempts: queued ones are dropped, running ones send nothing new. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.queue.clear();
   }
 
   /** Queues a liquidation for each candidate that has none under way. */
   submit(candidates: readonly Candidate[]): void {
     for (const candidate of candidates) {
       const { position } = candidate;
-      if (this.isBusy(position)) continue;
+      if (this.closed || this.isBusy(position)) continue;
       this.inFlight.add(position.key);
       void this.queue.add(async () => {
         let outcome: AttemptOutcome = "failed";
@@ -100,10 +114,13 @@ export class Executor {
           );
         } finally {
           this.inFlight.delete(position.key);
-          // landed (or may still land): no retry until the book moves on from this state
-          if ((outcome === "confirmed" || outcome === "pending") && this.o.current(position.key) === position) {
-            this.done.set(position.key, position);
-          }
+          const until =
+            outcome === "skipped" || outcome === "reverted"
+              ? Date.now() + SKIP_COOLDOWN_MS
+              : outcome === "failed" || outcome === "cancelled"
+                ? 0
+                : Infinity;
+          if (until > 0 && this.o.current(position.key) === position) this.done.set(position.key, { position, until });
         }
       });
     }
@@ -130,6 +147,7 @@ export class Executor {
       account,
     } as const;
 
+    if (this.closed) return "cancelled";
     let reward: bigint;
     try {
       const simulation = await publicClient.simulateContract(call);
@@ -161,9 +179,10 @@ export class Executor {
       publicClient.estimateFeesPerGas(),
     ]);
     const gas = (gasEstimate * this.o.gasLimitMultiplierPercent) / 100n;
+    // a raised tip raises the fee cap by as much, keeping the node's headroom over the base fee
     const maxPriorityFeePerGas =
       fees.maxPriorityFeePerGas > this.o.minPriorityFeeWei ? fees.maxPriorityFeePerGas : this.o.minPriorityFeeWei;
-    const maxFeePerGas = fees.maxFeePerGas > maxPriorityFeePerGas ? fees.maxFeePerGas : maxPriorityFeePerGas;
+    const maxFeePerGas = fees.maxFeePerGas - fees.maxPriorityFeePerGas + maxPriorityFeePerGas;
     const plan = {
       ...ids(c),
       reward: quote(reward),
@@ -177,17 +196,30 @@ export class Executor {
       return "dry_run";
     }
 
-    const sent = await this.sendLane.add(async () => {
-      const nonce = await this.o.nonces.take();
-      try {
-        const hash = await walletClient.writeContract({ ...call, gas, maxFeePerGas, maxPriorityFeePerGas, nonce });
-        return { hash, nonce };
-      } catch (error) {
-        this.o.nonces.resync();
-        throw error;
-      }
-    });
-    if (!sent) throw new Error("send lane returned nothing");
+    let sent: { hash: Hex; nonce: number } | undefined;
+    try {
+      sent = await this.sendLane.add(async () => {
+        if (this.closed) return undefined;
+        const nonce = await this.o.nonces.take();
+        try {
+          const hash = await walletClient.writeContract({ ...call, gas, maxFeePerGas, maxPriorityFeePerGas, nonce });
+          return { hash, nonce };
+        } catch (error) {
+          this.o.nonces.resync();
+          throw error;
+        }
+      });
+    } catch (error) {
+      if (!(error instanceof BaseError && error.walk((e) => e instanceof TimeoutError))) throw error;
+      // The node may have taken it: sending again could only waste gas on a revert.
+      this.stats.failed++;
+      log.warn(
+        { event: "liquidation_stuck", ...plan, reason: "send_timeout", error: describeError(error) },
+        `sending the liquidation of ${this.label(c)} timed out; not sending again for this position state`,
+      );
+      return "pending";
+    }
+    if (!sent) return "cancelled";
     this.stats.sent++;
     log.info(
       { event: "liquidation_sent", ...plan, txHash: sent.hash, nonce: sent.nonce },
@@ -206,13 +238,20 @@ export class Executor {
     try {
       receipt = await this.o.publicClient.waitForTransactionReceipt({ hash, timeout: this.o.receiptTimeoutMs });
     } catch (error) {
-      if (!(error instanceof WaitForTransactionReceiptTimeoutError)) throw error;
-      // Still pending: a second attempt would only queue behind it with the next nonce. The position stays
-      // busy until the book sees it change (replacement of stuck transactions is the executor's next step).
+      // Broadcast, no receipt (yet): a second attempt would only queue behind it with the next nonce. The state
+      // stays blocked until the book sees it change (replacing stuck transactions is the executor's next step).
       this.stats.failed++;
+      const timedOut = error instanceof WaitForTransactionReceiptTimeoutError;
       this.o.log.warn(
-        { event: "liquidation_stuck", ...ids(c), txHash: hash, waitedMs: this.o.receiptTimeoutMs },
-        `no receipt for ${hash} yet; not sending again for this position`,
+        {
+          event: "liquidation_stuck",
+          ...ids(c),
+          txHash: hash,
+          reason: timedOut ? "receipt_timeout" : "receipt_unavailable",
+          waitedMs: timedOut ? this.o.receiptTimeoutMs : undefined,
+          error: timedOut ? undefined : describeError(error),
+        },
+        `no receipt for ${hash} yet; not sending again for this position state`,
       );
       return "pending";
     }

@@ -29,6 +29,11 @@ export type BookChange =
       readonly after: TrackedPosition | undefined;
     };
 
+/** The events do not add up: a deterministic fault (wrong address or start block), never retried. */
+export class BookError extends Error {
+  override name = "BookError";
+}
+
 export function positionKey(marketId: number, trader: Address): string {
   return `${marketId}:${trader.toLowerCase()}`;
 }
@@ -48,9 +53,18 @@ export class Book {
     return this.last;
   }
 
-  /** Applies one event; returns what changed, or undefined when it was already applied. */
+  /**
+   * Applies one event; returns what changed, or undefined when it was already applied. An event that cannot
+   * follow from the state (a market never listed) throws BookError and leaves the book and its cursor untouched.
+   */
   apply(event: ExchangeEvent): BookChange | undefined {
     if (this.last && compareRefs(event.ref, this.last) <= 0) return undefined;
+    if (event.kind !== "marketListed" && !this.markets.has(event.marketId)) {
+      throw new BookError(
+        `${event.kind} in block ${event.ref.blockNumber} for market ${event.marketId}, which was never listed ` +
+          "(is the exchange's deployBlock right?)",
+      );
+    }
     this.last = event.ref;
     switch (event.kind) {
       case "marketListed": {
@@ -69,8 +83,7 @@ export class Book {
         return { type: "market", marketId: event.marketId };
       }
       case "fundingUpdated": {
-        const market = this.markets.get(event.marketId);
-        if (!market) throw new Error(`FundingUpdated for unknown market ${event.marketId}`);
+        const market = this.markets.get(event.marketId) as Market;
         market.funding = {
           cumulativeFundingIndex: event.cumulativeFundingIndex,
           fundingRatePerSecond: event.fundingRatePerSecond,

@@ -3,9 +3,11 @@
  * new blocks by polling, and reads every market's oracle at each new head. It hands decoded events to the state
  * in chain order and a tick (block, time, mark prices) to the keeper after each head.
  */
+
 import type { Address, Log, PublicClient } from "viem";
-import { describeError } from "../chain/errors.ts";
+import { describeError, isRetryable } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
+import { sleep } from "../ops/sleep.ts";
 import type { Book } from "../state/book.ts";
 import type { ExchangeEvent } from "../state/events.ts";
 import { fetchLogRanges } from "./logs.ts";
@@ -34,6 +36,10 @@ export interface WatcherOptions {
   readonly pollIntervalMs: number;
 }
 
+export class StartBlockError extends Error {
+  override name = "StartBlockError";
+}
+
 export class Watcher {
   /** Last block whose logs have all been applied. */
   private processed: bigint;
@@ -55,6 +61,11 @@ export class Watcher {
   /** Indexes every event from the deployment block to the current head. */
   async backfill(): Promise<void> {
     const head = await this.o.client.getBlockNumber();
+    if (this.processed > head) {
+      throw new StartBlockError(
+        `the exchange's deployBlock ${this.processed + 1n} is above the chain head ${head}: wrong chain or config`,
+      );
+    }
     const started = performance.now();
     this.o.log.info(
       { event: "backfill_started", fromBlock: big(this.processed + 1n), toBlock: big(head) },
@@ -86,18 +97,25 @@ export class Watcher {
     return true;
   }
 
-  /** Polls until the signal aborts; a failed step is logged and retried after the poll interval. */
+  /**
+   * Polls until the signal aborts. A failed I/O step is logged and retried with a backoff growing from the poll
+   * interval to 30 s; a deterministic failure (see isRetryable) ends the run with that error.
+   */
   async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
     while (!signal.aborted) {
       try {
         await this.poll();
+        failures = 0;
       } catch (error) {
+        if (!isRetryable(error)) throw error;
+        failures++;
         this.o.log.warn(
-          { event: "rpc_error", step: "follow", error: describeError(error) },
+          { event: "rpc_error", step: "follow", attempt: failures, error: describeError(error) },
           "follow step failed; retrying",
         );
       }
-      await sleep(this.o.pollIntervalMs, signal);
+      await sleep(Math.min(this.o.pollIntervalMs * 2 ** Math.min(failures, 10), failures ? 30_000 : Infinity), signal);
     }
   }
 
@@ -119,11 +137,26 @@ export class Watcher {
   private async tick(head: bigint): Promise<void> {
     const block = await this.o.client.getBlock({ blockNumber: head });
     const markets = [...this.o.book.markets.values()];
-    const readings = await Promise.all(markets.map((m) => readOracle(this.o.client, m.oracle, head)));
+    // one oracle that cannot be read must not blind the keeper to the others
+    const readings = await Promise.allSettled(markets.map((m) => readOracle(this.o.client, m.oracle, head)));
     const prices = new Map<number, bigint>();
     markets.forEach((market, i) => {
-      const reading = readings[i];
-      if (!reading) return;
+      const settled = readings[i];
+      if (!settled) return;
+      if (settled.status === "rejected") {
+        this.o.log.warn(
+          {
+            event: "oracle_invalid",
+            market: market.name,
+            reason: "read_failed",
+            error: describeError(settled.reason),
+            blockNumber: big(head),
+          },
+          `${market.name} oracle could not be read; market skipped this block`,
+        );
+        return;
+      }
+      const reading = settled.value;
       const result = markPriceOf(reading, market, block.timestamp);
       if (!result.ok) {
         this.o.log.warn(
@@ -165,17 +198,4 @@ function formatAnswer(answer: bigint, priceScale: bigint): string {
   const decimals = 18 - (priceScale.toString().length - 1);
   const s = answer.toString().padStart(decimals + 1, "0");
   return decimals === 0 ? s : `${s.slice(0, -decimals)}.${s.slice(-decimals)}`.replace(/\.?0+$/, "");
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

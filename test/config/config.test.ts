@@ -19,6 +19,7 @@ describe("config files", () => {
   it("names every bad field with its path", () => {
     const bad = {
       ...valid,
+      network: { ...valid.network, rpcUrl: "ftp://127.0.0.1" },
       exchange: { ...valid.exchange, address: "0x1234" },
       keeper: { pollIntervalMs: -5, surprise: 1 },
     };
@@ -33,6 +34,7 @@ describe("config files", () => {
     expect(error?.message).toContain("config/x.json");
     expect(error?.message).toContain("exchange.address");
     expect(error?.message).toContain("keeper.pollIntervalMs");
+    expect(error?.message).toContain("network.rpcUrl");
     expect(error?.message).toMatch(/surprise/);
   });
 
@@ -58,6 +60,18 @@ describe("environment", () => {
     expect(message).not.toContain("deadbeef");
   });
 
+  it("rejects a well-formed but invalid key (outside the curve's order) without printing it in any form", () => {
+    const key = `0x${"f".repeat(64)}`;
+    let message = "";
+    try {
+      readEnv({ KEEPER_PRIVATE_KEY: key });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/valid .*private key/);
+    expect(message).not.toMatch(/ffff|115792089237316195423570985008687907853269984665640564039457584007913129639935/);
+  });
+
   it("parses booleans, durations and URLs strictly", () => {
     expect(readEnv({ KEEPER_DRY_RUN: "true", KEEPER_RUN_SECONDS: "2.5" })).toMatchObject({
       dryRun: true,
@@ -66,6 +80,10 @@ describe("environment", () => {
     expect(() => readEnv({ KEEPER_DRY_RUN: "maybe" })).toThrow(/KEEPER_DRY_RUN/);
     expect(() => readEnv({ KEEPER_RUN_SECONDS: "-1" })).toThrow(/KEEPER_RUN_SECONDS/);
     expect(() => readEnv({ RPC_URL: "localhost:8545" })).toThrow(/RPC_URL/);
+    expect(() => readEnv({ RPC_URL: "ws://127.0.0.1:8545" })).toThrow(/http\(s\)/);
+    expect(() => readEnv({ RPC_URL: "ftp://rpc.example/v2/SECRETAPIKEY" })).toThrow(/ftp:\/\/rpc\.example\/…/);
+    expect(() => readEnv({ RPC_URL: "ftp://rpc.example/v2/SECRETAPIKEY" })).not.toThrow(/SECRETAPIKEY/);
+    expect(readEnv({ RPC_URL: "https://rpc.example/v2/key" }).rpcUrl).toBe("https://rpc.example/v2/key");
     expect(() => readEnv({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
   });
 });

@@ -83,8 +83,13 @@ describe("Book", () => {
     expect(book.positions.size).toBe(0);
   });
 
-  it("refuses funding for a market it never saw listed", () => {
+  it("refuses events of a market it never saw listed, and leaves its cursor where it was", () => {
     const book = new Book();
+    book.apply(listed(ref(1n)));
+    const cursor = book.cursor;
+    expect(() => book.apply({ ...changed(ref(2n), 5n, 100n), marketId: 9 } as ExchangeEvent)).toThrow(/market 9/);
+    expect(book.cursor).toBe(cursor);
+    expect(book.positions.size).toBe(0);
     expect(() =>
       book.apply({
         kind: "fundingUpdated",
@@ -94,6 +99,6 @@ describe("Book", () => {
         fundingRatePerSecond: 0n,
         timestamp: 0n,
       }),
-    ).toThrow(/unknown market 3/);
+    ).toThrow(/market 3, which was never listed/);
   });
 });

@@ -43,7 +43,7 @@ try {
   console.log(`PerpEngine ${ex.d.engine}, collateral ${ex.d.collateral}, deployed at block ${ex.d.deployBlock}`);
   for (const m of ex.d.markets) console.log(`market ${m.id} ${m.name}: oracle ${m.oracle}`);
   console.log(`${specs.length} positions open; wrote ${values.out}`);
-  console.log("run the keeper: npm start -- --config config/devnet.json   (Ctrl-C here stops the chain)");
+  console.log(`run the keeper: npm start -- --config ${values.out}   (Ctrl-C here stops the chain)`);
 } catch (error) {
   console.error(`devnet failed: ${(error as Error).message}`);
   await anvil.stop();

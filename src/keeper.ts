@@ -19,8 +19,11 @@ export interface KeeperParts {
 }
 
 export class Keeper {
-  /** Positions already reported as flagged (reported again once they change). */
-  private readonly flagged = new Set<string>();
+  /**
+   * By market, the positions found below maintenance at its last tick: a position is reported when it enters
+   * this set, so again after it recovered or changed and crossed once more.
+   */
+  private readonly flagged = new Map<number, Set<string>>();
   liquidationsSeen = 0;
   liquidationsOurs = 0;
 
@@ -32,7 +35,9 @@ export class Keeper {
     if (!change) return;
     this.p.risk.apply(change);
     this.p.executor.onBookChange(change);
-    if (change.type === "position") this.flagged.delete(change.key);
+    if (change.type === "position") {
+      for (const keys of this.flagged.values()) keys.delete(change.key);
+    }
     if (event.kind === "positionLiquidated") {
       this.liquidationsSeen++;
       const ours = event.keeper.toLowerCase() === this.p.executor.account.toLowerCase();
@@ -56,11 +61,12 @@ export class Keeper {
   handleTick(tick: Tick): void {
     for (const [marketId, markPrice] of tick.prices) {
       const candidates = this.p.risk.liquidatable(marketId, markPrice, tick.timestamp);
+      const before = this.flagged.get(marketId);
+      this.flagged.set(marketId, new Set(candidates.map((c) => c.position.key)));
       if (candidates.length === 0) continue;
       const market = this.p.book.markets.get(marketId);
       for (const c of candidates) {
-        if (this.flagged.has(c.position.key) || !market) continue;
-        this.flagged.add(c.position.key);
+        if (before?.has(c.position.key) || !market) continue;
         const view = describePosition(c.position, market, markPrice, c.fundingIndex);
         this.p.log.info(
           {

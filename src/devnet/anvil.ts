@@ -42,10 +42,19 @@ export interface Anvil {
   stop(): Promise<void>;
 }
 
+/**
+ * The Anvil executable: the platform binary that @foundry-rs/anvil installs as an optional dependency, started
+ * directly so that stopping it stops the node itself (the package's bin is a Node wrapper that would stay between
+ * us and the node); the wrapper only when no platform package fits.
+ */
 export function anvilBinary(): string {
-  const bin = join(root, "node_modules", ".bin", "anvil");
-  if (!existsSync(bin)) throw new Error(`anvil not found at ${bin}: run npm ci (it comes with @foundry-rs/anvil)`);
-  return bin;
+  const arch = process.arch === "x64" ? "amd64" : process.arch;
+  const platformBinary = join(root, "node_modules", "@foundry-rs", `anvil-${process.platform}-${arch}`, "bin", "anvil");
+  if (existsSync(platformBinary)) return platformBinary;
+  const wrapper = join(root, "node_modules", ".bin", "anvil");
+  if (!existsSync(wrapper))
+    throw new Error(`anvil not found at ${wrapper}: run npm ci (it comes with @foundry-rs/anvil)`);
+  return wrapper;
 }
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
@@ -63,6 +72,7 @@ export async function freePort(): Promise<number> {
 }
 
 const running = new Set<ChildProcess>();
+// Whatever way this process ends short of SIGKILL, its nodes end with it.
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });

@@ -17,8 +17,9 @@ import {
   type Transport,
   type WalletClient,
 } from "viem";
-import { mnemonicToAccount, nonceManager, privateKeyToAccount } from "viem/accounts";
+import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import { createNonceManager, jsonRpc } from "viem/nonce";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
 import { perpEngineAbi, perpEngineBytecode } from "../../abi/PerpEngine.ts";
 import { testUSDCAbi, testUSDCBytecode } from "../../abi/TestUSDC.ts";
@@ -87,6 +88,8 @@ export class DevExchange {
   readonly publicClient: PublicClient<Transport, Chain>;
   readonly owner: Wallet;
   private readonly wallets = new Map<string, Wallet>();
+  /** Nonces of this chain's accounts: one manager per exchange, as viem's shared one outlives a restarted chain. */
+  private readonly nonceManager = createNonceManager({ source: jsonRpc() });
 
   constructor(
     readonly rpcUrl: string,
@@ -98,7 +101,7 @@ export class DevExchange {
     this.owner = createWalletClient({
       chain: anvil,
       transport,
-      account: privateKeyToAccount(ownerKey, { nonceManager }),
+      account: privateKeyToAccount(ownerKey, { nonceManager: this.nonceManager }),
     });
   }
 
@@ -110,7 +113,7 @@ export class DevExchange {
       wallet = createWalletClient({
         chain: anvil,
         transport: http(this.rpcUrl, { timeout: 30_000, retryCount: 0 }),
-        account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index, nonceManager }),
+        account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index, nonceManager: this.nonceManager }),
       });
       this.wallets.set(key, wallet);
     }

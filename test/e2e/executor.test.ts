@@ -51,7 +51,7 @@ async function crashedKeeper(specs: readonly PositionSpec[], keeperConfig: Recor
   return { ex, logs, keeper };
 }
 
-const pendingCount = async (logs: CapturedLog, k: RunningKeeper) => {
+const pendingCount = async (k: RunningKeeper) => {
   const address = k.address;
   const client = net?.ex.publicClient;
   if (!client) throw new Error("no devnet");
@@ -77,7 +77,7 @@ describe("executor with pending transactions", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(k.executor.stats.sent).toBe(2);
-    expect(await pendingCount(logs, k)).toBe(2);
+    expect(await pendingCount(k)).toBe(2);
 
     await ex.publicClient.request({ method: "evm_mine" as never, params: [] as never });
     await until("both confirmed", () => k.executor.stats.confirmed === 2);
@@ -101,6 +101,6 @@ describe("executor with pending transactions", () => {
     const events = logs.lines.map((l) => l.event);
     expect(events.lastIndexOf("liquidation_sent")).toBeLessThan(events.indexOf("keeper_stopping"));
     expect(events.at(-1)).toBe("keeper_stopped");
-    expect(await pendingCount(logs, k)).toBe(0);
+    expect(await pendingCount(k)).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ import { devnetConfig } from "../../src/devnet/config.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
-import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { captureLogs } from "../helpers/logs.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;

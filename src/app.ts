@@ -7,13 +7,14 @@ import { type Address, createWalletClient, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { connect } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
+import { ConfigError } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { NonceAllocator } from "./executor/nonces.ts";
 import { Keeper } from "./keeper.ts";
 import type { Logger } from "./ops/logger.ts";
 import { sleep } from "./ops/sleep.ts";
-import { decodePerpEngineLogs } from "./protocol/perpEngine.ts";
+import { decodePerpEngineLogs, isPerpEngine } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
 import { Watcher } from "./watcher/watcher.ts";
@@ -44,6 +45,9 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
   const { chain, transport, publicClient, engine } = await connect(config, o.rpcUrl);
+  if (!(await isPerpEngine(publicClient, engine))) {
+    throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
+  }
   const account = privateKeyToAccount(o.privateKey);
   const walletClient = createWalletClient({ chain, transport, account });
 

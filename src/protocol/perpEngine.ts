@@ -2,7 +2,7 @@
  * The adapter for the reference PerpEngine: which logs to index and how to decode them into exchange events.
  * Another protocol plugs in beside it with its own decoder and margin rules.
  */
-import { hexToString, type Log, parseEventLogs } from "viem";
+import { type Address, hexToString, type Log, type PublicClient, parseEventLogs } from "viem";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 
@@ -116,4 +116,15 @@ export function decodePerpEngineLogs(logs: readonly Log[]): ExchangeEvent[] {
         return []; // governance events the risk model does not need (OwnershipTransferred)
     }
   });
+}
+
+/** Whether the contract at `address` answers as a PerpEngine (its marketCount view), so a wrong address fails early. */
+export async function isPerpEngine(client: PublicClient, address: Address): Promise<boolean> {
+  try {
+    await client.readContract({ address, abi: perpEngineAbi, functionName: "marketCount" });
+    await client.readContract({ address, abi: perpEngineAbi, functionName: "collateralScale" });
+    return true;
+  } catch {
+    return false;
+  }
 }

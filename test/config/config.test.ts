@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -44,6 +44,7 @@ describe("config files", () => {
     writeFileSync(file, "{ not json");
     expect(() => loadConfigFile(file)).toThrow(/cannot read config .*broken\.json/);
     expect(() => loadConfigFile(join(dir, "missing.json"))).toThrow(ConfigError);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

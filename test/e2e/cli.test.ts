@@ -1,9 +1,9 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 
 const TSX = pathToFileURL(resolve("node_modules/tsx/dist/loader.mjs")).href;
 const MAIN = resolve("src/main.ts");
@@ -22,6 +22,8 @@ function run(args: string[], env: Record<string, string> = {}) {
     timeout: 30_000,
   });
 }
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const config = {
   network: { name: "devnet", chainId: 31337, rpcUrl: "http://127.0.0.1:1" },

@@ -74,7 +74,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         ex.setPrice(BTC, parseUnits(step.BTC, ORACLE_DECIMALS)),
         ex.setPrice(ETH, parseUnits(step.ETH, ORACLE_DECIMALS)),
       ]);
-      await waitForKeeper(keeper, await ex.publicClient.getBlockNumber(), signal, 20_000);
+      await waitForKeeper(keeper, await ex.publicClient.getBlockNumber({ cacheTime: 0 }), signal, 20_000);
     }
     if (o.keepRunning && !signal.aborted) {
       log.info({ event: "demo_following" }, "scenario done; the keeper keeps following (Ctrl-C to stop)");

@@ -129,7 +129,7 @@ export class DevExchange {
   static async deploy(rpcUrl: string, markets: readonly MarketSpec[] = DEVNET_MARKETS): Promise<DevExchange> {
     const bare = new DevExchange(rpcUrl);
     const { owner, publicClient } = bare;
-    const deployBlock = (await publicClient.getBlockNumber()) + 1n;
+    const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n;
     const deploy = async (abi: readonly unknown[], bytecode: Hex, args: readonly unknown[]) => {
       const hash = await owner.deployContract({ abi, bytecode, args } as Parameters<Wallet["deployContract"]>[0]);
       const receipt = await publicClient.waitForTransactionReceipt({ hash });

@@ -60,7 +60,7 @@ export class Watcher {
 
   /** Indexes every event from the deployment block to the current head. */
   async backfill(): Promise<void> {
-    const head = await this.o.client.getBlockNumber();
+    const head = await this.o.client.getBlockNumber({ cacheTime: 0 });
     if (this.processed > head) {
       throw new StartBlockError(
         `the exchange's deployBlock ${this.processed + 1n} is above the chain head ${head}: wrong chain or config`,

@@ -172,7 +172,7 @@ describe("rebuilding from logs alone", () => {
     await fetchLogRanges(net.ex.publicClient, {
       address: engine(),
       fromBlock: net.ex.d.deployBlock,
-      toBlock: await net.ex.publicClient.getBlockNumber(),
+      toBlock: await net.ex.publicClient.getBlockNumber({ cacheTime: 0 }),
       maxRange: 7n, // many small ranges on purpose
       onRange: (logs) => {
         for (const e of decodePerpEngineLogs(logs)) book.apply(e);
@@ -184,7 +184,7 @@ describe("rebuilding from logs alone", () => {
         const onChain = await position(i, m);
         const local = book.positions.get(positionKey(m, addr(i)));
         if (onChain.size === 0n) {
-          expect(local).toBeUndefined();
+          expect(local, `trader ${i} market ${m}`).toBeUndefined();
           continue;
         }
         open++;

@@ -9,16 +9,16 @@ import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
 
 afterEach(async () => {
+  // automine back on first, so that a keeper awaiting a receipt can finish
   await net?.ex.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never }).catch(() => {});
-  await keeper?.stop("test finished").catch(() => {});
-  await net?.stop();
+  await shutdown(keeper, net);
   keeper = undefined;
   net = undefined;
 });

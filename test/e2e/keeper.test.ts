@@ -11,7 +11,7 @@ import { devnetConfig } from "../../src/devnet/config.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { positionKey } from "../../src/state/book.ts";
-import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
 
 const specs = devnetPositions();
@@ -102,8 +102,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await keeper?.stop("test finished");
-  await net?.stop();
+  await shutdown(keeper, net);
 });
 
 describe("keeper on Anvil", () => {

@@ -7,7 +7,7 @@ import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
 
 let net: DevnetFixture;
@@ -28,8 +28,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await keeper?.stop("test finished");
-  await net?.stop();
+  await shutdown(keeper, net);
 });
 
 async function waitFor(what: () => boolean, timeoutMs = 20_000): Promise<void> {

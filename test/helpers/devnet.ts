@@ -23,3 +23,19 @@ export async function startDevnet(
     throw error;
   }
 }
+
+/**
+ * Stops a keeper (given at most 10 s) and then, whatever happened, its devnet: no test leaves an Anvil behind.
+ */
+export async function shutdown(
+  keeper: { stop(reason?: string): Promise<void> } | undefined,
+  net: DevnetFixture | undefined,
+): Promise<void> {
+  try {
+    if (keeper) {
+      await Promise.race([keeper.stop("test finished").catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+    }
+  } finally {
+    await net?.stop();
+  }
+}

@@ -7,17 +7,16 @@ import { type Address, createWalletClient, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { connect } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
-import { ConfigError } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { NonceAllocator } from "./executor/nonces.ts";
 import { Keeper } from "./keeper.ts";
 import type { Logger } from "./ops/logger.ts";
 import { sleep } from "./ops/sleep.ts";
-import { decodePerpEngineLogs, isPerpEngine } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
-import { Watcher } from "./watcher/watcher.ts";
+import { watchExchange } from "./watcher/forExchange.ts";
+import type { Watcher } from "./watcher/watcher.ts";
 
 export interface KeeperRunOptions {
   readonly config: KeeperConfig;
@@ -44,10 +43,8 @@ export interface RunningKeeper {
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
-  const { chain, transport, publicClient, engine } = await connect(config, o.rpcUrl);
-  if (!(await isPerpEngine(publicClient, engine))) {
-    throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
-  }
+  const connection = await connect(config, o.rpcUrl);
+  const { chain, transport, publicClient, engine } = connection;
   const account = privateKeyToAccount(o.privateKey);
   const walletClient = createWalletClient({ chain, transport, account });
 
@@ -69,17 +66,9 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     current: (key) => book.positions.get(key),
   });
   const keeper = new Keeper({ book, risk, executor, log });
-  const watcher = new Watcher({
-    client: publicClient,
-    address: engine,
-    fromBlock: BigInt(config.exchange.deployBlock),
-    book,
-    log,
-    decode: decodePerpEngineLogs,
+  const watcher = watchExchange(config, connection, book, log, {
     onEvent: (event) => keeper.handleEvent(event),
     onTick: (tick) => keeper.handleTick(tick),
-    maxLogRange: BigInt(k.maxLogRange),
-    pollIntervalMs: k.pollIntervalMs,
   });
 
   log.info(

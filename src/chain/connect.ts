@@ -9,6 +9,7 @@ import {
 } from "viem";
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
+import { isPerpEngine } from "../protocol/perpEngine.ts";
 
 export interface Connection {
   readonly chain: Chain;
@@ -40,5 +41,8 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   const engine = config.exchange.address as Address;
   const code = await publicClient.getCode({ address: engine });
   if (!code || code === "0x") throw new ConfigError(`no contract at exchange address ${engine} on chain ${chainId}`);
+  if (!(await isPerpEngine(publicClient, engine))) {
+    throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
+  }
   return { chain, transport, publicClient, engine };
 }

@@ -1,9 +1,8 @@
 import { connect } from "../chain/connect.ts";
 import type { KeeperConfig } from "../config/schema.ts";
-import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
 import { fromWad } from "../risk/format.ts";
 import { Book } from "../state/book.ts";
-import { Watcher } from "../watcher/watcher.ts";
+import { watchExchange } from "../watcher/forExchange.ts";
 import type { Logger } from "./logger.ts";
 import { positionsNearLiquidation, renderStatus } from "./status.ts";
 
@@ -12,19 +11,10 @@ import { positionsNearLiquidation, renderStatus } from "./status.ts";
  * nearest to liquidation. Read-only: needs no key.
  */
 export async function statusReport(config: KeeperConfig, rpcUrl: string, log: Logger, top: number): Promise<string> {
-  const { publicClient, engine } = await connect(config, rpcUrl);
   const book = new Book();
-  const watcher = new Watcher({
-    client: publicClient,
-    address: engine,
-    fromBlock: BigInt(config.exchange.deployBlock),
-    book,
-    log,
-    decode: decodePerpEngineLogs,
+  const watcher = watchExchange(config, await connect(config, rpcUrl), book, log, {
     onEvent: (event) => void book.apply(event),
     onTick: () => {},
-    maxLogRange: BigInt(config.keeper.maxLogRange),
-    pollIntervalMs: config.keeper.pollIntervalMs,
   });
   await watcher.backfill();
   await watcher.poll();

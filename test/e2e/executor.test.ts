@@ -11,6 +11,7 @@ import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { captureLogs } from "../helpers/logs.ts";
+import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
@@ -22,15 +23,6 @@ afterEach(async () => {
   keeper = undefined;
   net = undefined;
 });
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Opens positions, crashes both markets, turns automine off, and starts a keeper on the crashed state. */
 async function crashedKeeper(specs: readonly PositionSpec[], keeperConfig: Record<string, unknown>) {

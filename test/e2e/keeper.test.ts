@@ -13,21 +13,13 @@ import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../
 import { positionKey } from "../../src/state/book.ts";
 import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { until } from "../helpers/wait.ts";
 
 const specs = devnetPositions();
 let net: DevnetFixture;
 let keeper: RunningKeeper | undefined;
 let logs: CapturedLog;
 const traderOf = (s: PositionSpec): Address => net.ex.trader(s.trader).account.address;
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Which positions the contract says are liquidatable, each market read at the block of its price move. */
 async function liquidatableAt(blocks: ReadonlyMap<number, bigint>): Promise<Set<string>> {

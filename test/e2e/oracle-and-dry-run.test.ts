@@ -9,6 +9,7 @@ import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
 import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
 let keeper: RunningKeeper | undefined;
@@ -31,15 +32,10 @@ afterAll(async () => {
   await shutdown(keeper, net);
 });
 
-async function waitFor(what: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!what() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-}
-
 describe("bad oracle answers", () => {
   it("refuses a zero answer: the market is skipped, nothing is flagged", async () => {
     await net.ex.setPrice(ETH, 0n);
-    await waitFor(() => logs.events("oracle_invalid").length > 0);
+    await until("an oracle_invalid line", () => logs.events("oracle_invalid").length > 0);
     expect(logs.events("oracle_invalid")[0]).toMatchObject({ market: "ETH-USD", reason: "non_positive_answer" });
     expect(logs.events("position_flagged")).toHaveLength(0);
   });
@@ -53,7 +49,7 @@ describe("bad oracle answers", () => {
       functionName: "updateRoundData",
       args: [100n, parseUnits("1000", ORACLE_DECIMALS), old, old],
     });
-    await waitFor(() => logs.events("oracle_invalid").some((l) => l.reason === "stale"));
+    await until("a stale oracle_invalid line", () => logs.events("oracle_invalid").some((l) => l.reason === "stale"));
     expect(logs.events("oracle_invalid").some((l) => l.reason === "stale" && l.market === "ETH-USD")).toBe(true);
     expect(logs.events("position_flagged")).toHaveLength(0); // 1,000 would be far below the ETH long's liquidation price
   });
@@ -62,7 +58,7 @@ describe("bad oracle answers", () => {
 describe("dry run", () => {
   it("simulates and prices the liquidation of the 20x ETH long after a 5% drop, and sends nothing", async () => {
     await net.ex.setPrice(ETH, parseUnits("2375", ORACLE_DECIMALS));
-    await waitFor(() => logs.events("liquidation_dry_run").length > 0);
+    await until("a liquidation_dry_run line", () => logs.events("liquidation_dry_run").length > 0);
     const [dry] = logs.events("liquidation_dry_run");
     const trader = net.ex.trader(3).account.address;
     expect(dry).toMatchObject({ trader, marketId: ETH });

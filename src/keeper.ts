@@ -86,7 +86,9 @@ export class Keeper {
             leverage: view.leverage,
             blockNumber: big(tick.blockNumber),
           },
-          `${market.name} ${view.side} below maintenance margin`,
+          `${market.name} ${view.side} of ${c.position.trader} below maintenance margin: balance ` +
+            `${view.marginBalance} < ${view.maintenanceRequirement} at mark ${view.markPrice} ` +
+            `(liquidation price ${view.liquidationPrice})`,
         );
       }
       this.p.executor.submit(candidates);

@@ -19,7 +19,8 @@ export const DEMO_PRICE_PATH: readonly { readonly label: string; readonly BTC: s
   { label: "calm", BTC: "60150", ETH: "2508" },
   { label: "calm", BTC: "59870", ETH: "2494" },
   { label: "calm", BTC: "60020", ETH: "2501" },
-  { label: "crash: BTC -8%, ETH -5%", BTC: "55200", ETH: "2375" },
+  { label: "slide: BTC -3%, ETH -2.5%", BTC: "58200", ETH: "2437" },
+  { label: "crash: BTC -8%, ETH -5% from the top", BTC: "55200", ETH: "2375" },
   { label: "aftershock", BTC: "55050", ETH: "2370" },
   { label: "recovery", BTC: "58500", ETH: "2460" },
   { label: "short squeeze: BTC +7%, ETH +6%", BTC: "64200", ETH: "2650" },
@@ -86,7 +87,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       stillLiquidatable,
       openPositions: keeper.book.positions.size,
     };
-    log.info({ event: "demo_summary", ...result }, "demo finished");
+    log.info(
+      { event: "demo_summary", ...result },
+      `demo finished: ${result.liquidatedByKeeper} positions liquidated by this keeper, ` +
+        `${result.stillLiquidatable} left below maintenance, ${result.openPositions} healthy positions open`,
+    );
     return result;
   } finally {
     await running?.stop(signal.aborted ? "signal" : "demo finished");

@@ -67,8 +67,9 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const keeper = new Keeper({ book, risk, executor, log });
   const watcher = watchExchange(config, connection, book, log, {
-    onEvent: (event) => keeper.handleEvent(event),
+    onEvent: (event, live) => keeper.handleEvent(event, live),
     onTick: (tick) => keeper.handleTick(tick),
+    onReorg: () => keeper.reset(),
   });
 
   log.info(

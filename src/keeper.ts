@@ -29,8 +29,15 @@ export class Keeper {
 
   constructor(private readonly p: KeeperParts) {}
 
-  /** Applies one chain event in order. */
-  handleEvent(event: ExchangeEvent): void {
+  /** Forgets the chain's state before it is rebuilt (after a reorganisation); attempts under way go on. */
+  reset(): void {
+    this.p.book.reset();
+    this.p.risk.reset();
+    this.flagged.clear();
+  }
+
+  /** Applies one chain event in order; `live` events (not replayed history) are reported. */
+  handleEvent(event: ExchangeEvent, live = true): void {
     const change = this.p.book.apply(event);
     if (!change) return;
     this.p.risk.apply(change);
@@ -38,7 +45,7 @@ export class Keeper {
     if (change.type === "position") {
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
-    if (event.kind === "positionLiquidated") {
+    if (event.kind === "positionLiquidated" && live) {
       this.liquidationsSeen++;
       const ours = event.keeper.toLowerCase() === this.p.executor.account.toLowerCase();
       if (ours) this.liquidationsOurs++;

@@ -15,6 +15,7 @@ export async function statusReport(config: KeeperConfig, rpcUrl: string, log: Lo
   const watcher = watchExchange(config, await connect(config, rpcUrl), book, log, {
     onEvent: (event) => void book.apply(event),
     onTick: () => {},
+    onReorg: () => book.reset(),
   });
   await watcher.backfill();
   await watcher.poll();

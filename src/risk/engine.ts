@@ -15,6 +15,11 @@ export class RiskEngine {
     for (const position of book.positions.values()) this.index.upsert(position);
   }
 
+  /** Forgets everything (the book was reset); changes from the rebuilt book follow. */
+  reset(): void {
+    this.index.clear();
+  }
+
   /** Follows one change the book reported. */
   apply(change: BookChange): void {
     switch (change.type) {

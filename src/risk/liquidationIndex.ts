@@ -57,6 +57,12 @@ export class LiquidationIndex {
     });
   }
 
+  /** Forgets every market and position. */
+  clear(): void {
+    this.markets.clear();
+    this.entries.clear();
+  }
+
   get size(): number {
     return this.entries.size;
   }

@@ -48,6 +48,13 @@ export class Book {
   readonly positions = new Map<string, TrackedPosition>();
   private last: LogRef | undefined;
 
+  /** Forgets everything, as before the first event (after a chain reorganisation). */
+  reset(): void {
+    this.markets.clear();
+    this.positions.clear();
+    this.last = undefined;
+  }
+
   /** The last event applied, or undefined before the first. */
   get cursor(): LogRef | undefined {
     return this.last;

@@ -11,7 +11,7 @@ export function watchExchange(
   connection: Connection,
   book: Book,
   log: Logger,
-  handlers: Pick<WatcherOptions, "onEvent" | "onTick">,
+  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg">,
 ): Watcher {
   return new Watcher({
     client: connection.publicClient,

@@ -4,7 +4,7 @@
  * in chain order and a tick (block, time, mark prices) to the keeper after each head.
  */
 
-import type { Address, Log, PublicClient } from "viem";
+import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient } from "viem";
 import { describeError, isRetryable } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
@@ -30,8 +30,11 @@ export interface WatcherOptions {
   readonly log: Logger;
   readonly decode: (logs: readonly Log[]) => ExchangeEvent[];
   /** Receives each decoded event right after the book is given it. */
-  readonly onEvent: (event: ExchangeEvent) => void;
+  /** `live`: seen while following the head, not replayed by a backfill or a rebuild. */
+  readonly onEvent: (event: ExchangeEvent, live: boolean) => void;
   readonly onTick: (tick: Tick) => void;
+  /** The chain reorganised: forget all state; the watcher re-indexes from the deployment block. */
+  readonly onReorg: () => void;
   readonly maxLogRange: bigint;
   readonly pollIntervalMs: number;
 }
@@ -45,6 +48,8 @@ export class Watcher {
   private processed: bigint;
   private readonly lastAnswers = new Map<number, bigint>();
   private lastTick: Tick | undefined;
+  /** Hash of the block of the last tick: how a reorganisation under it is noticed. */
+  private lastHash: Hex | undefined;
 
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
@@ -72,7 +77,7 @@ export class Watcher {
       "backfilling exchange events",
     );
     let events = 0;
-    await this.index(head, (n) => {
+    await this.index(head, false, (n) => {
       events += n;
     });
     this.o.log.info(
@@ -88,13 +93,44 @@ export class Watcher {
     );
   }
 
-  /** One step of following: indexes new blocks up to the head and emits a tick. Returns false when idle. */
+  /**
+   * One step of following: checks that the last head it saw is still on the chain, indexes new blocks up to the
+   * head and emits a tick. Returns false when idle.
+   *
+   * A reorganisation (the last head's hash changed, or the chain no longer reaches it) is handled the simple way
+   * for now: the state is rebuilt from the deployment block, which is correct but costs a full backfill.
+   */
   async poll(): Promise<boolean> {
-    const head = await this.o.client.getBlockNumber({ cacheTime: 0 });
-    if (head <= this.processed && this.lastTick) return false;
-    if (head > this.processed) await this.index(head, () => {});
-    await this.tick(head);
+    const block = await this.o.client.getBlock({ blockTag: "latest" });
+    const head = block.number;
+    const last = this.lastTick;
+    if (last && head === last.blockNumber && block.hash === this.lastHash) return false;
+    let live = true;
+    if (last && this.lastHash && !(await this.stillCanonical(last.blockNumber, this.lastHash, block))) {
+      live = false;
+      this.o.log.warn(
+        { event: "reorg_detected", lastSeenBlock: big(last.blockNumber), head: big(head), action: "rebuild" },
+        "the chain reorganised under the last block seen; rebuilding state from the deployment block",
+      );
+      this.o.onReorg();
+      this.processed = this.o.fromBlock - 1n;
+      this.lastTick = undefined;
+      this.lastHash = undefined;
+    }
+    if (head > this.processed) await this.index(head, live, () => {});
+    await this.tick(block);
     return true;
+  }
+
+  private async stillCanonical(number: bigint, hash: Hex, head: { number: bigint; hash: Hex }): Promise<boolean> {
+    if (head.number === number) return head.hash === hash;
+    if (head.number < number) return false;
+    try {
+      return (await this.o.client.getBlock({ blockNumber: number })).hash === hash;
+    } catch (error) {
+      if (error instanceof BlockNotFoundError) return false;
+      throw error;
+    }
   }
 
   /**
@@ -119,7 +155,7 @@ export class Watcher {
     }
   }
 
-  private async index(head: bigint, count: (n: number) => void): Promise<void> {
+  private async index(head: bigint, live: boolean, count: (n: number) => void): Promise<void> {
     await fetchLogRanges(this.o.client, {
       address: this.o.address,
       fromBlock: this.processed + 1n,
@@ -127,15 +163,15 @@ export class Watcher {
       maxRange: this.o.maxLogRange,
       onRange: (logs, _from, to) => {
         const events = this.o.decode(logs);
-        for (const event of events) this.o.onEvent(event);
+        for (const event of events) this.o.onEvent(event, live);
         count(events.length);
         this.processed = to;
       },
     });
   }
 
-  private async tick(head: bigint): Promise<void> {
-    const block = await this.o.client.getBlock({ blockNumber: head });
+  private async tick(block: { number: bigint; hash: Hex; timestamp: bigint }): Promise<void> {
+    const head = block.number;
     const markets = [...this.o.book.markets.values()];
     // one oracle that cannot be read must not blind the keeper to the others
     const readings = await Promise.allSettled(markets.map((m) => readOracle(this.o.client, m.oracle, head)));
@@ -190,6 +226,7 @@ export class Watcher {
       }
     });
     this.lastTick = { blockNumber: head, timestamp: block.timestamp, prices };
+    this.lastHash = block.hash;
     this.o.onTick(this.lastTick);
   }
 }

@@ -27,6 +27,8 @@ import { ANVIL_KEYS } from "./anvil.ts";
 
 export const ANVIL_MNEMONIC = "test test test test test test test test test test test junk";
 export const ORACLE_DECIMALS = 8;
+/** A dev chain mines at once: a transaction without a receipt after this long is lost, and says so. */
+const RECEIPT_TIMEOUT_MS = 30_000;
 export const COLLATERAL_DECIMALS = 6;
 
 export interface MarketSpec {
@@ -132,7 +134,7 @@ export class DevExchange {
     const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n;
     const deploy = async (abi: readonly unknown[], bytecode: Hex, args: readonly unknown[]) => {
       const hash = await owner.deployContract({ abi, bytecode, args } as Parameters<Wallet["deployContract"]>[0]);
-      const receipt = await publicClient.waitForTransactionReceipt({ hash });
+      const receipt = await publicClient.waitForTransactionReceipt({ hash, timeout: RECEIPT_TIMEOUT_MS });
       if (!receipt.contractAddress) throw new Error("deployment produced no contract address");
       return receipt.contractAddress;
     };
@@ -189,8 +191,15 @@ export class DevExchange {
   /** Sends a contract call and waits for a successful receipt. */
   async send(wallet: Wallet, call: Parameters<Wallet["writeContract"]>[0] | Record<string, unknown>): Promise<Hex> {
     // A fixed, generous limit: an estimate taken a block early misses the funding settlement's storage writes.
-    const hash = await wallet.writeContract({ gas: 1_000_000n, ...call } as Parameters<Wallet["writeContract"]>[0]);
-    const receipt = await this.publicClient.waitForTransactionReceipt({ hash });
+    let hash: Hex;
+    try {
+      hash = await wallet.writeContract({ gas: 1_000_000n, ...call } as Parameters<Wallet["writeContract"]>[0]);
+    } catch (error) {
+      // the nonce it took may never have reached the node: read it from the chain again rather than leave a gap
+      this.nonceManager.reset({ address: wallet.account.address, chainId: this.publicClient.chain.id });
+      throw error;
+    }
+    const receipt = await this.publicClient.waitForTransactionReceipt({ hash, timeout: RECEIPT_TIMEOUT_MS });
     if (receipt.status !== "success") {
       // replay it a block early to name the revert
       const replay = {

@@ -48,8 +48,8 @@ export class Watcher {
   private processed: bigint;
   private readonly lastAnswers = new Map<number, bigint>();
   private lastTick: Tick | undefined;
-  /** Hash of the block of the last tick: how a reorganisation under it is noticed. */
-  private lastHash: Hex | undefined;
+  /** The last block indexed, by number and hash: how a reorganisation under it is noticed. */
+  private checkpoint: { readonly number: bigint; readonly hash: Hex } | undefined;
 
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
@@ -65,7 +65,8 @@ export class Watcher {
 
   /** Indexes every event from the deployment block to the current head. */
   async backfill(): Promise<void> {
-    const head = await this.o.client.getBlockNumber({ cacheTime: 0 });
+    const headBlock = await this.o.client.getBlock({ blockTag: "latest" });
+    const head = headBlock.number;
     if (this.processed > head) {
       throw new StartBlockError(
         `the exchange's deployBlock ${this.processed + 1n} is above the chain head ${head}: wrong chain or config`,
@@ -80,6 +81,7 @@ export class Watcher {
     await this.index(head, false, (n) => {
       events += n;
     });
+    this.checkpoint = { number: head, hash: headBlock.hash };
     this.o.log.info(
       {
         event: "backfill_completed",
@@ -103,21 +105,22 @@ export class Watcher {
   async poll(): Promise<boolean> {
     const block = await this.o.client.getBlock({ blockTag: "latest" });
     const head = block.number;
-    const last = this.lastTick;
-    if (last && head === last.blockNumber && block.hash === this.lastHash) return false;
+    const seen = this.checkpoint;
+    if (this.lastTick && seen && head === seen.number && block.hash === seen.hash) return false;
     let live = true;
-    if (last && this.lastHash && !(await this.stillCanonical(last.blockNumber, this.lastHash, block))) {
+    if (seen && !(await this.stillCanonical(seen.number, seen.hash, block))) {
       live = false;
       this.o.log.warn(
-        { event: "reorg_detected", lastSeenBlock: big(last.blockNumber), head: big(head), action: "rebuild" },
+        { event: "reorg_detected", lastSeenBlock: big(seen.number), head: big(head), action: "rebuild" },
         "the chain reorganised under the last block seen; rebuilding state from the deployment block",
       );
       this.o.onReorg();
       this.processed = this.o.fromBlock - 1n;
       this.lastTick = undefined;
-      this.lastHash = undefined;
+      this.checkpoint = undefined;
     }
     if (head > this.processed) await this.index(head, live, () => {});
+    this.checkpoint = { number: head, hash: block.hash };
     await this.tick(block);
     return true;
   }
@@ -226,7 +229,6 @@ export class Watcher {
       }
     });
     this.lastTick = { blockNumber: head, timestamp: block.timestamp, prices };
-    this.lastHash = block.hash;
     this.o.onTick(this.lastTick);
   }
 }

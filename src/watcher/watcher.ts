@@ -47,6 +47,8 @@ export class Watcher {
   /** Last block whose logs have all been applied. */
   private processed: bigint;
   private readonly lastAnswers = new Map<number, bigint>();
+  /** Markets whose oracle is refused, with the reason last reported (reported once, not every block). */
+  private readonly oracleProblems = new Map<number, string>();
   private lastTick: Tick | undefined;
   /** The last block indexed, by number and hash: how a reorganisation under it is noticed. */
   private checkpoint: { readonly number: bigint; readonly hash: Hex } | undefined;
@@ -125,6 +127,13 @@ export class Watcher {
     return true;
   }
 
+  /** Records a market's oracle problem; true when it is new (worth a log line), false when already reported. */
+  private oracleProblem(marketId: number, reason: string): boolean {
+    if (this.oracleProblems.get(marketId) === reason) return false;
+    this.oracleProblems.set(marketId, reason);
+    return true;
+  }
+
   private async stillCanonical(number: bigint, hash: Hex, head: { number: bigint; hash: Hex }): Promise<boolean> {
     if (head.number === number) return head.hash === hash;
     if (head.number < number) return false;
@@ -183,6 +192,7 @@ export class Watcher {
       const settled = readings[i];
       if (!settled) return;
       if (settled.status === "rejected") {
+        if (!this.oracleProblem(market.id, "read_failed")) return;
         this.o.log.warn(
           {
             event: "oracle_invalid",
@@ -198,6 +208,7 @@ export class Watcher {
       const reading = settled.value;
       const result = markPriceOf(reading, market, block.timestamp);
       if (!result.ok) {
+        if (!this.oracleProblem(market.id, result.reason)) return;
         this.o.log.warn(
           {
             event: "oracle_invalid",
@@ -212,6 +223,12 @@ export class Watcher {
         return;
       }
       prices.set(market.id, result.markPrice);
+      if (this.oracleProblems.delete(market.id)) {
+        this.o.log.info(
+          { event: "oracle_recovered", market: market.name, blockNumber: big(head) },
+          `${market.name} oracle answers again`,
+        );
+      }
       if (this.lastAnswers.get(market.id) !== reading.answer) {
         const previous = this.lastAnswers.get(market.id);
         this.lastAnswers.set(market.id, reading.answer);

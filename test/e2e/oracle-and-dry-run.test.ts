@@ -37,6 +37,12 @@ describe("bad oracle answers", () => {
     await net.ex.setPrice(ETH, 0n);
     await until("an oracle_invalid line", () => logs.events("oracle_invalid").length > 0);
     expect(logs.events("oracle_invalid")[0]).toMatchObject({ market: "ETH-USD", reason: "non_positive_answer" });
+    // more blocks on the same bad answer: reported once, not every block
+    const k = keeper as RunningKeeper;
+    for (let i = 0; i < 3; i++) await net.ex.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    const head = await net.ex.publicClient.getBlockNumber({ cacheTime: 0 });
+    await until("the keeper at the head", () => k.watcher.latestTick?.blockNumber === head);
+    expect(logs.events("oracle_invalid")).toHaveLength(1);
     expect(logs.events("position_flagged")).toHaveLength(0);
   });
 
@@ -65,6 +71,7 @@ describe("dry run", () => {
     expect(Number(dry?.reward)).toBeCloseTo(4 * 2375 * 0.005, 6);
     expect(BigInt(dry?.gas as string)).toBeGreaterThan(21_000n);
     expect(logs.events("liquidation_sent")).toHaveLength(0);
+    expect(logs.events("oracle_recovered")).toMatchObject([{ market: "ETH-USD" }]);
     const keeperAddress = net.ex.trader(1).account.address;
     expect(await net.ex.publicClient.getTransactionCount({ address: keeperAddress })).toBe(0);
     expect((await net.ex.position(trader, ETH)).size).not.toBe(0n);

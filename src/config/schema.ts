@@ -30,6 +30,12 @@ export const keeperConfigSchema = z
         minKeeperReward: decimalString.default("0"),
         gasLimitMultiplierPercent: z.number().int().min(100).max(500).default(130),
         minPriorityFeeGwei: decimalString.default("0.001"),
+        /** Ceiling on maxFeePerGas; a base fee above it skips the liquidation. */
+        maxFeePerGasGwei: decimalString.optional(),
+        /** Price of the chain's gas token in collateral (e.g. "3000" for ETH in USDC): enables the profit check. */
+        gasTokenPrice: decimalString.optional(),
+        /** With gasTokenPrice: smallest reward less expected gas worth sending for, in collateral. */
+        minProfit: decimalString.default("0"),
         receiptTimeoutMs: z.number().int().min(1000).default(120_000),
         rpcTimeoutMs: z.number().int().min(100).default(10_000),
         dryRun: z.boolean().default(false),

@@ -24,6 +24,7 @@ import { big, type Logger } from "../ops/logger.ts";
 import { fromWad } from "../risk/format.ts";
 import type { Candidate } from "../risk/scan.ts";
 import type { BookChange, TrackedPosition } from "../state/book.ts";
+import { expectedProfit, planFees } from "./fees.ts";
 import type { NonceAllocator } from "./nonces.ts";
 
 export interface ExecutorOptions {
@@ -40,6 +41,12 @@ export interface ExecutorOptions {
   readonly gasLimitMultiplierPercent: bigint;
   /** Priority fee (wei) used when the node suggests less. */
   readonly minPriorityFeeWei: bigint;
+  /** Ceiling on maxFeePerGas (wei); undefined: none. */
+  readonly maxFeePerGasCap: bigint | undefined;
+  /** Collateral per whole gas token (WAD), to price gas against the reward; undefined: no profit check. */
+  readonly gasTokenPrice: bigint | undefined;
+  /** Smallest expected profit (reward less gas, WAD collateral) worth sending for, with gasTokenPrice. */
+  readonly minProfit: bigint;
   readonly receiptTimeoutMs: number;
   readonly maxConcurrent: number;
   /** A market's display name for log messages. */
@@ -174,23 +181,47 @@ export class Executor {
       return "skipped";
     }
 
-    const [gasEstimate, fees] = await Promise.all([
+    const [gasEstimate, fees, latest] = await Promise.all([
       publicClient.estimateContractGas(call),
       publicClient.estimateFeesPerGas(),
+      publicClient.getBlock(),
     ]);
+    const baseFeePerGas = latest.baseFeePerGas ?? 0n;
+    const fee = planFees({
+      baseFeePerGas,
+      suggestedMaxFeePerGas: fees.maxFeePerGas,
+      suggestedPriorityFeePerGas: fees.maxPriorityFeePerGas,
+      minPriorityFeePerGas: this.o.minPriorityFeeWei,
+      maxFeePerGasCap: this.o.maxFeePerGasCap,
+    });
+    if (!fee.ok) {
+      this.stats.skipped++;
+      log.info(
+        { event: "liquidation_skipped", ...ids(c), reason: fee.reason, baseFeePerGas: big(baseFeePerGas) },
+        "the base fee is above the configured fee ceiling",
+      );
+      return "skipped";
+    }
+    const { maxFeePerGas, maxPriorityFeePerGas } = fee;
     const gas = (gasEstimate * this.o.gasLimitMultiplierPercent) / 100n;
-    // a raised tip raises the fee cap by as much, keeping the node's headroom over the base fee
-    const maxPriorityFeePerGas =
-      fees.maxPriorityFeePerGas > this.o.minPriorityFeeWei ? fees.maxPriorityFeePerGas : this.o.minPriorityFeeWei;
-    const maxFeePerGas = fees.maxFeePerGas - fees.maxPriorityFeePerGas + maxPriorityFeePerGas;
+    const profit =
+      this.o.gasTokenPrice === undefined
+        ? undefined
+        : expectedProfit(reward, gasEstimate, baseFeePerGas, maxPriorityFeePerGas, this.o.gasTokenPrice);
     const plan = {
       ...ids(c),
       reward: quote(reward),
+      expectedProfit: profit === undefined ? undefined : quote(profit),
       gas: big(gas),
       maxFeePerGas: big(maxFeePerGas),
       maxPriorityFeePerGas: big(maxPriorityFeePerGas),
       maxGasCostWei: big(gas * maxFeePerGas),
     };
+    if (profit !== undefined && profit < this.o.minProfit) {
+      this.stats.skipped++;
+      log.info({ event: "liquidation_skipped", ...plan, reason: "unprofitable" }, "the reward does not cover the gas");
+      return "skipped";
+    }
     if (this.o.dryRun) {
       log.info({ event: "liquidation_dry_run", ...plan }, "dry run: liquidation not sent");
       return "dry_run";

@@ -95,4 +95,14 @@ describe("executor with pending transactions", () => {
     expect(events.at(-1)).toBe("keeper_stopped");
     expect(await pendingCount(k)).toBe(0);
   });
+
+  it("prices gas against the reward: a liquidation that would not pay is skipped, not sent", async () => {
+    // gas priced absurdly high: 1e8 collateral per ETH makes ~0.0002 ETH of gas cost far more than any reward
+    const { logs, keeper: k } = await crashedKeeper(devnetPositions().slice(0, 2), { gasTokenPrice: "100000000" });
+    await until("both skipped", () => logs.events("liquidation_skipped").length >= 2);
+    const skipped = logs.events("liquidation_skipped");
+    expect(skipped.every((l) => l.reason === "unprofitable")).toBe(true);
+    expect(skipped.every((l) => Number(l.expectedProfit) < 0)).toBe(true);
+    expect(k.executor.stats.sent).toBe(0);
+  });
 });

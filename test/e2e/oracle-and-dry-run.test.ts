@@ -20,7 +20,7 @@ beforeAll(async () => {
   await openPositions(net.ex, TEXTBOOK_POSITIONS);
   logs = captureLogs();
   keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, dryRun: true }),
+    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, dryRun: true, gasTokenPrice: "3000" }),
     rpcUrl: net.anvil.rpcUrl,
     privateKey: ANVIL_KEYS[1],
     log: logs.log,
@@ -69,6 +69,9 @@ describe("dry run", () => {
     const trader = net.ex.trader(3).account.address;
     expect(dry).toMatchObject({ trader, marketId: ETH });
     expect(Number(dry?.reward)).toBeCloseTo(4 * 2375 * 0.005, 6);
+    // gas at Anvil's ~1 gwei, priced at 3,000 per ETH: a profit just under the reward
+    expect(Number(dry?.expectedProfit)).toBeLessThan(Number(dry?.reward));
+    expect(Number(dry?.expectedProfit)).toBeGreaterThan(Number(dry?.reward) - 5);
     expect(BigInt(dry?.gas as string)).toBeGreaterThan(21_000n);
     expect(logs.events("liquidation_sent")).toHaveLength(0);
     expect(logs.events("oracle_recovered")).toMatchObject([{ market: "ETH-USD" }]);

@@ -4,13 +4,10 @@
  */
 import { parseUnits } from "viem";
 import { afterEach, describe, expect, it } from "vitest";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
-import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { devnetConfig } from "../../src/devnet/config.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
-import { captureLogs } from "../helpers/logs.ts";
+import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
@@ -32,15 +29,9 @@ async function crashedKeeper(specs: readonly PositionSpec[], keeperConfig: Recor
   await ex.setPrice(BTC, parseUnits("55000", ORACLE_DECIMALS));
   await ex.setPrice(ETH, parseUnits("2375", ORACLE_DECIMALS));
   await ex.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
-  const logs = captureLogs();
-  keeper = await startKeeper({
-    config: devnetConfig(ex.d, net.anvil.rpcUrl, { pollIntervalMs: 50, ...keeperConfig }),
-    rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
-    log: logs.log,
-  });
-  keeper.done.catch(() => {});
-  return { ex, logs, keeper };
+  const started = await startTestKeeper(net, { pollIntervalMs: 50, ...keeperConfig });
+  keeper = started.keeper;
+  return { ex, logs: started.logs, keeper: started.keeper };
 }
 
 const pendingCount = async (k: RunningKeeper) => {

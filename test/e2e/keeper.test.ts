@@ -5,14 +5,13 @@
 import { type Address, parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { devnetConfig } from "../../src/devnet/config.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { positionKey } from "../../src/state/book.ts";
-import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
-import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
 const specs = devnetPositions();
@@ -81,14 +80,7 @@ async function settled(blocks: ReadonlyMap<number, bigint>, expected: Set<string
 beforeAll(async () => {
   net = await startDevnet({ accounts: 30 });
   await openPositions(net.ex, specs);
-  logs = captureLogs();
-  keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100 }),
-    rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
-    log: logs.log,
-  });
-  keeper.done.catch(() => {});
+  ({ keeper, logs } = await startTestKeeper(net));
   const k = keeper;
   await until("backfill", () => k.book.positions.size === specs.length);
 });

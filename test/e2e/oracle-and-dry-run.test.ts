@@ -2,13 +2,11 @@
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
-import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { devnetConfig } from "../../src/devnet/config.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
-import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
@@ -18,14 +16,7 @@ let logs: CapturedLog;
 beforeAll(async () => {
   net = await startDevnet({ accounts: 5 });
   await openPositions(net.ex, TEXTBOOK_POSITIONS);
-  logs = captureLogs();
-  keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, dryRun: true, gasTokenPrice: "3000" }),
-    rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
-    log: logs.log,
-  });
-  keeper.done.catch(() => {});
+  ({ keeper, logs } = await startTestKeeper(net, { dryRun: true, gasTokenPrice: "3000" }));
 });
 
 afterAll(async () => {

@@ -1,14 +1,12 @@
 /** A reorganisation under the keeper's last block: it notices, rebuilds, and holds exactly the canonical state. */
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
-import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { devnetConfig } from "../../src/devnet/config.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, ETH, openPosition, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
 import { positionKey } from "../../src/state/book.ts";
-import { type DevnetFixture, shutdown, startDevnet } from "../helpers/devnet.ts";
-import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
+import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
@@ -18,14 +16,7 @@ let logs: CapturedLog;
 beforeAll(async () => {
   net = await startDevnet({ accounts: 6 });
   await openPositions(net.ex, TEXTBOOK_POSITIONS);
-  logs = captureLogs();
-  keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 50 }),
-    rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
-    log: logs.log,
-  });
-  keeper.done.catch(() => {});
+  ({ keeper, logs } = await startTestKeeper(net, { pollIntervalMs: 50 }));
   const k = keeper;
   await until("backfill", () => k.book.positions.size === TEXTBOOK_POSITIONS.length);
 });

@@ -2,8 +2,11 @@
  * Test fixture: a fresh Anvil on a free loopback port with the reference exchange deployed. Every file that
  * uses it stops it in afterAll, also when a test failed.
  */
-import { type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
+import { type RunningKeeper, startKeeper } from "../../src/app.ts";
+import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
+import { devnetConfig } from "../../src/devnet/config.ts";
 import { DevExchange, type MarketSpec } from "../../src/devnet/exchange.ts";
+import { type CapturedLog, captureLogs } from "./logs.ts";
 
 export interface DevnetFixture {
   readonly anvil: Anvil;
@@ -38,4 +41,23 @@ export async function shutdown(
   } finally {
     await net?.stop();
   }
+}
+
+/**
+ * A keeper (Anvil's dev key #1) on the fixture's devnet config, its log captured. `done` is left to the test:
+ * a keeper that ends with an error is a finding, reported where the test looks for it.
+ */
+export async function startTestKeeper(
+  net: DevnetFixture,
+  keeperConfig: Record<string, unknown> = {},
+): Promise<{ keeper: RunningKeeper; logs: CapturedLog }> {
+  const logs = captureLogs();
+  const keeper = await startKeeper({
+    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig }),
+    rpcUrl: net.anvil.rpcUrl,
+    privateKey: ANVIL_KEYS[1],
+    log: logs.log,
+  });
+  keeper.done.catch(() => {});
+  return { keeper, logs };
 }

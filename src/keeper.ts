@@ -24,7 +24,6 @@ export class Keeper {
    * this set, so again after it recovered or changed and crossed once more.
    */
   private readonly flagged = new Map<number, Set<string>>();
-  liquidationsSeen = 0;
   liquidationsOurs = 0;
 
   constructor(private readonly p: KeeperParts) {}
@@ -46,7 +45,6 @@ export class Keeper {
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
     if (event.kind === "positionLiquidated" && live) {
-      this.liquidationsSeen++;
       const ours = event.keeper.toLowerCase() === this.p.executor.account.toLowerCase();
       if (ours) this.liquidationsOurs++;
       this.p.log.info(

@@ -91,7 +91,7 @@ export class Executor {
   }
 
   /** Whether the position has an attempt under way or already liquidated in its current state. */
-  isBusy(position: TrackedPosition): boolean {
+  private isBusy(position: TrackedPosition): boolean {
     if (this.inFlight.has(position.key)) return true;
     const done = this.done.get(position.key);
     return done !== undefined && done.position === position && Date.now() < done.until;

@@ -11,10 +11,6 @@ export interface LogRangeOptions {
   readonly onRange: (logs: Log[], fromBlock: bigint, toBlock: bigint) => void;
 }
 
-export class LogRangeError extends Error {
-  override name = "LogRangeError";
-}
-
 /**
  * Fetches every log of an address in [fromBlock, toBlock], range by range, in order. A range the provider
  * refuses as too large (or whose answer is too large) is halved and asked again; a single block that still

@@ -2,36 +2,26 @@ import { parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
 import { positionsNearLiquidation, renderStatus } from "../../src/ops/status.ts";
 import { Book } from "../../src/state/book.ts";
+import { listedEvent, nextRef } from "../helpers/events.ts";
 
 const wad = (x: string) => parseUnits(x, 18);
-let logIndex = 0;
-const ref = () => ({
-  blockNumber: 1n,
-  logIndex: logIndex++,
-  blockHash: "0x01" as const,
-  transactionHash: "0x02" as const,
-});
 
 function book(): Book {
   const b = new Book();
-  b.apply({
-    kind: "marketListed",
-    ref: ref(),
-    marketId: 0,
-    name: "ETH-USD",
-    oracle: "0x0000000000000000000000000000000000000001",
-    priceScale: 10n ** 10n,
-    initialMarginRatio: wad("0.05"),
-    maintenanceMarginRatio: wad("0.03"),
-    liquidationFeeRatio: wad("0.005"),
-    tradingFeeRatio: wad("0.0005"),
-    maxOracleAge: 3600n,
-  });
+  b.apply(
+    listedEvent(nextRef(), {
+      name: "ETH-USD",
+      initialMarginRatio: wad("0.05"),
+      maintenanceMarginRatio: wad("0.03"),
+      liquidationFeeRatio: wad("0.005"),
+      tradingFeeRatio: wad("0.0005"),
+    }),
+  );
   // 4 ETH longs at 2,500 with 20x, 5x and 2x leverage, and a 20x short
   const open = (n: number, size: string, margin: string) =>
     b.apply({
       kind: "positionChanged",
-      ref: ref(),
+      ref: nextRef(),
       trader: `0x${String(n).padStart(40, "0")}`,
       marketId: 0,
       sizeDelta: wad(size),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Book, positionKey } from "../../src/state/book.ts";
 import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { listedEvent } from "../helpers/events.ts";
 
 const TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;
 let log = 0;
@@ -11,19 +12,7 @@ const ref = (blockNumber: bigint, logIndex = log++): LogRef => ({
   transactionHash: "0x02",
 });
 
-const listed = (r: LogRef): ExchangeEvent => ({
-  kind: "marketListed",
-  ref: r,
-  marketId: 0,
-  name: "BTC-USD",
-  oracle: "0x0000000000000000000000000000000000000001",
-  priceScale: 10n ** 10n,
-  initialMarginRatio: 5n * 10n ** 16n,
-  maintenanceMarginRatio: 25n * 10n ** 15n,
-  liquidationFeeRatio: 5n * 10n ** 15n,
-  tradingFeeRatio: 5n * 10n ** 14n,
-  maxOracleAge: 3600n,
-});
+const listed = (r: LogRef): ExchangeEvent => listedEvent(r);
 
 const changed = (r: LogRef, size: bigint, margin: bigint): ExchangeEvent => ({
   kind: "positionChanged",

@@ -1,19 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { Market } from "../../src/state/book.ts";
 import { markPriceOf } from "../../src/watcher/oracle.ts";
+import { listedMarket } from "../helpers/events.ts";
 
-const market: Market = {
-  id: 0,
-  name: "BTC-USD",
-  oracle: "0x0000000000000000000000000000000000000001",
-  priceScale: 10n ** 10n,
-  initialMarginRatio: 5n * 10n ** 16n,
-  maintenanceMarginRatio: 25n * 10n ** 15n,
-  liquidationFeeRatio: 5n * 10n ** 15n,
-  tradingFeeRatio: 5n * 10n ** 14n,
-  maxOracleAge: 3600n,
-  funding: { cumulativeFundingIndex: 0n, fundingRatePerSecond: 0n, lastFundingTime: 0n },
-};
+const market = listedMarket();
 const reading = (answer: bigint, updatedAt: bigint) => ({ roundId: 1n, answer, updatedAt });
 
 describe("mark price from an oracle reading", () => {

@@ -23,6 +23,12 @@ import {AggregatorV3Interface} from "@chainlink/contracts/src/v0.8/shared/interf
 ///     initial        ceil(notional * initialMarginRatio / WAD)
 ///     margin balance margin + unrealized PnL - funding owed
 /// - A position is liquidatable when margin balance < maintenance requirement.
+/// - Liquidation: liquidate(trader, marketId) closes one position and pays its keeper reward, and reverts
+///   (NoPosition, NotLiquidatable) when there is nothing to liquidate. liquidateMany(traders, marketIds) runs the
+///   same liquidation (_liquidate) for each pair, skips what liquidate would refuse with a LiquidationSkipped event
+///   (reason 1 = NoPosition, 2 = NotLiquidatable) instead of reverting, and pays the keeper once: the sum of the
+///   per-position floor(keeperReward / collateralScale), exactly what the single calls would pay. An unknown
+///   market or an unusable oracle price still reverts the whole batch, as it reverts liquidate.
 /// - Funding: each market has a cumulative funding index (quote per unit of base, WAD). It grows by
 ///   fundingRatePerSecond * elapsed * markPrice / WAD (truncated toward zero); longs pay when it rises.
 ///   It is settled lazily: on every trade, margin change and liquidation in the market.
@@ -30,6 +36,15 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
     uint256 internal constant WAD = 1e18;
+
+    /// LiquidationSkipped reasons.
+    uint8 internal constant SKIP_NO_POSITION = 1;
+    uint8 internal constant SKIP_NOT_LIQUIDATABLE = 2;
+    /// What _liquidate returns instead of a reward when it liquidated nothing. A reward is
+    /// notional * liquidationFeeRatio / WAD with the product inside uint256, so it is below 2^256 / 1e18 and can
+    /// never equal either value.
+    uint256 private constant NOTHING_OPEN = type(uint256).max;
+    uint256 private constant STILL_HEALTHY = type(uint256).max - 1;
 
     struct Market {
         AggregatorV3Interface oracle;
@@ -108,6 +123,8 @@ contract PerpEngine is Ownable, ReentrancyGuard {
         uint256 keeperReward,
         uint256 badDebt
     );
+    /// reason: 1 = NoPosition (nothing open: already liquidated or closed), 2 = NotLiquidatable (margin balance >= maintenance)
+    event LiquidationSkipped(address indexed trader, uint256 indexed marketId, address indexed keeper, uint8 reason);
 
     error UnknownMarket(uint256 marketId);
     error InvalidMarketParams();
@@ -117,6 +134,7 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     error ZeroAmount();
     error InsufficientMargin(int256 marginBalance, uint256 required);
     error NotLiquidatable(int256 marginBalance, uint256 maintenanceRequirement);
+    error LengthMismatch();
 
     constructor(IERC20 collateral_, uint8 collateralDecimals) Ownable(msg.sender) {
         if (collateralDecimals > 18) revert InvalidMarketParams();
@@ -281,24 +299,77 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     /// Anyone may call it; the caller receives liquidationFeeRatio of the position's notional. What margin is left
     /// after the reward stays with the pool; a shortfall is recorded as bad debt.
     function liquidate(address trader, uint256 marketId) external nonReentrant returns (uint256 keeperReward) {
-        Market storage m = _market(marketId);
-        Position storage p = _positions[trader][marketId];
-        if (p.size == 0) revert NoPosition();
-        uint256 price = _markPrice(m);
-        int256 index = _settleFundingIndex(marketId, m, price);
-        (int256 balance, uint256 maintenance) = _health(p, m, price, index);
-        if (balance >= int256(maintenance)) revert NotLiquidatable(balance, maintenance);
+        keeperReward = _liquidate(trader, marketId);
+        if (keeperReward >= STILL_HEALTHY) {
+            if (keeperReward == NOTHING_OPEN) revert NoPosition();
+            // only on the way to a revert: the same health _liquidate found (same price, same index)
+            (int256 balance, uint256 maintenance) = _currentHealth(trader, marketId);
+            revert NotLiquidatable(balance, maintenance);
+        }
+        collateral.safeTransfer(msg.sender, keeperReward / collateralScale);
+    }
 
-        keeperReward = _notional(p.size, price) * m.liquidationFeeRatio / WAD;
+    /// @notice liquidate() for each (traders[i], marketIds[i]), in order, without reverting on what it would refuse:
+    /// a pair with no open position (reason 1, also the second of a duplicate) or one at or above maintenance
+    /// (reason 2) emits LiquidationSkipped and gets a reward of 0. rewards[i] is the WAD keeper reward of each
+    /// liquidated pair (its PositionLiquidated.keeperReward). The caller is paid once, the sum over the liquidated
+    /// pairs of floor(rewards[i] / collateralScale): to the collateral unit what the single calls would pay; nothing
+    /// is transferred when that is 0. An unknown market or an unusable oracle price reverts the whole call.
+    function liquidateMany(address[] calldata traders, uint256[] calldata marketIds)
+        external
+        nonReentrant
+        returns (uint256[] memory rewards)
+    {
+        uint256 n = traders.length;
+        if (marketIds.length != n) revert LengthMismatch();
+        rewards = new uint256[](n);
+        uint256 payout;
+        for (uint256 i; i < n; ++i) {
+            address trader = traders[i];
+            uint256 marketId = marketIds[i];
+            uint256 keeperReward = _liquidate(trader, marketId);
+            if (keeperReward < STILL_HEALTHY) {
+                rewards[i] = keeperReward;
+                payout += keeperReward / collateralScale; // floor per position, as liquidate() pays it
+            } else {
+                emit LiquidationSkipped(
+                    trader,
+                    marketId,
+                    msg.sender,
+                    keeperReward == NOTHING_OPEN ? SKIP_NO_POSITION : SKIP_NOT_LIQUIDATABLE
+                );
+            }
+        }
+        if (payout != 0) collateral.safeTransfer(msg.sender, payout);
+    }
+
+    /// The liquidation itself, shared by liquidate() and liquidateMany(); the caller pays the reward out. Returns the
+    /// WAD keeper reward, or NOTHING_OPEN / STILL_HEALTHY, having changed nothing, where liquidate() reverts with
+    /// NoPosition / NotLiquidatable. The checks come in liquidate()'s order: UnknownMarket, NoPosition (one storage
+    /// read, no oracle call), the oracle (InvalidPrice, StalePrice revert), then the margin check. The market's funding
+    /// index is settled only when the position is liquidated, so a skip leaves no trace in storage; the index it
+    /// settles is the one the margin check used.
+    function _liquidate(address trader, uint256 marketId) internal returns (uint256 keeperReward) {
+        Market storage m = _market(marketId);
+        Position storage stored = _positions[trader][marketId];
+        int256 size = stored.size;
+        if (size == 0) return NOTHING_OPEN;
+        uint256 price = _markPrice(m);
+        int256 index = _fundingIndexAt(m, price);
+        Position memory p = Position(size, stored.openNotional, stored.margin, stored.lastFundingIndex);
+        (int256 balance, uint256 maintenance) = _health(p, m, price, index);
+        if (balance >= int256(maintenance)) return STILL_HEALTHY;
+        _storeFundingIndex(marketId, m, index);
+
+        keeperReward = _notional(size, price) * m.liquidationFeeRatio / WAD;
         int256 remaining = balance - int256(keeperReward);
         uint256 badDebt = remaining < 0 ? uint256(-remaining) : 0;
-        totalBadDebt += badDebt;
+        if (badDebt != 0) totalBadDebt += badDebt;
 
         emit PositionLiquidated(
-            trader, marketId, msg.sender, p.size, p.openNotional, price, balance, keeperReward, badDebt
+            trader, marketId, msg.sender, size, p.openNotional, price, balance, keeperReward, badDebt
         );
         delete _positions[trader][marketId];
-        collateral.safeTransfer(msg.sender, keeperReward / collateralScale);
     }
 
     // ------------------------------------------------------------------ views
@@ -381,6 +452,11 @@ contract PerpEngine is Ownable, ReentrancyGuard {
 
     function _settleFundingIndex(uint256 marketId, Market storage m, uint256 price) internal returns (int256 index) {
         index = _fundingIndexAt(m, price);
+        _storeFundingIndex(marketId, m, index);
+    }
+
+    /// Stores the index _fundingIndexAt gave for this block (once per block and market).
+    function _storeFundingIndex(uint256 marketId, Market storage m, int256 index) internal {
         if (m.lastFundingTime != block.timestamp) {
             m.cumulativeFundingIndex = index;
             m.lastFundingTime = uint64(block.timestamp);

@@ -3,16 +3,16 @@
  * passing dependencies by hand, and runs it until stopped.
  */
 
-import { type Address, createWalletClient, type Hex, parseUnits } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { type Address, type Hex, parseUnits } from "viem";
 import { connect } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
-import { NonceAllocator } from "./executor/nonces.ts";
+import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import type { Logger } from "./ops/logger.ts";
 import { sleep } from "./ops/sleep.ts";
+import { perpEngineProtocol } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
 import { watchExchange } from "./watcher/forExchange.ts";
@@ -21,7 +21,8 @@ import type { Watcher } from "./watcher/watcher.ts";
 export interface KeeperRunOptions {
   readonly config: KeeperConfig;
   readonly rpcUrl: string;
-  readonly privateKey: Hex;
+  /** One nonce lane per key; never logged. */
+  readonly privateKeys: readonly Hex[];
   readonly log: Logger;
   /** Aborting it stops the keeper, at any point, also while it is still connecting. */
   readonly signal?: AbortSignal;
@@ -33,47 +34,81 @@ export interface RunningKeeper {
   readonly watcher: Watcher;
   readonly executor: Executor;
   readonly keeper: Keeper;
-  readonly address: Address;
+  /** The signers' addresses. */
+  readonly addresses: readonly Address[];
   /** Resolves when the keeper has stopped (after stop(), or on a fatal error, which it rejects with). */
   readonly done: Promise<void>;
-  /** Stops following, lets attempts under way finish (bounded), and resolves when stopped. */
+  /** Stops following, lets broadcasts under way finish (up to shutdownGraceMs), and resolves when stopped. */
   stop(reason?: string): Promise<void>;
+}
+
+/** A decimal string ("2", "12.5", "0.9") in basis points. */
+function bps(decimal: string | number): bigint {
+  return parseUnits(String(decimal), 4);
 }
 
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
   const connection = await connect(config, o.rpcUrl);
-  const { chain, transport, publicClient, engine } = connection;
-  const account = privateKeyToAccount(o.privateKey);
-  const walletClient = createWalletClient({ chain, transport, account });
+  const { publicClient, engine } = connection;
+  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir);
+  const lanes = opened.map((x) => x.lane);
 
   const book = new Book();
   const risk = new RiskEngine(book);
+  let keeperRef: Keeper | undefined;
   const executor = new Executor({
-    publicClient,
-    walletClient,
-    engine,
-    nonces: new NonceAllocator(publicClient, account.address),
+    client: publicClient,
+    protocol: perpEngineProtocol(engine),
+    lanes,
     log,
     dryRun: k.dryRun,
+    fees: {
+      baseFeeMultiplierBps: bps(k.baseFeeMultiplier),
+      minPriorityFeePerGas: parseUnits(k.minPriorityFeeGwei, 9),
+      maxFeePerGasCap: k.maxFeePerGasGwei === undefined ? undefined : parseUnits(k.maxFeePerGasGwei, 9),
+      gasTokenPrice: k.gasTokenPrice === undefined ? undefined : parseUnits(k.gasTokenPrice, 18),
+      maxRewardShareBps: bps(k.maxRewardShareForGas),
+      minProfit: parseUnits(k.minProfit, 18),
+      replacementBumpBps: bps(k.replacementBumpPercent / 100),
+    },
+    tipSource: k.priorityFeeSource,
+    tipPercentile: k.priorityFeePercentile,
     minKeeperReward: parseUnits(k.minKeeperReward, 18),
     gasLimitMultiplierPercent: BigInt(k.gasLimitMultiplierPercent),
-    minPriorityFeeWei: parseUnits(k.minPriorityFeeGwei, 9),
-    maxFeePerGasCap: k.maxFeePerGasGwei === undefined ? undefined : parseUnits(k.maxFeePerGasGwei, 9),
-    gasTokenPrice: k.gasTokenPrice === undefined ? undefined : parseUnits(k.gasTokenPrice, 18),
-    minProfit: parseUnits(k.minProfit, 18),
-    receiptTimeoutMs: k.receiptTimeoutMs,
-    maxConcurrent: k.maxConcurrentLiquidations,
+    batching: k.batching,
+    batchGasLimit: BigInt(k.batchGasLimit),
+    firstBatchPositions: k.firstBatchPositions,
+    maxConcurrentSimulations: k.maxConcurrentLiquidations,
+    maxPendingPerSigner: k.maxPendingPerSigner,
+    stuckBlocks: BigInt(k.stuckBlocks),
+    minSignerBalance: parseUnits(k.minSignerBalance, 18),
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => book.positions.get(key),
+    stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
   });
   const keeper = new Keeper({ book, risk, executor, log });
+  keeperRef = keeper;
   const watcher = watchExchange(config, connection, book, log, {
     onEvent: (event, live) => keeper.handleEvent(event, live),
     onTick: (tick) => keeper.handleTick(tick),
-    onReorg: () => keeper.reset(),
+    onReorg: () => {
+      keeper.reset();
+      executor.onReorg();
+    },
   });
+
+  try {
+    const head = await publicClient.getBlock({ blockTag: "latest" });
+    await executor.start(new Map(opened.map((x) => [x.lane, x.recovered])), {
+      blockNumber: head.number,
+      baseFeePerGas: head.baseFeePerGas ?? 0n,
+    });
+  } catch (error) {
+    await executor.shutdown();
+    throw error;
+  }
 
   log.info(
     {
@@ -81,9 +116,11 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       network: config.network.name,
       chainId: config.network.chainId,
       exchange: engine,
-      signer: account.address,
+      signers: executor.accounts,
       dryRun: k.dryRun,
+      batching: k.batching,
       fromBlock: config.exchange.deployBlock,
+      stateDir: k.stateDir,
     },
     "keeper starting",
   );
@@ -96,15 +133,26 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   let stopping: Promise<void> | undefined;
   const stop = (reason = "stop requested") => {
     stopping ??= (async () => {
-      log.info({ event: "keeper_stopping", reason }, "stopping: no new attempts; waiting for those under way");
+      log.info({ event: "keeper_stopping", reason }, "stopping: no new work; waiting for broadcasts under way");
       controller.abort();
       executor.close();
+      let drained = true;
       try {
         await done;
-        await executor.idle(); // attempts already sending or awaiting receipts (each bounded by receiptTimeoutMs)
       } finally {
+        drained = await executor.idle(k.shutdownGraceMs);
+        await executor.shutdown();
+        const { gasPaidWei, ...counts } = executor.stats;
         log.info(
-          { event: "keeper_stopped", reason, processedBlock: watcher.processedBlock.toString(), ...executor.stats },
+          {
+            event: "keeper_stopped",
+            reason,
+            processedBlock: watcher.processedBlock.toString(),
+            ...counts,
+            gasPaidWei: gasPaidWei.toString(),
+            pendingInJournal: executor.pendingAttempts.length,
+            drained,
+          },
           "keeper stopped",
         );
       }
@@ -115,7 +163,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     if (o.signal.aborted) void stop(String(o.signal.reason ?? "signal"));
     else o.signal.addEventListener("abort", () => void stop(String(o.signal?.reason ?? "signal")), { once: true });
   }
-  return { book, risk, watcher, executor, keeper, address: account.address, done, stop };
+  return { book, risk, watcher, executor, keeper, addresses: executor.accounts, done, stop };
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Executor } from "./executor/executor.ts";
 import { big, type Logger } from "./ops/logger.ts";
 import type { RiskEngine } from "./risk/engine.ts";
 import { describePosition } from "./risk/format.ts";
+import type { Candidate } from "./risk/scan.ts";
 import type { Book } from "./state/book.ts";
 import type { ExchangeEvent } from "./state/events.ts";
 import type { Tick } from "./watcher/watcher.ts";
@@ -24,6 +25,7 @@ export class Keeper {
    * this set, so again after it recovered or changed and crossed once more.
    */
   private readonly flagged = new Map<number, Set<string>>();
+  private lastTick: Tick | undefined;
   liquidationsOurs = 0;
 
   constructor(private readonly p: KeeperParts) {}
@@ -45,7 +47,7 @@ export class Keeper {
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
     if (event.kind === "positionLiquidated" && live) {
-      const ours = event.keeper.toLowerCase() === this.p.executor.account.toLowerCase();
+      const ours = this.p.executor.isOurs(event.keeper);
       if (ours) this.liquidationsOurs++;
       this.p.log.info(
         {
@@ -62,8 +64,26 @@ export class Keeper {
     }
   }
 
-  /** Finds the positions below maintenance at this tick's prices and hands them to the executor. */
+  /**
+   * Whether a position is still below maintenance at the last tick's price: false when it is gone, undefined when
+   * its market had no valid price.
+   */
+  stillLiquidatable(key: string): boolean | undefined {
+    const position = this.p.book.positions.get(key);
+    if (!position) return false;
+    const price = this.lastTick?.prices.get(position.marketId);
+    if (price === undefined || !this.lastTick) return undefined;
+    return this.p.risk.isLiquidatable(position, price, this.lastTick.timestamp);
+  }
+
+  /**
+   * Settles and judges our pending transactions at this head, then finds the positions below maintenance at its
+   * prices and hands them, all markets together, to the executor.
+   */
   handleTick(tick: Tick): void {
+    this.lastTick = tick;
+    this.p.executor.onHead(tick);
+    const all: Candidate[] = [];
     for (const [marketId, markPrice] of tick.prices) {
       const candidates = this.p.risk.liquidatable(marketId, markPrice, tick.timestamp);
       const before = this.flagged.get(marketId);
@@ -96,7 +116,8 @@ export class Keeper {
             `(liquidation price ${view.liquidationPrice})`,
         );
       }
-      this.p.executor.submit(candidates);
+      all.push(...candidates);
     }
+    if (all.length > 0) this.p.executor.submit(all, tick);
   }
 }

@@ -10,6 +10,8 @@ import { startKeeper } from "./app.ts";
 import { describeError } from "./chain/errors.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
 import { runDemo } from "./demo/demo.ts";
+import { SignerError } from "./executor/executor.ts";
+import { JournalError } from "./executor/journal.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
 import { statusReport } from "./ops/statusCommand.ts";
 import { LogDecodeError } from "./protocol/perpEngine.ts";
@@ -31,8 +33,10 @@ Options:
   --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
   -h, --help           this text
 
-The signer key comes only from the environment: KEEPER_PRIVATE_KEY (see .env.example).
-SIGINT and SIGTERM stop the keeper cleanly: no new attempts, those under way are awaited.`;
+Signer keys come only from the environment: KEEPER_PRIVATE_KEY, or KEEPER_PRIVATE_KEYS (comma-separated, one
+nonce lane each; see .env.example).
+SIGINT and SIGTERM stop the keeper cleanly: no new work, broadcasts under way get keeper.shutdownGraceMs;
+pending transactions stay in the journal (keeper.stateDir) and are picked up at the next start.`;
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
@@ -117,12 +121,14 @@ async function runConfigured(
   const config = loadConfigFile(configPath);
   const rpcUrl = env.rpcUrl ?? config.network.rpcUrl;
   if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
-  if (!env.privateKey) throw new ConfigError("KEEPER_PRIVATE_KEY is not set (see .env.example)");
+  if (env.privateKeys.length === 0) {
+    throw new ConfigError("KEEPER_PRIVATE_KEY is not set, nor KEEPER_PRIVATE_KEYS (see .env.example)");
+  }
   const dryRun = dryRunFlag ?? env.dryRun ?? config.keeper.dryRun;
   const running = await startKeeper({
     config: { ...config, keeper: { ...config.keeper, dryRun } },
     rpcUrl,
-    privateKey: env.privateKey,
+    privateKeys: env.privateKeys,
     log,
     signal,
   });
@@ -137,7 +143,12 @@ main().then(
   (error: unknown) => {
     // viem's short message only: its details can carry the RPC URL, and with it a provider's API key
     const message = describeError(error);
-    const setup = error instanceof ConfigError || error instanceof StartBlockError || error instanceof BookError;
+    const setup =
+      error instanceof ConfigError ||
+      error instanceof StartBlockError ||
+      error instanceof BookError ||
+      error instanceof SignerError ||
+      error instanceof JournalError;
     console.error(setup ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
     process.exit(setup || error instanceof LogDecodeError ? 2 : 1);
   },

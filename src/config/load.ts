@@ -32,8 +32,8 @@ export function parseConfig(raw: unknown, source = "config"): KeeperConfig {
 export interface KeeperEnv {
   readonly rpcUrl: string | undefined;
   readonly configPath: string | undefined;
-  /** The signer's key; never logged, never put in an error message. */
-  readonly privateKey: Hex | undefined;
+  /** The signers' keys (KEEPER_PRIVATE_KEYS, or KEEPER_PRIVATE_KEY); never logged, never in an error message. */
+  readonly privateKeys: readonly Hex[];
   readonly dryRun: boolean | undefined;
   readonly runSeconds: number | undefined;
   readonly logLevel: string;
@@ -65,12 +65,7 @@ export function redactUrl(url: string): string {
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
-  const key = env.KEEPER_PRIVATE_KEY?.trim() || undefined;
-  if (key !== undefined && !(isHex(key) && key.length === 66 && isValidKey(key))) {
-    throw new ConfigError(
-      "KEEPER_PRIVATE_KEY must be a valid 0x-prefixed 32-byte secp256k1 private key (value not shown)",
-    );
-  }
+  const privateKeys = readKeys(env);
   const rpcUrl = env.RPC_URL?.trim() || undefined;
   if (rpcUrl !== undefined && !httpUrl.safeParse(rpcUrl).success) {
     throw new ConfigError(`RPC_URL must be an http(s) URL, got "${redactUrl(rpcUrl)}"`);
@@ -84,12 +79,32 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   return {
     rpcUrl,
     configPath: env.KEEPER_CONFIG?.trim() || undefined,
-    privateKey: key as Hex | undefined,
+    privateKeys,
     dryRun: parseBool("KEEPER_DRY_RUN", env.KEEPER_DRY_RUN),
     runSeconds: parseSeconds("KEEPER_RUN_SECONDS", env.KEEPER_RUN_SECONDS),
     logLevel,
     logFormat,
   };
+}
+
+/** KEEPER_PRIVATE_KEYS (comma-separated) or KEEPER_PRIVATE_KEY; each checked, none ever echoed. */
+function readKeys(env: NodeJS.ProcessEnv): Hex[] {
+  const many = env.KEEPER_PRIVATE_KEYS?.trim();
+  const one = env.KEEPER_PRIVATE_KEY?.trim();
+  if (many && one) throw new ConfigError("set KEEPER_PRIVATE_KEYS or KEEPER_PRIVATE_KEY, not both");
+  const name = many ? "KEEPER_PRIVATE_KEYS" : "KEEPER_PRIVATE_KEY";
+  const keys = (many ? many.split(",") : one ? [one] : []).map((k) => k.trim());
+  keys.forEach((key, i) => {
+    if (!(isHex(key) && key.length === 66 && isValidKey(key))) {
+      const which = many ? ` (entry ${i + 1} of ${keys.length})` : "";
+      throw new ConfigError(
+        `${name}${which} must be a valid 0x-prefixed 32-byte secp256k1 private key (value not shown)`,
+      );
+    }
+  });
+  const addresses = keys.map((k) => privateKeyToAccount(k as Hex).address);
+  if (new Set(addresses).size !== addresses.length) throw new ConfigError(`${name} lists the same key twice`);
+  return keys as Hex[];
 }
 
 function parseBool(name: string, value: string | undefined): boolean | undefined {

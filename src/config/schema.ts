@@ -25,19 +25,44 @@ export const keeperConfigSchema = z
       .object({
         pollIntervalMs: z.number().int().min(20).max(60_000).default(1000),
         maxLogRange: z.number().int().positive().max(1_000_000).default(2000),
-        maxConcurrentLiquidations: z.number().int().min(1).max(64).default(4),
-        /** Smallest keeper reward worth sending for, in collateral (e.g. USDC). */
+        /** Simulations in flight at once (signing and broadcasting never wait for inclusion). */
+        maxConcurrentLiquidations: z.number().int().min(1).max(256).default(16),
+        /** Smallest keeper reward worth liquidating a position for, in collateral (e.g. USDC). */
         minKeeperReward: decimalString.default("0"),
         gasLimitMultiplierPercent: z.number().int().min(100).max(500).default(130),
-        minPriorityFeeGwei: decimalString.default("0.001"),
+        /** Pack one price update's candidates into the exchange's batch call (liquidateMany). */
+        batching: z.boolean().default(true),
+        /** Gas limit one batch may take: well under the block gas limit, so that several batches share a block. */
+        batchGasLimit: z.number().int().min(200_000).max(100_000_000).default(7_000_000),
+        /** Positions in the first, small batch of a burst: the most underwater go out without waiting. */
+        firstBatchPositions: z.number().int().min(1).max(1000).default(8),
+        /** Unresolved transactions per signer at once (mind the node's per-account pool limit). */
+        maxPendingPerSigner: z.number().int().min(1).max(10_000).default(256),
+        /** Blocks without inclusion after which a transaction is stuck: bumped, or re-sent if dropped. */
+        stuckBlocks: z.number().int().min(1).max(1000).default(3),
+        /** maxFeePerGas = baseFee x baseFeeMultiplier + tip: headroom for base-fee growth. */
+        baseFeeMultiplier: decimalString.default("2"),
+        /** Tip: "fixed" (minPriorityFeeGwei) or "feeHistory" (that percentile of the last block's tips, floored). */
+        priorityFeeSource: z.enum(["fixed", "feeHistory"]).default("feeHistory"),
+        priorityFeePercentile: z.number().min(0).max(100).default(50),
+        minPriorityFeeGwei: decimalString.default("0.01"),
         /** Ceiling on maxFeePerGas; a base fee above it skips the liquidation. */
         maxFeePerGasGwei: decimalString.optional(),
+        /** Replacement bump on both fee fields, percent (the node's rule: geth 10, many 12.5). */
+        replacementBumpPercent: z.number().min(10).max(100).default(12.5),
         /** Price of the chain's gas token in collateral (e.g. "3000" for ETH in USDC): enables the profit check. */
         gasTokenPrice: decimalString.optional(),
         /** With gasTokenPrice: smallest reward less expected gas worth sending for, in collateral. */
         minProfit: decimalString.default("0"),
-        receiptTimeoutMs: z.number().int().min(1000).default(120_000),
+        /** With gasTokenPrice: the most of the expected reward the worst-case gas cost may take (0..1). */
+        maxRewardShareForGas: decimalString.default("0.9"),
+        /** A signer below this balance (gas token) takes no new work; at least one liquidation's cost. */
+        minSignerBalance: decimalString.default("0"),
         rpcTimeoutMs: z.number().int().min(100).default(10_000),
+        /** Journals and other state (one journal per signer and chain). */
+        stateDir: z.string().min(1).default("./data"),
+        /** On SIGTERM: how long broadcasts under way may take before the keeper exits anyway. */
+        shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
         dryRun: z.boolean().default(false),
       })
       .strict()

@@ -4,6 +4,9 @@
  * liquidates. Everything it prints is the keeper's own log.
  */
 
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseUnits } from "viem";
 import { type RunningKeeper, startKeeper } from "../app.ts";
 import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
@@ -47,6 +50,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const specs = devnetPositions();
   const anvil = await startAnvil({ accounts: accountsNeeded(specs) + 1 });
   let running: RunningKeeper | undefined;
+  const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-demo-"));
   try {
     log.info({ event: "devnet_started", rpcUrl: anvil.rpcUrl }, "local Anvil devnet started");
     const ex = await DevExchange.deploy(anvil.rpcUrl);
@@ -57,9 +61,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     );
 
     running = await startKeeper({
-      config: devnetConfig(ex.d, anvil.rpcUrl),
+      // a fresh chain each run: its journal lives and dies with it
+      config: devnetConfig(ex.d, anvil.rpcUrl, { stateDir }),
       rpcUrl: anvil.rpcUrl,
-      privateKey: ANVIL_KEYS[1],
+      privateKeys: [ANVIL_KEYS[1]],
       log,
       signal,
     });
@@ -94,8 +99,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     );
     return result;
   } finally {
-    await running?.stop(signal.aborted ? "signal" : "demo finished");
-    await anvil.stop();
+    try {
+      await running?.stop(signal.aborted ? "signal" : "demo finished");
+    } finally {
+      await anvil.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   }
 }
 

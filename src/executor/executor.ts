@@ -1,321 +1,1195 @@
 /**
- * Turns confirmed candidates into liquidations: simulate, check the reward pays, fee it (EIP-1559), nonce it
- * locally, send, and watch it to inclusion. One attempt per position at a time; signing and broadcasting go
- * through one lane so nonces stay in order, while receipts are awaited in parallel.
+ * Turns confirmed candidates into liquidations and sees every one of them to a terminal state.
+ *
+ * Sending is decoupled from inclusion: a crash's candidates are planned (most underwater first, packed into
+ * batches), simulated in parallel under a bound, then signed, journaled and broadcast back to back from each
+ * signer's nonce lane. Nothing waits for a receipt. Once per new head, one inclusion pass (the head's block
+ * receipts and each busy lane's nonce) settles every pending transaction of ours; what is not mined is judged by
+ * the pure rules of decide.ts: bumped when stuck, cancelled when no longer wanted, re-sent when dropped, and any
+ * nonce hole filled, so that no transaction ever wedges the lane. Every status change is journaled.
  */
 import PQueue from "p-queue";
 import {
-  type Account,
   type Address,
   BaseError,
-  type Chain,
-  ContractFunctionRevertedError,
+  formatTransactionReceipt,
   type Hex,
   type PublicClient,
-  parseEventLogs,
-  TimeoutError,
-  type Transport,
-  WaitForTransactionReceiptTimeoutError,
-  type WalletClient,
+  type RpcTransactionReceipt,
+  type TransactionReceipt,
+  toHex,
 } from "viem";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
+import type { LiquidationProtocol } from "../protocol/adapter.ts";
 import { fromWad } from "../risk/format.ts";
 import type { Candidate } from "../risk/scan.ts";
 import type { BookChange, TrackedPosition } from "../state/book.ts";
-import { expectedProfit, planFees } from "./fees.ts";
-import type { NonceAllocator } from "./nonces.ts";
+import type { Tick } from "../watcher/watcher.ts";
+import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
+import { broadcast, known, type SendResult } from "./broadcast.ts";
+import { decidePending, decideStuck } from "./decide.ts";
+import { expectedProfit, type FeeContext, type FeePolicy, type Fees, pickTip, planFees } from "./fees.ts";
+import { attemptRecord, type JournalRecord, statusRecord, txRecord } from "./journal.ts";
+import { NonceLane, type UnsignedCall } from "./lane.ts";
+import { pack, prioritise } from "./planner.ts";
 
 export interface ExecutorOptions {
-  readonly publicClient: PublicClient<Transport, Chain>;
-  readonly walletClient: WalletClient<Transport, Chain, Account>;
-  readonly engine: Address;
-  readonly nonces: NonceAllocator;
+  readonly client: PublicClient;
+  readonly protocol: LiquidationProtocol;
+  readonly lanes: readonly NonceLane[];
   readonly log: Logger;
   /** Simulate and log, never send. */
   readonly dryRun: boolean;
-  /** Smallest keeper reward worth a transaction, WAD quote. */
+  readonly fees: FeePolicy;
+  /** Tip source: the policy's floor, or the floor raised to a percentile of the last block's tips. */
+  readonly tipSource: "fixed" | "feeHistory";
+  readonly tipPercentile: number;
+  /** Smallest keeper reward worth liquidating a position for, WAD collateral. */
   readonly minKeeperReward: bigint;
   /** Gas limit = estimate * gasLimitMultiplierPercent / 100. */
   readonly gasLimitMultiplierPercent: bigint;
-  /** Priority fee (wei) used when the node suggests less. */
-  readonly minPriorityFeeWei: bigint;
-  /** Ceiling on maxFeePerGas (wei); undefined: none. */
-  readonly maxFeePerGasCap: bigint | undefined;
-  /** Collateral per whole gas token (WAD), to price gas against the reward; undefined: no profit check. */
-  readonly gasTokenPrice: bigint | undefined;
-  /** Smallest expected profit (reward less gas, WAD collateral) worth sending for, with gasTokenPrice. */
-  readonly minProfit: bigint;
-  readonly receiptTimeoutMs: number;
-  readonly maxConcurrent: number;
+  /** Batch candidates into the protocol's batch call (when it has one). */
+  readonly batching: boolean;
+  /** Most gas one batch may be given (gas limit), well under the block gas limit. */
+  readonly batchGasLimit: bigint;
+  /** Positions in the first batch of a burst (small, so the most urgent go out at once). */
+  readonly firstBatchPositions: number;
+  /** Simulations in flight at once. */
+  readonly maxConcurrentSimulations: number;
+  /** Transactions one signer may have unresolved at once (the node's per-account pool limit). */
+  readonly maxPendingPerSigner: number;
+  /** Blocks without inclusion after which a transaction counts as stuck. */
+  readonly stuckBlocks: bigint;
+  /** A signer below this balance (wei) takes no new work. */
+  readonly minSignerBalance: bigint;
   /** A market's display name for log messages. */
   readonly marketName: (marketId: number) => string;
-  /** The book's current state of a position (to tell a liquidated state from a reopened one). */
+  /** The book's current state of a position. */
   readonly current: (key: string) => TrackedPosition | undefined;
+  /** Whether the position is still below maintenance at the last head (undefined: no valid price to judge). */
+  readonly stillLiquidatable: (key: string) => boolean | undefined;
 }
-
-export type AttemptOutcome = "confirmed" | "pending" | "reverted" | "skipped" | "failed" | "dry_run" | "cancelled";
-
-/** How long a position state the simulation refused waits before it is simulated again. */
-const SKIP_COOLDOWN_MS = 5_000;
 
 export interface ExecutorStats {
+  /** Liquidation transactions broadcast (first sends; replacements are counted apart). */
   sent: number;
+  /** Positions liquidated by us. */
   confirmed: number;
+  /** Positions a competitor (or the trader) settled first while ours was on its way. */
+  lostRace: number;
+  /** Transactions mined reverted for another reason. */
   reverted: number;
+  cancelled: number;
+  replaced: number;
+  resent: number;
+  /** Positions not sent for: the simulation refused, the reward or the fees did not pay. */
   skipped: number;
+  /** Transactions the node refused outright. */
   failed: number;
+  /** Gas paid by our mined transactions, wei. */
+  gasPaidWei: bigint;
 }
 
+/** Blocks a position state the simulation refused waits before it is simulated again. */
+const REFUSED_COOLDOWN_BLOCKS = 3n;
+/** Blocks a mined attempt is kept, to re-check after a reorganisation. */
+const REORG_WINDOW_BLOCKS = 64n;
+/** Blocks of receipts one inclusion pass reads; past that, receipts are looked up per transaction. */
+const MAX_RECEIPT_BLOCKS = 16n;
+/** Sends of one unit across nonce conflicts before it is given up. */
+const MAX_SEND_TRIES = 3;
+/** Gas a position adds to a batch before it has been measured, and a single liquidation's guess. */
+const INITIAL_GAS_PER_POSITION = 80_000n;
+/** Journal records after which it is compacted to its live attempts. */
+const COMPACT_AFTER_RECORDS = 20_000;
+
+/** A group of candidates, simulated and priced, on its way to a lane. */
+interface Unit {
+  readonly kind: "single" | "batch";
+  readonly targets: TargetPlan[];
+  readonly call: UnsignedCall;
+  readonly fees: Fees;
+  readonly head: bigint;
+  tries: number;
+}
+
+type Busy = "planning" | Attempt;
+
 export class Executor {
-  /** Positions with an attempt under way: never a second one at the same time. */
-  private readonly inFlight = new Set<string>();
-  /**
-   * Position states not to attempt again, by key: those whose liquidation landed or may still land, or that a dry
-   * run priced, until the book replaces the state (it makes a new object on every change, so a reopened position
-   * is never blocked); those the simulation refused, for SKIP_COOLDOWN_MS.
-   */
-  private readonly done = new Map<string, { readonly position: TrackedPosition; readonly until: number }>();
+  readonly stats: ExecutorStats = {
+    sent: 0,
+    confirmed: 0,
+    lostRace: 0,
+    reverted: 0,
+    cancelled: 0,
+    replaced: 0,
+    resent: 0,
+    skipped: 0,
+    failed: 0,
+    gasPaidWei: 0n,
+  };
+  /** Every position with work under way: never a second attempt at the same time. */
+  private readonly busy = new Map<string, Busy>();
+  /** Position states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
+  private readonly cooldown = new Map<string, { readonly position: TrackedPosition | undefined; until: bigint }>();
+  private readonly attempts = new Map<string, Attempt>();
+  /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
+  private recent: Attempt[] = [];
+  private readonly lanesByAddress = new Map<string, NonceLane>();
+  private readonly queues = new Map<NonceLane, Unit[]>();
+  /** Units no lane had room for; dispatched again at the next head. */
+  private backlog: Unit[] = [];
+  private readonly simulations: PQueue;
+  private readonly blockWork = new PQueue({ concurrency: 1 });
+  private readonly pumps = new Set<Promise<void>>();
   private closed = false;
-  private readonly queue: PQueue;
-  private readonly sendLane = new PQueue({ concurrency: 1 });
-  readonly stats: ExecutorStats = { sent: 0, confirmed: 0, reverted: 0, skipped: 0, failed: 0 };
+  private head: Tick | undefined;
+  private checkedBlock: bigint | undefined;
+  private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
+  private gasPerPosition = INITIAL_GAS_PER_POSITION;
+  /** Balance (wei) under which a signer takes no new work: the configured floor, at least one liquidation's cost. */
+  private floor = 0n;
+  private seq = 0;
+  private readonly runId = Date.now().toString(36);
 
   constructor(private readonly o: ExecutorOptions) {
-    this.queue = new PQueue({ concurrency: o.maxConcurrent });
+    if (o.lanes.length === 0) throw new Error("the executor needs at least one signer");
+    this.simulations = new PQueue({ concurrency: o.maxConcurrentSimulations });
+    for (const lane of o.lanes) {
+      this.lanesByAddress.set(lane.address.toLowerCase(), lane);
+      this.queues.set(lane, []);
+    }
   }
 
-  get account(): Address {
-    return this.o.walletClient.account.address;
+  /** The signers' addresses. */
+  get accounts(): readonly Address[] {
+    return this.o.lanes.map((l) => l.address);
   }
 
-  /** Whether the position has an attempt under way or already liquidated in its current state. */
-  private isBusy(position: TrackedPosition): boolean {
-    if (this.inFlight.has(position.key)) return true;
-    const done = this.done.get(position.key);
-    return done !== undefined && done.position === position && Date.now() < done.until;
+  isOurs(address: Address): boolean {
+    return this.lanesByAddress.has(address.toLowerCase());
   }
 
-  /** Stops taking attempts: queued ones are dropped, running ones send nothing new. Idempotent. */
-  close(): void {
-    this.closed = true;
-    this.queue.clear();
+  /** Attempts not yet terminal (pending, cancelling, being signed). */
+  get pendingAttempts(): readonly Attempt[] {
+    return [...this.attempts.values()].filter((a) => !isTerminal(a.status));
   }
 
-  /** Queues a liquidation for each candidate that has none under way. */
-  submit(candidates: readonly Candidate[]): void {
-    for (const candidate of candidates) {
-      const { position } = candidate;
-      if (this.closed || this.isBusy(position)) continue;
-      this.inFlight.add(position.key);
-      void this.queue.add(async () => {
-        let outcome: AttemptOutcome = "failed";
-        try {
-          outcome = await this.liquidate(candidate);
-        } catch (error) {
-          this.stats.failed++;
-          this.o.log.error(
-            { event: "liquidation_failed", ...ids(candidate), reason: "unexpected", error: describeError(error) },
-            "liquidation attempt failed",
-          );
-        } finally {
-          this.inFlight.delete(position.key);
-          const until =
-            outcome === "skipped" || outcome === "reverted"
-              ? Date.now() + SKIP_COOLDOWN_MS
-              : outcome === "failed" || outcome === "cancelled"
-                ? 0
-                : Infinity;
-          if (until > 0 && this.o.current(position.key) === position) this.done.set(position.key, { position, until });
+  // ---------------------------------------------------------------------------------------------------- start
+
+  /**
+   * Reconciles each lane's journal with the chain and initialises its nonce: attempts mined while the keeper was
+   * down are settled, those still in the pool are tracked again, those the node lost are re-sent or filled when a
+   * later nonce needs them and given back otherwise. Then checks each signer can pay for a liquidation.
+   */
+  async start(
+    recovered: ReadonlyMap<NonceLane, readonly Attempt[]>,
+    tick: { blockNumber: bigint; baseFeePerGas: bigint },
+  ) {
+    const { client, log } = this.o;
+    this.checkedBlock = tick.blockNumber;
+    for (const lane of this.o.lanes) {
+      const [{ latest, pending }, balance] = await Promise.all([
+        NonceLane.chainNonces(client, lane.address),
+        client.getBalance({ address: lane.address }),
+      ]);
+      lane.balance = balance;
+      lane.chainNonce = latest;
+      const attempts = [...(recovered.get(lane) ?? [])].sort((a, b) => a.nonce - b.nonce);
+      let settled = 0;
+      let tracked = 0;
+      let abandoned = 0;
+      const lost: Attempt[] = [];
+      for (const a of attempts) {
+        this.attempts.set(a.id, a);
+        if (a.nonce < latest) {
+          await this.settleByLookup(a);
+          settled++;
+        } else if (await this.anyKnown(a)) {
+          if (a.status === "signed") transition(a, "pending");
+          this.track(lane, a);
+          tracked++;
+        } else {
+          lost.push(a);
         }
-      });
+      }
+      // a lost attempt below one the node still has must be filled; above every known one, its nonce is free
+      const topKnown = Math.max(latest - 1, pending - 1, ...[...lane.live.keys()]);
+      for (const a of lost) {
+        if (a.nonce <= topKnown) {
+          if (a.status === "signed") transition(a, "pending");
+          this.track(lane, a);
+          for (const tx of a.txs) tx.sentAtBlock = 0n; // checked at the first head: re-sent or cancelled
+          tracked++;
+        } else {
+          transition(a, "failed");
+          abandoned++;
+          void lane.journal.append([statusRecord(a)]);
+          this.attempts.delete(a.id);
+        }
+      }
+      lane.init(Math.max(pending, latest, ...[...lane.live.keys()].map((n) => n + 1)));
+      if (attempts.length > 0) {
+        log.info(
+          {
+            event: "executor_recovered",
+            signer: lane.address,
+            journaled: attempts.length,
+            settled,
+            tracked,
+            abandoned,
+            nextNonce: lane.nextNonce,
+          },
+          `journal of ${lane.address}: ${settled} settled, ${tracked} still pending, ${abandoned} never reached the chain`,
+        );
+      }
     }
-  }
-
-  /** Follows the book: a changed or closed position may be attempted again. */
-  onBookChange(change: BookChange): void {
-    if (change.type === "position") this.done.delete(change.key);
-  }
-
-  /** Resolves when every queued attempt has finished. */
-  async idle(): Promise<void> {
-    await this.queue.onIdle();
-  }
-
-  private async liquidate(c: Candidate): Promise<AttemptOutcome> {
-    const { publicClient, walletClient, engine, log } = this.o;
-    const account = walletClient.account;
-    const call = {
-      address: engine,
-      abi: perpEngineAbi,
-      functionName: "liquidate",
-      args: [c.position.trader, BigInt(c.position.marketId)],
-      account,
-    } as const;
-
-    if (this.closed) return "cancelled";
-    let reward: bigint;
-    try {
-      const simulation = await publicClient.simulateContract(call);
-      reward = simulation.result;
-    } catch (error) {
-      this.stats.skipped++;
-      log.info(
+    if (this.o.dryRun) return;
+    const ctx = await this.feeContext(tick);
+    const plan = planFees(ctx, this.o.fees);
+    const oneLiquidation = INITIAL_GAS_PER_POSITION * 2n * (plan.ok ? plan.maxFeePerGas : ctx.baseFeePerGas * 2n);
+    const floor = this.o.minSignerBalance > oneLiquidation ? this.o.minSignerBalance : oneLiquidation;
+    this.floor = floor;
+    const able = this.o.lanes.filter((lane) => {
+      if ((lane.balance ?? 0n) >= floor) return true;
+      lane.lowBalance = true;
+      log.warn(
         {
-          event: "liquidation_skipped",
-          ...ids(c),
-          reason: revertName(error) ?? "simulation_failed",
-          error: describeError(error),
+          event: "signer_excluded",
+          signer: lane.address,
+          balanceWei: big(lane.balance ?? 0n),
+          neededWei: big(floor),
         },
-        "simulation says the liquidation would fail",
+        `signer ${lane.address} cannot pay for a liquidation at current fees; it takes no work until funded`,
       );
-      return "skipped";
-    }
-    if (reward < this.o.minKeeperReward) {
-      this.stats.skipped++;
-      log.info(
-        { event: "liquidation_skipped", ...ids(c), reason: "reward_below_minimum", reward: quote(reward) },
-        "keeper reward below the configured minimum",
-      );
-      return "skipped";
-    }
-
-    const [gasEstimate, fees, latest] = await Promise.all([
-      publicClient.estimateContractGas(call),
-      publicClient.estimateFeesPerGas(),
-      publicClient.getBlock(),
-    ]);
-    const baseFeePerGas = latest.baseFeePerGas ?? 0n;
-    const fee = planFees({
-      baseFeePerGas,
-      suggestedMaxFeePerGas: fees.maxFeePerGas,
-      suggestedPriorityFeePerGas: fees.maxPriorityFeePerGas,
-      minPriorityFeePerGas: this.o.minPriorityFeeWei,
-      maxFeePerGasCap: this.o.maxFeePerGasCap,
+      return false;
     });
-    if (!fee.ok) {
-      this.stats.skipped++;
-      log.info(
-        { event: "liquidation_skipped", ...ids(c), reason: fee.reason, baseFeePerGas: big(baseFeePerGas) },
-        "the base fee is above the configured fee ceiling",
+    if (able.length === 0) {
+      throw new SignerError(
+        `no signer can pay for a liquidation at current fees (${big(floor)} wei needed): fund ${this.o.lanes
+          .map((l) => l.address)
+          .join(", ")}`,
       );
-      return "skipped";
     }
-    const { maxFeePerGas, maxPriorityFeePerGas } = fee;
-    const gas = (gasEstimate * this.o.gasLimitMultiplierPercent) / 100n;
+  }
+
+  // --------------------------------------------------------------------------------------------------- submit
+
+  /** Plans liquidations for the candidates that have no work under way, most underwater first. */
+  submit(candidates: readonly Candidate[], tick: Tick): void {
+    if (this.closed) return;
+    this.head = tick;
+    const fresh: Candidate[] = [];
+    for (const c of candidates) {
+      const key = c.position.key;
+      if (this.busy.has(key)) continue;
+      const cool = this.cooldown.get(key);
+      if (cool && cool.position === c.position && tick.blockNumber < cool.until) continue;
+      if (c.keeperReward < this.o.minKeeperReward) {
+        this.refuse(c.position, tick.blockNumber, "reward_below_minimum", { reward: quote(c.keeperReward) });
+        continue;
+      }
+      fresh.push(c);
+    }
+    if (fresh.length === 0) return;
+    for (const c of fresh) this.busy.set(c.position.key, "planning");
+    const groups = pack(prioritise(fresh), {
+      batching: this.o.batching && this.o.protocol.encodeBatch !== undefined,
+      maxPositions: this.maxBatchPositions(),
+      firstPositions: this.o.firstBatchPositions,
+    });
+    for (const group of groups) {
+      void this.simulations
+        .add(() => this.prepare(group, tick))
+        .catch((error: unknown) => this.unexpected(error, group));
+    }
+  }
+
+  private maxBatchPositions(): number {
+    const perPosition = (this.gasPerPosition * this.o.gasLimitMultiplierPercent) / 100n;
+    return Number(this.o.batchGasLimit / (perPosition > 0n ? perPosition : 1n));
+  }
+
+  /** Simulates a group, prices it and hands it to a lane; refused positions are released. */
+  private async prepare(group: readonly Candidate[], tick: Tick): Promise<void> {
+    if (this.closed) return this.release(group.map((c) => c.position.key));
+    const { client, protocol } = this.o;
+    const from = this.o.lanes[0]?.address;
+    const targets: TargetPlan[] = group.map((c) => ({
+      key: c.position.key,
+      trader: c.position.trader,
+      marketId: c.position.marketId,
+      expectedReward: c.keeperReward,
+    }));
+    const single = targets.length === 1 || !protocol.encodeBatch;
+    let kept = targets;
+    let data: Hex;
+    let estimate: bigint;
+    if (single) {
+      const target = targets[0] as TargetPlan;
+      data = protocol.encodeSingle(target);
+      try {
+        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+      } catch (error) {
+        this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
+          error: describeError(error),
+        });
+        return;
+      }
+    } else {
+      data = protocol.encodeBatch?.(targets) as Hex;
+      let rewards: readonly bigint[];
+      try {
+        const [call, gas] = await Promise.all([
+          client.call({ account: from, to: protocol.address, data }),
+          client.estimateGas({ account: from, to: protocol.address, data }),
+        ]);
+        rewards = protocol.decodeBatchResult?.(call.data ?? "0x") ?? [];
+        estimate = gas;
+      } catch (error) {
+        // one bad apple (a stale oracle) spoils a batch: the positions go again one by one at the next head
+        const reason = revertReason(error, protocol);
+        for (const c of group) this.refuse(c.position, tick.blockNumber, reason, { error: describeError(error) });
+        return;
+      }
+      // the simulation's own rewards; a position it would skip (0) leaves the batch
+      const rewarded = targets.map((t, i) => ({ ...t, expectedReward: rewards[i] ?? 0n }));
+      kept = rewarded.filter((t) => t.expectedReward > 0n);
+      group.forEach((c, i) => {
+        if (rewarded[i]?.expectedReward === 0n) this.refuse(c.position, tick.blockNumber, "NotLiquidatable", {});
+      });
+      if (kept.length === 0) return;
+      if (kept.length < targets.length) data = protocol.encodeBatch?.(kept) as Hex;
+      this.gasPerPosition = (this.gasPerPosition + estimate / BigInt(targets.length)) / 2n;
+    }
+    const reward = kept.reduce((sum, t) => sum + t.expectedReward, 0n);
+    const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
+    const ctx = await this.feeContext(tick);
+    const fee = planFees(ctx, this.o.fees, { reward, gas: estimate });
+    const price = this.o.fees.gasTokenPrice;
     const profit =
-      this.o.gasTokenPrice === undefined
+      price === undefined
         ? undefined
-        : expectedProfit(reward, gasEstimate, baseFeePerGas, maxPriorityFeePerGas, this.o.gasTokenPrice);
+        : expectedProfit(reward, estimate, ctx.baseFeePerGas, ctx.priorityFeePerGas, price);
     const plan = {
-      ...ids(c),
+      positions: kept.length,
       reward: quote(reward),
       expectedProfit: profit === undefined ? undefined : quote(profit),
       gas: big(gas),
-      maxFeePerGas: big(maxFeePerGas),
-      maxPriorityFeePerGas: big(maxPriorityFeePerGas),
-      maxGasCostWei: big(gas * maxFeePerGas),
+      baseFeePerGas: big(ctx.baseFeePerGas),
     };
-    if (profit !== undefined && profit < this.o.minProfit) {
-      this.stats.skipped++;
-      log.info({ event: "liquidation_skipped", ...plan, reason: "unprofitable" }, "the reward does not cover the gas");
-      return "skipped";
+    if (!fee.ok) {
+      for (const t of kept) {
+        const c = group.find((g) => g.position.key === t.key);
+        this.refuse(c?.position, tick.blockNumber, fee.reason, plan);
+      }
+      return;
     }
+    const kind = kept.length === 1 ? "single" : "batch";
+    const call = {
+      to: protocol.address,
+      data: kind === "single" ? protocol.encodeSingle(kept[0] as TargetPlan) : data,
+      gas,
+    };
     if (this.o.dryRun) {
-      log.info({ event: "liquidation_dry_run", ...plan }, "dry run: liquidation not sent");
-      return "dry_run";
-    }
-
-    let sent: { hash: Hex; nonce: number } | undefined;
-    try {
-      sent = await this.sendLane.add(async () => {
-        if (this.closed) return undefined;
-        const nonce = await this.o.nonces.take();
-        try {
-          const hash = await walletClient.writeContract({ ...call, gas, maxFeePerGas, maxPriorityFeePerGas, nonce });
-          return { hash, nonce };
-        } catch (error) {
-          this.o.nonces.resync();
-          throw error;
-        }
-      });
-    } catch (error) {
-      if (!(error instanceof BaseError && error.walk((e) => e instanceof TimeoutError))) throw error;
-      // The node may have taken it: sending again could only waste gas on a revert.
-      this.stats.failed++;
-      log.warn(
-        { event: "liquidation_stuck", ...plan, reason: "send_timeout", error: describeError(error) },
-        `sending the liquidation of ${this.label(c)} timed out; not sending again for this position state`,
-      );
-      return "pending";
-    }
-    if (!sent) return "cancelled";
-    this.stats.sent++;
-    log.info(
-      { event: "liquidation_sent", ...plan, txHash: sent.hash, nonce: sent.nonce },
-      `liquidating ${this.label(c)} for a reward of ${plan.reward}`,
-    );
-    return this.watch(c, sent.hash);
-  }
-
-  private label(c: Candidate): string {
-    const side = c.position.size > 0n ? "long" : "short";
-    return `${this.o.marketName(c.position.marketId)} ${side} of ${c.position.trader}`;
-  }
-
-  private async watch(c: Candidate, hash: Hex): Promise<AttemptOutcome> {
-    let receipt: Awaited<ReturnType<PublicClient["waitForTransactionReceipt"]>>;
-    try {
-      receipt = await this.o.publicClient.waitForTransactionReceipt({ hash, timeout: this.o.receiptTimeoutMs });
-    } catch (error) {
-      // Broadcast, no receipt (yet): a second attempt would only queue behind it with the next nonce. The state
-      // stays blocked until the book sees it change (replacing stuck transactions is the executor's next step).
-      this.stats.failed++;
-      const timedOut = error instanceof WaitForTransactionReceiptTimeoutError;
-      this.o.log.warn(
+      this.o.log.info(
         {
-          event: "liquidation_stuck",
-          ...ids(c),
-          txHash: hash,
-          reason: timedOut ? "receipt_timeout" : "receipt_unavailable",
-          waitedMs: timedOut ? this.o.receiptTimeoutMs : undefined,
-          error: timedOut ? undefined : describeError(error),
+          event: "liquidation_dry_run",
+          kind,
+          ...(kept.length === 1 ? targetIds(kept[0] as TargetPlan) : {}),
+          targets: kept.map(targetIds),
+          ...plan,
+          ...feeFields(fee),
         },
-        `no receipt for ${hash} yet; not sending again for this position state`,
+        `dry run: ${kind} liquidation of ${kept.length} position(s) not sent`,
       );
-      return "pending";
+      for (const c of group)
+        this.cooldown.set(c.position.key, { position: c.position, until: BigInt(Number.MAX_SAFE_INTEGER) });
+      this.release(kept.map((t) => t.key));
+      return;
     }
+    if (this.closed) return this.release(kept.map((t) => t.key));
+    this.dispatch({ kind, targets: kept, call, fees: fee, head: tick.blockNumber, tries: 0 });
+  }
+
+  // ------------------------------------------------------------------------------------------------- sending
+
+  /** Gives a unit to the lane with the most room, or keeps it for the next head when none has any. */
+  private dispatch(unit: Unit): void {
+    let best: NonceLane | undefined;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    for (const lane of this.o.lanes) {
+      if (lane.lowBalance || !lane.initialised) continue;
+      const load = lane.live.size + (this.queues.get(lane)?.length ?? 0);
+      if (load < this.o.maxPendingPerSigner && load < bestLoad) {
+        best = lane;
+        bestLoad = load;
+      }
+    }
+    if (!best) {
+      this.backlog.push(unit);
+      return;
+    }
+    this.queues.get(best)?.push(unit);
+    this.pump(best);
+  }
+
+  /** Signs, journals (one fsync per group) and broadcasts everything queued on the lane, in nonce order. */
+  private pump(lane: NonceLane): void {
+    if (lane.busy) return;
+    lane.busy = true;
+    const run = (async () => {
+      try {
+        const queue = this.queues.get(lane) as Unit[];
+        while (queue.length > 0) {
+          const units = queue.splice(0, queue.length);
+          if (this.closed) {
+            for (const u of units) this.release(u.targets.map((t) => t.key));
+            continue;
+          }
+          const signed: { attempt: Attempt; tx: SignedTx; unit: Unit }[] = [];
+          for (const unit of units) {
+            if (this.closed) {
+              // stopping: what is signed goes out, nothing new is signed
+              this.release(unit.targets.map((t) => t.key));
+              continue;
+            }
+            const nonce = lane.take();
+            const attempt: Attempt = {
+              id: `${this.runId}-${++this.seq}`,
+              signer: lane.address,
+              nonce,
+              kind: unit.kind,
+              targets: unit.targets,
+              to: unit.call.to,
+              data: unit.call.data,
+              gas: unit.call.gas,
+              txs: [],
+              status: "signed",
+              createdAtBlock: unit.head,
+            };
+            this.attempts.set(attempt.id, attempt);
+            this.track(lane, attempt);
+            const tx = await this.signTx(lane, attempt, "liquidate", unit.fees);
+            signed.push({ attempt, tx, unit });
+          }
+          await lane.journal.append(
+            signed.flatMap(({ attempt, tx }) => [attemptRecord(attempt), txRecord(attempt, tx)]),
+          );
+          const results = await Promise.all(signed.map(({ tx }) => broadcast(this.o.client, tx.raw, tx.hash)));
+          // highest nonce first, so that failed nonces at the top can be given back
+          const order = signed.map((s, i) => ({ ...s, result: results[i] as SendResult })).reverse();
+          const records: JournalRecord[] = [];
+          const retry: Unit[] = [];
+          for (const s of order) this.afterFirstSend(lane, s.attempt, s.tx, s.unit, s.result, records, retry);
+          await lane.journal.append(records);
+          if (retry.length > 0) {
+            // another transaction of this key holds those nonces: read the chain's count before sending again
+            await this.resync(lane, "nonce_conflict");
+            for (const unit of retry.reverse()) this.dispatch(unit);
+          }
+        }
+      } catch (error) {
+        this.o.log.error(
+          { event: "executor_error", signer: lane.address, error: describeError(error) },
+          "sending failed unexpectedly; the lane resyncs at the next head",
+        );
+      } finally {
+        lane.busy = false;
+      }
+    })();
+    this.pumps.add(run);
+    void run.finally(() => this.pumps.delete(run));
+  }
+
+  private async signTx(lane: NonceLane, a: Attempt, purpose: SignedTx["purpose"], fees: Fees): Promise<SignedTx> {
+    const call = purpose === "cancel" ? { to: lane.address, data: "0x" as Hex, gas: 21_000n } : a;
+    const { raw, hash } = await lane.sign(call, a.nonce, fees);
+    const tx: SignedTx = { hash, raw, purpose, ...fees, sentAtBlock: this.head?.blockNumber ?? a.createdAtBlock };
+    a.txs.push(tx);
+    return tx;
+  }
+
+  /** What a first broadcast's answer means for the attempt, its nonce and its targets. */
+  private afterFirstSend(
+    lane: NonceLane,
+    a: Attempt,
+    tx: SignedTx,
+    unit: Unit,
+    result: SendResult,
+    records: JournalRecord[],
+    retry: Unit[],
+  ): void {
+    const { log } = this.o;
+    const fields = { ...attemptIds(a), txHash: tx.hash, ...feeFields(tx) };
+    if (result.kind === "accepted" || result.kind === "uncertain") {
+      transition(a, "pending");
+      records.push(statusRecord(a));
+      this.stats.sent++;
+      if (result.kind === "uncertain") {
+        log.warn(
+          { event: "liquidation_send_uncertain", ...fields, error: result.error },
+          "no clear answer to the broadcast and the node does not know the hash yet; tracked as pending",
+        );
+      }
+      log.info(
+        {
+          event: "liquidation_sent",
+          ...fields,
+          targets: a.kind === "batch" ? a.targets.map(targetIds) : undefined,
+          reward: quote(sumRewards(a)),
+          gas: big(a.gas),
+        },
+        `liquidating ${this.describeTargets(a)} (nonce ${a.nonce}) for a reward of ${quote(sumRewards(a))}`,
+      );
+      return;
+    }
+    // the node refused it: this nonce holds nothing of ours
+    transition(a, "failed");
+    records.push(statusRecord(a));
+    this.untrack(lane, a);
+    const gaveBack = lane.giveBack(a.nonce);
+    if (result.kind === "nonce_too_low" || result.kind === "underpriced") {
+      // another transaction of this key holds the nonce: sent again at a fresh one after a resync
+      if (++unit.tries < MAX_SEND_TRIES) {
+        this.reserve(unit.targets, "planning");
+        retry.push(unit);
+        return;
+      }
+    } else if (result.kind === "insufficient_funds") {
+      this.markLow(lane, lane.balance ?? 0n, result.error);
+      if (++unit.tries < MAX_SEND_TRIES) {
+        this.reserve(unit.targets, "planning");
+        this.dispatch(unit);
+        return;
+      }
+    }
+    // a refused nonce below later ones of ours is a hole: judge() fills it with a cancel at the next head
+    if (!gaveBack) lane.chainNonce = Math.min(lane.chainNonce ?? a.nonce, a.nonce);
+    this.stats.failed++;
+    log.warn(
+      { event: "liquidation_failed", ...fields, reason: result.kind, error: result.error },
+      `the node refused the liquidation of ${this.describeTargets(a)}: ${result.error}`,
+    );
+    this.release(a.targets.map((t) => t.key));
+  }
+
+  private async resync(lane: NonceLane, reason: string): Promise<void> {
+    try {
+      const { latest, pending } = await NonceLane.chainNonces(this.o.client, lane.address);
+      lane.chainNonce = latest;
+      const before = lane.nextNonce;
+      if (lane.catchUp(pending)) {
+        this.o.log.info(
+          { event: "nonce_resynced", signer: lane.address, reason, from: before, to: lane.nextNonce },
+          `nonce of ${lane.address} resynced from ${before} to ${lane.nextNonce} (${reason})`,
+        );
+      }
+    } catch (error) {
+      this.o.log.warn({ event: "rpc_error", step: "nonce_resync", error: describeError(error) }, "nonce resync failed");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ per head
+
+  /**
+   * One inclusion pass per new head, serialized: settles what was mined, then judges what was not. A head that
+   * arrives while a pass runs is folded into the next one.
+   */
+  onHead(tick: Tick): void {
+    this.head = tick;
+    if (this.blockWork.size > 0) return; // one pass queued already: it reads the newest head when it runs
+    void this.blockWork.add(async () => {
+      const head = this.head as Tick;
+      try {
+        await this.settle(head);
+        await this.judge(head);
+        this.retryBacklog();
+        await this.maybeCompact();
+      } catch (error) {
+        this.o.log.warn(
+          { event: "rpc_error", step: "inclusion", error: describeError(error), blockNumber: big(head.blockNumber) },
+          "inclusion pass failed; retried at the next head",
+        );
+      }
+    });
+  }
+
+  /** Follows the book: a changed or closed position may be tried again. */
+  onBookChange(change: BookChange): void {
+    if (change.type === "position") this.cooldown.delete(change.key);
+  }
+
+  /**
+   * The chain reorganised: our attempts mined in the removed blocks go back to pending, and are re-sent at their
+   * own nonces (or cancelled) at the next head if the node dropped them; the lanes resync.
+   */
+  onReorg(): void {
+    void this.blockWork.add(async () => {
+      const recent = this.recent;
+      this.recent = [];
+      const checks = await Promise.all(
+        recent.map(async (a) => {
+          try {
+            return (await this.o.client.getTransactionReceipt({ hash: a.minedHash as Hex })) ?? undefined;
+          } catch {
+            return undefined;
+          }
+        }),
+      );
+      recent.forEach((a, i) => {
+        const receipt = checks[i];
+        if (receipt && receipt.blockNumber === a.minedBlock) {
+          this.recent.push(a);
+          return;
+        }
+        const lane = this.lanesByAddress.get(a.signer.toLowerCase());
+        if (!lane || receipt) return; // mined again elsewhere: settled as it was
+        this.o.log.warn(
+          { event: "liquidation_reorged", ...attemptIds(a), txHash: a.minedHash, blockNumber: big(a.minedBlock ?? 0n) },
+          `the block holding our transaction at nonce ${a.nonce} was reorganised away; tracking it again`,
+        );
+        transition(a, "pending");
+        for (const tx of a.txs) tx.sentAtBlock = 0n;
+        this.track(lane, a);
+        void lane.journal.append([statusRecord(a)]);
+      });
+      this.checkedBlock = undefined;
+      await Promise.all(this.o.lanes.map((lane) => this.resync(lane, "reorg")));
+    });
+  }
+
+  /** Reads the new blocks' receipts and each busy lane's nonce; settles every attempt they decide. */
+  private async settle(head: Tick): Promise<void> {
+    const { client } = this.o;
+    const lanes = this.o.lanes.filter((l) => l.live.size > 0);
+    const from = this.checkedBlock === undefined ? head.blockNumber : this.checkedBlock + 1n;
+    if (lanes.length === 0) {
+      this.checkedBlock = head.blockNumber;
+      return;
+    }
+    const blocks: bigint[] = [];
+    if (head.blockNumber - from < MAX_RECEIPT_BLOCKS) for (let b = from; b <= head.blockNumber; b++) blocks.push(b);
+    const byHash = new Map<string, Attempt>();
+    for (const lane of lanes) for (const a of lane.live.values()) for (const tx of a.txs) byHash.set(tx.hash, a);
+    const [receiptLists, nonces] = await Promise.all([
+      Promise.all(blocks.map((b) => this.blockReceipts(b))),
+      Promise.all(lanes.map((l) => client.getTransactionCount({ address: l.address, blockTag: "latest" }))),
+    ]);
+    const minedLanes = new Set<NonceLane>();
+    for (const receipts of receiptLists) {
+      if (receipts === undefined) continue;
+      for (const r of receipts) {
+        const a = byHash.get(r.transactionHash);
+        if (a && !isTerminal(a.status)) {
+          this.settleMined(a, r);
+          const lane = this.lanesByAddress.get(a.signer.toLowerCase());
+          if (lane) minedLanes.add(lane);
+        }
+      }
+    }
+    const lookups: Promise<void>[] = [];
+    lanes.forEach((lane, i) => {
+      const chainNonce = nonces[i] as number;
+      lane.chainNonce = chainNonce;
+      for (const a of lane.live.values()) {
+        if (a.nonce < chainNonce && !isTerminal(a.status)) {
+          minedLanes.add(lane);
+          lookups.push(this.settleByLookup(a));
+        }
+      }
+      const before = lane.nextNonce;
+      if (lane.catchUp(chainNonce)) {
+        this.o.log.info(
+          {
+            event: "nonce_resynced",
+            signer: lane.address,
+            reason: "external_transaction",
+            from: before,
+            to: chainNonce,
+          },
+          `another sender used nonces of ${lane.address}; resynced from ${before} to ${chainNonce}`,
+        );
+      }
+    });
+    await Promise.all(lookups);
+    await Promise.all([...minedLanes].map((lane) => this.refreshBalance(lane)));
+    this.checkedBlock = head.blockNumber;
+    this.recent = this.recent.filter((a) => (a.minedBlock ?? 0n) + REORG_WINDOW_BLOCKS >= head.blockNumber);
+  }
+
+  /** The block's receipts (eth_getBlockReceipts), or undefined when the node does not serve them. */
+  private async blockReceipts(blockNumber: bigint): Promise<TransactionReceipt[] | undefined> {
+    try {
+      const raw = (await this.o.client.request({
+        method: "eth_getBlockReceipts" as never,
+        params: [toHex(blockNumber)] as never,
+      })) as RpcTransactionReceipt[] | null;
+      return raw?.map((r) => formatTransactionReceipt(r));
+    } catch (error) {
+      if (error instanceof BaseError && /not (found|supported|available)|unsupported/i.test(error.message))
+        return undefined;
+      throw error;
+    }
+  }
+
+  /** Settles an attempt whose nonce is used: one of its hashes has a receipt, or someone else took the nonce. */
+  private async settleByLookup(a: Attempt): Promise<void> {
+    for (const tx of [...a.txs].reverse()) {
+      const receipt = await this.o.client.getTransactionReceipt({ hash: tx.hash }).catch(() => undefined);
+      if (receipt) return this.settleMined(a, receipt);
+    }
+    if (await this.anyKnown(a)) return; // the node has it but not its receipt yet: next head
+    const lane = this.lanesByAddress.get(a.signer.toLowerCase());
+    transition(a, "superseded");
+    this.o.log.warn(
+      { event: "liquidation_superseded", ...attemptIds(a) },
+      `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
+    );
+    if (lane) {
+      this.untrack(lane, a);
+      void lane.journal.append([statusRecord(a)]);
+    }
+    this.release(a.targets.map((t) => t.key));
+  }
+
+  private async anyKnown(a: Attempt): Promise<boolean> {
+    const answers = await Promise.all(a.txs.map((tx) => known(this.o.client, tx.hash)));
+    return answers.some(Boolean);
+  }
+
+  /** One of the attempt's transactions was mined: what it did, per target. */
+  private settleMined(a: Attempt, receipt: TransactionReceipt): void {
+    const { log, protocol } = this.o;
+    const tx = a.txs.find((t) => t.hash === receipt.transactionHash);
+    const gasPaid = receipt.gasUsed * receipt.effectiveGasPrice;
+    this.stats.gasPaidWei += gasPaid;
     const figures = {
-      ...ids(c),
-      txHash: hash,
+      ...attemptIds(a),
+      txHash: receipt.transactionHash,
       blockNumber: big(receipt.blockNumber),
       gasUsed: big(receipt.gasUsed),
       effectiveGasPrice: big(receipt.effectiveGasPrice),
+      gasPaidWei: big(gasPaid),
     };
-    if (receipt.status !== "success") {
-      this.stats.reverted++;
-      this.o.log.warn({ event: "liquidation_failed", ...figures, reason: "reverted" }, "liquidation reverted on chain");
-      return "reverted";
+    let status: Attempt["status"];
+    if (tx?.purpose === "cancel" || a.targets.length === 0) {
+      status = "cancelled";
+      this.stats.cancelled++;
+      log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
+    } else if (receipt.status === "success") {
+      const outcomes = protocol.outcomes(receipt.logs);
+      let won = 0;
+      for (const t of a.targets) {
+        const outcome = outcomes.get(t.key);
+        if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
+          won++;
+          log.info(
+            {
+              event: "liquidation_confirmed",
+              ...figures,
+              trader: t.trader,
+              marketId: t.marketId,
+              reward: quote(outcome.reward),
+              badDebt: quote(outcome.badDebt),
+            },
+            `liquidated ${this.o.marketName(t.marketId)} position of ${t.trader} in block ${receipt.blockNumber} ` +
+              `for ${quote(outcome.reward)}`,
+          );
+        } else {
+          this.lostRace(a, t, outcome?.kind === "skipped" ? outcome.reason : "skipped", receipt);
+        }
+      }
+      status = won > 0 ? "confirmed" : "lost_race";
+      this.stats.confirmed += won;
+    } else {
+      // reverted: a position gone from the book was settled by someone else first
+      const gone = a.targets.every((t) => this.o.current(t.key) === undefined);
+      if (gone) {
+        status = "lost_race";
+        for (const t of a.targets) this.lostRace(a, t, "reverted", receipt);
+      } else {
+        status = "reverted";
+        this.stats.reverted++;
+        log.warn(
+          { event: "liquidation_reverted", ...figures },
+          `our liquidation of ${this.describeTargets(a)} reverted on chain`,
+        );
+        for (const t of a.targets) {
+          const position = this.o.current(t.key);
+          this.cooldown.set(t.key, { position, until: receipt.blockNumber + REFUSED_COOLDOWN_BLOCKS });
+        }
+      }
     }
-    const [liquidated] = parseEventLogs({ abi: perpEngineAbi, logs: receipt.logs, eventName: "PositionLiquidated" });
-    this.stats.confirmed++;
+    transition(a, status);
+    a.minedBlock = receipt.blockNumber;
+    a.minedHash = receipt.transactionHash;
+    this.recent.push(a);
+    const lane = this.lanesByAddress.get(a.signer.toLowerCase());
+    if (lane) {
+      this.untrack(lane, a);
+      void lane.journal.append([statusRecord(a)]);
+    }
+    this.release(a.targets.map((t) => t.key));
+  }
+
+  private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {
+    this.stats.lostRace++;
     this.o.log.info(
       {
-        event: "liquidation_confirmed",
-        ...figures,
-        reward: liquidated ? quote(liquidated.args.keeperReward) : undefined,
-        badDebt: liquidated ? quote(liquidated.args.badDebt) : undefined,
-        price: liquidated ? quote(liquidated.args.price) : undefined,
+        event: "liquidation_lost_race",
+        signer: a.signer,
+        nonce: a.nonce,
+        trader: t.trader,
+        marketId: t.marketId,
+        how,
+        txHash: receipt.transactionHash,
+        blockNumber: big(receipt.blockNumber),
       },
-      `liquidated ${this.label(c)} in block ${receipt.blockNumber}`,
+      `${this.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
     );
-    return "confirmed";
+  }
+
+  /** Judges every unmined attempt at this head (decide.ts) and fills nonce holes. */
+  private async judge(head: Tick): Promise<void> {
+    const ctx = await this.feeContext(head);
+    const now = planFees(ctx, this.o.fees);
+    const nowFees: Fees = now.ok
+      ? now
+      : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
+    const work: Promise<void>[] = [];
+    for (const lane of this.o.lanes) {
+      if (lane.busy) continue;
+      for (const a of [...lane.live.values()]) {
+        const latest = latestTx(a);
+        if (!latest || (a.status !== "pending" && a.status !== "cancelling")) continue;
+        const wanted = this.wanted(a);
+        const decision = decidePending({
+          status: a.status,
+          head: head.blockNumber,
+          latest,
+          wanted,
+          stuckBlocks: this.o.stuckBlocks,
+        });
+        if (decision.type === "cancel") work.push(this.cancel(lane, a, latest, nowFees, head));
+        else if (decision.type === "check") work.push(this.unstick(lane, a, latest, wanted, nowFees, head));
+      }
+      if (lane.chainNonce !== undefined) {
+        for (const nonce of lane.gaps(lane.chainNonce)) work.push(this.fillGap(lane, nonce, nowFees, head));
+      }
+    }
+    await Promise.all(work);
+  }
+
+  private wanted(a: Attempt): boolean | undefined {
+    if (a.targets.length === 0) return false;
+    let unknown = false;
+    for (const t of a.targets) {
+      const verdict = this.o.stillLiquidatable(t.key);
+      if (verdict === true) return true;
+      if (verdict === undefined) unknown = true;
+    }
+    return unknown ? undefined : false;
+  }
+
+  private async cancel(lane: NonceLane, a: Attempt, latest: SignedTx, now: Fees, head: Tick): Promise<void> {
+    const resend = decideStuck(latest, true, false, now, this.o.fees);
+    if (resend.type !== "replace") return this.holdAtCap(a, latest);
+    const tx = await this.signTx(lane, a, "cancel", resend.fees);
+    transition(a, "cancelling");
+    await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
+    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    this.o.log.info(
+      {
+        event: "liquidation_cancelling",
+        ...attemptIds(a),
+        txHash: tx.hash,
+        replaces: latest.hash,
+        ...feeFields(tx),
+        result: result.kind,
+      },
+      `no position of nonce ${a.nonce} is liquidatable any more at block ${head.blockNumber}; replacing it by a cancel`,
+    );
+  }
+
+  /** A transaction stuck for stuckBlocks: bumped if the node has it, re-sent (or cancelled) if it lost it. */
+  private async unstick(
+    lane: NonceLane,
+    a: Attempt,
+    latest: SignedTx,
+    wanted: boolean | undefined,
+    now: Fees,
+    head: Tick,
+  ): Promise<void> {
+    const isKnown = await this.anyKnown(a);
+    const resend = decideStuck(latest, isKnown, wanted, now, this.o.fees);
+    if (resend.type === "hold") return this.holdAtCap(a, latest);
+    if (!isKnown) {
+      this.o.log.warn(
+        { event: "liquidation_dropped", ...attemptIds(a), txHash: latest.hash, sentAtBlock: big(latest.sentAtBlock) },
+        `the node no longer has our transaction at nonce ${a.nonce}; sending it again`,
+      );
+    }
+    if (resend.type === "rebroadcast") {
+      latest.sentAtBlock = head.blockNumber;
+      await lane.journal.append([txRecord(a, latest)]);
+      const result = await broadcast(this.o.client, latest.raw, latest.hash);
+      this.stats.resent++;
+      this.o.log.info(
+        { event: "liquidation_resent", ...attemptIds(a), txHash: latest.hash, result: result.kind },
+        `re-sent the same transaction at nonce ${a.nonce}`,
+      );
+      return;
+    }
+    const tx = await this.signTx(lane, a, resend.purpose, resend.fees);
+    if (resend.purpose === "cancel" && a.status !== "cancelling") transition(a, "cancelling");
+    await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
+    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    if (resend.type === "resign") this.stats.resent++;
+    else this.stats.replaced++;
+    const event =
+      resend.purpose === "cancel" && latest.purpose === "liquidate"
+        ? "liquidation_cancelling"
+        : resend.type === "resign"
+          ? "liquidation_resent"
+          : "liquidation_replaced";
+    this.o.log.info(
+      {
+        event,
+        ...attemptIds(a),
+        txHash: tx.hash,
+        replaces: latest.hash,
+        purpose: tx.purpose,
+        ...feeFields(tx),
+        previousMaxFeePerGas: big(latest.maxFeePerGas),
+        previousMaxPriorityFeePerGas: big(latest.maxPriorityFeePerGas),
+        stuckBlocks: big(head.blockNumber - latest.sentAtBlock),
+        result: result.kind,
+      },
+      `${tx.purpose === "cancel" ? "cancel" : "liquidation"} at nonce ${a.nonce} ${
+        resend.type === "resign" ? "signed again" : "replaced with higher fees"
+      } (max fee ${tx.maxFeePerGas}, tip ${tx.maxPriorityFeePerGas})`,
+    );
+  }
+
+  private holdAtCap(a: Attempt, latest: SignedTx): void {
+    this.o.log.warn(
+      { event: "liquidation_stuck", ...attemptIds(a), txHash: latest.hash, reason: "at_fee_cap", ...feeFields(latest) },
+      `transaction at nonce ${a.nonce} is stuck and the fee ceiling allows no higher bid; waiting`,
+    );
+  }
+
+  /** A nonce below our pending ones that holds nothing of ours: a cancel fills it so the later ones can land. */
+  private async fillGap(lane: NonceLane, nonce: number, now: Fees, head: Tick): Promise<void> {
+    const filler: Attempt = {
+      id: `${this.runId}-${++this.seq}`,
+      signer: lane.address,
+      nonce,
+      kind: "single",
+      targets: [],
+      to: lane.address,
+      data: "0x",
+      gas: 21_000n,
+      txs: [],
+      status: "signed",
+      createdAtBlock: head.blockNumber,
+    };
+    this.attempts.set(filler.id, filler);
+    this.track(lane, filler);
+    const tx = await this.signTx(lane, filler, "cancel", now);
+    await lane.journal.append([attemptRecord(filler), txRecord(filler, tx)]);
+    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    transition(filler, "pending");
+    await lane.journal.append([statusRecord(filler)]);
+    this.o.log.info(
+      { event: "nonce_gap_filled", signer: lane.address, nonce, txHash: tx.hash, result: result.kind },
+      `nonce ${nonce} of ${lane.address} held nothing of ours below pending ones; filled with a cancel`,
+    );
+  }
+
+  private retryBacklog(): void {
+    if (this.closed || this.backlog.length === 0) return;
+    const units = this.backlog;
+    this.backlog = [];
+    for (const unit of units) this.dispatch(unit);
+  }
+
+  private async refreshBalance(lane: NonceLane): Promise<void> {
+    const balance = await this.o.client.getBalance({ address: lane.address });
+    lane.balance = balance;
+    if (balance < this.floor) this.markLow(lane, balance);
+    else if (lane.lowBalance) {
+      lane.lowBalance = false;
+      this.o.log.info(
+        { event: "signer_balance_ok", signer: lane.address, balanceWei: big(balance) },
+        `signer ${lane.address} is funded again and takes work`,
+      );
+    }
+  }
+
+  private markLow(lane: NonceLane, balance: bigint, error?: string): void {
+    if (lane.lowBalance) return;
+    lane.lowBalance = true;
+    const others = this.o.lanes.filter((l) => !l.lowBalance).length;
+    this.o.log.warn(
+      {
+        event: "signer_low_balance",
+        signer: lane.address,
+        balanceWei: big(balance),
+        floorWei: big(this.floor),
+        error,
+        signersLeft: others,
+      },
+      `signer ${lane.address} is low on funds and is skipped; ${others} other signer(s) take over`,
+    );
+  }
+
+  private async maybeCompact(): Promise<void> {
+    for (const lane of this.o.lanes) {
+      if (lane.journal.recordsWritten < COMPACT_AFTER_RECORDS || lane.busy) continue;
+      await lane.journal.compact([...lane.live.values()]);
+    }
+    for (const [id, a] of this.attempts) if (isTerminal(a.status)) this.attempts.delete(id);
+  }
+
+  // -------------------------------------------------------------------------------------------- bookkeeping
+
+  private track(lane: NonceLane, a: Attempt): void {
+    lane.live.set(a.nonce, a);
+    this.reserve(a.targets, a);
+  }
+
+  private untrack(lane: NonceLane, a: Attempt): void {
+    if (lane.live.get(a.nonce) === a) lane.live.delete(a.nonce);
+  }
+
+  private reserve(targets: readonly TargetPlan[], by: Busy): void {
+    for (const t of targets) this.busy.set(t.key, by);
+  }
+
+  private release(keys: readonly string[]): void {
+    for (const key of keys) this.busy.delete(key);
+  }
+
+  private refuse(
+    position: TrackedPosition | undefined,
+    block: bigint,
+    reason: string,
+    detail: Record<string, unknown>,
+  ): void {
+    if (!position) return;
+    this.stats.skipped++;
+    this.busy.delete(position.key);
+    this.cooldown.set(position.key, { position, until: block + REFUSED_COOLDOWN_BLOCKS });
+    this.o.log.info(
+      { event: "liquidation_skipped", trader: position.trader, marketId: position.marketId, reason, ...detail },
+      `not liquidating ${this.o.marketName(position.marketId)} position of ${position.trader}: ${reason}`,
+    );
+  }
+
+  private unexpected(error: unknown, group: readonly Candidate[]): void {
+    this.o.log.error(
+      { event: "executor_error", positions: group.length, error: describeError(error) },
+      "planning a liquidation failed unexpectedly",
+    );
+    this.release(group.map((c) => c.position.key).filter((k) => this.busy.get(k) === "planning"));
+  }
+
+  private async feeContext(tick: { blockNumber: bigint; baseFeePerGas: bigint }): Promise<FeeContext> {
+    if (this.feeCache?.block === tick.blockNumber) return this.feeCache.ctx;
+    const ctx = (async (): Promise<FeeContext> => {
+      let observed: bigint | undefined;
+      if (this.o.tipSource === "feeHistory") {
+        try {
+          const history = await this.o.client.getFeeHistory({
+            blockCount: 1,
+            blockNumber: tick.blockNumber,
+            rewardPercentiles: [this.o.tipPercentile],
+          });
+          observed = history.reward?.[0]?.[0];
+        } catch {
+          observed = undefined;
+        }
+      }
+      return { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: pickTip(this.o.fees, observed) };
+    })();
+    this.feeCache = { block: tick.blockNumber, ctx };
+    return ctx;
+  }
+
+  private describeTargets(a: Attempt): string {
+    if (a.targets.length !== 1) return `${a.targets.length} positions`;
+    const t = a.targets[0] as TargetPlan;
+    return `${this.o.marketName(t.marketId)} position of ${t.trader}`;
+  }
+
+  // ------------------------------------------------------------------------------------------------- stopping
+
+  /** Stops taking work: queued simulations are dropped, nothing new is signed. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.simulations.clear();
+    for (const unit of this.backlog) this.release(unit.targets.map((t) => t.key));
+    this.backlog = [];
+  }
+
+  /**
+   * Resolves when the broadcasts under way have finished, or after `graceMs`. Pending transactions stay in the
+   * journal for the next start.
+   */
+  async idle(graceMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const settled = (async () => {
+      await this.simulations.onIdle();
+      while (this.pumps.size > 0) await Promise.allSettled([...this.pumps]);
+      await this.blockWork.onIdle();
+      return true;
+    })();
+    if (!Number.isFinite(graceMs)) return settled;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), graceMs);
+    });
+    try {
+      return await Promise.race([settled, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes the journals (after idle). */
+  async shutdown(): Promise<void> {
+    await Promise.all(this.o.lanes.map((l) => l.journal.close().catch(() => {})));
   }
 }
 
-function ids(c: Candidate) {
-  return { trader: c.position.trader, marketId: c.position.marketId };
+/** No signer can pay: a setup problem (exit 2), named by address. */
+export class SignerError extends Error {
+  override name = "SignerError";
+}
+
+function attemptIds(a: Attempt) {
+  const one = a.targets.length === 1 ? a.targets[0] : undefined;
+  return {
+    signer: a.signer,
+    nonce: a.nonce,
+    kind: a.kind,
+    positions: a.targets.length,
+    trader: one?.trader,
+    marketId: one?.marketId,
+  };
+}
+
+function targetIds(t: TargetPlan) {
+  return { trader: t.trader, marketId: t.marketId };
+}
+
+function feeFields(f: Fees) {
+  return { maxFeePerGas: big(f.maxFeePerGas), maxPriorityFeePerGas: big(f.maxPriorityFeePerGas) };
+}
+
+function sumRewards(a: Attempt): bigint {
+  return a.targets.reduce((s, t) => s + t.expectedReward, 0n);
 }
 
 /** Collateral amounts in log fields: 6 decimals, like the collateral itself. */
@@ -323,9 +1197,19 @@ function quote(wad: bigint): string {
   return fromWad(wad).toDecimalPlaces(6).toString();
 }
 
-/** The custom error a simulation reverted with (NotLiquidatable, NoPosition, StalePrice...), if any. */
-function revertName(error: unknown): string | undefined {
-  if (!(error instanceof BaseError)) return undefined;
-  const revert = error.walk((e) => e instanceof ContractFunctionRevertedError);
-  return revert instanceof ContractFunctionRevertedError ? revert.data?.errorName : undefined;
+/** Why a simulation refused: the protocol's custom error when the revert data names one. */
+function revertReason(error: unknown, protocol: LiquidationProtocol): string {
+  if (error instanceof BaseError) {
+    let data: Hex | undefined;
+    error.walk((e) => {
+      const d = (e as { data?: unknown }).data;
+      if (typeof d === "string" && d.startsWith("0x")) data = d as Hex;
+      else if (d && typeof d === "object" && typeof (d as { data?: unknown }).data === "string")
+        data = (d as { data: Hex }).data;
+      return false;
+    });
+    const name = protocol.revertName(data);
+    if (name) return name;
+  }
+  return "simulation_failed";
 }

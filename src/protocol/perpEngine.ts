@@ -2,9 +2,22 @@
  * The adapter for the reference PerpEngine: which logs to index and how to decode them into exchange events.
  * Another protocol plugs in beside it with its own decoder and margin rules.
  */
-import { type Address, hexToString, type Log, type PublicClient, parseEventLogs } from "viem";
+import {
+  type Address,
+  decodeErrorResult,
+  decodeFunctionResult,
+  encodeFunctionData,
+  type Hex,
+  hexToString,
+  isAddressEqual,
+  type Log,
+  type PublicClient,
+  parseEventLogs,
+} from "viem";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import { positionKey } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
+import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
 
 export { perpEngineAbi };
 
@@ -127,4 +140,47 @@ export async function isPerpEngine(client: PublicClient, address: Address): Prom
   } catch {
     return false;
   }
+}
+
+/** LiquidationSkipped reasons, as the contract numbers them. */
+const SKIP_REASONS = { 1: "no_position", 2: "not_liquidatable" } as const;
+
+/** The executor's view of PerpEngine: liquidate, liquidateMany, and what their logs say. */
+export function perpEngineProtocol(address: Address): LiquidationProtocol {
+  return {
+    address,
+    encodeSingle: (t: LiquidationTarget) =>
+      encodeFunctionData({ abi: perpEngineAbi, functionName: "liquidate", args: [t.trader, BigInt(t.marketId)] }),
+    encodeBatch: (targets: readonly LiquidationTarget[]) =>
+      encodeFunctionData({
+        abi: perpEngineAbi,
+        functionName: "liquidateMany",
+        args: [targets.map((t) => t.trader), targets.map((t) => BigInt(t.marketId))],
+      }),
+    decodeBatchResult: (data: Hex) => decodeFunctionResult({ abi: perpEngineAbi, functionName: "liquidateMany", data }),
+    outcomes(logs: readonly Log[]): Map<string, TargetOutcome> {
+      const mine = logs.filter((l) => isAddressEqual(l.address, address));
+      const found = new Map<string, TargetOutcome>();
+      for (const log of parseEventLogs({ abi: perpEngineAbi, logs: mine as Log[] })) {
+        if (log.eventName === "PositionLiquidated") {
+          const key = positionKey(marketIdOf(log.args.marketId), log.args.trader);
+          const { keeper, keeperReward: reward, badDebt } = log.args;
+          found.set(key, { kind: "liquidated", keeper, reward, badDebt });
+        } else if (log.eventName === "LiquidationSkipped") {
+          const key = positionKey(marketIdOf(log.args.marketId), log.args.trader);
+          const reason = SKIP_REASONS[log.args.reason as 1 | 2] ?? "not_liquidatable";
+          if (!found.has(key)) found.set(key, { kind: "skipped", reason });
+        }
+      }
+      return found;
+    },
+    revertName(data: Hex | undefined): string | undefined {
+      if (!data || data.length < 10) return undefined;
+      try {
+        return decodeErrorResult({ abi: perpEngineAbi, data }).errorName;
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }

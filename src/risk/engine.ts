@@ -1,4 +1,4 @@
-import type { Book, BookChange } from "../state/book.ts";
+import type { Book, BookChange, TrackedPosition } from "../state/book.ts";
 import { LiquidationIndex } from "./liquidationIndex.ts";
 import { fundingIndexAt } from "./math.ts";
 import { type Candidate, confirm } from "./scan.ts";
@@ -35,6 +35,13 @@ export class RiskEngine {
         else this.index.remove(change.key);
         return;
     }
+  }
+
+  /** Whether one position is below maintenance margin at `markPrice` (WAD) at unix time `timestamp`. */
+  isLiquidatable(position: TrackedPosition, markPrice: bigint, timestamp: bigint): boolean {
+    const market = this.book.markets.get(position.marketId);
+    if (!market) return false;
+    return confirm(position, market, markPrice, fundingIndexAt(market.funding, markPrice, timestamp)) !== undefined;
   }
 
   /** Positions of the market below maintenance margin at `markPrice` (WAD) at unix time `timestamp`. */

@@ -17,6 +17,8 @@ import { markPriceOf, readOracle } from "./oracle.ts";
 export interface Tick {
   readonly blockNumber: bigint;
   readonly timestamp: bigint;
+  /** The head's base fee, wei (0 before London): what the executor prices gas from. */
+  readonly baseFeePerGas: bigint;
   /** Valid mark prices (WAD) by market id; a market whose oracle was refused is absent. */
   readonly prices: ReadonlyMap<number, bigint>;
 }
@@ -182,7 +184,12 @@ export class Watcher {
     });
   }
 
-  private async tick(block: { number: bigint; hash: Hex; timestamp: bigint }): Promise<void> {
+  private async tick(block: {
+    number: bigint;
+    hash: Hex;
+    timestamp: bigint;
+    baseFeePerGas: bigint | null;
+  }): Promise<void> {
     const head = block.number;
     const markets = [...this.o.book.markets.values()];
     // one oracle that cannot be read must not blind the keeper to the others
@@ -245,7 +252,7 @@ export class Watcher {
         );
       }
     });
-    this.lastTick = { blockNumber: head, timestamp: block.timestamp, prices };
+    this.lastTick = { blockNumber: head, timestamp: block.timestamp, baseFeePerGas: block.baseFeePerGas ?? 0n, prices };
     this.o.onTick(this.lastTick);
   }
 }

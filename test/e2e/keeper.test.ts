@@ -120,7 +120,10 @@ describe("keeper on Anvil", () => {
 
     expect(new Set(liquidatedByKeeper())).toEqual(expected);
     expect(liquidatedByKeeper()).toHaveLength(expected.size);
-    const sent = logs.events("liquidation_sent").map((l) => positionKey(l.marketId as number, l.trader as Address));
+    const sent = logs
+      .events("liquidation_sent")
+      .flatMap((l) => (l.targets as { trader: Address; marketId: number }[] | undefined) ?? [l])
+      .map((t) => positionKey(t.marketId as number, t.trader as Address));
     expect(sent).toHaveLength(new Set(sent).size); // never twice for one position
     const open = await openKeys();
     for (const s of specs) {

@@ -7,7 +7,7 @@ import { devnetConfig } from "../../src/devnet/config.ts";
 import { openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
 import { BookError } from "../../src/state/book.ts";
 import { StartBlockError } from "../../src/watcher/watcher.ts";
-import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { type DevnetFixture, startDevnet, testStateDir } from "../helpers/devnet.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 let net: DevnetFixture;
@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 function start(overrides: { address?: string; deployBlock?: number; chainId?: number }) {
-  const config = devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 50 });
+  const config = devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 50, stateDir: testStateDir() });
   return startKeeper({
     config: {
       ...config,
@@ -34,7 +34,7 @@ function start(overrides: { address?: string; deployBlock?: number; chainId?: nu
       },
     },
     rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
+    privateKeys: [ANVIL_KEYS[1]],
     log: captureLogs().log,
   });
 }

@@ -1,56 +1,105 @@
 import { parseGwei, parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { expectedProfit, planFees } from "../../src/executor/fees.ts";
+import { expectedProfit, type FeePolicy, pickTip, planFees, replacementFees } from "../../src/executor/fees.ts";
 
-const base = {
-  baseFeePerGas: parseGwei("10"),
-  suggestedMaxFeePerGas: parseGwei("13"), // 1.2 x base + 1 gwei tip
-  suggestedPriorityFeePerGas: parseGwei("1"),
-  minPriorityFeePerGas: 0n,
+const policy: FeePolicy = {
+  baseFeeMultiplierBps: 20_000n,
+  minPriorityFeePerGas: parseGwei("0.01"),
   maxFeePerGasCap: undefined,
+  gasTokenPrice: undefined,
+  maxRewardShareBps: 9_000n,
+  minProfit: 0n,
+  replacementBumpBps: 1_250n,
 };
+const ctx = { baseFeePerGas: parseGwei("10"), priorityFeePerGas: parseGwei("1") };
 
-describe("fee plan", () => {
-  it("takes the node's suggestion as it is when no floor or ceiling applies", () => {
-    expect(planFees(base)).toEqual({ ok: true, maxFeePerGas: parseGwei("13"), maxPriorityFeePerGas: parseGwei("1") });
-  });
-
-  it("raises the fee cap with a raised tip, keeping the headroom over the base fee", () => {
-    expect(planFees({ ...base, minPriorityFeePerGas: parseGwei("3") })).toEqual({
+describe("fee plan from the head", () => {
+  it("keeps headroom for base-fee growth: max fee = base x multiplier + tip", () => {
+    expect(planFees(ctx, policy)).toEqual({
       ok: true,
-      maxFeePerGas: parseGwei("15"),
-      maxPriorityFeePerGas: parseGwei("3"),
+      maxFeePerGas: parseGwei("21"),
+      maxPriorityFeePerGas: parseGwei("1"),
+    });
+    expect(planFees(ctx, { ...policy, baseFeeMultiplierBps: 30_000n })).toMatchObject({
+      maxFeePerGas: parseGwei("31"),
     });
   });
 
-  it("never offers less than base fee plus tip", () => {
-    const plan = planFees({ ...base, suggestedMaxFeePerGas: parseGwei("5") });
-    expect(plan).toEqual({ ok: true, maxFeePerGas: parseGwei("11"), maxPriorityFeePerGas: parseGwei("1") });
+  it("survives five full blocks of base-fee growth at 2x (12.5% a block)", () => {
+    const plan = planFees(ctx, policy);
+    if (!plan.ok) throw new Error("refused");
+    let base = ctx.baseFeePerGas;
+    for (let i = 0; i < 5; i++) base = (base * 1125n) / 1000n;
+    expect(plan.maxFeePerGas).toBeGreaterThanOrEqual(base + plan.maxPriorityFeePerGas);
   });
 
-  it("caps the fee at the ceiling, trimming the tip to fit, and refuses a base fee above it", () => {
-    expect(planFees({ ...base, maxFeePerGasCap: parseGwei("10.5") })).toEqual({
-      ok: true,
-      maxFeePerGas: parseGwei("10.5"),
-      maxPriorityFeePerGas: parseGwei("0.5"),
-    });
-    expect(planFees({ ...base, maxFeePerGasCap: parseGwei("10") })).toEqual({
+  it("caps both fields at the ceiling and refuses when the ceiling cannot cover the base fee", () => {
+    const capped = planFees(ctx, { ...policy, maxFeePerGasCap: parseGwei("10.5") });
+    expect(capped).toEqual({ ok: true, maxFeePerGas: parseGwei("10.5"), maxPriorityFeePerGas: parseGwei("0.5") });
+    expect(planFees(ctx, { ...policy, maxFeePerGasCap: parseGwei("10") })).toEqual({
       ok: false,
       reason: "base_fee_above_cap",
     });
   });
+
+  it("holds the worst-case gas cost to a share of the reward, and refuses what does not pay", () => {
+    const priced = { ...policy, gasTokenPrice: parseUnits("3000", 18), maxRewardShareBps: 5_000n };
+    const gas = 100_000n;
+    // 100k gas at 21 gwei = 0.0021 ETH = 6.3 USDC; reward 10 USDC: half of it is 5 USDC => max fee <= 16.67 gwei
+    const plan = planFees(ctx, priced, { reward: parseUnits("10", 18), gas });
+    if (!plan.ok) throw new Error("refused");
+    expect((gas * plan.maxFeePerGas * priced.gasTokenPrice) / 10n ** 18n).toBeLessThanOrEqual(parseUnits("5", 18));
+    expect(plan.maxFeePerGas).toBeGreaterThan(ctx.baseFeePerGas);
+    // 1 USDC reward cannot pay 100k gas at 11 gwei (3.3 USDC)
+    const poor = planFees(ctx, priced, { reward: parseUnits("1", 18), gas });
+    expect(poor.ok).toBe(false);
+    if (!poor.ok) {
+      expect(poor.reason).toBe("unprofitable");
+      expect(poor.expectedProfit).toBe(
+        expectedProfit(parseUnits("1", 18), gas, ctx.baseFeePerGas, ctx.priorityFeePerGas, priced.gasTokenPrice),
+      );
+    }
+  });
+
+  it("takes the observed tip when above the floor", () => {
+    expect(pickTip(policy, parseGwei("2"))).toBe(parseGwei("2"));
+    expect(pickTip(policy, 0n)).toBe(policy.minPriorityFeePerGas);
+    expect(pickTip(policy, undefined)).toBe(policy.minPriorityFeePerGas);
+  });
 });
 
-describe("expected profit", () => {
-  it("is the reward less the gas at the current price, valued in collateral", () => {
-    // 200,000 gas at 11 gwei = 0.0022 ETH; at 3,000 per ETH: 6.6 of collateral
-    const profit = expectedProfit(
-      parseUnits("50", 18),
-      200_000n,
-      parseGwei("10"),
-      parseGwei("1"),
-      parseUnits("3000", 18),
+describe("replacement fees", () => {
+  const previous = { maxFeePerGas: parseGwei("20"), maxPriorityFeePerGas: parseGwei("1") };
+  const calm = { maxFeePerGas: parseGwei("5"), maxPriorityFeePerGas: parseGwei("0.1") };
+
+  it("raise both fields by more than the bump rule", () => {
+    const r = replacementFees(previous, calm, policy);
+    if (!r.ok) throw new Error("refused");
+    expect(r.maxFeePerGas * 10_000n).toBeGreaterThan(previous.maxFeePerGas * 11_250n - 1n);
+    expect(r.maxPriorityFeePerGas * 10_000n).toBeGreaterThan(previous.maxPriorityFeePerGas * 11_250n - 1n);
+  });
+
+  it("follow the market when it moved further than the bump", () => {
+    const spiked = { maxFeePerGas: parseGwei("80"), maxPriorityFeePerGas: parseGwei("3") };
+    expect(replacementFees(previous, spiked, policy)).toEqual({ ok: true, ...spiked });
+  });
+
+  it("bump a zero tip to a positive one", () => {
+    const r = replacementFees(
+      { maxFeePerGas: 100n, maxPriorityFeePerGas: 0n },
+      { maxPriorityFeePerGas: 0n, maxFeePerGas: 0n },
+      policy,
     );
-    expect(profit).toBe(parseUnits("43.4", 18));
+    expect(r.ok && r.maxPriorityFeePerGas > 0n && r.maxFeePerGas > 100n).toBe(true);
+  });
+
+  it("are refused at the ceiling rather than sent under-bumped", () => {
+    expect(replacementFees(previous, calm, { ...policy, maxFeePerGasCap: parseGwei("22") })).toEqual({
+      ok: false,
+      reason: "at_fee_cap",
+    });
+    const r = replacementFees(previous, calm, { ...policy, maxFeePerGasCap: parseGwei("30") });
+    expect(r).toMatchObject({ ok: true });
+    if (r.ok) expect(r.maxFeePerGas).toBeLessThanOrEqual(parseGwei("30"));
   });
 });

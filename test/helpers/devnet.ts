@@ -2,6 +2,10 @@
  * Test fixture: a fresh Anvil on a free loopback port with the reference exchange deployed. Every file that
  * uses it stops it in afterAll, also when a test failed.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Hex } from "viem";
 import { type RunningKeeper, startKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
@@ -50,14 +54,28 @@ export async function shutdown(
 export async function startTestKeeper(
   net: DevnetFixture,
   keeperConfig: Record<string, unknown> = {},
-): Promise<{ keeper: RunningKeeper; logs: CapturedLog }> {
+  privateKeys: readonly Hex[] = [ANVIL_KEYS[1]],
+): Promise<{ keeper: RunningKeeper; logs: CapturedLog; stateDir: string }> {
   const logs = captureLogs();
+  const stateDir = (keeperConfig.stateDir as string | undefined) ?? testStateDir();
   const keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig }),
+    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig, stateDir }),
     rpcUrl: net.anvil.rpcUrl,
-    privateKey: ANVIL_KEYS[1],
+    privateKeys,
     log: logs.log,
   });
   keeper.done.catch(() => {});
-  return { keeper, logs };
+  return { keeper, logs, stateDir };
+}
+
+const stateDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of stateDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh state directory (journals) for one test keeper, removed when the test process exits. */
+export function testStateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "perp-keeper-test-"));
+  stateDirs.push(dir);
+  return dir;
 }

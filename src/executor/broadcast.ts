@@ -1,0 +1,69 @@
+/**
+ * Broadcasts one signed transaction and says what became of it, never guessing: "already known" with our hash is
+ * success; a reply that is lost, garbled or names another hash is settled by looking our hash up at the node.
+ */
+import { BaseError, type Hex, type PublicClient, RpcRequestError } from "viem";
+import { describeError } from "../chain/errors.ts";
+
+export type SendResult =
+  /** The node has it. */
+  | { readonly kind: "accepted" }
+  /** The nonce is already used on chain: someone else (or an earlier send of ours) took it. */
+  | { readonly kind: "nonce_too_low"; readonly error: string }
+  /** Another transaction at this nonce is in the pool and ours does not outbid it by the node's rule. */
+  | { readonly kind: "underpriced"; readonly error: string }
+  | { readonly kind: "insufficient_funds"; readonly error: string }
+  /** Fee cap under the node's minimum (base fee): it will not take it. */
+  | { readonly kind: "fee_too_low"; readonly error: string }
+  /** The node answered no, for another reason, and does not know the hash. */
+  | { readonly kind: "rejected"; readonly error: string }
+  /** No usable answer and the node does not know the hash (yet): it may still be in flight. */
+  | { readonly kind: "uncertain"; readonly error: string };
+
+const PATTERNS: readonly [SendResult["kind"], RegExp][] = [
+  ["accepted", /already known|known transaction|already imported|alreadyknown|already exists/],
+  ["nonce_too_low", /nonce too low|nonce is too low|oldnonce|nonce has already been used/],
+  ["underpriced", /underpriced|replacement transaction/],
+  ["insufficient_funds", /insufficient funds|insufficient balance/],
+  ["fee_too_low", /less than (the )?block base fee|fee cap less than|max fee per gas less than|feecap too low/],
+];
+
+/** What a send error means, from the node's words (shortMessage and details). */
+export function classifySendError(error: unknown): SendResult["kind"] | undefined {
+  const text =
+    error instanceof BaseError
+      ? `${error.shortMessage} ${error.details ?? ""} ${error.message}`.toLowerCase()
+      : String(error).toLowerCase();
+  for (const [kind, pattern] of PATTERNS) if (pattern.test(text)) return kind;
+  return undefined;
+}
+
+export async function broadcast(client: PublicClient, raw: Hex, hash: Hex): Promise<SendResult> {
+  let failure: unknown;
+  try {
+    const answer = await client.request({ method: "eth_sendRawTransaction", params: [raw] });
+    if (typeof answer === "string" && answer.toLowerCase() === hash.toLowerCase()) return { kind: "accepted" };
+    failure = new Error(`the node answered ${String(answer).slice(0, 80)} for ${hash}`);
+  } catch (error) {
+    const kind = classifySendError(error);
+    if (kind === "accepted") return { kind };
+    if (kind !== undefined && kind !== "nonce_too_low") return { kind, error: describeError(error) };
+    failure = error;
+    // "nonce too low" may be our own transaction already mined (a retried send): the lookup below tells
+    if (kind === "nonce_too_low" && !(await known(client, hash))) return { kind, error: describeError(error) };
+    if (kind === "nonce_too_low") return { kind: "accepted" };
+  }
+  if (await known(client, hash)) return { kind: "accepted" };
+  const answered = failure instanceof BaseError && failure.walk((e) => e instanceof RpcRequestError);
+  return { kind: answered ? "rejected" : "uncertain", error: describeError(failure) };
+}
+
+/** Whether the node knows the transaction (pending or mined); false also when it cannot be asked now. */
+export async function known(client: PublicClient, hash: Hex): Promise<boolean> {
+  try {
+    const tx = await client.request({ method: "eth_getTransactionByHash", params: [hash] });
+    return tx !== null && tx !== undefined;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * What to do about a transaction of ours that is not mined yet, at a new head. Pure: the executor supplies the
+ * attempt's state, whether its targets are still worth liquidating, and the fees a new transaction would pay now;
+ * it does the I/O the answer calls for. Time is counted in blocks.
+ */
+import type { AttemptStatus, SignedTx } from "./attempt.ts";
+import { type FeePolicy, type Fees, replacementFees } from "./fees.ts";
+
+export interface PendingView {
+  readonly status: AttemptStatus;
+  /** Head block number now. */
+  readonly head: bigint;
+  /** The latest transaction at the attempt's nonce. */
+  readonly latest: Pick<SignedTx, "purpose" | "sentAtBlock" | "maxFeePerGas" | "maxPriorityFeePerGas">;
+  /** Some target is still liquidatable by the risk model at this head (undefined: no valid price to judge). */
+  readonly wanted: boolean | undefined;
+  /** Blocks without inclusion after which a transaction counts as stuck. */
+  readonly stuckBlocks: bigint;
+}
+
+export type PendingDecision =
+  | { readonly type: "wait" }
+  /** No target is worth it any more: replace the liquidation by a cancel at its nonce. */
+  | { readonly type: "cancel" }
+  /** Stuck: ask the node whether it still has the transaction, then decideStuck. */
+  | { readonly type: "check" };
+
+export function decidePending(v: PendingView): PendingDecision {
+  if (v.status === "pending" && v.latest.purpose === "liquidate" && v.wanted === false) return { type: "cancel" };
+  if (v.head - v.latest.sentAtBlock >= v.stuckBlocks) return { type: "check" };
+  return { type: "wait" };
+}
+
+export type Resend =
+  /** Same purpose, fees raised by the replacement rule. */
+  | { readonly type: "replace"; readonly purpose: SignedTx["purpose"]; readonly fees: Fees }
+  /** Dropped, and its fees still do: send the same signed bytes again (same hash). */
+  | { readonly type: "rebroadcast" }
+  /** Dropped: sign it again at the same nonce with today's fees (nothing in the pool to outbid). */
+  | { readonly type: "resign"; readonly purpose: SignedTx["purpose"]; readonly fees: Fees }
+  /** Stuck, but the fee ceiling allows no higher bid: wait. */
+  | { readonly type: "hold"; readonly reason: "at_fee_cap" };
+
+/**
+ * For a stuck transaction (`known`: the node still has it) or a dropped one, what to send at its nonce. A cancel is
+ * a replacement like any other; a liquidation nobody wants is never sent again, its nonce is filled by a cancel.
+ */
+export function decideStuck(
+  latest: Pick<SignedTx, "purpose" | "maxFeePerGas" | "maxPriorityFeePerGas">,
+  known: boolean,
+  wanted: boolean | undefined,
+  now: Fees,
+  policy: FeePolicy,
+): Resend {
+  const purpose: SignedTx["purpose"] = latest.purpose === "liquidate" && wanted !== false ? "liquidate" : "cancel";
+  if (known) {
+    const fees = replacementFees(latest, now, policy);
+    if (!fees.ok) return { type: "hold", reason: fees.reason };
+    return { type: "replace", purpose, fees };
+  }
+  const still = latest.maxFeePerGas >= now.maxFeePerGas && latest.maxPriorityFeePerGas >= now.maxPriorityFeePerGas;
+  if (purpose === latest.purpose && still) return { type: "rebroadcast" };
+  return {
+    type: "resign",
+    purpose,
+    fees: {
+      maxFeePerGas: max(latest.maxFeePerGas, now.maxFeePerGas),
+      maxPriorityFeePerGas: max(latest.maxPriorityFeePerGas, now.maxPriorityFeePerGas),
+    },
+  };
+}
+
+function max(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}

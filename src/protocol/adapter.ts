@@ -1,0 +1,35 @@
+/**
+ * The seam between the executor and one exchange: how to call its liquidation (single and batched) and how to read
+ * what a mined liquidation did. The executor knows nothing else about the protocol; a second exchange is a second
+ * adapter beside src/protocol/perpEngine.ts.
+ */
+import type { Address, Hex, Log } from "viem";
+
+/** A position to liquidate, as the protocol addresses it. */
+export interface LiquidationTarget {
+  /** The book's key (`${marketId}:${trader}`). */
+  readonly key: string;
+  readonly trader: Address;
+  readonly marketId: number;
+}
+
+/** What a mined liquidation transaction did to one target. */
+export type TargetOutcome =
+  | { readonly kind: "liquidated"; readonly keeper: Address; readonly reward: bigint; readonly badDebt: bigint }
+  /** The batch call skipped it: no position any more (someone was first, or it closed), or not liquidatable. */
+  | { readonly kind: "skipped"; readonly reason: "no_position" | "not_liquidatable" };
+
+export interface LiquidationProtocol {
+  /** The contract every liquidation goes to. */
+  readonly address: Address;
+  /** Calldata of a single liquidation. */
+  encodeSingle(target: LiquidationTarget): Hex;
+  /** Calldata of a batch, or undefined when the protocol has no batch call. */
+  encodeBatch?(targets: readonly LiquidationTarget[]): Hex;
+  /** The batch call's return data: the reward (WAD collateral) per target, 0 where it would be skipped. */
+  decodeBatchResult?(data: Hex): readonly bigint[];
+  /** By target key, what the transaction's logs say happened. */
+  outcomes(logs: readonly Log[]): Map<string, TargetOutcome>;
+  /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */
+  revertName(data: Hex | undefined): string | undefined;
+}

@@ -524,8 +524,11 @@ export class Executor {
     const { log } = this.o;
     const fields = { ...attemptIds(a), txHash: tx.hash, ...feeFields(tx) };
     if (result.kind === "accepted" || result.kind === "uncertain") {
-      transition(a, "pending");
-      records.push(statusRecord(a));
+      // a slow answer may come after the inclusion pass already settled it: then it stays settled
+      if (a.status === "signed") {
+        transition(a, "pending");
+        records.push(statusRecord(a));
+      }
       this.stats.sent++;
       if (result.kind === "uncertain") {
         log.warn(
@@ -545,6 +548,7 @@ export class Executor {
       );
       return;
     }
+    if (a.status !== "signed") return; // mined meanwhile: the refusal was of a duplicate
     // the node refused it: this nonce holds nothing of ours
     transition(a, "failed");
     records.push(statusRecord(a));

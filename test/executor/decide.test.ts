@@ -1,0 +1,88 @@
+import { parseGwei } from "viem";
+import { describe, expect, it } from "vitest";
+import { decidePending, decideStuck } from "../../src/executor/decide.ts";
+import type { FeePolicy } from "../../src/executor/fees.ts";
+
+const policy: FeePolicy = {
+  baseFeeMultiplierBps: 20_000n,
+  minPriorityFeePerGas: parseGwei("0.01"),
+  maxFeePerGasCap: undefined,
+  gasTokenPrice: undefined,
+  maxRewardShareBps: 9_000n,
+  minProfit: 0n,
+  replacementBumpBps: 1_250n,
+};
+const latest = {
+  purpose: "liquidate" as const,
+  sentAtBlock: 100n,
+  maxFeePerGas: parseGwei("20"),
+  maxPriorityFeePerGas: parseGwei("1"),
+};
+const now = { maxFeePerGas: parseGwei("10"), maxPriorityFeePerGas: parseGwei("0.5") };
+const view = { status: "pending" as const, head: 101n, latest, wanted: true, stuckBlocks: 3n };
+
+describe("a pending transaction at a new head", () => {
+  it("waits while it is wanted and younger than stuckBlocks", () => {
+    expect(decidePending(view)).toEqual({ type: "wait" });
+    expect(decidePending({ ...view, head: 102n })).toEqual({ type: "wait" });
+  });
+
+  it("is checked once it has waited stuckBlocks blocks", () => {
+    expect(decidePending({ ...view, head: 103n })).toEqual({ type: "check" });
+  });
+
+  it("is cancelled as soon as no target is liquidatable, stuck or not", () => {
+    expect(decidePending({ ...view, wanted: false })).toEqual({ type: "cancel" });
+    expect(decidePending({ ...view, wanted: false, head: 200n })).toEqual({ type: "cancel" });
+  });
+
+  it("is not cancelled when the risk model cannot judge (no valid price)", () => {
+    expect(decidePending({ ...view, wanted: undefined })).toEqual({ type: "wait" });
+  });
+
+  it("is not cancelled twice: a cancel in flight is only checked for being stuck", () => {
+    const cancelling = { ...view, status: "cancelling" as const, latest: { ...latest, purpose: "cancel" as const } };
+    expect(decidePending({ ...cancelling, wanted: false })).toEqual({ type: "wait" });
+    expect(decidePending({ ...cancelling, wanted: false, head: 103n })).toEqual({ type: "check" });
+  });
+});
+
+describe("a stuck or dropped transaction", () => {
+  it("still in the pool: replaced at the same nonce with both fees bumped", () => {
+    const r = decideStuck(latest, true, true, now, policy);
+    expect(r.type).toBe("replace");
+    if (r.type !== "replace") return;
+    expect(r.purpose).toBe("liquidate");
+    expect(r.fees.maxFeePerGas).toBeGreaterThanOrEqual((latest.maxFeePerGas * 1125n) / 1000n);
+    expect(r.fees.maxPriorityFeePerGas).toBeGreaterThanOrEqual((latest.maxPriorityFeePerGas * 1125n) / 1000n);
+  });
+
+  it("still in the pool but no longer wanted: replaced by a cancel", () => {
+    expect(decideStuck(latest, true, false, now, policy)).toMatchObject({ type: "replace", purpose: "cancel" });
+  });
+
+  it("held, not under-bumped, when the fee ceiling leaves no room", () => {
+    expect(decideStuck(latest, true, true, now, { ...policy, maxFeePerGasCap: parseGwei("21") })).toEqual({
+      type: "hold",
+      reason: "at_fee_cap",
+    });
+  });
+
+  it("dropped with fees that still do: the same bytes again", () => {
+    expect(decideStuck(latest, false, true, now, policy)).toEqual({ type: "rebroadcast" });
+  });
+
+  it("dropped while the market moved past its fees: signed again with today's", () => {
+    const spiked = { maxFeePerGas: parseGwei("90"), maxPriorityFeePerGas: parseGwei("2") };
+    expect(decideStuck(latest, false, true, spiked, policy)).toEqual({
+      type: "resign",
+      purpose: "liquidate",
+      fees: spiked,
+    });
+  });
+
+  it("dropped and no longer wanted: its nonce is filled by a cancel, never the liquidation", () => {
+    const r = decideStuck(latest, false, false, now, policy);
+    expect(r).toMatchObject({ type: "resign", purpose: "cancel" });
+  });
+});

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { pack, prioritise, shortfall } from "../../src/executor/planner.ts";
+import type { Candidate } from "../../src/risk/scan.ts";
+
+function candidate(key: string, balance: bigint, requirement: bigint, reward: bigint): Candidate {
+  return {
+    position: {
+      key,
+      trader: "0x0000000000000000000000000000000000000001",
+      marketId: 0,
+      size: 1n,
+      openNotional: 1n,
+      margin: 1n,
+      lastFundingIndex: 0n,
+    },
+    health: { marginBalance: balance, maintenanceRequirement: requirement, liquidatable: true },
+    markPrice: 1n,
+    fundingIndex: 0n,
+    keeperReward: reward,
+  };
+}
+
+describe("priority", () => {
+  it("puts the most underwater first, then the largest reward, then a stable order", () => {
+    const list = [
+      candidate("a", 90n, 100n, 5n), // shortfall 10
+      candidate("b", -50n, 100n, 1n), // 150
+      candidate("c", 0n, 100n, 1n), // 100
+      candidate("d", 0n, 100n, 9n), // 100, larger reward
+      candidate("e", 0n, 100n, 9n), // tie with d: by key
+    ];
+    expect(prioritise(list).map((c) => c.position.key)).toEqual(["b", "d", "e", "c", "a"]);
+    expect(shortfall(list[1] as Candidate)).toBe(150n);
+  });
+});
+
+describe("packing", () => {
+  const many = Array.from({ length: 250 }, (_, i) => candidate(`k${String(i).padStart(3, "0")}`, 0n, 1n, 1n));
+
+  it("one transaction each without batching", () => {
+    expect(pack(many, { batching: false, maxPositions: 100, firstPositions: 8 })).toHaveLength(250);
+  });
+
+  it("a small first batch, then the fewest full batches, in priority order, none over the cap", () => {
+    const groups = pack(many, { batching: true, maxPositions: 100, firstPositions: 8 });
+    expect(groups[0]).toHaveLength(8);
+    expect(groups.length).toBe(1 + Math.ceil(242 / 100));
+    expect(groups.every((g) => g.length <= 100)).toBe(true);
+    expect(groups.flat().map((c) => c.position.key)).toEqual(many.map((c) => c.position.key));
+  });
+
+  it("a burst no larger than the first batch is one batch", () => {
+    expect(pack(many.slice(0, 5), { batching: true, maxPositions: 100, firstPositions: 8 })).toHaveLength(1);
+  });
+});

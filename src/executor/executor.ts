@@ -144,6 +144,7 @@ export class Executor {
   private readonly blockWork = new PQueue({ concurrency: 1 });
   private readonly pumps = new Set<Promise<void>>();
   private closed = false;
+  private passQueued = false;
   private head: Tick | undefined;
   private checkedBlock: bigint | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
@@ -603,8 +604,10 @@ export class Executor {
    */
   onHead(tick: Tick): void {
     this.head = tick;
-    if (this.blockWork.size > 0) return; // one pass queued already: it reads the newest head when it runs
+    if (this.passQueued) return; // one pass queued already: it reads the newest head when it runs
+    this.passQueued = true;
     void this.blockWork.add(async () => {
+      this.passQueued = false;
       const head = this.head as Tick;
       try {
         await this.settle(head);

@@ -98,6 +98,25 @@ function sentPositions(logs: CapturedLog): string[] {
     .map((t) => `${t.marketId}:${String(t.trader).toLowerCase()}`);
 }
 
+/** Another keeper (account 25) sends its own liquidation of the trader's ETH position, without waiting. */
+async function competitorLiquidates(trader: Address, maxFeePerGas: bigint, maxPriorityFeePerGas: bigint) {
+  const ex = (net as DevnetFixture).ex;
+  const competitor = createWalletClient({
+    chain: anvil,
+    transport: http((net as DevnetFixture).anvil.rpcUrl),
+    account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: 25 }),
+  });
+  return competitor.writeContract({
+    address: ex.d.engine,
+    abi: perpEngineAbi,
+    functionName: "liquidate",
+    args: [trader, BigInt(ETH)],
+    gas: 500_000n,
+    maxFeePerGas,
+    maxPriorityFeePerGas,
+  });
+}
+
 const sentHashes = (logs: CapturedLog) => logs.events("liquidation_sent").map((l) => l.txHash as Hex);
 
 describe("a crash's burst with mining paused", () => {
@@ -189,20 +208,7 @@ describe("never stuck, never a gap", () => {
     // the next block is priced above our offer; the competitor pays for it
     await rpc("anvil_setNextBlockBaseFeePerGas", [`0x${(offered * 3n).toString(16)}`]);
     const ex = (net as DevnetFixture).ex;
-    const competitor = createWalletClient({
-      chain: anvil,
-      transport: http((net as DevnetFixture).anvil.rpcUrl),
-      account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: 25 }),
-    });
-    await competitor.writeContract({
-      address: ex.d.engine,
-      abi: perpEngineAbi,
-      functionName: "liquidate",
-      args: [ex.trader(2).account.address, BigInt(ETH)],
-      gas: 500_000n,
-      maxFeePerGas: offered * 10n,
-      maxPriorityFeePerGas: parseGwei("2"),
-    });
+    await competitorLiquidates(ex.trader(2).account.address, offered * 10n, parseGwei("2"));
     await mine();
     expect(await openOnChain(specs)).toBe(0);
     await until("ours cancelled", () => logs.events("liquidation_cancelling").length === 1, 15_000);
@@ -220,21 +226,8 @@ describe("never stuck, never a gap", () => {
     await crashEth();
     await until("ours sent", () => logs.events("liquidation_sent").length === 1);
     const ex = (net as DevnetFixture).ex;
-    const competitor = createWalletClient({
-      chain: anvil,
-      transport: http((net as DevnetFixture).anvil.rpcUrl),
-      account: mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: 25 }),
-    });
     const tip = BigInt(logs.events("liquidation_sent")[0]?.maxPriorityFeePerGas as string) * 5n;
-    await competitor.writeContract({
-      address: ex.d.engine,
-      abi: perpEngineAbi,
-      functionName: "liquidate",
-      args: [ex.trader(2).account.address, BigInt(ETH)],
-      gas: 500_000n,
-      maxFeePerGas: parseGwei("100"),
-      maxPriorityFeePerGas: tip,
-    });
+    await competitorLiquidates(ex.trader(2).account.address, parseGwei("100"), tip);
     await mine();
     await until("the lost race", () => logs.events("liquidation_lost_race").length === 1, 15_000);
     expect(logs.events("liquidation_lost_race")[0]?.level).toBe("info");

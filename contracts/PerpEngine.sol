@@ -40,11 +40,8 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     /// LiquidationSkipped reasons.
     uint8 internal constant SKIP_NO_POSITION = 1;
     uint8 internal constant SKIP_NOT_LIQUIDATABLE = 2;
-    /// What _liquidate returns instead of a reward when it liquidated nothing. A reward is
-    /// notional * liquidationFeeRatio / WAD with the product inside uint256, so it is below 2^256 / 1e18 and can
-    /// never equal either value.
-    uint256 private constant NOTHING_OPEN = type(uint256).max;
-    uint256 private constant STILL_HEALTHY = type(uint256).max - 1;
+    /// What _liquidate returns when it liquidated: no skip reason.
+    uint8 internal constant LIQUIDATED = 0;
 
     struct Market {
         AggregatorV3Interface oracle;
@@ -299,9 +296,10 @@ contract PerpEngine is Ownable, ReentrancyGuard {
     /// Anyone may call it; the caller receives liquidationFeeRatio of the position's notional. What margin is left
     /// after the reward stays with the pool; a shortfall is recorded as bad debt.
     function liquidate(address trader, uint256 marketId) external nonReentrant returns (uint256 keeperReward) {
-        keeperReward = _liquidate(trader, marketId);
-        if (keeperReward >= STILL_HEALTHY) {
-            if (keeperReward == NOTHING_OPEN) revert NoPosition();
+        uint8 skipped;
+        (skipped, keeperReward) = _liquidate(trader, marketId);
+        if (skipped != LIQUIDATED) {
+            if (skipped == SKIP_NO_POSITION) revert NoPosition();
             // only on the way to a revert: the same health _liquidate found (same price, same index)
             (int256 balance, uint256 maintenance) = _currentHealth(trader, marketId);
             revert NotLiquidatable(balance, maintenance);
@@ -327,8 +325,8 @@ contract PerpEngine is Ownable, ReentrancyGuard {
         for (uint256 i; i < n; ++i) {
             address trader = traders[i];
             uint256 marketId = marketIds[i];
-            uint256 keeperReward = _liquidate(trader, marketId);
-            if (keeperReward < STILL_HEALTHY) {
+            (uint8 skipped, uint256 keeperReward) = _liquidate(trader, marketId);
+            if (skipped == LIQUIDATED) {
                 rewards[i] = keeperReward;
                 payout += keeperReward / collateralScale; // floor per position, as liquidate() pays it
             } else {
@@ -336,29 +334,29 @@ contract PerpEngine is Ownable, ReentrancyGuard {
                     trader,
                     marketId,
                     msg.sender,
-                    keeperReward == NOTHING_OPEN ? SKIP_NO_POSITION : SKIP_NOT_LIQUIDATABLE
+                    skipped
                 );
             }
         }
         if (payout != 0) collateral.safeTransfer(msg.sender, payout);
     }
 
-    /// The liquidation itself, shared by liquidate() and liquidateMany(); the caller pays the reward out. Returns the
-    /// WAD keeper reward, or NOTHING_OPEN / STILL_HEALTHY, having changed nothing, where liquidate() reverts with
-    /// NoPosition / NotLiquidatable. The checks come in liquidate()'s order: UnknownMarket, NoPosition (one storage
+    /// The liquidation itself, shared by liquidate() and liquidateMany(); the caller pays the reward out. Returns
+    /// (LIQUIDATED, the WAD keeper reward), or, having changed nothing, the skip reason (SKIP_NO_POSITION,
+    /// SKIP_NOT_LIQUIDATABLE) where liquidate() reverts with NoPosition / NotLiquidatable. The checks come in liquidate()'s order: UnknownMarket, NoPosition (one storage
     /// read, no oracle call), the oracle (InvalidPrice, StalePrice revert), then the margin check. The market's funding
     /// index is settled only when the position is liquidated, so a skip leaves no trace in storage; the index it
     /// settles is the one the margin check used.
-    function _liquidate(address trader, uint256 marketId) internal returns (uint256 keeperReward) {
+    function _liquidate(address trader, uint256 marketId) internal returns (uint8 skipped, uint256 keeperReward) {
         Market storage m = _market(marketId);
         Position storage stored = _positions[trader][marketId];
         int256 size = stored.size;
-        if (size == 0) return NOTHING_OPEN;
+        if (size == 0) return (SKIP_NO_POSITION, 0);
         uint256 price = _markPrice(m);
         int256 index = _fundingIndexAt(m, price);
         Position memory p = Position(size, stored.openNotional, stored.margin, stored.lastFundingIndex);
         (int256 balance, uint256 maintenance) = _health(p, m, price, index);
-        if (balance >= int256(maintenance)) return STILL_HEALTHY;
+        if (balance >= int256(maintenance)) return (SKIP_NOT_LIQUIDATABLE, 0);
         _storeFundingIndex(marketId, m, index);
 
         keeperReward = _notional(size, price) * m.liquidationFeeRatio / WAD;

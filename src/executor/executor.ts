@@ -205,7 +205,10 @@ export class Executor {
       for (const a of attempts) {
         this.attempts.set(a.id, a);
         if (a.nonce < latest) {
-          await this.settleByLookup(a);
+          // mined while we were down: settled by the first inclusion pass, once the book is rebuilt (so that a
+          // revert is told from a lost race); until then its positions stay busy
+          if (a.status === "signed") transition(a, "pending");
+          this.track(lane, a);
           settled++;
         } else if (await this.anyKnown(a)) {
           if (a.status === "signed") transition(a, "pending");

@@ -49,7 +49,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       },
     });
   }
-  return options.destination ? pino(base, options.destination) : pino(base);
+  // synchronous stdout: the lines written just before process.exit (keeper_stopped) are never lost in a buffer
+  return pino(base, options.destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
 /** Bigints as decimal strings, for log fields (JSON has no bigint). */

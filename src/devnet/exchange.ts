@@ -92,6 +92,8 @@ export class DevExchange {
   private readonly wallets = new Map<string, Wallet>();
   /** Nonces of this chain's accounts: one manager per exchange, as viem's shared one outlives a restarted chain. */
   private readonly nonceManager = createNonceManager({ source: jsonRpc() });
+  /** Per account, the last transaction sent: the next waits for it. */
+  private readonly lanes = new Map<string, Promise<void>>();
 
   constructor(
     readonly rpcUrl: string,
@@ -190,6 +192,24 @@ export class DevExchange {
 
   /** Sends a contract call and waits for a successful receipt. */
   async send(wallet: Wallet, call: Parameters<Wallet["writeContract"]>[0] | Record<string, unknown>): Promise<Hex> {
+    // one account's transactions one after another: concurrent sends from one key race for nonces under load
+    const key = wallet.account.address;
+    const previous = this.lanes.get(key) ?? Promise.resolve();
+    const sent = previous.catch(() => {}).then(() => this.sendNow(wallet, call));
+    this.lanes.set(
+      key,
+      sent.then(
+        () => {},
+        () => {},
+      ),
+    );
+    return sent;
+  }
+
+  private async sendNow(
+    wallet: Wallet,
+    call: Parameters<Wallet["writeContract"]>[0] | Record<string, unknown>,
+  ): Promise<Hex> {
     // A fixed, generous limit: an estimate taken a block early misses the funding settlement's storage writes.
     let hash: Hex;
     try {

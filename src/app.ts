@@ -51,7 +51,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
   const connection = await connect(config, o.rpcUrl);
-  const { publicClient, engine } = connection;
+  const { publicClient, unbatchedClient, engine } = connection;
   const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir);
   const lanes = opened.map((x) => x.lane);
 
@@ -60,6 +60,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   let keeperRef: Keeper | undefined;
   const executor = new Executor({
     client: publicClient,
+    simulationClient: unbatchedClient,
     protocol: perpEngineProtocol(engine),
     lanes,
     log,

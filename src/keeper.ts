@@ -19,6 +19,9 @@ export interface KeeperParts {
   readonly log: Logger;
 }
 
+/** position_flagged lines written per turn of the event loop. */
+const FLAG_LOG_SLICE = 5;
+
 export class Keeper {
   /**
    * By market, the positions found below maintenance at its last tick: a position is reported when it enters
@@ -82,42 +85,56 @@ export class Keeper {
    */
   handleTick(tick: Tick): void {
     this.lastTick = tick;
-    this.p.executor.onHead(tick);
     const all: Candidate[] = [];
+    const fresh: Candidate[] = [];
     for (const [marketId, markPrice] of tick.prices) {
       const candidates = this.p.risk.liquidatable(marketId, markPrice, tick.timestamp);
       const before = this.flagged.get(marketId);
       this.flagged.set(marketId, new Set(candidates.map((c) => c.position.key)));
-      if (candidates.length === 0) continue;
-      const market = this.p.book.markets.get(marketId);
-      for (const c of candidates) {
-        if (before?.has(c.position.key) || !market) continue;
-        const view = describePosition(c.position, market, markPrice, c.fundingIndex);
-        this.p.log.info(
-          {
-            event: "position_flagged",
-            trader: c.position.trader,
-            marketId,
-            market: market.name,
-            side: view.side,
-            size: view.size,
-            entryPrice: view.entryPrice,
-            markPrice: view.markPrice,
-            liquidationPrice: view.liquidationPrice,
-            distanceToLiquidation: view.distanceToLiquidation,
-            marginBalance: view.marginBalance,
-            maintenanceRequirement: view.maintenanceRequirement,
-            marginRatio: view.marginRatio,
-            leverage: view.leverage,
-            blockNumber: big(tick.blockNumber),
-          },
-          `${market.name} ${view.side} of ${c.position.trader} below maintenance margin: balance ` +
-            `${view.marginBalance} < ${view.maintenanceRequirement} at mark ${view.markPrice} ` +
-            `(liquidation price ${view.liquidationPrice})`,
-        );
-      }
+      for (const c of candidates) if (!before?.has(c.position.key)) fresh.push(c);
       all.push(...candidates);
     }
+    // the executor first: its simulations go out before a single log line of a crash is formatted
     if (all.length > 0) this.p.executor.submit(all, tick);
+    this.p.executor.onHead(tick);
+    this.reportFlagged(fresh, tick);
+  }
+
+  /**
+   * position_flagged for each newly found position, in slices of FLAG_LOG_SLICE per turn of the event loop, so
+   * that a crash of thousands never holds up the executor's replies, signing and broadcasts behind its log lines.
+   */
+  private reportFlagged(candidates: readonly Candidate[], tick: Tick, from = 0): void {
+    const end = Math.min(from + FLAG_LOG_SLICE, candidates.length);
+    for (let i = from; i < end; i++) this.logFlagged(candidates[i] as Candidate, tick);
+    if (end < candidates.length) setImmediate(() => this.reportFlagged(candidates, tick, end));
+  }
+
+  private logFlagged(c: Candidate, tick: Tick): void {
+    const market = this.p.book.markets.get(c.position.marketId);
+    if (!market) return;
+    const view = describePosition(c.position, market, c.markPrice, c.fundingIndex);
+    this.p.log.info(
+      {
+        event: "position_flagged",
+        trader: c.position.trader,
+        marketId: c.position.marketId,
+        market: market.name,
+        side: view.side,
+        size: view.size,
+        entryPrice: view.entryPrice,
+        markPrice: view.markPrice,
+        liquidationPrice: view.liquidationPrice,
+        distanceToLiquidation: view.distanceToLiquidation,
+        marginBalance: view.marginBalance,
+        maintenanceRequirement: view.maintenanceRequirement,
+        marginRatio: view.marginRatio,
+        leverage: view.leverage,
+        blockNumber: big(tick.blockNumber),
+      },
+      `${market.name} ${view.side} of ${c.position.trader} below maintenance margin: balance ` +
+        `${view.marginBalance} < ${view.maintenanceRequirement} at mark ${view.markPrice} ` +
+        `(liquidation price ${view.liquidationPrice})`,
+    );
   }
 }

@@ -14,7 +14,13 @@ import { isPerpEngine } from "../protocol/perpEngine.ts";
 export interface Connection {
   readonly chain: Chain;
   readonly transport: Transport;
+  /** Batches the calls made in one turn of the event loop into one HTTP request (JSON-RPC batch). */
   readonly publicClient: PublicClient<Transport, Chain>;
+  /**
+   * One HTTP request per call: for simulations, so that a quick one never waits in a batch behind slow ones (a
+   * batch's answer comes back whole, when its slowest call is done).
+   */
+  readonly unbatchedClient: PublicClient<Transport, Chain>;
   readonly engine: Address;
 }
 
@@ -44,5 +50,9 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   if (!(await isPerpEngine(publicClient, engine))) {
     throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
   }
-  return { chain, transport, publicClient, engine };
+  const unbatchedClient = createPublicClient({
+    chain,
+    transport: http(rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }),
+  });
+  return { chain, transport, publicClient, unbatchedClient, engine };
 }

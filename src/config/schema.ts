@@ -32,8 +32,11 @@ export const keeperConfigSchema = z
         gasLimitMultiplierPercent: z.number().int().min(100).max(500).default(130),
         /** Pack one price update's candidates into the exchange's batch call (liquidateMany). */
         batching: z.boolean().default(true),
-        /** Gas limit one batch may take: well under the block gas limit, so that several batches share a block. */
-        batchGasLimit: z.number().int().min(200_000).max(100_000_000).default(7_000_000),
+        /**
+         * Gas limit one batch may take: a tenth of a 30M block, so that batches pack a block tightly (a block takes a
+         * transaction only while its gas limit fits in the gas the block has left).
+         */
+        batchGasLimit: z.number().int().min(200_000).max(100_000_000).default(3_000_000),
         /** Positions in the first, small batch of a burst: the most underwater go out without waiting. */
         firstBatchPositions: z.number().int().min(1).max(1000).default(8),
         /** Unresolved transactions per signer at once (mind the node's per-account pool limit). */

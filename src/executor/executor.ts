@@ -35,7 +35,10 @@ import { NonceLane, type UnsignedCall } from "./lane.ts";
 import { pack, prioritise } from "./planner.ts";
 
 export interface ExecutorOptions {
+  /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
   readonly client: PublicClient;
+  /** Simulations: one HTTP request each, so the first batch of a burst never waits behind the others. */
+  readonly simulationClient?: PublicClient;
   readonly protocol: LiquidationProtocol;
   readonly lanes: readonly NonceLane[];
   readonly log: Logger;
@@ -112,6 +115,8 @@ interface Unit {
   readonly fees: Fees;
   readonly head: bigint;
   tries: number;
+  /** Called once its first broadcast has been answered (or it went nowhere): the burst's probe. */
+  readonly sent?: () => void;
 }
 
 type Busy = "planning" | Attempt;
@@ -149,6 +154,7 @@ export class Executor {
   private checkedBlock: bigint | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
+  private gasMeasured = false;
   /** Balance (wei) under which a signer takes no new work: the configured floor, at least one liquidation's cost. */
   private floor = 0n;
   private seq = 0;
@@ -298,16 +304,44 @@ export class Executor {
     }
     if (fresh.length === 0) return;
     for (const c of fresh) this.busy.set(c.position.key, "planning");
-    const groups = pack(prioritise(fresh), {
-      batching: this.o.batching && this.o.protocol.encodeBatch !== undefined,
-      maxPositions: this.maxBatchPositions(),
-      firstPositions: this.o.firstBatchPositions,
-    });
-    for (const group of groups) {
-      void this.simulations
-        .add(() => this.prepare(group, tick))
-        .catch((error: unknown) => this.unexpected(error, group));
+    void this.feeContext(tick).catch(() => {}); // fetched while the simulations run
+    const ordered = prioritise(fresh);
+    if (!(this.o.batching && this.o.protocol.encodeBatch !== undefined)) {
+      for (const c of ordered) this.simulate([c], tick);
+      return;
     }
+    // the most urgent go first in a small batch, simulated alone; the rest is packed once that simulation has
+    // measured what a position costs in a batch
+    const first = ordered.slice(0, Math.max(1, this.o.firstBatchPositions));
+    const rest = ordered.slice(first.length);
+    // the rest waits until the first batch is on its way, so that nothing competes with it for the event loop
+    let firstSent: () => void = () => {};
+    const probe = new Promise<void>((resolve) => {
+      firstSent = resolve;
+    });
+    this.simulate(first, tick, firstSent);
+    if (rest.length === 0) return;
+    void probe.then(() => {
+      if (this.closed) return this.release(rest.map((c) => c.position.key));
+      const max = this.maxBatchPositions();
+      for (const group of pack(rest, { batching: true, maxPositions: max, firstPositions: max })) {
+        this.simulate(group, tick);
+      }
+    });
+  }
+
+  private simulate(group: readonly Candidate[], tick: Tick, sent?: () => void): void {
+    void this.simulations
+      .add(() => this.prepare(group, tick, sent))
+      .then(
+        (dispatched) => {
+          if (!dispatched) sent?.();
+        },
+        (error: unknown) => {
+          this.unexpected(error, group);
+          sent?.();
+        },
+      );
   }
 
   private maxBatchPositions(): number {
@@ -316,9 +350,14 @@ export class Executor {
   }
 
   /** Simulates a group, prices it and hands it to a lane; refused positions are released. */
-  private async prepare(group: readonly Candidate[], tick: Tick): Promise<void> {
-    if (this.closed) return this.release(group.map((c) => c.position.key));
-    const { client, protocol } = this.o;
+  /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
+  private async prepare(group: readonly Candidate[], tick: Tick, sent?: () => void): Promise<boolean> {
+    if (this.closed) {
+      this.release(group.map((c) => c.position.key));
+      return false;
+    }
+    const { protocol } = this.o;
+    const client = this.o.simulationClient ?? this.o.client;
     const from = this.o.lanes[0]?.address;
     const targets: TargetPlan[] = group.map((c) => ({
       key: c.position.key,
@@ -327,7 +366,7 @@ export class Executor {
       expectedReward: c.keeperReward,
     }));
     const single = targets.length === 1 || !protocol.encodeBatch;
-    let kept = targets;
+    const kept = targets;
     let data: Hex;
     let estimate: bigint;
     if (single) {
@@ -339,33 +378,23 @@ export class Executor {
         this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
           error: describeError(error),
         });
-        return;
+        return false;
       }
     } else {
+      // the gas estimate is the simulation: it fails exactly when liquidateMany would revert (an unusable
+      // oracle); a position someone else settled meanwhile is skipped by the contract, not a revert. The rewards
+      // are the risk model's exact figures, so this is the batch's only read.
       data = protocol.encodeBatch?.(targets) as Hex;
-      let rewards: readonly bigint[];
       try {
-        const [call, gas] = await Promise.all([
-          client.call({ account: from, to: protocol.address, data }),
-          client.estimateGas({ account: from, to: protocol.address, data }),
-        ]);
-        rewards = protocol.decodeBatchResult?.(call.data ?? "0x") ?? [];
-        estimate = gas;
+        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
       } catch (error) {
-        // one bad apple (a stale oracle) spoils a batch: the positions go again one by one at the next head
         const reason = revertReason(error, protocol);
         for (const c of group) this.refuse(c.position, tick.blockNumber, reason, { error: describeError(error) });
-        return;
+        return false;
       }
-      // the simulation's own rewards; a position it would skip (0) leaves the batch
-      const rewarded = targets.map((t, i) => ({ ...t, expectedReward: rewards[i] ?? 0n }));
-      kept = rewarded.filter((t) => t.expectedReward > 0n);
-      group.forEach((c, i) => {
-        if (rewarded[i]?.expectedReward === 0n) this.refuse(c.position, tick.blockNumber, "NotLiquidatable", {});
-      });
-      if (kept.length === 0) return;
-      if (kept.length < targets.length) data = protocol.encodeBatch?.(kept) as Hex;
-      this.gasPerPosition = (this.gasPerPosition + estimate / BigInt(targets.length)) / 2n;
+      const measured = estimate / BigInt(targets.length);
+      this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
+      this.gasMeasured = true;
     }
     const reward = kept.reduce((sum, t) => sum + t.expectedReward, 0n);
     const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
@@ -388,14 +417,10 @@ export class Executor {
         const c = group.find((g) => g.position.key === t.key);
         this.refuse(c?.position, tick.blockNumber, fee.reason, plan);
       }
-      return;
+      return false;
     }
-    const kind = kept.length === 1 ? "single" : "batch";
-    const call = {
-      to: protocol.address,
-      data: kind === "single" ? protocol.encodeSingle(kept[0] as TargetPlan) : data,
-      gas,
-    };
+    const kind = single ? "single" : "batch";
+    const call = { to: protocol.address, data, gas };
     if (this.o.dryRun) {
       this.o.log.info(
         {
@@ -411,10 +436,14 @@ export class Executor {
       for (const c of group)
         this.cooldown.set(c.position.key, { position: c.position, until: BigInt(Number.MAX_SAFE_INTEGER) });
       this.release(kept.map((t) => t.key));
-      return;
+      return false;
     }
-    if (this.closed) return this.release(kept.map((t) => t.key));
-    this.dispatch({ kind, targets: kept, call, fees: fee, head: tick.blockNumber, tries: 0 });
+    if (this.closed) {
+      this.release(kept.map((t) => t.key));
+      return false;
+    }
+    this.dispatch({ kind, targets: kept, call, fees: fee, head: tick.blockNumber, tries: 0, sent });
+    return true;
   }
 
   // ------------------------------------------------------------------------------------------------- sending
@@ -433,6 +462,7 @@ export class Executor {
     }
     if (!best) {
       this.backlog.push(unit);
+      unit.sent?.();
       return;
     }
     this.queues.get(best)?.push(unit);
@@ -449,7 +479,10 @@ export class Executor {
         while (queue.length > 0) {
           const units = queue.splice(0, queue.length);
           if (this.closed) {
-            for (const u of units) this.release(u.targets.map((t) => t.key));
+            for (const u of units) {
+              this.release(u.targets.map((t) => t.key));
+              u.sent?.();
+            }
             continue;
           }
           const signed: { attempt: Attempt; tx: SignedTx; unit: Unit }[] = [];
@@ -457,6 +490,7 @@ export class Executor {
             if (this.closed) {
               // stopping: what is signed goes out, nothing new is signed
               this.release(unit.targets.map((t) => t.key));
+              unit.sent?.();
               continue;
             }
             const nonce = lane.take();
@@ -487,6 +521,7 @@ export class Executor {
           const records: JournalRecord[] = [];
           const retry: Unit[] = [];
           for (const s of order) this.afterFirstSend(lane, s.attempt, s.tx, s.unit, s.result, records, retry);
+          for (const s of signed) s.unit.sent?.();
           await lane.journal.append(records);
           if (retry.length > 0) {
             // another transaction of this key holds those nonces: read the chain's count before sending again
@@ -863,6 +898,7 @@ export class Executor {
 
   /** Judges every unmined attempt at this head (decide.ts) and fills nonce holes. */
   private async judge(head: Tick): Promise<void> {
+    if (this.o.lanes.every((lane) => lane.live.size === 0)) return; // idle: not even a fee read
     const ctx = await this.feeContext(head);
     const now = planFees(ctx, this.o.fees);
     const nowFees: Fees = now.ok

@@ -26,8 +26,6 @@ export interface LiquidationProtocol {
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */
   encodeBatch?(targets: readonly LiquidationTarget[]): Hex;
-  /** The batch call's return data: the reward (WAD collateral) per target, 0 where it would be skipped. */
-  decodeBatchResult?(data: Hex): readonly bigint[];
   /** By target key, what the transaction's logs say happened. */
   outcomes(logs: readonly Log[]): Map<string, TargetOutcome>;
   /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */

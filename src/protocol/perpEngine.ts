@@ -5,7 +5,6 @@
 import {
   type Address,
   decodeErrorResult,
-  decodeFunctionResult,
   encodeFunctionData,
   type Hex,
   hexToString,
@@ -157,7 +156,6 @@ export function perpEngineProtocol(address: Address): LiquidationProtocol {
         functionName: "liquidateMany",
         args: [targets.map((t) => t.trader), targets.map((t) => BigInt(t.marketId))],
       }),
-    decodeBatchResult: (data: Hex) => decodeFunctionResult({ abi: perpEngineAbi, functionName: "liquidateMany", data }),
     outcomes(logs: readonly Log[]): Map<string, TargetOutcome> {
       const mine = logs.filter((l) => isAddressEqual(l.address, address));
       const found = new Map<string, TargetOutcome>();

@@ -26,7 +26,7 @@ export const keeperConfigSchema = z
         pollIntervalMs: z.number().int().min(20).max(60_000).default(1000),
         maxLogRange: z.number().int().positive().max(1_000_000).default(2000),
         /** Simulations in flight at once (signing and broadcasting never wait for inclusion). */
-        maxConcurrentLiquidations: z.number().int().min(1).max(256).default(16),
+        maxConcurrentLiquidations: z.number().int().min(1).max(256).default(32),
         /** Smallest keeper reward worth liquidating a position for, in collateral (e.g. USDC). */
         minKeeperReward: decimalString.default("0"),
         gasLimitMultiplierPercent: z.number().int().min(100).max(500).default(130),
@@ -40,7 +40,7 @@ export const keeperConfigSchema = z
         /** Positions in the first, small batch of a burst: the most underwater go out without waiting. */
         firstBatchPositions: z.number().int().min(1).max(1000).default(8),
         /** Unresolved transactions per signer at once (mind the node's per-account pool limit). */
-        maxPendingPerSigner: z.number().int().min(1).max(10_000).default(256),
+        maxPendingPerSigner: z.number().int().min(1).max(10_000).default(512),
         /** Blocks without inclusion after which a transaction is stuck: bumped, or re-sent if dropped. */
         stuckBlocks: z.number().int().min(1).max(1000).default(3),
         /** maxFeePerGas = baseFee x baseFeeMultiplier + tip: headroom for base-fee growth. */

@@ -104,6 +104,8 @@ const MAX_RECEIPT_BLOCKS = 16n;
 const MAX_SEND_TRIES = 3;
 /** Gas a position adds to a batch before it has been measured, and a single liquidation's guess. */
 const INITIAL_GAS_PER_POSITION = 80_000n;
+/** One single-call simulation in this many re-measures the gas (eth_estimateGas); the others are an eth_call. */
+const SINGLE_GAS_RESAMPLE = 32;
 /** Journal records after which it is compacted to its live attempts. */
 const COMPACT_AFTER_RECORDS = 20_000;
 
@@ -155,6 +157,9 @@ export class Executor {
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
+  /** The largest gas estimate of a single liquidation seen, and how many single calls were simulated. */
+  private singleGas: bigint | undefined;
+  private singleCalls = 0;
   /** Balance (wei) under which a signer takes no new work: the configured floor, at least one liquidation's cost. */
   private floor = 0n;
   private seq = 0;
@@ -200,6 +205,7 @@ export class Executor {
       const [{ latest, pending }, balance] = await Promise.all([
         NonceLane.chainNonces(client, lane.address),
         client.getBalance({ address: lane.address }),
+        lane.warmUp(),
       ]);
       lane.balance = balance;
       lane.chainNonce = latest;
@@ -373,7 +379,16 @@ export class Executor {
       const target = targets[0] as TargetPlan;
       data = protocol.encodeSingle(target);
       try {
-        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+        // every single call is simulated; the gas search (eth_estimateGas: many executions) runs for the first and
+        // then one in SINGLE_GAS_RESAMPLE, the others take the largest estimate seen (a plain eth_call: one)
+        const known = this.singleGas;
+        if (known === undefined || ++this.singleCalls % SINGLE_GAS_RESAMPLE === 0) {
+          estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+          if (known === undefined || estimate > known) this.singleGas = estimate;
+        } else {
+          await client.call({ account: from, to: protocol.address, data });
+          estimate = known;
+        }
       } catch (error) {
         this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
           error: describeError(error),

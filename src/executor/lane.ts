@@ -96,6 +96,14 @@ export class NonceLane {
     return { raw, hash: keccak256(raw) };
   }
 
+  /**
+   * Signs a throwaway transaction (never sent): the first signature of a process pays for the curve's precomputed
+   * tables (~20 ms), which must not land on the first liquidation of a crash.
+   */
+  async warmUp(): Promise<void> {
+    await this.sign({ to: this.address, data: "0x", gas: 21_000n }, 0, { maxFeePerGas: 1n, maxPriorityFeePerGas: 1n });
+  }
+
   /** Reads the chain's nonces of this key: latest (mined) and pending (with the pool). */
   static async chainNonces(client: PublicClient, address: Address): Promise<{ latest: number; pending: number }> {
     const [latest, pending] = await Promise.all([

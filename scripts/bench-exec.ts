@@ -69,7 +69,6 @@ import { connect } from "../src/chain/connect.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../src/devnet/anvil.ts";
 import { devnetConfig } from "../src/devnet/config.ts";
 import { COLLATERAL_DECIMALS, DevExchange, type MarketSpec, ORACLE_DECIMALS } from "../src/devnet/exchange.ts";
-import { NonceAllocator } from "../src/executor/nonces.ts";
 import { createLogger, type Logger } from "../src/ops/logger.ts";
 import { RiskEngine } from "../src/risk/engine.ts";
 import { ceilMul, WAD } from "../src/risk/math.ts";
@@ -77,6 +76,30 @@ import type { Candidate } from "../src/risk/scan.ts";
 import { Book, type BookChange, positionKey, type TrackedPosition } from "../src/state/book.ts";
 import { watchExchange } from "../src/watcher/forExchange.ts";
 import type { Tick } from "../src/watcher/watcher.ts";
+
+/**
+ * The previous keeper's nonce allocator, kept here for the baseline: the chain's pending count once, then a local
+ * counter, re-read after a failed send.
+ */
+class NonceAllocator {
+  private next: number | undefined;
+
+  constructor(
+    private readonly client: PublicClient,
+    private readonly address: Address,
+  ) {}
+
+  async take(): Promise<number> {
+    if (this.next === undefined) {
+      this.next = await this.client.getTransactionCount({ address: this.address, blockTag: "pending" });
+    }
+    return this.next++;
+  }
+
+  resync(): void {
+    this.next = undefined;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------- arguments
 

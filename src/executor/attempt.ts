@@ -89,7 +89,7 @@ const ALLOWED: Record<AttemptStatus, readonly AttemptStatus[]> = {
   reverted: ["signed", "pending", "cancelling"],
   cancelled: ["signed", "pending", "cancelling"],
   superseded: ["signed", "pending", "cancelling"],
-  failed: ["signed", "pending"],
+  failed: ["signed", "pending", "cancelling"],
 };
 
 export class TransitionError extends Error {

@@ -23,9 +23,12 @@ export type SendResult =
 const PATTERNS: readonly [SendResult["kind"], RegExp][] = [
   ["accepted", /already known|known transaction|already imported|alreadyknown|already exists/],
   ["nonce_too_low", /nonce too low|nonce is too low|oldnonce|nonce has already been used/],
-  ["underpriced", /underpriced|replacement transaction/],
+  ["underpriced", /replacement transaction underpriced|replacement underpriced|replacement transaction/],
   ["insufficient_funds", /insufficient funds|insufficient balance/],
-  ["fee_too_low", /less than (the )?block base fee|fee cap less than|max fee per gas less than|feecap too low/],
+  [
+    "fee_too_low",
+    /less than (the )?block base fee|fee cap less than|max fee per gas less than|feecap too low|transaction underpriced/,
+  ],
 ];
 
 /** What a send error means, from the node's words (shortMessage and details). */
@@ -50,20 +53,21 @@ export async function broadcast(client: PublicClient, raw: Hex, hash: Hex): Prom
     if (kind !== undefined && kind !== "nonce_too_low") return { kind, error: describeError(error) };
     failure = error;
     // "nonce too low" may be our own transaction already mined (a retried send): the lookup below tells
-    if (kind === "nonce_too_low" && !(await known(client, hash))) return { kind, error: describeError(error) };
-    if (kind === "nonce_too_low") return { kind: "accepted" };
+    if (kind === "nonce_too_low") {
+      return (await known(client, hash)) ? { kind: "accepted" } : { kind, error: describeError(error) };
+    }
   }
-  if (await known(client, hash)) return { kind: "accepted" };
+  if ((await known(client, hash)) === true) return { kind: "accepted" };
   const answered = failure instanceof BaseError && failure.walk((e) => e instanceof RpcRequestError);
   return { kind: answered ? "rejected" : "uncertain", error: describeError(failure) };
 }
 
-/** Whether the node knows the transaction (pending or mined); false also when it cannot be asked now. */
-export async function known(client: PublicClient, hash: Hex): Promise<boolean> {
+/** Whether the node knows the transaction (pending or mined); undefined when it could not be asked. */
+export async function known(client: PublicClient, hash: Hex): Promise<boolean | undefined> {
   try {
     const tx = await client.request({ method: "eth_getTransactionByHash", params: [hash] });
     return tx !== null && tx !== undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }

@@ -29,8 +29,8 @@ import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
 import { broadcast, known, type SendResult } from "./broadcast.ts";
 import { decidePending, decideStuck } from "./decide.ts";
-import { expectedProfit, type FeeContext, type FeePolicy, type Fees, pickTip, planFees } from "./fees.ts";
-import { attemptRecord, type JournalRecord, statusRecord, txRecord } from "./journal.ts";
+import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
+import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane, type UnsignedCall } from "./lane.ts";
 import { pack, prioritise } from "./planner.ts";
 
@@ -143,6 +143,8 @@ export class Executor {
   private readonly attempts = new Map<string, Attempt>();
   /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
   private recent: Attempt[] = [];
+  /** What each settled attempt added to the counters, taken back if a reorganisation un-mines it. */
+  private readonly tallies = new WeakMap<Attempt, Partial<Record<keyof ExecutorStats, bigint | number>>>();
   private readonly lanesByAddress = new Map<string, NonceLane>();
   private readonly queues = new Map<NonceLane, Unit[]>();
   /** Units no lane had room for; dispatched again at the next head. */
@@ -152,6 +154,8 @@ export class Executor {
   private readonly pumps = new Set<Promise<void>>();
   private closed = false;
   private passQueued = false;
+  /** Between a reorganisation and the next head: the book is being rebuilt and says nothing about positions. */
+  private rebuilding = false;
   private head: Tick | undefined;
   private checkedBlock: bigint | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
@@ -222,7 +226,8 @@ export class Executor {
           if (a.status === "signed") transition(a, "pending");
           this.track(lane, a);
           settled++;
-        } else if (await this.anyKnown(a)) {
+        } else if ((await this.anyKnown(a)) !== false) {
+          // in the pool (or the node cannot say now): tracked, so that nothing is sent twice
           if (a.status === "signed") transition(a, "pending");
           this.track(lane, a);
           tracked++;
@@ -241,7 +246,7 @@ export class Executor {
         } else {
           transition(a, "failed");
           abandoned++;
-          void lane.journal.append([statusRecord(a)]);
+          this.record(lane, [statusRecord(a)]);
           this.attempts.delete(a.id);
         }
       }
@@ -355,7 +360,6 @@ export class Executor {
     return Number(this.o.batchGasLimit / (perPosition > 0n ? perPosition : 1n));
   }
 
-  /** Simulates a group, prices it and hands it to a lane; refused positions are released. */
   /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
   private async prepare(group: readonly Candidate[], tick: Tick, sent?: () => void): Promise<boolean> {
     if (this.closed) {
@@ -488,11 +492,14 @@ export class Executor {
   private pump(lane: NonceLane): void {
     if (lane.busy) return;
     lane.busy = true;
+    let units: Unit[] = [];
+    let signed: { attempt: Attempt; tx: SignedTx; unit: Unit }[] = [];
     const run = (async () => {
       try {
         const queue = this.queues.get(lane) as Unit[];
         while (queue.length > 0) {
-          const units = queue.splice(0, queue.length);
+          units = queue.splice(0, queue.length);
+          signed = [];
           if (this.closed) {
             for (const u of units) {
               this.release(u.targets.map((t) => t.key));
@@ -500,7 +507,6 @@ export class Executor {
             }
             continue;
           }
-          const signed: { attempt: Attempt; tx: SignedTx; unit: Unit }[] = [];
           for (const unit of units) {
             if (this.closed) {
               // stopping: what is signed goes out, nothing new is signed
@@ -537,6 +543,8 @@ export class Executor {
           const retry: Unit[] = [];
           for (const s of order) this.afterFirstSend(lane, s.attempt, s.tx, s.unit, s.result, records, retry);
           for (const s of signed) s.unit.sent?.();
+          units = [];
+          signed = [];
           await lane.journal.append(records);
           if (retry.length > 0) {
             // another transaction of this key holds those nonces: read the chain's count before sending again
@@ -545,9 +553,22 @@ export class Executor {
           }
         }
       } catch (error) {
+        // signing or the journal failed before anything of this group was broadcast: nothing of it reached the
+        // node, so its nonces are given back (highest first) and its positions freed for a later head
+        const stranded = signed.filter((x) => x.attempt.status === "signed").reverse();
+        for (const { attempt } of stranded) {
+          transition(attempt, "failed");
+          this.untrack(lane, attempt);
+          lane.giveBack(attempt.nonce);
+        }
+        const onTheirWay = new Set(signed.filter((x) => x.attempt.status !== "failed").map((x) => x.unit));
+        for (const unit of units) {
+          if (!onTheirWay.has(unit)) this.release(unit.targets.map((t) => t.key));
+          unit.sent?.();
+        }
         this.o.log.error(
-          { event: "executor_error", signer: lane.address, error: describeError(error) },
-          "sending failed unexpectedly; the lane resyncs at the next head",
+          { event: "executor_error", signer: lane.address, error: describeError(error), unsent: stranded.length },
+          "signing or journaling failed; nothing of that group was sent, its positions are tried again later",
         );
       } finally {
         lane.busy = false;
@@ -607,7 +628,7 @@ export class Executor {
     transition(a, "failed");
     records.push(statusRecord(a));
     this.untrack(lane, a);
-    const gaveBack = lane.giveBack(a.nonce);
+    lane.giveBack(a.nonce); // the lane's top nonce is given back; one below others is a hole, filled by judge()
     if (result.kind === "nonce_too_low" || result.kind === "underpriced") {
       // another transaction of this key holds the nonce: sent again at a fresh one after a resync
       if (++unit.tries < MAX_SEND_TRIES) {
@@ -623,14 +644,16 @@ export class Executor {
         return;
       }
     }
-    // a refused nonce below later ones of ours is a hole: judge() fills it with a cancel at the next head
-    if (!gaveBack) lane.chainNonce = Math.min(lane.chainNonce ?? a.nonce, a.nonce);
     this.stats.failed++;
     log.warn(
       { event: "liquidation_failed", ...fields, reason: result.kind, error: result.error },
       `the node refused the liquidation of ${this.describeTargets(a)}: ${result.error}`,
     );
     this.release(a.targets.map((t) => t.key));
+    const block = this.head?.blockNumber ?? a.createdAtBlock;
+    for (const t of a.targets) {
+      this.cooldown.set(t.key, { position: this.o.current(t.key), until: block + REFUSED_COOLDOWN_BLOCKS });
+    }
   }
 
   private async resync(lane: NonceLane, reason: string): Promise<void> {
@@ -657,6 +680,8 @@ export class Executor {
    */
   onHead(tick: Tick): void {
     this.head = tick;
+    this.rebuilding = false; // a head after a reorganisation's rebuild: the book can be judged again
+    if (this.closed) return; // stopping: nothing more is signed, pending transactions stay in the journal
     if (this.passQueued) return; // one pass queued already: it reads the newest head when it runs
     this.passQueued = true;
     void this.blockWork.add(async () => {
@@ -686,34 +711,39 @@ export class Executor {
    * own nonces (or cancelled) at the next head if the node dropped them; the lanes resync.
    */
   onReorg(): void {
+    this.rebuilding = true;
+    // what we mined lately may be open again in the rebuilt book: its positions stay ours until it is re-checked
+    for (const a of this.recent) this.reserve(a.targets, a);
     void this.blockWork.add(async () => {
       const recent = this.recent;
       this.recent = [];
       const checks = await Promise.all(
-        recent.map(async (a) => {
-          try {
-            return (await this.o.client.getTransactionReceipt({ hash: a.minedHash as Hex })) ?? undefined;
-          } catch {
-            return undefined;
-          }
-        }),
+        recent.map((a) =>
+          this.o.client.getTransactionReceipt({ hash: a.minedHash as Hex }).then(
+            (receipt) => receipt,
+            (error: unknown) =>
+              error instanceof BaseError && error.name === "TransactionReceiptNotFoundError" ? null : "unknown",
+          ),
+        ),
       );
       recent.forEach((a, i) => {
         const receipt = checks[i];
-        if (receipt && receipt.blockNumber === a.minedBlock) {
+        const lane = this.lanesByAddress.get(a.signer.toLowerCase());
+        if (receipt !== null || !lane) {
+          // still mined (or the node cannot say now): settled as it was
           this.recent.push(a);
+          this.releaseFrom(a);
           return;
         }
-        const lane = this.lanesByAddress.get(a.signer.toLowerCase());
-        if (!lane || receipt) return; // mined again elsewhere: settled as it was
         this.o.log.warn(
           { event: "liquidation_reorged", ...attemptIds(a), txHash: a.minedHash, blockNumber: big(a.minedBlock ?? 0n) },
           `the block holding our transaction at nonce ${a.nonce} was reorganised away; tracking it again`,
         );
+        this.untally(a);
         transition(a, "pending");
         for (const tx of a.txs) tx.sentAtBlock = 0n;
         this.track(lane, a);
-        void lane.journal.append([statusRecord(a)]);
+        this.record(lane, recordsOf(a)); // whole: a compaction may have dropped it from the file
       });
       this.checkedBlock = undefined;
       await Promise.all(this.o.lanes.map((lane) => this.resync(lane, "reorg")));
@@ -723,6 +753,8 @@ export class Executor {
   /** Reads the new blocks' receipts and each busy lane's nonce; settles every attempt they decide. */
   private async settle(head: Tick): Promise<void> {
     const { client } = this.o;
+    // a signer skipped for its balance is re-read at every head, so that funding it is noticed even while idle
+    await Promise.all(this.o.lanes.filter((l) => l.lowBalance).map((l) => this.refreshBalance(l)));
     const lanes = this.o.lanes.filter((l) => l.live.size > 0);
     const from = this.checkedBlock === undefined ? head.blockNumber : this.checkedBlock + 1n;
     if (lanes.length === 0) {
@@ -787,20 +819,24 @@ export class Executor {
         params: [toHex(blockNumber)] as never,
       })) as RpcTransactionReceipt[] | null;
       return raw?.map((r) => formatTransactionReceipt(r));
-    } catch (error) {
-      if (error instanceof BaseError && /not (found|supported|available)|unsupported/i.test(error.message))
-        return undefined;
-      throw error;
+    } catch {
+      // not served (unsupported, not allowed, too large) or failed: the nonce check and receipt lookups settle it
+      return undefined;
     }
   }
 
   /** Settles an attempt whose nonce is used: one of its hashes has a receipt, or someone else took the nonce. */
   private async settleByLookup(a: Attempt): Promise<void> {
+    let unanswered = false;
     for (const tx of [...a.txs].reverse()) {
-      const receipt = await this.o.client.getTransactionReceipt({ hash: tx.hash }).catch(() => undefined);
+      const receipt = await this.o.client.getTransactionReceipt({ hash: tx.hash }).catch((error: unknown) => {
+        if (!(error instanceof BaseError && error.name === "TransactionReceiptNotFoundError")) unanswered = true;
+        return undefined;
+      });
       if (receipt) return this.settleMined(a, receipt);
     }
-    if (await this.anyKnown(a)) return; // the node has it but not its receipt yet: next head
+    if (unanswered) return; // a lookup failed: settled at a later head, never guessed
+    if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
     const lane = this.lanesByAddress.get(a.signer.toLowerCase());
     transition(a, "superseded");
     this.o.log.warn(
@@ -809,18 +845,46 @@ export class Executor {
     );
     if (lane) {
       this.untrack(lane, a);
-      void lane.journal.append([statusRecord(a)]);
+      this.record(lane, [statusRecord(a)]);
     }
     this.release(a.targets.map((t) => t.key));
   }
 
-  private async anyKnown(a: Attempt): Promise<boolean> {
+  /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
+  private async anyKnown(a: Attempt): Promise<boolean | undefined> {
     const answers = await Promise.all(a.txs.map((tx) => known(this.o.client, tx.hash)));
-    return answers.some(Boolean);
+    if (answers.includes(true)) return true;
+    return answers.includes(undefined) ? undefined : false;
   }
 
   /** One of the attempt's transactions was mined: what it did, per target. */
   private settleMined(a: Attempt, receipt: TransactionReceipt): void {
+    const before = { ...this.stats };
+    this.settleMinedCounting(a, receipt);
+    const tally: Partial<Record<keyof ExecutorStats, bigint | number>> = {};
+    for (const key of Object.keys(this.stats) as (keyof ExecutorStats)[]) {
+      const delta =
+        typeof this.stats[key] === "bigint"
+          ? (this.stats[key] as bigint) - (before[key] as bigint)
+          : (this.stats[key] as number) - (before[key] as number);
+      if (delta) tally[key] = delta;
+    }
+    this.tallies.set(a, tally);
+  }
+
+  /** Takes back what a settlement counted (its block was reorganised away). */
+  private untally(a: Attempt): void {
+    const tally = this.tallies.get(a);
+    if (!tally) return;
+    const stats = this.stats as unknown as Record<string, bigint | number>;
+    for (const [key, delta] of Object.entries(tally)) {
+      stats[key] =
+        typeof delta === "bigint" ? (stats[key] as bigint) - delta : (stats[key] as number) - (delta as number);
+    }
+    this.tallies.delete(a);
+  }
+
+  private settleMinedCounting(a: Attempt, receipt: TransactionReceipt): void {
     const { log, protocol } = this.o;
     const tx = a.txs.find((t) => t.hash === receipt.transactionHash);
     const gasPaid = receipt.gasUsed * receipt.effectiveGasPrice;
@@ -865,7 +929,7 @@ export class Executor {
       this.stats.confirmed += won;
     } else {
       // reverted: a position gone from the book was settled by someone else first
-      const gone = a.targets.every((t) => this.o.current(t.key) === undefined);
+      const gone = !this.rebuilding && a.targets.every((t) => this.o.current(t.key) === undefined);
       if (gone) {
         status = "lost_race";
         for (const t of a.targets) this.lostRace(a, t, "reverted", receipt);
@@ -889,7 +953,7 @@ export class Executor {
     const lane = this.lanesByAddress.get(a.signer.toLowerCase());
     if (lane) {
       this.untrack(lane, a);
-      void lane.journal.append([statusRecord(a)]);
+      this.record(lane, [statusRecord(a)]);
     }
     this.release(a.targets.map((t) => t.key));
   }
@@ -913,7 +977,7 @@ export class Executor {
 
   /** Judges every unmined attempt at this head (decide.ts) and fills nonce holes. */
   private async judge(head: Tick): Promise<void> {
-    if (this.o.lanes.every((lane) => lane.live.size === 0)) return; // idle: not even a fee read
+    if (this.closed || this.o.lanes.every((lane) => lane.live.size === 0)) return; // idle: not even a fee read
     const ctx = await this.feeContext(head);
     const now = planFees(ctx, this.o.fees);
     const nowFees: Fees = now.ok
@@ -921,7 +985,6 @@ export class Executor {
       : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
     const work: Promise<void>[] = [];
     for (const lane of this.o.lanes) {
-      if (lane.busy) continue;
       for (const a of [...lane.live.values()]) {
         const latest = latestTx(a);
         if (!latest || (a.status !== "pending" && a.status !== "cancelling")) continue;
@@ -936,7 +999,8 @@ export class Executor {
         if (decision.type === "cancel") work.push(this.cancel(lane, a, latest, nowFees, head));
         else if (decision.type === "check") work.push(this.unstick(lane, a, latest, wanted, nowFees, head));
       }
-      if (lane.chainNonce !== undefined) {
+      // not while the pump hands out nonces: a nonce being signed is no hole
+      if (lane.chainNonce !== undefined && !lane.busy) {
         for (const nonce of lane.gaps(lane.chainNonce)) work.push(this.fillGap(lane, nonce, nowFees, head));
       }
     }
@@ -945,6 +1009,7 @@ export class Executor {
 
   private wanted(a: Attempt): boolean | undefined {
     if (a.targets.length === 0) return false;
+    if (this.rebuilding) return undefined;
     let unknown = false;
     for (const t of a.targets) {
       const verdict = this.o.stillLiquidatable(t.key);
@@ -984,7 +1049,10 @@ export class Executor {
     head: Tick,
   ): Promise<void> {
     const isKnown = await this.anyKnown(a);
-    const resend = decideStuck(latest, isKnown, wanted, now, this.o.fees);
+    if (isKnown === undefined) return; // the node cannot be asked now: judged again at the next head
+    // a liquidation's bids are held to what its reward allows, as its first fees were
+    const policy = { ...this.o.fees, maxFeePerGasCap: feeCeiling(this.o.fees, { reward: sumRewards(a), gas: a.gas }) };
+    const resend = decideStuck(latest, isKnown, wanted, now, policy);
     if (resend.type === "hold") return this.holdAtCap(a, latest);
     if (!isKnown) {
       this.o.log.warn(
@@ -1073,7 +1141,16 @@ export class Executor {
     if (this.closed || this.backlog.length === 0) return;
     const units = this.backlog;
     this.backlog = [];
-    for (const unit of units) this.dispatch(unit);
+    for (const unit of units) {
+      // planned at an earlier head: a single call whose position is settled would revert; a batch skips what is
+      // gone, so it goes while any of its positions is still liquidatable
+      const gone = unit.targets.map((t) => this.o.stillLiquidatable(t.key) === false);
+      if (unit.kind === "single" ? gone[0] : gone.every(Boolean)) {
+        this.release(unit.targets.map((t) => t.key));
+        continue;
+      }
+      this.dispatch(unit);
+    }
   }
 
   private async refreshBalance(lane: NonceLane): Promise<void> {
@@ -1109,12 +1186,25 @@ export class Executor {
   private async maybeCompact(): Promise<void> {
     for (const lane of this.o.lanes) {
       if (lane.journal.recordsWritten < COMPACT_AFTER_RECORDS || lane.busy) continue;
-      await lane.journal.compact([...lane.live.values()]);
+      await lane.journal.compact(() => [
+        ...lane.live.values(),
+        ...this.recent.filter((a) => a.signer === lane.address),
+      ]);
     }
     for (const [id, a] of this.attempts) if (isTerminal(a.status)) this.attempts.delete(id);
   }
 
   // -------------------------------------------------------------------------------------------- bookkeeping
+
+  /** A journal write whose failure is logged, never left unhandled (the records are also in memory). */
+  private record(lane: NonceLane, records: readonly JournalRecord[]): void {
+    lane.journal.append(records).catch((error: unknown) => {
+      this.o.log.error(
+        { event: "executor_error", signer: lane.address, step: "journal", error: describeError(error) },
+        `writing the journal of ${lane.address} failed`,
+      );
+    });
+  }
 
   private track(lane: NonceLane, a: Attempt): void {
     lane.live.set(a.nonce, a);
@@ -1127,6 +1217,11 @@ export class Executor {
 
   private reserve(targets: readonly TargetPlan[], by: Busy): void {
     for (const t of targets) this.busy.set(t.key, by);
+  }
+
+  /** Frees the attempt's positions that it (still) holds. */
+  private releaseFrom(a: Attempt): void {
+    for (const t of a.targets) if (this.busy.get(t.key) === a) this.busy.delete(t.key);
   }
 
   private release(keys: readonly string[]): void {

@@ -60,20 +60,35 @@ export function planFees(
   const base = ctx.baseFeePerGas;
   let tip = ctx.priorityFeePerGas;
   let maxFee = ceilBps(base, policy.baseFeeMultiplierBps) + tip;
-  let cap = policy.maxFeePerGasCap;
   if (value && policy.gasTokenPrice !== undefined && policy.gasTokenPrice > 0n && value.gas > 0n) {
     const profit = expectedProfit(value.reward, value.gas, base, tip, policy.gasTokenPrice);
     if (profit < policy.minProfit) return { ok: false, reason: "unprofitable", expectedProfit: profit };
-    // gas * maxFee * price / WAD <= reward * share  =>  maxFee <= reward * share * WAD / (price * gas)
-    const shareCap = (value.reward * policy.maxRewardShareBps * WAD) / (BPS * policy.gasTokenPrice * value.gas);
-    if (cap === undefined || shareCap < cap) cap = shareCap;
   }
+  const cap = feeCeiling(policy, value);
   if (cap !== undefined) {
     if (cap <= base) return { ok: false, reason: "base_fee_above_cap" };
     if (maxFee > cap) maxFee = cap;
     if (tip > maxFee - base) tip = maxFee - base;
   }
   return { ok: true, maxFeePerGas: maxFee, maxPriorityFeePerGas: tip };
+}
+
+/**
+ * The most a transaction may offer per gas: the configured ceiling, and for a liquidation with a priced gas token,
+ * the fee at which its worst-case gas (gas x max fee) takes maxRewardShareBps of the reward. Replacements are held
+ * to it as well, so a bumped liquidation never pays more than its reward allows.
+ */
+export function feeCeiling(
+  policy: FeePolicy,
+  value?: { readonly reward: bigint; readonly gas: bigint },
+): bigint | undefined {
+  let cap = policy.maxFeePerGasCap;
+  if (value && policy.gasTokenPrice !== undefined && policy.gasTokenPrice > 0n && value.gas > 0n) {
+    // gas * maxFee * price / WAD <= reward * share  =>  maxFee <= reward * share * WAD / (price * gas)
+    const shareCap = (value.reward * policy.maxRewardShareBps * WAD) / (BPS * policy.gasTokenPrice * value.gas);
+    if (cap === undefined || shareCap < cap) cap = shareCap;
+  }
+  return cap;
 }
 
 export type ReplacementPlan = ({ readonly ok: true } & Fees) | { readonly ok: false; readonly reason: "at_fee_cap" };

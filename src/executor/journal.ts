@@ -99,6 +99,7 @@ export function replay(records: readonly JournalRecord[], source = "journal"): M
     const line = i + 1;
     switch (r.t) {
       case "attempt":
+        if (attempts.has(r.id)) return; // written again after a compaction: the first holds its transactions
         attempts.set(r.id, {
           id: r.id,
           signer: r.signer,
@@ -217,13 +218,20 @@ export class Journal {
     return this.written;
   }
 
-  /** Rewrites the file with only these attempts (the live ones), atomically. */
-  async compact(live: readonly Attempt[]): Promise<void> {
-    await this.flushing?.catch(() => {});
-    await this.handle.close();
-    await rewrite(this.path, live);
-    this.handle = await open(this.path, "a");
-    this.written = 0;
+  /**
+   * Rewrites the file with only the attempts `live()` returns when the rewrite runs, atomically. It takes its turn
+   * in the write chain: appends made meanwhile wait for it and go to the new file.
+   */
+  compact(live: () => readonly Attempt[]): Promise<void> {
+    const run = async (): Promise<void> => {
+      await this.handle.close();
+      await rewrite(this.path, live());
+      this.handle = await open(this.path, "a");
+      this.written = 0;
+    };
+    const next = (this.flushing ?? Promise.resolve()).then(run, run);
+    this.flushing = next;
+    return next;
   }
 
   async close(): Promise<void> {

@@ -107,4 +107,39 @@ describe("journal", () => {
     writeFileSync(p, `${JSON.stringify({ t: "status", id: "ghost", status: "pending" })}\n`);
     await expect(Journal.open(p)).rejects.toThrow(/unknown attempt ghost/);
   });
+
+  it("compacts in turn with appends: what is appended while it rewrites lands in the new file", async () => {
+    const p = path();
+    const { journal } = await Journal.open(p);
+    const live = [attempt(0)];
+    await journal.append([attemptRecord(live[0] as Attempt)]);
+    const late = attempt(1);
+    const compacting = journal.compact(() => live);
+    const appended = journal.append([attemptRecord(late), txRecord(late, late.txs[0] as Attempt["txs"][number])]);
+    await Promise.all([compacting, appended]);
+    await journal.close();
+    const { journal: again, attempts } = await Journal.open(p);
+    await again.close();
+    expect(attempts.map((a) => a.id).sort()).toEqual(["a0", "a1"]);
+    expect(attempts.find((a) => a.id === "a1")?.txs).toHaveLength(1);
+  });
+
+  it("an attempt written again after a compaction keeps the transactions it already had", async () => {
+    const p = path();
+    const a = attempt(0);
+    await write(p, [a]);
+    appendFileSync(p, `${JSON.stringify(attemptRecord(a))}\n`);
+    const { journal, attempts } = await Journal.open(p);
+    await journal.close();
+    expect(attempts[0]?.txs).toHaveLength(1);
+    expect(attempts[0]?.status).toBe("pending");
+  });
+
+  it("lets an attempt whose cancel never reached the node be given up at start (cancelling to failed)", () => {
+    const a = attempt(0);
+    transition(a, "pending");
+    transition(a, "cancelling");
+    expect(() => transition(a, "failed")).not.toThrow();
+    expect(() => transition(a, "pending")).toThrow();
+  });
 });

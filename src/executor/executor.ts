@@ -1075,8 +1075,9 @@ export class Executor {
     if (resend.purpose === "cancel" && a.status !== "cancelling") transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
     const result = await broadcast(this.o.client, tx.raw, tx.hash);
-    if (resend.type === "resign") this.stats.resent++;
-    else this.stats.replaced++;
+    const taken = result.kind === "accepted" || result.kind === "uncertain";
+    if (taken && resend.type === "resign") this.stats.resent++;
+    else if (taken) this.stats.replaced++;
     const event =
       resend.purpose === "cancel" && latest.purpose === "liquidate"
         ? "liquidation_cancelling"

@@ -45,7 +45,7 @@ const rpc = (method: string, params: unknown[] = []) =>
 const mine = () => rpc("evm_mine");
 
 /** Sends an oracle update without waiting for it (mining is paused), then mines it. */
-async function crashEth(price = "2375"): Promise<bigint> {
+async function crashEth(price = "2375", gas = 200_000n): Promise<bigint> {
   const ex = (net as DevnetFixture).ex;
   const oracle = ex.d.markets[ETH]?.oracle as Address;
   await ex.owner.writeContract({
@@ -53,7 +53,7 @@ async function crashEth(price = "2375"): Promise<bigint> {
     abi: mockV3AggregatorAbi,
     functionName: "updateAnswer",
     args: [parseUnits(price, ORACLE_DECIMALS)],
-    gas: 200_000n,
+    gas,
   });
   await mine();
   return ex.publicClient.getBlockNumber({ cacheTime: 0 });
@@ -179,6 +179,26 @@ describe("never stuck, never a gap", () => {
     const { latest, pending } = await nonces(k.addresses[0] as Address);
     expect(latest).toBe(pending);
     expect(latest).toBe(3);
+  }, 60_000);
+
+  it("cancels a pending liquidation when the price recovers before it is mined", async () => {
+    const specs = ethLongs(1);
+    const { k, logs } = await setup(specs, { batching: false, stuckBlocks: 5 });
+    await crashEth();
+    await until("sent", () => logs.events("liquidation_sent").length === 1);
+    // the next block holds the oracle's recovery but has no room for our liquidation (gas limit ~170,000)
+    await rpc("evm_setBlockGasLimit", ["0x27100"]); // 160,000
+    await crashEth("2600", 150_000n);
+    expect(await openOnChain(specs)).toBe(1);
+    await until("cancelling", () => logs.events("liquidation_cancelling").length === 1, 15_000);
+    await mine(); // the 21,000-gas cancel fits
+    await until("cancelled", () => logs.events("liquidation_cancelled").length === 1, 15_000);
+    await rpc("evm_setBlockGasLimit", ["0x1c9c380"]);
+    await mine();
+    expect(await openOnChain(specs)).toBe(1); // the trader kept the position
+    const { latest, pending } = await nonces(k.addresses[0] as Address);
+    expect([latest, pending]).toEqual([1, 1]);
+    expect(k.executor.stats.confirmed).toBe(0);
   }, 60_000);
 
   it("re-sends a liquidation the pool dropped, at its own nonce: no gap", async () => {

@@ -6,6 +6,7 @@
 import { type Address, type Hex, parseUnits } from "viem";
 import { connect } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
+import { ConfigError } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
@@ -102,6 +103,12 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
 
   try {
     const head = await publicClient.getBlock({ blockTag: "latest" });
+    if (k.batching && BigInt(k.batchGasLimit) > head.gasLimit) {
+      throw new ConfigError(
+        `keeper.batchGasLimit ${k.batchGasLimit} is above the chain's block gas limit ${head.gasLimit}: ` +
+          "no batch that large could ever be mined",
+      );
+    }
     await executor.start(new Map(opened.map((x) => [x.lane, x.recovered])), {
       blockNumber: head.number,
       baseFeePerGas: head.baseFeePerGas ?? 0n,

@@ -2,6 +2,11 @@ import { z } from "zod";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const decimalString = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decimal string, e.g. "1.5"');
+/** A decimal string within [min, max] (and above min when `exclusive`). */
+const decimalIn = (min: number, max: number, exclusive = false) =>
+  decimalString.refine((v) => (exclusive ? Number(v) > min : Number(v) >= min) && Number(v) <= max, {
+    message: `must be ${exclusive ? "above" : "at least"} ${min} and at most ${max}`,
+  });
 
 /** config/<network>.json: where the exchange is and how the keeper behaves. */
 export const keeperConfigSchema = z
@@ -44,13 +49,13 @@ export const keeperConfigSchema = z
         /** Blocks without inclusion after which a transaction is stuck: bumped, or re-sent if dropped. */
         stuckBlocks: z.number().int().min(1).max(1000).default(3),
         /** maxFeePerGas = baseFee x baseFeeMultiplier + tip: headroom for base-fee growth. */
-        baseFeeMultiplier: decimalString.default("2"),
+        baseFeeMultiplier: decimalIn(1, 10).default("2"),
         /** Tip: "fixed" (minPriorityFeeGwei) or "feeHistory" (that percentile of the last block's tips, floored). */
         priorityFeeSource: z.enum(["fixed", "feeHistory"]).default("feeHistory"),
         priorityFeePercentile: z.number().min(0).max(100).default(50),
         minPriorityFeeGwei: decimalString.default("0.01"),
         /** Ceiling on maxFeePerGas; a base fee above it skips the liquidation. */
-        maxFeePerGasGwei: decimalString.optional(),
+        maxFeePerGasGwei: decimalIn(0, 1_000_000, true).optional(),
         /** Replacement bump on both fee fields, percent (the node's rule: geth 10, many 12.5). */
         replacementBumpPercent: z.number().min(10).max(100).default(12.5),
         /** Price of the chain's gas token in collateral (e.g. "3000" for ETH in USDC): enables the profit check. */
@@ -58,7 +63,7 @@ export const keeperConfigSchema = z
         /** With gasTokenPrice: smallest reward less expected gas worth sending for, in collateral. */
         minProfit: decimalString.default("0"),
         /** With gasTokenPrice: the most of the expected reward the worst-case gas cost may take (0..1). */
-        maxRewardShareForGas: decimalString.default("0.9"),
+        maxRewardShareForGas: decimalIn(0, 1, true).default("0.9"),
         /** A signer below this balance (gas token) takes no new work; at least one liquidation's cost. */
         minSignerBalance: decimalString.default("0"),
         rpcTimeoutMs: z.number().int().min(100).default(10_000),

@@ -14,12 +14,13 @@ import {
   BaseError,
   formatTransactionReceipt,
   type Hex,
+  HttpRequestError,
   type PublicClient,
   type RpcTransactionReceipt,
   type TransactionReceipt,
   toHex,
 } from "viem";
-import { describeError } from "../chain/errors.ts";
+import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
 import { fromWad } from "../risk/format.ts";
@@ -394,6 +395,7 @@ export class Executor {
           estimate = known;
         }
       } catch (error) {
+        if (this.simulationUnanswered(error, group)) return false;
         this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
           error: describeError(error),
         });
@@ -407,6 +409,7 @@ export class Executor {
       try {
         estimate = await client.estimateGas({ account: from, to: protocol.address, data });
       } catch (error) {
+        if (this.simulationUnanswered(error, group)) return false;
         const reason = revertReason(error, protocol);
         for (const c of group) this.refuse(c.position, tick.blockNumber, reason, { error: describeError(error) });
         return false;
@@ -1243,6 +1246,24 @@ export class Executor {
       { event: "liquidation_skipped", trader: position.trader, marketId: position.marketId, reason, ...detail },
       `not liquidating ${this.o.marketName(position.marketId)} position of ${position.trader}: ${reason}`,
     );
+  }
+
+  /**
+   * A simulation the RPC did not answer (transport failure, timeout) is no verdict on the liquidation: the positions
+   * are freed with no cooldown, to be planned again at the next head, and the failure is an rpc_error.
+   */
+  private simulationUnanswered(error: unknown, group: readonly Candidate[]): boolean {
+    if (
+      classifyRpcError(error) !== "timeout" &&
+      !(error instanceof BaseError && error.walk((e) => e instanceof HttpRequestError))
+    )
+      return false;
+    this.release(group.map((c) => c.position.key));
+    this.o.log.warn(
+      { event: "rpc_error", step: "simulate", positions: group.length, error: describeError(error) },
+      "simulation got no answer from the RPC; the positions are planned again at the next head",
+    );
+    return true;
   }
 
   private unexpected(error: unknown, group: readonly Candidate[]): void {

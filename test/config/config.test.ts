@@ -10,6 +10,46 @@ const valid = {
 };
 
 describe("config files", () => {
+  it("refuses executor settings that would wedge or disable it, naming the field", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ baseFeeMultiplier: "0.5" }, "keeper.baseFeeMultiplier"], // no headroom over the base fee
+      [{ maxRewardShareForGas: "5" }, "keeper.maxRewardShareForGas"],
+      [{ maxFeePerGasGwei: "0" }, "keeper.maxFeePerGasGwei"],
+      [{ replacementBumpPercent: 5 }, "keeper.replacementBumpPercent"], // under every node's replacement rule
+      [{ stuckBlocks: 0 }, "keeper.stuckBlocks"],
+      [{ batchGasLimit: 1000 }, "keeper.batchGasLimit"],
+    ];
+    for (const [keeper, path] of cases) {
+      expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(path);
+    }
+    expect(
+      parseConfig({ ...valid, keeper: { baseFeeMultiplier: "1", maxRewardShareForGas: "1" } }).keeper,
+    ).toMatchObject({
+      baseFeeMultiplier: "1",
+      maxRewardShareForGas: "1",
+    });
+  });
+
+  it("reads several signer keys, and names a bad entry by position without echoing it", () => {
+    const [a, b] = [
+      "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+      "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    ];
+    expect(readEnv({ KEEPER_PRIVATE_KEYS: `${a}, ${b}` }).privateKeys).toEqual([a, b]);
+    expect(readEnv({ KEEPER_PRIVATE_KEY: a }).privateKeys).toEqual([a]);
+    const bad = `${a},0xdeadbeef${b.slice(10)}zz`;
+    expect(() => readEnv({ KEEPER_PRIVATE_KEYS: bad })).toThrow(/entry 2 of 2/);
+    try {
+      readEnv({ KEEPER_PRIVATE_KEYS: bad });
+    } catch (e) {
+      expect((e as Error).message).not.toContain(b.slice(10, 40));
+    }
+    expect(() => readEnv({ KEEPER_PRIVATE_KEYS: `${a},${a.toUpperCase().replace("0X", "0x")}` })).toThrow(
+      /same key twice/,
+    );
+    expect(() => readEnv({ KEEPER_PRIVATE_KEYS: a, KEEPER_PRIVATE_KEY: b })).toThrow(/not both/);
+  });
+
   it("accepts a minimal config and fills the keeper's defaults", () => {
     const config = parseConfig(valid);
     expect(config.keeper.maxLogRange).toBe(2000);

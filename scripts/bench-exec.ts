@@ -1083,9 +1083,13 @@ async function runBaseline(m: number): Promise<ModeResult> {
     const watcher = watchExchange(config, connection, book, tap.log, {
       onEvent: (event) => {
         const change = book.apply(event);
-        if (!change) return;
+        if (!change) return undefined;
         risk.apply(change);
         ex.onBookChange(change);
+        return change;
+      },
+      onRollback: () => {
+        throw new Error("the baseline run saw a reorganisation");
       },
       onTick: (tick) => {
         markTick(marker, tick);

@@ -95,6 +95,10 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const watcher = watchExchange(config, connection, book, log, {
     onEvent: (event, live) => keeper.handleEvent(event, live),
     onTick: (tick) => keeper.handleTick(tick),
+    onRollback: (changes, cursor) => {
+      keeper.rollback(changes, cursor);
+      executor.onReorg();
+    },
     onReorg: () => {
       keeper.reset();
       executor.onReorg();

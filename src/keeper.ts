@@ -8,8 +8,8 @@ import { big, type Logger } from "./ops/logger.ts";
 import type { RiskEngine } from "./risk/engine.ts";
 import { describePosition } from "./risk/format.ts";
 import type { Candidate } from "./risk/scan.ts";
-import type { Book } from "./state/book.ts";
-import type { ExchangeEvent } from "./state/events.ts";
+import type { Book, BookChange } from "./state/book.ts";
+import type { ExchangeEvent, LogRef } from "./state/events.ts";
 import type { Tick } from "./watcher/watcher.ts";
 
 export interface KeeperParts {
@@ -40,10 +40,26 @@ export class Keeper {
     this.flagged.clear();
   }
 
-  /** Applies one chain event in order; `live` events (not replayed history) are reported. */
-  handleEvent(event: ExchangeEvent, live = true): void {
+  /**
+   * Undoes what a reorganisation removed: the book goes back to `cursor`, and the risk index and the executor hear
+   * each position change reversed. Changes come in the order they were applied.
+   */
+  rollback(changes: readonly BookChange[], cursor: LogRef | undefined): void {
+    this.p.book.rewind(changes, cursor);
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const change = changes[i] as BookChange;
+      if (change.type !== "position") continue;
+      const undone: BookChange = { type: "position", key: change.key, before: change.after, after: change.before };
+      this.p.risk.apply(undone);
+      this.p.executor.onBookChange(undone);
+      for (const keys of this.flagged.values()) keys.delete(change.key);
+    }
+  }
+
+  /** Applies one chain event in order; `live` events (not replayed history) are reported. Returns what changed. */
+  handleEvent(event: ExchangeEvent, live = true): BookChange | undefined {
     const change = this.p.book.apply(event);
-    if (!change) return;
+    if (!change) return undefined;
     this.p.risk.apply(change);
     this.p.executor.onBookChange(change);
     if (change.type === "position") {
@@ -65,6 +81,7 @@ export class Keeper {
         ours ? "position liquidated by this keeper" : "position liquidated by another keeper",
       );
     }
+    return change;
   }
 
   /**

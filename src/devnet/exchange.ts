@@ -237,6 +237,14 @@ export class DevExchange {
     return hash;
   }
 
+  /** Forgets every account's local nonce (after a reorganisation removed some of their transactions). */
+  forgetNonces(): void {
+    const chainId = this.publicClient.chain.id;
+    for (const wallet of [this.owner, ...this.wallets.values()]) {
+      this.nonceManager.reset({ address: wallet.account.address, chainId });
+    }
+  }
+
   /** Mints collateral to a trader and approves the engine for it. */
   async fund(wallet: Wallet, amount: bigint): Promise<void> {
     await this.send(this.owner, {

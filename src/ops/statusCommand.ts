@@ -13,7 +13,8 @@ import { positionsNearLiquidation, renderStatus } from "./status.ts";
 export async function statusReport(config: KeeperConfig, rpcUrl: string, log: Logger, top: number): Promise<string> {
   const book = new Book();
   const watcher = watchExchange(config, await connect(config, rpcUrl), book, log, {
-    onEvent: (event) => void book.apply(event),
+    onEvent: (event) => book.apply(event),
+    onRollback: (changes, cursor) => book.rewind(changes, cursor),
     onTick: () => {},
     onReorg: () => book.reset(),
   });

@@ -21,7 +21,7 @@ export interface TrackedPosition extends PositionState {
 /** What one applied event changed; the risk model follows these. */
 export type BookChange =
   | { readonly type: "market"; readonly marketId: number }
-  | { readonly type: "funding"; readonly marketId: number }
+  | { readonly type: "funding"; readonly marketId: number; readonly before: FundingState }
   | {
       readonly type: "position";
       readonly key: string;
@@ -53,6 +53,31 @@ export class Book {
     this.markets.clear();
     this.positions.clear();
     this.last = undefined;
+  }
+
+  /**
+   * Undoes changes this book reported, newest last in `changes` (they are undone newest first), and moves the cursor
+   * back to `cursor`, the last event applied before the first of them: a reorganisation rolled back, not rebuilt.
+   */
+  rewind(changes: readonly BookChange[], cursor: LogRef | undefined): void {
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const change = changes[i] as BookChange;
+      switch (change.type) {
+        case "market":
+          this.markets.delete(change.marketId);
+          break;
+        case "funding": {
+          const market = this.markets.get(change.marketId);
+          if (market) market.funding = change.before;
+          break;
+        }
+        case "position":
+          if (change.before) this.positions.set(change.key, change.before);
+          else this.positions.delete(change.key);
+          break;
+      }
+    }
+    this.last = cursor;
   }
 
   /** The last event applied, or undefined before the first. */
@@ -91,12 +116,13 @@ export class Book {
       }
       case "fundingUpdated": {
         const market = this.markets.get(event.marketId) as Market;
+        const before = market.funding;
         market.funding = {
           cumulativeFundingIndex: event.cumulativeFundingIndex,
           fundingRatePerSecond: event.fundingRatePerSecond,
           lastFundingTime: event.timestamp,
         };
-        return { type: "funding", marketId: event.marketId };
+        return { type: "funding", marketId: event.marketId, before };
       }
       case "positionChanged":
       case "marginChanged": {

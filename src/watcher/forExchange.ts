@@ -11,7 +11,7 @@ export function watchExchange(
   connection: Connection,
   book: Book,
   log: Logger,
-  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg">,
+  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback">,
 ): Watcher {
   return new Watcher({
     client: connection.publicClient,
@@ -22,6 +22,7 @@ export function watchExchange(
     decode: decodePerpEngineLogs,
     maxLogRange: BigInt(config.keeper.maxLogRange),
     pollIntervalMs: config.keeper.pollIntervalMs,
+    reorgDepth: BigInt(config.keeper.reorgDepth),
     ...handlers,
   });
 }

@@ -8,10 +8,11 @@ import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient
 import { describeError, isRetryable } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import type { Book } from "../state/book.ts";
-import type { ExchangeEvent } from "../state/events.ts";
+import type { Book, BookChange } from "../state/book.ts";
+import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import { fetchLogRanges } from "./logs.ts";
 import { markPriceOf, readOracle } from "./oracle.ts";
+import { UnfinalizedBlocks } from "./unfinalized.ts";
 
 /** What the chain says at one head. */
 export interface Tick {
@@ -31,14 +32,26 @@ export interface WatcherOptions {
   readonly book: Book;
   readonly log: Logger;
   readonly decode: (logs: readonly Log[]) => ExchangeEvent[];
-  /** Receives each decoded event right after the book is given it. */
-  /** `live`: seen while following the head, not replayed by a backfill or a rebuild. */
-  readonly onEvent: (event: ExchangeEvent, live: boolean) => void;
+  /**
+   * Applies each decoded event, in chain order, and returns what it changed in the book (undefined: nothing, e.g. an
+   * event already applied). `live`: seen while following the head, not replayed by a backfill or a rebuild.
+   */
+  readonly onEvent: (event: ExchangeEvent, live: boolean) => BookChange | undefined;
+  /**
+   * The chain reorganised above a block the watcher still holds: undo these changes (in the order they were
+   * applied; undo newest first) and set the book's cursor back to `cursor`. The new branch's events follow.
+   */
+  readonly onRollback: (changes: readonly BookChange[], cursor: LogRef | undefined) => void;
   readonly onTick: (tick: Tick) => void;
-  /** The chain reorganised: forget all state; the watcher re-indexes from the deployment block. */
+  /**
+   * The chain reorganised deeper than the blocks the watcher holds (or un-listed a market): forget all state; the
+   * watcher re-indexes from the deployment block.
+   */
   readonly onReorg: () => void;
   readonly maxLogRange: bigint;
   readonly pollIntervalMs: number;
+  /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
+  readonly reorgDepth: bigint;
 }
 
 export class StartBlockError extends Error {
@@ -55,8 +68,12 @@ export class Watcher {
   /** The last block indexed, by number and hash: how a reorganisation under it is noticed. */
   private checkpoint: { readonly number: bigint; readonly hash: Hex } | undefined;
 
+  /** The unfinalized blocks applied, with what each changed. */
+  private readonly window: UnfinalizedBlocks;
+
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
+    this.window = new UnfinalizedBlocks(o.reorgDepth);
   }
 
   get processedBlock(): bigint {
@@ -86,6 +103,7 @@ export class Watcher {
       events += n;
     });
     this.checkpoint = { number: head, hash: headBlock.hash };
+    this.window.record(head, headBlock.hash, this.o.book.cursor);
     this.o.log.info(
       {
         event: "backfill_completed",
@@ -103,8 +121,10 @@ export class Watcher {
    * One step of following: checks that the last head it saw is still on the chain, indexes new blocks up to the
    * head and emits a tick. Returns false when idle.
    *
-   * A reorganisation (the last head's hash changed, or the chain no longer reaches it) is handled the simple way
-   * for now: the state is rebuilt from the deployment block, which is correct but costs a full backfill.
+   * A reorganisation (the last head's hash changed, or the chain no longer reaches it) is rolled back: the newest
+   * block the watcher holds whose hash is still canonical is the common ancestor, every book change above it is
+   * undone, and the new branch is indexed from there. Only a reorganisation deeper than the blocks held (reorgDepth),
+   * or one that removed a market's listing, rebuilds the state from the deployment block.
    */
   async poll(): Promise<boolean> {
     const block = await this.o.client.getBlock({ blockTag: "latest" });
@@ -113,20 +133,66 @@ export class Watcher {
     if (this.lastTick && seen && head === seen.number && block.hash === seen.hash) return false;
     let live = true;
     if (seen && !(await this.stillCanonical(seen.number, seen.hash, block))) {
-      live = false;
-      this.o.log.warn(
-        { event: "reorg_detected", lastSeenBlock: big(seen.number), head: big(head), action: "rebuild" },
-        "the chain reorganised under the last block seen; rebuilding state from the deployment block",
-      );
-      this.o.onReorg();
-      this.processed = this.o.fromBlock - 1n;
-      this.lastTick = undefined;
-      this.checkpoint = undefined;
+      const started = performance.now();
+      const ancestor = await this.commonAncestor(block);
+      const cut = ancestor === undefined ? undefined : this.window.cutAbove(ancestor.number);
+      if (ancestor && cut && !cut.changes.some((c) => c.type === "market")) {
+        this.o.onRollback(cut.changes, cut.cursor);
+        this.processed = ancestor.number;
+        this.checkpoint = ancestor;
+        this.o.log.warn(
+          {
+            event: "reorg_detected",
+            lastSeenBlock: big(seen.number),
+            head: big(head),
+            action: "rollback",
+            ancestor: big(ancestor.number),
+            depth: big(seen.number - ancestor.number),
+            changesUndone: cut.changes.length,
+            ms: Math.round((performance.now() - started) * 10) / 10,
+          },
+          `the chain reorganised above block ${ancestor.number}; ${cut.changes.length} book changes undone, ` +
+            "indexing the new branch",
+        );
+      } else {
+        live = false;
+        this.o.log.warn(
+          { event: "reorg_detected", lastSeenBlock: big(seen.number), head: big(head), action: "rebuild" },
+          "the chain reorganised deeper than the blocks held; rebuilding state from the deployment block",
+        );
+        this.window.clear();
+        this.o.onReorg();
+        this.processed = this.o.fromBlock - 1n;
+        this.lastTick = undefined;
+        this.checkpoint = undefined;
+      }
     }
     if (head > this.processed) await this.index(head, live, () => {});
     this.checkpoint = { number: head, hash: block.hash };
     await this.tick(block);
     return true;
+  }
+
+  /** The newest block held whose hash the chain still has at its height, or undefined when none is. */
+  private async commonAncestor(head: {
+    number: bigint;
+    hash: Hex;
+  }): Promise<{ number: bigint; hash: Hex } | undefined> {
+    for (const entry of this.window.newestFirst()) {
+      if (entry.number > head.number) continue;
+      const canonical =
+        entry.number === head.number
+          ? head.hash
+          : await this.o.client.getBlock({ blockNumber: entry.number }).then(
+              (b) => b.hash,
+              (error: unknown) => {
+                if (error instanceof BlockNotFoundError) return undefined;
+                throw error;
+              },
+            );
+      if (canonical === entry.hash) return { number: entry.number, hash: entry.hash };
+    }
+    return undefined;
   }
 
   /** Records a market's oracle problem; true when it is new (worth a log line), false when already reported. */
@@ -177,7 +243,14 @@ export class Watcher {
       maxRange: this.o.maxLogRange,
       onRange: (logs, _from, to) => {
         const events = this.o.decode(logs);
-        for (const event of events) this.o.onEvent(event, live);
+        const held = head - this.o.reorgDepth;
+        for (const event of events) {
+          const cursor = this.o.book.cursor;
+          const change = this.o.onEvent(event, live);
+          // blocks a reorganisation could still remove keep their changes, to be undone
+          if (event.ref.blockNumber >= held)
+            this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
+        }
         count(events.length);
         this.processed = to;
       },
@@ -252,6 +325,8 @@ export class Watcher {
         );
       }
     });
+    this.window.record(head, block.hash, this.o.book.cursor);
+    this.window.prune(head);
     this.lastTick = { blockNumber: head, timestamp: block.timestamp, baseFeePerGas: block.baseFeePerGas ?? 0n, prices };
     this.o.onTick(this.lastTick);
   }

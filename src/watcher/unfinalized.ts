@@ -1,0 +1,73 @@
+/**
+ * The blocks above finality the watcher has applied: for each one it saw (a head it ticked at, or a block holding
+ * events), its hash, the book's cursor before its first event, and what its events changed. A reorganisation is
+ * undone from here, newest block first, down to the highest block whose hash is still canonical. Pure: no I/O.
+ *
+ * Invariant: entries are in ascending block order, and every book change of a block above the oldest entry is in
+ * that block's entry (so rolling back to an entry's block undoes exactly what came after it).
+ */
+import type { Hex } from "viem";
+import type { BookChange } from "../state/book.ts";
+import type { LogRef } from "../state/events.ts";
+
+export interface BlockEntry {
+  readonly number: bigint;
+  readonly hash: Hex;
+  /** The book's cursor before this block's first event (undefined: before any event). */
+  readonly cursorBefore: LogRef | undefined;
+  readonly changes: BookChange[];
+}
+
+export class UnfinalizedBlocks {
+  private readonly entries: BlockEntry[] = [];
+
+  constructor(private readonly depth: bigint) {}
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Newest first: the order in which the watcher looks for the common ancestor. */
+  newestFirst(): readonly BlockEntry[] {
+    return [...this.entries].reverse();
+  }
+
+  /** Records a block (once) and, if given, a change its events made. */
+  record(number: bigint, hash: Hex, cursorBefore: LogRef | undefined, change?: BookChange): void {
+    let last = this.entries[this.entries.length - 1];
+    if (!last || last.number < number) {
+      last = { number, hash, cursorBefore, changes: [] };
+      this.entries.push(last);
+    } else if (last.number > number) {
+      throw new Error(`block ${number} recorded after block ${last.number}`);
+    }
+    if (change) last.changes.push(change);
+  }
+
+  /**
+   * Removes the entries above `ancestor` and returns their changes in the order they were applied, with the cursor
+   * the book had before the first of them.
+   */
+  cutAbove(ancestor: bigint): { changes: BookChange[]; cursor: LogRef | undefined; blocks: number } {
+    const index = this.entries.findIndex((e) => e.number > ancestor);
+    if (index < 0) return { changes: [], cursor: undefined, blocks: 0 };
+    const removed = this.entries.splice(index);
+    return {
+      changes: removed.flatMap((e) => e.changes),
+      cursor: removed[0]?.cursorBefore,
+      blocks: removed.length,
+    };
+  }
+
+  /** Forgets blocks deeper than the window under `head`: they are final for the keeper's purposes. */
+  prune(head: bigint): void {
+    const keepFrom = head - this.depth;
+    let drop = 0;
+    while (drop < this.entries.length - 1 && (this.entries[drop] as BlockEntry).number < keepFrom) drop++;
+    if (drop > 0) this.entries.splice(0, drop);
+  }
+
+  clear(): void {
+    this.entries.length = 0;
+  }
+}

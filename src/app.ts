@@ -6,11 +6,12 @@
 import { type Address, type Hex, parseUnits } from "viem";
 import { connect } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
-import { ConfigError } from "./config/load.ts";
+import { ConfigError, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
+import { backoffMs } from "./ops/backoff.ts";
 import type { Logger } from "./ops/logger.ts";
 import { sleep } from "./ops/sleep.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine.ts";
@@ -18,6 +19,11 @@ import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
 import { watchExchange } from "./watcher/forExchange.ts";
 import type { Watcher } from "./watcher/watcher.ts";
+
+/** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
+export class StartupError extends Error {
+  override name = "StartupError";
+}
 
 export interface KeeperRunOptions {
   readonly config: KeeperConfig;
@@ -51,7 +57,27 @@ function bps(decimal: string | number): bigint {
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const { config, log } = o;
   const k = config.keeper;
-  const connection = await connect(config, o.rpcUrl);
+  // an RPC that is down at start is retried until startupTimeoutSeconds, then the keeper gives up naming it
+  let connection: Awaited<ReturnType<typeof connect>> | undefined;
+  const endpoint = redactUrl(o.rpcUrl);
+  try {
+    await retry(
+      async () => {
+        connection = await connect(config, o.rpcUrl);
+      },
+      o.signal ?? new AbortController().signal,
+      log,
+      "connect",
+      { endpoint },
+      k.startupTimeoutSeconds * 1000,
+    );
+  } catch (error) {
+    if (!isRetryable(error)) throw error;
+    throw new StartupError(
+      `cannot reach the RPC at ${endpoint} within ${k.startupTimeoutSeconds} s: ${describeError(error)}`,
+    );
+  }
+  if (!connection) throw new StartupError("stopped before the RPC answered");
   const { publicClient, unbatchedClient, engine } = connection;
   const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir);
   const lanes = opened.map((x) => x.lane);
@@ -179,19 +205,30 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
 }
 
 /**
- * Runs `step` until it succeeds or the signal aborts, logging each I/O failure as rpc_error and backing off from
- * 0.5 s to 30 s; a deterministic failure (see isRetryable) is thrown at once. The step must be safe to repeat
- * (the backfill resumes from the last applied block).
+ * Runs `step` until it succeeds or the signal aborts, logging each I/O failure as rpc_error and backing off with
+ * jitter up to 5 s; a deterministic failure (see isRetryable) is thrown at once. The step must be safe to repeat
+ * (the backfill resumes from the last applied block). With `deadlineMs`, failures past it end the retrying with
+ * the last cause.
  */
-async function retry(step: () => Promise<void>, signal: AbortSignal, log: Logger, name: string): Promise<void> {
-  for (let attempt = 1, delay = 500; !signal.aborted; attempt++, delay = Math.min(delay * 2, 30_000)) {
+async function retry(
+  step: () => Promise<void>,
+  signal: AbortSignal,
+  log: Logger,
+  name: string,
+  fields: Record<string, unknown> = {},
+  deadlineMs = Number.POSITIVE_INFINITY,
+): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 1; !signal.aborted; attempt++) {
     try {
       return await step();
     } catch (error) {
       if (!isRetryable(error)) throw error;
+      const delay = backoffMs(attempt, 500);
+      if (Date.now() + delay > deadline) throw error;
       log.warn(
-        { event: "rpc_error", step: name, attempt, retryInMs: delay, error: describeError(error) },
-        `${name} failed`,
+        { event: "rpc_error", step: name, ...fields, attempt, retryInMs: delay, error: describeError(error) },
+        `${name} failed; retrying in ${delay} ms`,
       );
       await sleep(delay, signal);
     }

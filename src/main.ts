@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
-import { startKeeper } from "./app.ts";
+import { StartupError, startKeeper } from "./app.ts";
 import { describeError } from "./chain/errors.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
 import { runDemo } from "./demo/demo.ts";
@@ -131,7 +131,11 @@ async function runConfigured(
     privateKeys: env.privateKeys,
     log,
     signal,
+  }).catch((error: unknown) => {
+    if (signal.aborted && error instanceof StartupError) return undefined; // asked to stop while still connecting
+    throw error;
   });
+  if (!running) return 0;
   await running.done;
   await running.stop();
   return 0;

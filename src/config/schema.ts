@@ -69,6 +69,10 @@ export const keeperConfigSchema = z
         /** A signer below this balance (gas token) takes no new work; at least one liquidation's cost. */
         minSignerBalance: decimalString.default("0"),
         rpcTimeoutMs: z.number().int().min(100).default(10_000),
+        /** How long an unreachable RPC is retried at start before the keeper exits 1 naming it. */
+        startupTimeoutSeconds: z.number().min(1).max(3600).default(60),
+        /** No new head for this long logs head_stalled once; unset: 3 block times, at least 30 s. */
+        headStallSeconds: z.number().min(1).max(86_400).optional(),
         /** Journals and other state (one journal per signer and chain). */
         stateDir: z.string().min(1).default("./data"),
         /** On SIGTERM: how long broadcasts under way may take before the keeper exits anyway. */

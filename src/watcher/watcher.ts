@@ -6,6 +6,7 @@
 
 import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient } from "viem";
 import { describeError, isRetryable } from "../chain/errors.ts";
+import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import type { Book, BookChange } from "../state/book.ts";
@@ -52,6 +53,8 @@ export interface WatcherOptions {
   readonly pollIntervalMs: number;
   /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
   readonly reorgDepth: bigint;
+  /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
+  readonly headStallMs?: number;
 }
 
 export class StartBlockError extends Error {
@@ -219,9 +222,10 @@ export class Watcher {
    */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
+    this.lastHeadAt = Date.now();
     while (!signal.aborted) {
       try {
-        await this.poll();
+        if (await this.poll()) this.headArrived();
         failures = 0;
       } catch (error) {
         if (!isRetryable(error)) throw error;
@@ -231,8 +235,57 @@ export class Watcher {
           "follow step failed; retrying",
         );
       }
-      await sleep(Math.min(this.o.pollIntervalMs * 2 ** Math.min(failures, 10), failures ? 30_000 : Infinity), signal);
+      this.checkStall();
+      await sleep(failures ? backoffMs(failures, this.o.pollIntervalMs) : this.o.pollIntervalMs, signal);
     }
+  }
+
+  private lastHeadAt = Date.now();
+  private stalledSince: number | undefined;
+  /** Seconds between blocks, from the last two heads' timestamps. */
+  private blockSeconds: bigint | undefined;
+  private previousHead: Tick | undefined;
+
+  private headArrived(): void {
+    const tick = this.lastTick;
+    if (tick && this.previousHead && tick.blockNumber > this.previousHead.blockNumber) {
+      const seconds =
+        (tick.timestamp - this.previousHead.timestamp) / (tick.blockNumber - this.previousHead.blockNumber);
+      if (seconds > 0n) this.blockSeconds = seconds;
+    }
+    this.previousHead = tick;
+    const now = Date.now();
+    if (this.stalledSince !== undefined) {
+      this.o.log.info(
+        {
+          event: "head_resumed",
+          blockNumber: tick ? big(tick.blockNumber) : undefined,
+          stalledMs: now - this.stalledSince,
+        },
+        "new blocks again",
+      );
+      this.stalledSince = undefined;
+    }
+    this.lastHeadAt = now;
+  }
+
+  /** No new head for the stall time (configured, or 3 block times and at least 30 s): said once, until one comes. */
+  private checkStall(): void {
+    if (this.stalledSince !== undefined) return;
+    const auto = Math.max(30_000, Number(this.blockSeconds ?? 0n) * 3_000);
+    const limit = this.o.headStallMs ?? auto;
+    const silent = Date.now() - this.lastHeadAt;
+    if (silent < limit) return;
+    this.stalledSince = this.lastHeadAt;
+    this.o.log.warn(
+      {
+        event: "head_stalled",
+        lastBlock: this.lastTick ? big(this.lastTick.blockNumber) : undefined,
+        silentMs: silent,
+        limitMs: limit,
+      },
+      `no new block for ${Math.round(silent / 1000)} s: the chain or the RPC is stuck`,
+    );
   }
 
   private async index(head: bigint, live: boolean, count: (n: number) => void): Promise<void> {

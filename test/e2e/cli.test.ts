@@ -68,4 +68,23 @@ describe("command line", () => {
     expect(r.status).toBe(2);
     expect(r.stderr + r.stdout).not.toContain(SECRET.slice(2, -2));
   });
+
+  it("retries an unreachable RPC until the start-up deadline, naming the endpoint, then exits 1", () => {
+    const file = join(dir, "unreachable.json");
+    writeFileSync(file, JSON.stringify({ ...config, keeper: { startupTimeoutSeconds: 2 } }));
+    const started = Date.now();
+    const r = run(["--config", file], { KEEPER_PRIVATE_KEY: SECRET, LOG_FORMAT: "json" });
+    const elapsed = Date.now() - started;
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("cannot reach the RPC at http://127.0.0.1:1 within 2 s");
+    const retries = r.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.event === "rpc_error" && l.step === "connect");
+    expect(retries.length).toBeGreaterThanOrEqual(1);
+    expect(retries.every((l) => l.endpoint === "http://127.0.0.1:1")).toBe(true);
+    expect(elapsed).toBeGreaterThan(1500); // it did wait for the deadline
+    expect(r.stdout + r.stderr).not.toContain(SECRET.slice(2));
+  });
 });

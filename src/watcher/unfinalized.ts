@@ -32,6 +32,16 @@ export class UnfinalizedBlocks {
     return [...this.entries].reverse();
   }
 
+  /** The hash held for a block, if the window has it. */
+  hashAt(number: bigint): Hex | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const e = this.entries[i] as BlockEntry;
+      if (e.number === number) return e.hash;
+      if (e.number < number) return undefined;
+    }
+    return undefined;
+  }
+
   /** Records a block (once) and, if given, a change its events made. */
   record(number: bigint, hash: Hex, cursorBefore: LogRef | undefined, change?: BookChange): void {
     let last = this.entries[this.entries.length - 1];

@@ -89,6 +89,12 @@ export class Watcher {
 
   /** Indexes every event from the deployment block to the current head. */
   async backfill(): Promise<void> {
+    if (this.processed >= this.o.fromBlock) {
+      // an earlier attempt failed part way: what it applied may have been reorganised away since, so start over
+      this.o.onReorg();
+      this.window.clear();
+      this.processed = this.o.fromBlock - 1n;
+    }
     const headBlock = await this.o.client.getBlock({ blockTag: "latest" });
     const head = headBlock.number;
     if (this.processed > head) {
@@ -134,13 +140,15 @@ export class Watcher {
     const head = block.number;
     const seen = this.checkpoint;
     if (this.lastTick && seen && head === seen.number && block.hash === seen.hash) return false;
+    // a node behind the one we followed (same block at that height): wait for it, nothing was reorganised
+    if (seen && head < seen.number && this.window.hashAt(head) === block.hash) return false;
     let live = true;
     if (seen && !(await this.stillCanonical(seen.number, seen.hash, block))) {
       const started = performance.now();
       const ancestor = await this.commonAncestor(block);
       const cut = ancestor === undefined ? undefined : this.window.cutAbove(ancestor.number);
       if (ancestor && cut && !cut.changes.some((c) => c.type === "market")) {
-        this.o.onRollback(cut.changes, cut.cursor);
+        if (cut.blocks > 0) this.o.onRollback(cut.changes, cut.cursor);
         this.processed = ancestor.number;
         this.checkpoint = ancestor;
         this.o.log.warn(
@@ -170,10 +178,31 @@ export class Watcher {
         this.checkpoint = undefined;
       }
     }
-    if (head > this.processed) await this.index(head, live, () => {});
-    this.checkpoint = { number: head, hash: block.hash };
+    if (head > this.processed) {
+      const from = this.checkpoint;
+      try {
+        await this.index(head, live, () => {});
+      } catch (error) {
+        // a partial index is undone, so that what is applied always ends at the checkpoint: the next poll's
+        // reorganisation check then covers every applied block
+        if (from) this.undoAbove(from);
+        throw error;
+      }
+    }
+    // logs answered from another fork than the head: the next poll sees the mismatch and rolls it back
+    const held = this.window.hashAt(head);
+    this.checkpoint = { number: head, hash: held ?? block.hash };
+    if (held !== undefined && held !== block.hash) return true;
     await this.tick(block);
     return true;
+  }
+
+  /** Rolls the book back to `to` (a block held in the window) and resumes indexing from there. */
+  private undoAbove(to: { number: bigint; hash: Hex }): void {
+    const cut = this.window.cutAbove(to.number);
+    if (cut.blocks > 0) this.o.onRollback(cut.changes, cut.cursor);
+    this.processed = to.number;
+    this.checkpoint = to;
   }
 
   /** The newest block held whose hash the chain still has at its height, or undefined when none is. */
@@ -288,6 +317,10 @@ export class Watcher {
     );
   }
 
+  /**
+   * Applies the logs of (processed, head]. Following (`live`), every block's changes are kept in the window, so that
+   * a failed index can be undone; a backfill keeps only the blocks a reorganisation could still remove.
+   */
   private async index(head: bigint, live: boolean, count: (n: number) => void): Promise<void> {
     await fetchLogRanges(this.o.client, {
       address: this.o.address,
@@ -296,7 +329,7 @@ export class Watcher {
       maxRange: this.o.maxLogRange,
       onRange: (logs, _from, to) => {
         const events = this.o.decode(logs);
-        const held = head - this.o.reorgDepth;
+        const held = live ? 0n : head - this.o.reorgDepth;
         for (const event of events) {
           const cursor = this.o.book.cursor;
           const change = this.o.onEvent(event, live);

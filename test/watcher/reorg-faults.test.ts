@@ -1,0 +1,279 @@
+/**
+ * The watcher's reorganisation handling under RPC faults Anvil cannot produce, on a scripted chain: a getLogs that fails
+ * part way through an index or a backfill, a load-balanced RPC whose head lags, logs answered from another fork than
+ * the head. After each, the book equals one rebuilt from the canonical chain, and nothing crashes.
+ */
+
+import pino from "pino";
+import { BlockNotFoundError, type PublicClient } from "viem";
+import { expect, it } from "vitest";
+import type { Executor } from "../../src/executor/executor.ts";
+import { Keeper } from "../../src/keeper.ts";
+import type { Logger } from "../../src/ops/logger.ts";
+import { RiskEngine } from "../../src/risk/engine.ts";
+import { Book } from "../../src/state/book.ts";
+import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { Watcher } from "../../src/watcher/watcher.ts";
+
+type Blk = { number: bigint; hash: `0x${string}`; timestamp: bigint; events: ExchangeEvent[] };
+let salt = 0;
+const trader = (i: number) => `0x${i.toString(16).padStart(40, "0")}` as `0x${string}`;
+
+function mkBlock(n: bigint, fork: string, evs: ((ref: LogRef) => ExchangeEvent)[]): Blk {
+  const hash = `0x${fork}${n.toString(16).padStart(8, "0")}${(salt++).toString(16)}` as `0x${string}`;
+  const events = evs.map((f, i) => f({ blockNumber: n, logIndex: i, blockHash: hash, transactionHash: "0x02" }));
+  return { number: n, hash, timestamp: 1000n + n, events };
+}
+const listed = (ref: LogRef): ExchangeEvent => ({
+  kind: "marketListed",
+  ref,
+  marketId: 0,
+  name: "ETH",
+  oracle: trader(999),
+  priceScale: 10n ** 10n,
+  initialMarginRatio: 5n * 10n ** 16n,
+  maintenanceMarginRatio: 25n * 10n ** 15n,
+  liquidationFeeRatio: 5n * 10n ** 15n,
+  tradingFeeRatio: 5n * 10n ** 14n,
+  maxOracleAge: 3600n,
+});
+const pos =
+  (t: number, size: bigint) =>
+  (ref: LogRef): ExchangeEvent => ({
+    kind: "positionChanged",
+    ref,
+    marketId: 0,
+    trader: trader(t),
+    size,
+    openNotional: size * 1000n,
+    margin: 100n,
+    fundingIndex: 0n,
+    price: 1n,
+    sizeDelta: size,
+  });
+const fund =
+  (idx: bigint) =>
+  (ref: LogRef): ExchangeEvent => ({
+    kind: "fundingUpdated",
+    ref,
+    marketId: 0,
+    cumulativeFundingIndex: idx,
+    fundingRatePerSecond: 1n,
+    timestamp: ref.blockNumber,
+  });
+
+class FakeChain {
+  blocks: Blk[] = [];
+  failLogsAt: number | undefined; // fail the nth getLogs call from now
+  logCalls = 0;
+  lagHead: bigint | undefined;
+  constructor() {
+    this.blocks.push(mkBlock(0n, "a", []));
+  }
+  mine(evs: ((ref: LogRef) => ExchangeEvent)[] = [], fork = "a") {
+    this.blocks.push(mkBlock(BigInt(this.blocks.length), fork, evs));
+  }
+  reorg(fromHeight: bigint, newBlocks: ((ref: LogRef) => ExchangeEvent)[][]) {
+    this.blocks = this.blocks.slice(0, Number(fromHeight));
+    for (const evs of newBlocks) this.mine(evs, "b");
+  }
+  client = {
+    getBlock: async (a: { blockTag?: string; blockNumber?: bigint }) => {
+      const n = a.blockTag === "latest" ? (this.lagHead ?? BigInt(this.blocks.length - 1)) : a.blockNumber;
+      const b = this.blocks[Number(n)];
+      if (!b) throw new BlockNotFoundError({ blockNumber: n });
+      return { number: b.number, hash: b.hash, timestamp: b.timestamp, baseFeePerGas: 1n, gasLimit: 30_000_000n };
+    },
+    getLogs: async (a: { fromBlock: bigint; toBlock: bigint }) => {
+      this.logCalls++;
+      if (this.failLogsAt !== undefined && --this.failLogsAt === 0) {
+        this.failLogsAt = undefined;
+        throw new Error("network down");
+      }
+      return this.blocks.filter((b) => b.number >= a.fromBlock && b.number <= a.toBlock).flatMap((b) => b.events);
+    },
+    readContract: async () => {
+      throw new Error("network no oracle");
+    },
+  };
+}
+
+function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
+  const book = new Book();
+  const risk = new RiskEngine(book);
+  const exec = {
+    onBookChange() {},
+    isOurs() {
+      return false;
+    },
+    submit() {},
+    onHead() {},
+    onReorg() {
+      exec.reorgs++;
+    },
+    reorgs: 0,
+  };
+  const log = pino({ level: "silent" });
+  // the executor's part in a reorganisation is tested on Anvil (test/e2e/executor.test.ts); here it only counts them
+  const keeper = new Keeper({ book, risk, executor: exec as unknown as Executor, log });
+  const actions: string[] = [];
+  const w = new Watcher({
+    client: chain.client as unknown as PublicClient,
+    address: trader(1),
+    fromBlock: 1n,
+    book,
+    log: {
+      ...log,
+      warn: (o: { action?: string; event?: string }) => actions.push(o.action ?? o.event ?? ""),
+      info() {},
+    } as unknown as Logger,
+    decode: (logs) => logs as unknown as ExchangeEvent[],
+    onEvent: (e, live) => keeper.handleEvent(e, live),
+    onTick: (t) => keeper.handleTick(t),
+    onRollback: (c, cur) => {
+      keeper.rollback(c, cur);
+      exec.onReorg();
+    },
+    onReorg: () => {
+      keeper.reset();
+      exec.onReorg();
+    },
+    maxLogRange,
+    pollIntervalMs: 10,
+    reorgDepth,
+  });
+  return { book, risk, w, actions };
+}
+function fresh(chain: FakeChain) {
+  const b = new Book();
+  for (const blk of chain.blocks) for (const e of blk.events) b.apply(e);
+  return b;
+}
+const snap = (b: Book) => ({
+  pos: [...b.positions.entries()].sort(),
+  funding: [...b.markets.values()].map((m) => m.funding),
+});
+
+it("A: an index that fails part way, then a reorganisation to a shorter chain: no crash, the canonical book", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll(); // head 2
+  for (let i = 0; i < 6; i++) c.mine([pos(2, BigInt(i + 1))]); // blocks 3..8
+  c.failLogsAt = 3; // ranges [3,4],[5,6] ok, [7,8] fails
+  await expect(s.w.poll()).rejects.toThrow(/network/);
+  expect(s.w.processedBlock).toBe(2n); // the partial index was undone
+  c.reorg(4n, [[pos(3, 5n)]]); // block 4 replaced; the new head 4 is below what had been applied
+  await s.w.poll();
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("B: an index that fails part way, then a reorganisation inside what it had applied: the canonical book", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  for (let i = 0; i < 6; i++) c.mine([pos(2, BigInt(i + 1))]);
+  c.failLogsAt = 3;
+  await expect(s.w.poll()).rejects.toThrow(/network/);
+  c.reorg(4n, [[pos(3, 5n)], [], [], [], [], [], []]); // new head 10
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("C: a backfill retried after a reorganisation between attempts starts over: the canonical book", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  for (let i = 0; i < 6; i++) c.mine([pos(2, BigInt(i + 1))]); // blocks 2..7
+  const s = setup(c);
+  c.failLogsAt = 3; // [1,2],[3,4] ok
+  await expect(s.w.backfill()).rejects.toThrow(/network/);
+  c.reorg(3n, [[pos(4, 9n)], [], [], [], [], []]);
+  await s.w.backfill();
+  await s.w.poll();
+  c.mine();
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("D: funding changes are rolled back with the positions", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([fund(5n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  c.mine([fund(7n), pos(1, 2n)]);
+  await s.w.poll();
+  c.mine([fund(9n)]);
+  c.mine([]);
+  c.mine([]); // poll skips some
+  await s.w.poll();
+  c.reorg(4n, [[pos(5, 1n)], [fund(11n)]]);
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+  expect(s.risk.index.size).toBe(s.book.positions.size);
+});
+
+it("E: a lagging node after a partial index: no crash, and the canonical book once it catches up", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  for (let i = 0; i < 6; i++) c.mine([pos(2, BigInt(i + 1))]);
+  c.failLogsAt = 3;
+  await expect(s.w.poll()).rejects.toThrow(/network/);
+  c.lagHead = 5n; // a node behind the one that served the logs
+  await s.w.poll();
+  c.lagHead = undefined;
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("F: a lagging head is waited out, not rolled back", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  c.mine([pos(2, 1n)]);
+  c.mine([pos(2, 2n)]);
+  await s.w.poll();
+  c.lagHead = 3n;
+  await s.w.poll();
+  c.lagHead = undefined;
+  await s.w.poll();
+  expect(s.actions).not.toContain("rollback"); // a node behind is waited for, not taken for a reorganisation
+  expect(s.actions).not.toContain("rebuild");
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("H: logs answered from an older fork than the head are rolled back at the next poll", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  c.mine([pos(2, 7n)]); // block 3 fork a
+  const old = c.blocks.slice();
+  c.reorg(3n, [[pos(3, 9n)]]); // block 3 fork b is canonical
+  const realLogs = c.client.getLogs;
+  c.client.getLogs = async (a: { fromBlock: bigint; toBlock: bigint }) =>
+    old.filter((b) => b.number >= a.fromBlock && b.number <= a.toBlock).flatMap((b) => b.events);
+  await s.w.poll();
+  c.client.getLogs = realLogs;
+  c.mine();
+  await s.w.poll();
+  c.mine();
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+});

@@ -1,17 +1,9 @@
 import { parseGwei } from "viem";
 import { describe, expect, it } from "vitest";
 import { decidePending, decideStuck } from "../../src/executor/decide.ts";
-import type { FeePolicy } from "../../src/executor/fees.ts";
+import { FEE_POLICY } from "../helpers/fees.ts";
 
-const policy: FeePolicy = {
-  baseFeeMultiplierBps: 20_000n,
-  minPriorityFeePerGas: parseGwei("0.01"),
-  maxFeePerGasCap: undefined,
-  gasTokenPrice: undefined,
-  maxRewardShareBps: 9_000n,
-  minProfit: 0n,
-  replacementBumpBps: 1_250n,
-};
+const policy = FEE_POLICY;
 const latest = {
   purpose: "liquidate" as const,
   sentAtBlock: 100n,

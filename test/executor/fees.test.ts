@@ -1,16 +1,9 @@
 import { parseGwei, parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { expectedProfit, type FeePolicy, pickTip, planFees, replacementFees } from "../../src/executor/fees.ts";
+import { expectedProfit, pickTip, planFees, replacementFees } from "../../src/executor/fees.ts";
+import { FEE_POLICY } from "../helpers/fees.ts";
 
-const policy: FeePolicy = {
-  baseFeeMultiplierBps: 20_000n,
-  minPriorityFeePerGas: parseGwei("0.01"),
-  maxFeePerGasCap: undefined,
-  gasTokenPrice: undefined,
-  maxRewardShareBps: 9_000n,
-  minProfit: 0n,
-  replacementBumpBps: 1_250n,
-};
+const policy = FEE_POLICY;
 const ctx = { baseFeePerGas: parseGwei("10"), priorityFeePerGas: parseGwei("1") };
 
 describe("fee plan from the head", () => {

@@ -14,6 +14,7 @@ import { RiskEngine } from "../../src/risk/engine.ts";
 import { Book } from "../../src/state/book.ts";
 import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
 import { Watcher } from "../../src/watcher/watcher.ts";
+import { listedEvent } from "../helpers/events.ts";
 
 type Blk = { number: bigint; hash: `0x${string}`; timestamp: bigint; events: ExchangeEvent[] };
 let salt = 0;
@@ -24,19 +25,7 @@ function mkBlock(n: bigint, fork: string, evs: ((ref: LogRef) => ExchangeEvent)[
   const events = evs.map((f, i) => f({ blockNumber: n, logIndex: i, blockHash: hash, transactionHash: "0x02" }));
   return { number: n, hash, timestamp: 1000n + n, events };
 }
-const listed = (ref: LogRef): ExchangeEvent => ({
-  kind: "marketListed",
-  ref,
-  marketId: 0,
-  name: "ETH",
-  oracle: trader(999),
-  priceScale: 10n ** 10n,
-  initialMarginRatio: 5n * 10n ** 16n,
-  maintenanceMarginRatio: 25n * 10n ** 15n,
-  liquidationFeeRatio: 5n * 10n ** 15n,
-  tradingFeeRatio: 5n * 10n ** 14n,
-  maxOracleAge: 3600n,
-});
+const listed = (ref: LogRef): ExchangeEvent => listedEvent(ref, { name: "ETH" });
 const pos =
   (t: number, size: bigint) =>
   (ref: LogRef): ExchangeEvent => ({

@@ -17,6 +17,7 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { positionKey } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
+import { eventDecoder } from "./eventDecoder.ts";
 
 export { perpEngineAbi };
 
@@ -44,9 +45,20 @@ function marketIdOf(id: bigint): number {
   return Number(id);
 }
 
+/** A PerpEngine log with its event name and typed arguments, as viem's parseEventLogs would give it. */
+type ParsedPerpEngineLog = ReturnType<typeof parseEventLogs<typeof perpEngineAbi>>[number];
+
+/** Selectors and field layouts computed once (src/protocol/eventDecoder.ts), not per log. */
+const decodeEvent = eventDecoder(PERP_ENGINE_EVENTS);
+
 /** Decodes PerpEngine logs (from one address) into exchange events, in the order given. */
 export function decodePerpEngineLogs(logs: readonly Log[]): ExchangeEvent[] {
-  const parsed = parseEventLogs({ abi: perpEngineAbi, logs: logs as Log[], strict: true });
+  const parsed: ParsedPerpEngineLog[] = [];
+  for (const log of logs) {
+    const decoded = decodeEvent(log);
+    if (decoded)
+      parsed.push({ ...log, eventName: decoded.eventName, args: decoded.args } as unknown as ParsedPerpEngineLog);
+  }
   if (parsed.length !== logs.length) {
     throw new LogDecodeError(`decoded ${parsed.length} of ${logs.length} logs: unknown or malformed events`);
   }

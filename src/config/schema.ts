@@ -30,6 +30,8 @@ export const keeperConfigSchema = z
       .object({
         pollIntervalMs: z.number().int().min(20).max(60_000).default(1000),
         maxLogRange: z.number().int().positive().max(1_000_000).default(2000),
+        /** eth_getLogs ranges fetched at once during a backfill; they are applied in block order. */
+        logConcurrency: z.number().int().min(1).max(32).default(4),
         /** Blocks under the head whose book changes are kept, so that a reorganisation that deep is rolled back. */
         reorgDepth: z.number().int().min(1).max(10_000).default(64),
         /** Simulations in flight at once (signing and broadcasting never wait for inclusion). */

@@ -23,6 +23,7 @@ export function watchExchange(
     maxLogRange: BigInt(config.keeper.maxLogRange),
     pollIntervalMs: config.keeper.pollIntervalMs,
     reorgDepth: BigInt(config.keeper.reorgDepth),
+    logConcurrency: config.keeper.logConcurrency,
     headStallMs: config.keeper.headStallSeconds === undefined ? undefined : config.keeper.headStallSeconds * 1000,
     ...handlers,
   });

@@ -1,3 +1,4 @@
+import PQueue from "p-queue";
 import type { Address, Log, PublicClient } from "viem";
 import { classifyRpcError } from "../chain/errors.ts";
 
@@ -7,32 +8,65 @@ export interface LogRangeOptions {
   readonly toBlock: bigint;
   /** Largest block range asked in one eth_getLogs. */
   readonly maxRange: bigint;
-  /** Called with each range's logs, in block order, before the next range is asked. */
+  /** Ranges fetched at once (default 1); they are still delivered one by one, in block order. */
+  readonly concurrency?: number;
+  /** Called with each range's logs, in block order. */
   readonly onRange: (logs: Log[], fromBlock: bigint, toBlock: bigint) => void;
 }
 
 /**
- * Fetches every log of an address in [fromBlock, toBlock], range by range, in order. A range the provider
- * refuses as too large (or whose answer is too large) is halved and asked again; a single block that still
- * fails is an error, as is any other failure: the caller retries from where it stands.
+ * Fetches every log of an address in [fromBlock, toBlock] in ranges of maxRange blocks, up to `concurrency` ranges
+ * at once, and hands them over strictly in block order. A range the provider refuses as too large (or whose answer is
+ * too large) is asked again in halves, and the smaller size is kept for the ranges after it; a single block that
+ * still fails is an error, as is any other failure: nothing after the failed range is delivered, so the caller
+ * retries from where it stands.
  */
 export async function fetchLogRanges(client: PublicClient, options: LogRangeOptions): Promise<void> {
-  let from = options.fromBlock;
-  let range = options.maxRange > 0n ? options.maxRange : 1n;
-  while (from <= options.toBlock) {
-    const to = from + range - 1n < options.toBlock ? from + range - 1n : options.toBlock;
-    let logs: Log[];
-    try {
-      logs = await client.getLogs({ address: options.address, fromBlock: from, toBlock: to });
-    } catch (error) {
-      if (classifyRpcError(error) === "range_too_large" && to > from) {
-        range = (to - from + 1n) / 2n;
-        continue;
+  const concurrency = Math.max(1, options.concurrency ?? 1);
+  const step = options.maxRange > 0n ? options.maxRange : 1n;
+  const ranges: [bigint, bigint][] = [];
+  for (let from = options.fromBlock; from <= options.toBlock; from += step) {
+    ranges.push([from, from + step - 1n < options.toBlock ? from + step - 1n : options.toBlock]);
+  }
+  // the provider's limit as learned: a refusal halves it for every range after
+  const limit = { blocks: step };
+  const fetchRange = async (from: bigint, to: bigint): Promise<Log[]> => {
+    const logs: Log[] = [];
+    for (let start = from; start <= to; ) {
+      const end = start + limit.blocks - 1n < to ? start + limit.blocks - 1n : to;
+      try {
+        logs.push(...(await client.getLogs({ address: options.address, fromBlock: start, toBlock: end })));
+        start = end + 1n;
+      } catch (error) {
+        if (classifyRpcError(error) === "range_too_large" && end > start) {
+          const half = (end - start + 1n) / 2n;
+          if (half < limit.blocks) limit.blocks = half;
+          continue;
+        }
+        throw error;
       }
-      throw error;
     }
-    options.onRange(logs, from, to);
-    from = to + 1n;
-    if (range < options.maxRange) range = range * 2n > options.maxRange ? options.maxRange : range * 2n;
+    return logs;
+  };
+  const queue = new PQueue({ concurrency });
+  const inFlight: Promise<Log[]>[] = [];
+  let next = 0;
+  const fill = () => {
+    // a bounded read-ahead: at most twice the concurrency of ranges fetched and not yet delivered
+    while (inFlight.length < concurrency * 2 && next < ranges.length) {
+      const [from, to] = ranges[next++] as [bigint, bigint];
+      const fetched = queue.add(() => fetchRange(from, to)) as Promise<Log[]>;
+      fetched.catch(() => {}); // awaited in order below; a later range's failure must not go unhandled
+      inFlight.push(fetched);
+    }
+  };
+  try {
+    for (const [from, to] of ranges) {
+      fill();
+      const logs = await (inFlight.shift() as Promise<Log[]>);
+      options.onRange(logs, from, to);
+    }
+  } finally {
+    queue.clear();
   }
 }

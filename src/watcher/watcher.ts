@@ -53,6 +53,8 @@ export interface WatcherOptions {
   readonly pollIntervalMs: number;
   /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
   readonly reorgDepth: bigint;
+  /** eth_getLogs ranges fetched at once (applied in block order). */
+  readonly logConcurrency?: number;
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
   readonly headStallMs?: number;
 }
@@ -327,6 +329,7 @@ export class Watcher {
       fromBlock: this.processed + 1n,
       toBlock: head,
       maxRange: this.o.maxLogRange,
+      concurrency: this.o.logConcurrency,
       onRange: (logs, _from, to) => {
         const events = this.o.decode(logs);
         const held = live ? 0n : head - this.o.reorgDepth;

@@ -62,4 +62,38 @@ describe("fetchLogRanges", () => {
     await fetchLogRanges(client, { ...opts, fromBlock: 2001n });
     expect(seen).toHaveLength(5000);
   });
+
+  it("fetches several ranges at once, and still delivers them strictly in block order", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const client = {
+      async getLogs({ fromBlock, toBlock }: { fromBlock: bigint; toBlock: bigint }) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        // later ranges answer sooner: the order of delivery must not follow the order of answers
+        await new Promise((r) => setTimeout(r, Number(5000n - fromBlock) / 500));
+        inFlight--;
+        const logs: Partial<Log>[] = [];
+        for (let b = fromBlock; b <= toBlock; b++) logs.push({ blockNumber: b, logIndex: 0 });
+        return logs;
+      },
+    } as unknown as PublicClient;
+    const delivered: [bigint, bigint][] = [];
+    const seen: bigint[] = [];
+    await fetchLogRanges(client, {
+      address: ADDRESS,
+      fromBlock: 1n,
+      toBlock: 5000n,
+      maxRange: 250n,
+      concurrency: 4,
+      onRange: (logs, from, to) => {
+        delivered.push([from, to]);
+        seen.push(...logs.map((l) => l.blockNumber as bigint));
+      },
+    });
+    expect(most).toBe(4);
+    expect(seen.every((b, i) => b === BigInt(i + 1))).toBe(true);
+    expect(seen).toHaveLength(5000);
+    expect(delivered.every(([f], i) => i === 0 || f === (delivered[i - 1] as [bigint, bigint])[1] + 1n)).toBe(true);
+  });
 });

@@ -125,8 +125,9 @@ async function runConfigured(
     throw new ConfigError("KEEPER_PRIVATE_KEY is not set, nor KEEPER_PRIVATE_KEYS (see .env.example)");
   }
   const dryRun = dryRunFlag ?? env.dryRun ?? config.keeper.dryRun;
+  const wsUrl = env.wsUrl ?? config.network.wsUrl;
   const running = await startKeeper({
-    config: { ...config, keeper: { ...config.keeper, dryRun } },
+    config: { ...config, network: { ...config.network, wsUrl }, keeper: { ...config.keeper, dryRun } },
     rpcUrl,
     privateKeys: env.privateKeys,
     log,

@@ -31,6 +31,8 @@ export function parseConfig(raw: unknown, source = "config"): KeeperConfig {
 /** What the keeper takes from the environment (after dotenv). */
 export interface KeeperEnv {
   readonly rpcUrl: string | undefined;
+  /** RPC_WS_URL: a WebSocket endpoint to subscribe to new heads. */
+  readonly wsUrl: string | undefined;
   readonly configPath: string | undefined;
   /** The signers' keys (KEEPER_PRIVATE_KEYS, or KEEPER_PRIVATE_KEY); never logged, never in an error message. */
   readonly privateKeys: readonly Hex[];
@@ -70,6 +72,10 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   if (rpcUrl !== undefined && !httpUrl.safeParse(rpcUrl).success) {
     throw new ConfigError(`RPC_URL must be an http(s) URL, got "${redactUrl(rpcUrl)}"`);
   }
+  const wsUrl = env.RPC_WS_URL?.trim() || undefined;
+  if (wsUrl !== undefined && !z.url({ protocol: /^wss?$/ }).safeParse(wsUrl).success) {
+    throw new ConfigError(`RPC_WS_URL must be a ws(s) URL, got "${redactUrl(wsUrl)}"`);
+  }
   const logLevel = env.LOG_LEVEL?.trim() || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   const logFormat = env.LOG_FORMAT?.trim() || undefined;
@@ -78,6 +84,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   }
   return {
     rpcUrl,
+    wsUrl,
     configPath: env.KEEPER_CONFIG?.trim() || undefined,
     privateKeys,
     dryRun: parseBool("KEEPER_DRY_RUN", env.KEEPER_DRY_RUN),

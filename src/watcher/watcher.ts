@@ -53,11 +53,19 @@ export interface WatcherOptions {
   readonly pollIntervalMs: number;
   /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
   readonly reorgDepth: bigint;
+  /**
+   * Subscribes to new heads (returns the unsubscribe): each call of `onHead` wakes the watcher at once, and polling
+   * falls back to every 5 s (or pollIntervalMs, if longer) to cover what a subscription misses.
+   */
+  readonly subscribeHeads?: (onHead: () => void) => () => void;
   /** eth_getLogs ranges fetched at once (applied in block order). */
   readonly logConcurrency?: number;
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
   readonly headStallMs?: number;
 }
+
+/** With a head subscription, the fallback poll: what a missed notification costs at most. */
+const SUBSCRIBED_POLL_MS = 5_000;
 
 export class StartBlockError extends Error {
   override name = "StartBlockError";
@@ -254,20 +262,31 @@ export class Watcher {
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
     this.lastHeadAt = Date.now();
-    while (!signal.aborted) {
-      try {
-        if (await this.poll()) this.headArrived();
-        failures = 0;
-      } catch (error) {
-        if (!isRetryable(error)) throw error;
-        failures++;
-        this.o.log.warn(
-          { event: "rpc_error", step: "follow", attempt: failures, error: describeError(error) },
-          "follow step failed; retrying",
+    let wake: AbortController | undefined;
+    const unsubscribe = this.o.subscribeHeads?.(() => wake?.abort());
+    const idleMs = unsubscribe ? Math.max(this.o.pollIntervalMs, SUBSCRIBED_POLL_MS) : this.o.pollIntervalMs;
+    try {
+      while (!signal.aborted) {
+        try {
+          if (await this.poll()) this.headArrived();
+          failures = 0;
+        } catch (error) {
+          if (!isRetryable(error)) throw error;
+          failures++;
+          this.o.log.warn(
+            { event: "rpc_error", step: "follow", attempt: failures, error: describeError(error) },
+            "follow step failed; retrying",
+          );
+        }
+        this.checkStall();
+        wake = new AbortController();
+        await sleep(
+          failures ? backoffMs(failures, this.o.pollIntervalMs) : idleMs,
+          AbortSignal.any([signal, wake.signal]),
         );
       }
-      this.checkStall();
-      await sleep(failures ? backoffMs(failures, this.o.pollIntervalMs) : this.o.pollIntervalMs, signal);
+    } finally {
+      unsubscribe?.();
     }
   }
 

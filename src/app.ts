@@ -4,7 +4,7 @@
  */
 
 import { type Address, type Hex, parseUnits } from "viem";
-import { connect } from "./chain/connect.ts";
+import { connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
@@ -59,7 +59,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const k = config.keeper;
   // an RPC that is down at start is retried until startupTimeoutSeconds, then the keeper gives up naming it
   let connection: Awaited<ReturnType<typeof connect>> | undefined;
-  const endpoint = redactUrl(o.rpcUrl);
+  const endpoint = endpoints(o.rpcUrl).map(redactUrl).join(", ");
   try {
     await retry(
       async () => {

@@ -95,7 +95,7 @@ async function main(): Promise<number> {
       if (!Number.isInteger(top) || top <= 0)
         throw new ConfigError(`--top must be a positive integer, got "${values.top}"`);
       const config = loadConfigFile(configPath);
-      const rpcUrl = env.rpcUrl ?? config.network.rpcUrl;
+      const rpcUrl = env.rpcUrl ?? config.network.rpcUrls?.join(",") ?? config.network.rpcUrl;
       if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
       console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
       return 0;
@@ -119,7 +119,7 @@ async function runConfigured(
   log: Logger,
 ): Promise<number> {
   const config = loadConfigFile(configPath);
-  const rpcUrl = env.rpcUrl ?? config.network.rpcUrl;
+  const rpcUrl = env.rpcUrl ?? config.network.rpcUrls?.join(",") ?? config.network.rpcUrl;
   if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
   if (env.privateKeys.length === 0) {
     throw new ConfigError("KEEPER_PRIVATE_KEY is not set, nor KEEPER_PRIVATE_KEYS (see .env.example)");

@@ -3,6 +3,8 @@ import {
   type Chain,
   createPublicClient,
   defineChain,
+  fallback,
+  type HttpTransportConfig,
   http,
   type PublicClient,
   type Transport,
@@ -24,6 +26,26 @@ export interface Connection {
   readonly engine: Address;
 }
 
+/** The endpoints of an RPC setting: one URL, or several separated by commas (tried in order of health). */
+export function endpoints(rpcUrl: string): string[] {
+  return rpcUrl
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+}
+
+/**
+ * One HTTP endpoint, or viem's fallback transport over several: a call goes to the best-ranked endpoint that
+ * answers (ranked every 10 s by latency and success), and moves to the next when one fails.
+ */
+function overEndpoints(urls: readonly string[], options: HttpTransportConfig): Transport {
+  if (urls.length === 1) return http(urls[0], options);
+  return fallback(
+    urls.map((url) => http(url, { ...options, retryCount: 0 })),
+    { rank: { interval: 10_000 }, retryCount: options.retryCount },
+  );
+}
+
 /**
  * Connects to the configured chain and checks it is the one the config names and that the exchange is deployed
  * there: a wrong RPC or address fails here, with a clear message, before anything is indexed or signed.
@@ -34,9 +56,10 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
     id: config.network.chainId,
     name: config.network.name,
     nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [rpcUrl] } },
+    rpcUrls: { default: { http: endpoints(rpcUrl) } },
   });
-  const transport = http(rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
+  const urls = endpoints(rpcUrl);
+  const transport = overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
@@ -52,7 +75,7 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   }
   const unbatchedClient = createPublicClient({
     chain,
-    transport: http(rpcUrl, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }),
+    transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }),
   });
   return { chain, transport, publicClient, unbatchedClient, engine };
 }

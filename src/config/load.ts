@@ -68,9 +68,13 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   const privateKeys = readKeys(env);
-  const rpcUrl = env.RPC_URL?.trim() || undefined;
-  if (rpcUrl !== undefined && !httpUrl.safeParse(rpcUrl).success) {
-    throw new ConfigError(`RPC_URL must be an http(s) URL, got "${redactUrl(rpcUrl)}"`);
+  if (env.RPC_URL?.trim() && env.RPC_URLS?.trim()) throw new ConfigError("set RPC_URL or RPC_URLS, not both");
+  const rpcName = env.RPC_URLS?.trim() ? "RPC_URLS" : "RPC_URL";
+  const rpcUrl = env.RPC_URLS?.trim() || env.RPC_URL?.trim() || undefined;
+  for (const url of rpcUrl?.split(",").map((u) => u.trim()) ?? []) {
+    if (!httpUrl.safeParse(url).success) {
+      throw new ConfigError(`${rpcName} must be http(s) URLs (comma-separated), got "${redactUrl(url)}"`);
+    }
   }
   const wsUrl = env.RPC_WS_URL?.trim() || undefined;
   if (wsUrl !== undefined && !z.url({ protocol: /^wss?$/ }).safeParse(wsUrl).success) {

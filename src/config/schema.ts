@@ -17,6 +17,11 @@ export const keeperConfigSchema = z
         chainId: z.number().int().positive(),
         /** Default RPC endpoint; RPC_URL in the environment overrides it. */
         rpcUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+        /** Several endpoints, tried in order of health (viem's fallback transport); RPC_URL(S) overrides them. */
+        rpcUrls: z
+          .array(z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }))
+          .min(1)
+          .optional(),
         /** WebSocket endpoint: new heads are subscribed to instead of polled for; RPC_WS_URL overrides it. */
         wsUrl: z.url({ protocol: /^wss?$/, error: "must be a ws(s) URL" }).optional(),
       })

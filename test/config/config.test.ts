@@ -30,6 +30,16 @@ describe("config files", () => {
     });
   });
 
+  it("reads several RPC endpoints, each checked, and refuses both variables at once", () => {
+    expect(readEnv({ RPC_URLS: "http://127.0.0.1:1, http://127.0.0.1:2" }).rpcUrl).toBe(
+      "http://127.0.0.1:1, http://127.0.0.1:2",
+    );
+    expect(() => readEnv({ RPC_URLS: "http://127.0.0.1:1,ftp://127.0.0.1:2" })).toThrow(
+      /RPC_URLS must be http\(s\) URLs/,
+    );
+    expect(() => readEnv({ RPC_URL: "http://127.0.0.1:1", RPC_URLS: "http://127.0.0.1:2" })).toThrow(/not both/);
+  });
+
   it("reads several signer keys, and names a bad entry by position without echoing it", () => {
     const [a, b] = [
       "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",

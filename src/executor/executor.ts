@@ -34,6 +34,7 @@ import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling,
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane, type UnsignedCall } from "./lane.ts";
 import { pack, prioritise } from "./planner.ts";
+import { excludeUnfunded } from "./signers.ts";
 
 export interface ExecutorOptions {
   /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
@@ -273,27 +274,7 @@ export class Executor {
     const oneLiquidation = INITIAL_GAS_PER_POSITION * 2n * (plan.ok ? plan.maxFeePerGas : ctx.baseFeePerGas * 2n);
     const floor = this.o.minSignerBalance > oneLiquidation ? this.o.minSignerBalance : oneLiquidation;
     this.floor = floor;
-    const able = this.o.lanes.filter((lane) => {
-      if ((lane.balance ?? 0n) >= floor) return true;
-      lane.lowBalance = true;
-      log.warn(
-        {
-          event: "signer_excluded",
-          signer: lane.address,
-          balanceWei: big(lane.balance ?? 0n),
-          neededWei: big(floor),
-        },
-        `signer ${lane.address} cannot pay for a liquidation at current fees; it takes no work until funded`,
-      );
-      return false;
-    });
-    if (able.length === 0) {
-      throw new SignerError(
-        `no signer can pay for a liquidation at current fees (${big(floor)} wei needed): fund ${this.o.lanes
-          .map((l) => l.address)
-          .join(", ")}`,
-      );
-    }
+    excludeUnfunded(this.o.lanes, floor, log);
   }
 
   // --------------------------------------------------------------------------------------------------- submit
@@ -1341,10 +1322,7 @@ export class Executor {
   }
 }
 
-/** No signer can pay: a setup problem (exit 2), named by address. */
-export class SignerError extends Error {
-  override name = "SignerError";
-}
+export { SignerError } from "./signers.ts";
 
 function attemptIds(a: Attempt) {
   const one = a.targets.length === 1 ? a.targets[0] : undefined;

@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { big, type Logger } from "../ops/logger.ts";
 import type { Attempt } from "./attempt.ts";
 import { Journal } from "./journal.ts";
 import { NonceLane } from "./lane.ts";
@@ -34,4 +35,32 @@ export async function openLanes(keys: readonly Hex[], chainId: number, stateDir:
     throw error;
   }
   return opened;
+}
+
+/** No signer can pay: a setup problem (exit 2), named by address. */
+export class SignerError extends Error {
+  override name = "SignerError";
+}
+
+/**
+ * Leaves out the signers whose balance (as last read) is under `floor` (signer_excluded), and refuses to go on when
+ * none is left, naming the addresses, never the keys.
+ */
+export function excludeUnfunded(lanes: readonly NonceLane[], floor: bigint, log: Logger): void {
+  const able = lanes.filter((lane) => {
+    if ((lane.balance ?? 0n) >= floor) return true;
+    lane.lowBalance = true;
+    log.warn(
+      { event: "signer_excluded", signer: lane.address, balanceWei: big(lane.balance ?? 0n), neededWei: big(floor) },
+      `signer ${lane.address} cannot pay for a liquidation at current fees; it takes no work until funded`,
+    );
+    return false;
+  });
+  if (able.length === 0) {
+    throw new SignerError(
+      `no signer can pay for a liquidation at current fees (${big(floor)} wei needed): fund ${lanes
+        .map((l) => l.address)
+        .join(", ")}`,
+    );
+  }
 }

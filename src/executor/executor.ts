@@ -34,6 +34,7 @@ import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling,
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane, type UnsignedCall } from "./lane.ts";
 import { pack, prioritise } from "./planner.ts";
+import { planRecovery } from "./recovery.ts";
 import { excludeUnfunded } from "./signers.ts";
 
 export interface ExecutorOptions {
@@ -215,44 +216,26 @@ export class Executor {
       ]);
       lane.balance = balance;
       lane.chainNonce = latest;
-      const attempts = [...(recovered.get(lane) ?? [])].sort((a, b) => a.nonce - b.nonce);
-      let settled = 0;
-      let tracked = 0;
-      let abandoned = 0;
-      const lost: Attempt[] = [];
-      for (const a of attempts) {
+      const attempts = recovered.get(lane) ?? [];
+      const answers = new Map<Attempt, boolean | undefined>();
+      await Promise.all(
+        attempts.filter((a) => a.nonce >= latest).map(async (a) => answers.set(a, await this.anyKnown(a))),
+      );
+      const plan = planRecovery(attempts, { latest, pending }, (a) => answers.get(a));
+      for (const a of [...plan.mined, ...plan.pending, ...plan.lost]) {
         this.attempts.set(a.id, a);
-        if (a.nonce < latest) {
-          // mined while we were down: settled by the first inclusion pass, once the book is rebuilt (so that a
-          // revert is told from a lost race); until then its positions stay busy
-          if (a.status === "signed") transition(a, "pending");
-          this.track(lane, a);
-          settled++;
-        } else if ((await this.anyKnown(a)) !== false) {
-          // in the pool (or the node cannot say now): tracked, so that nothing is sent twice
-          if (a.status === "signed") transition(a, "pending");
-          this.track(lane, a);
-          tracked++;
-        } else {
-          lost.push(a);
-        }
+        if (a.status === "signed") transition(a, "pending");
+        this.track(lane, a);
       }
-      // a lost attempt below one the node still has must be filled; above every known one, its nonce is free
-      const topKnown = Math.max(latest - 1, pending - 1, ...[...lane.live.keys()]);
-      for (const a of lost) {
-        if (a.nonce <= topKnown) {
-          if (a.status === "signed") transition(a, "pending");
-          this.track(lane, a);
-          for (const tx of a.txs) tx.sentAtBlock = 0n; // checked at the first head: re-sent or cancelled
-          tracked++;
-        } else {
-          transition(a, "failed");
-          abandoned++;
-          this.record(lane, [statusRecord(a)]);
-          this.attempts.delete(a.id);
-        }
+      for (const a of plan.lost) for (const tx of a.txs) tx.sentAtBlock = 0n; // checked at the first head
+      for (const a of plan.abandoned) {
+        transition(a, "failed");
+        this.record(lane, [statusRecord(a)]);
       }
-      lane.init(Math.max(pending, latest, ...[...lane.live.keys()].map((n) => n + 1)));
+      lane.init(plan.nextNonce);
+      const settled = plan.mined.length;
+      const tracked = plan.pending.length + plan.lost.length;
+      const abandoned = plan.abandoned.length;
       if (attempts.length > 0) {
         log.info(
           {

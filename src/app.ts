@@ -165,7 +165,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
 
   const controller = new AbortController();
   const done = (async () => {
-    await retry(() => watcher.backfill(), controller.signal, log, "backfill");
+    await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
     await watcher.run(controller.signal);
   })();
   let stopping: Promise<void> | undefined;

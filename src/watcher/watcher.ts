@@ -67,6 +67,11 @@ export interface WatcherOptions {
 /** With a head subscription, the fallback poll: what a missed notification costs at most. */
 const SUBSCRIBED_POLL_MS = 5_000;
 
+/** A backfill asked to stop: not a failure. */
+class BackfillStopped extends Error {
+  override name = "BackfillStopped";
+}
+
 export class StartBlockError extends Error {
   override name = "StartBlockError";
 }
@@ -97,8 +102,11 @@ export class Watcher {
     return this.lastTick;
   }
 
-  /** Indexes every event from the deployment block to the current head. */
-  async backfill(): Promise<void> {
+  /**
+   * Indexes every event from the deployment block to the current head. Aborting `signal` ends it after the range
+   * being applied (a stop never waits for a long backfill).
+   */
+  async backfill(signal?: AbortSignal): Promise<void> {
     if (this.processed >= this.o.fromBlock) {
       // an earlier attempt failed part way: what it applied may have been reorganised away since, so start over
       this.o.onReorg();
@@ -118,9 +126,19 @@ export class Watcher {
       "backfilling exchange events",
     );
     let events = 0;
-    await this.index(head, false, (n) => {
-      events += n;
-    });
+    try {
+      await this.index(
+        head,
+        false,
+        (n) => {
+          events += n;
+        },
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof BackfillStopped) return;
+      throw error;
+    }
     this.checkpoint = { number: head, hash: headBlock.hash };
     this.window.record(head, headBlock.hash, this.o.book.cursor);
     this.o.log.info(
@@ -342,7 +360,7 @@ export class Watcher {
    * Applies the logs of (processed, head]. Following (`live`), every block's changes are kept in the window, so that
    * a failed index can be undone; a backfill keeps only the blocks a reorganisation could still remove.
    */
-  private async index(head: bigint, live: boolean, count: (n: number) => void): Promise<void> {
+  private async index(head: bigint, live: boolean, count: (n: number) => void, signal?: AbortSignal): Promise<void> {
     await fetchLogRanges(this.o.client, {
       address: this.o.address,
       fromBlock: this.processed + 1n,
@@ -350,6 +368,7 @@ export class Watcher {
       maxRange: this.o.maxLogRange,
       concurrency: this.o.logConcurrency,
       onRange: (logs, _from, to) => {
+        if (signal?.aborted) throw new BackfillStopped();
         const events = this.o.decode(logs);
         const held = live ? 0n : head - this.o.reorgDepth;
         for (const event of events) {

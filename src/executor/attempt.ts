@@ -28,7 +28,7 @@ export type AttemptStatus =
   /** Never reached the node; its nonce was given back or filled. */
   | "failed";
 
-export const TERMINAL: ReadonlySet<AttemptStatus> = new Set([
+const TERMINAL: ReadonlySet<AttemptStatus> = new Set([
   "confirmed",
   "lost_race",
   "reverted",

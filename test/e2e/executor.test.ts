@@ -15,7 +15,7 @@ import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { ANVIL_MNEMONIC, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { SignerError } from "../../src/executor/executor.ts";
-import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
@@ -28,17 +28,6 @@ afterEach(async () => {
   keeper = undefined;
   net = undefined;
 });
-
-/** `count` 20x ETH longs (traders 2, 3, ...): a 5% drop puts every one of them under maintenance. */
-function ethLongs(count: number, firstTrader = 2): PositionSpec[] {
-  return Array.from({ length: count }, (_, i) => ({
-    trader: firstTrader + i,
-    marketId: ETH,
-    side: "long" as const,
-    margin: "200",
-    leverage: 20,
-  }));
-}
 
 const rpc = (method: string, params: unknown[] = []) =>
   (net as DevnetFixture).ex.publicClient.request({ method: method as never, params: params as never });

@@ -4,33 +4,23 @@
  */
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
-import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { devnetConfig } from "../../src/devnet/config.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, shutdown, startDevnet, testStateDir } from "../helpers/devnet.ts";
-import { captureLogs } from "../helpers/logs.ts";
+import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
 let keeper: RunningKeeper | undefined;
-const logs = captureLogs();
+let logs: CapturedLog;
 
 beforeAll(async () => {
   net = await startDevnet({ accounts: 8 });
-  await openPositions(
-    net.ex,
-    [2, 3].map((trader) => ({ trader, marketId: ETH, side: "long" as const, margin: "200", leverage: 20 })),
-  );
-  const base = devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 20_000, stateDir: testStateDir() });
-  keeper = await startKeeper({
-    config: { ...base, network: { ...base.network, wsUrl: net.anvil.rpcUrl.replace("http://", "ws://") } },
-    rpcUrl: net.anvil.rpcUrl,
-    privateKeys: [ANVIL_KEYS[1]],
-    log: logs.log,
-  });
-  keeper.done.catch(() => {});
+  await openPositions(net.ex, ethLongs(2));
+  ({ keeper, logs } = await startTestKeeper(net, { pollIntervalMs: 20_000 }, undefined, {
+    wsUrl: net.anvil.rpcUrl.replace("http://", "ws://"),
+  }));
   const k = keeper;
   await until("backfill", () => k.book.positions.size === 2 && k.watcher.latestTick !== undefined);
 }, 60_000);

@@ -10,6 +10,7 @@ import { type RunningKeeper, startKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
 import { DevExchange, type MarketSpec } from "../../src/devnet/exchange.ts";
+import { ETH, type PositionSpec } from "../../src/devnet/positions.ts";
 import { type CapturedLog, captureLogs } from "./logs.ts";
 
 export interface DevnetFixture {
@@ -55,17 +56,32 @@ export async function startTestKeeper(
   net: DevnetFixture,
   keeperConfig: Record<string, unknown> = {},
   privateKeys: readonly Hex[] = [ANVIL_KEYS[1]],
+  /** Another way to the node than the fixture's own URL: a proxy (or several, comma-separated), a WebSocket. */
+  endpoints: { readonly rpcUrl?: string; readonly wsUrl?: string } = {},
 ): Promise<{ keeper: RunningKeeper; logs: CapturedLog; stateDir: string }> {
   const logs = captureLogs();
   const stateDir = (keeperConfig.stateDir as string | undefined) ?? testStateDir();
+  const rpcUrl = endpoints.rpcUrl ?? net.anvil.rpcUrl;
+  const config = devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig, stateDir });
   const keeper = await startKeeper({
-    config: devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig, stateDir }),
-    rpcUrl: net.anvil.rpcUrl,
+    config: { ...config, network: { ...config.network, wsUrl: endpoints.wsUrl } },
+    rpcUrl,
     privateKeys,
     log: logs.log,
   });
   keeper.done.catch(() => {});
   return { keeper, logs, stateDir };
+}
+
+/** `count` 20x ETH longs of 200 collateral (traders firstTrader, firstTrader + 1, ...): a 5% drop liquidates them all. */
+export function ethLongs(count: number, firstTrader = 2): PositionSpec[] {
+  return Array.from({ length: count }, (_, i) => ({
+    trader: firstTrader + i,
+    marketId: ETH,
+    side: "long" as const,
+    margin: "200",
+    leverage: 20,
+  }));
 }
 
 const stateDirs: string[] = [];

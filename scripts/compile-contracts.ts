@@ -17,6 +17,7 @@ export const ARTIFACTS: Record<string, string> = {
   PerpEngine: "PerpEngine.sol",
   TestUSDC: "TestUSDC.sol",
   MockV3Aggregator: "@chainlink/contracts/src/v0.8/tests/MockV3Aggregator.sol",
+  Multicall3: "Multicall3.sol",
 };
 
 type SolcOutput = {

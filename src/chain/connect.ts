@@ -12,6 +12,7 @@ import {
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { isPerpEngine } from "../protocol/perpEngine.ts";
+import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
 
 export interface Connection {
   readonly chain: Chain;
@@ -24,6 +25,8 @@ export interface Connection {
    */
   readonly unbatchedClient: PublicClient<Transport, Chain>;
   readonly engine: Address;
+  /** Multicall3, when the chain has it at the configured (or canonical) address. */
+  readonly multicall3: Address | undefined;
 }
 
 /** The endpoints of an RPC setting: one URL, or several separated by commas (tried in order of health). */
@@ -73,9 +76,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   if (!(await isPerpEngine(publicClient, engine))) {
     throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
   }
+  const multicall = (config.network.multicall3Address ?? MULTICALL3_ADDRESS) as Address;
+  const multicallCode = await publicClient.getCode({ address: multicall });
+  const multicall3 = multicallCode && multicallCode !== "0x" ? multicall : undefined;
   const unbatchedClient = createPublicClient({
     chain,
     transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }),
   });
-  return { chain, transport, publicClient, unbatchedClient, engine };
+  return { chain, transport, publicClient, unbatchedClient, engine, multicall3 };
 }

@@ -34,12 +34,19 @@ export function describeError(error: unknown): string {
   return String(error);
 }
 
+/** An RPC answer that cannot be right (logs of another block than asked, a result of the wrong length): retried. */
+export class InconsistentAnswerError extends Error {
+  override name = "InconsistentAnswerError";
+}
+
 /**
  * Whether a failure is worth retrying: errors of chain I/O (viem's, or the network's) are; the keeper's own
  * (events that do not decode or add up, a start block past the head) are deterministic and stop it.
  */
 export function isRetryable(error: unknown): boolean {
   return (
-    error instanceof BaseError || (error instanceof Error && /fetch|network|socket|ECONN|timeout/i.test(error.message))
+    error instanceof BaseError ||
+    error instanceof InconsistentAnswerError ||
+    (error instanceof Error && /fetch|network|socket|ECONN|timeout/i.test(error.message))
   );
 }

@@ -24,6 +24,8 @@ export const keeperConfigSchema = z
           .optional(),
         /** WebSocket endpoint: new heads are subscribed to instead of polled for; RPC_WS_URL overrides it. */
         wsUrl: z.url({ protocol: /^wss?$/, error: "must be a ws(s) URL" }).optional(),
+        /** Multicall3 (oracle reads in one call); default its canonical address, used when code is there. */
+        multicall3Address: address.optional(),
       })
       .strict(),
     exchange: z

@@ -21,9 +21,24 @@ import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { createNonceManager, jsonRpc } from "viem/nonce";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
+import { multicall3Bytecode } from "../../abi/Multicall3.ts";
 import { perpEngineAbi, perpEngineBytecode } from "../../abi/PerpEngine.ts";
 import { testUSDCAbi, testUSDCBytecode } from "../../abi/TestUSDC.ts";
+import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
 import { ANVIL_KEYS } from "./anvil.ts";
+
+/**
+ * Puts Multicall3 (contracts/Multicall3.sol) at its canonical address, as on a live chain: the keeper reads every
+ * oracle through it. Its runtime code is what its creation code returns, run in an eth_call, and anvil_setCode
+ * places it without a block.
+ */
+export async function installMulticall3(client: PublicClient): Promise<void> {
+  const existing = await client.getCode({ address: MULTICALL3_ADDRESS });
+  if (existing && existing !== "0x") return;
+  const { data } = await client.call({ data: multicall3Bytecode });
+  if (!data) throw new Error("Multicall3's creation code returned no runtime code");
+  await client.request({ method: "anvil_setCode", params: [MULTICALL3_ADDRESS, data] } as never);
+}
 
 export const ANVIL_MNEMONIC = "test test test test test test test test test test test junk";
 export const ORACLE_DECIMALS = 8;
@@ -133,6 +148,7 @@ export class DevExchange {
   static async deploy(rpcUrl: string, markets: readonly MarketSpec[] = DEVNET_MARKETS): Promise<DevExchange> {
     const bare = new DevExchange(rpcUrl);
     const { owner, publicClient } = bare;
+    await installMulticall3(publicClient);
     const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n;
     const deploy = async (abi: readonly unknown[], bytecode: Hex, args: readonly unknown[]) => {
       const hash = await owner.deployContract({ abi, bytecode, args } as Parameters<Wallet["deployContract"]>[0]);

@@ -1,5 +1,13 @@
-import type { Address, PublicClient } from "viem";
+import {
+  type Address,
+  decodeFunctionResult,
+  encodeFunctionData,
+  type Hex,
+  multicall3Abi,
+  type PublicClient,
+} from "viem";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
+import { InconsistentAnswerError } from "../chain/errors.ts";
 import type { Market } from "../state/book.ts";
 
 /** One answer of a Chainlink aggregator (AggregatorV3Interface.latestRoundData). */
@@ -17,15 +25,71 @@ export type MarkPriceResult =
       readonly reading: OracleReading;
     };
 
-/** Reads the aggregator's latest round at a block. */
-export async function readOracle(client: PublicClient, oracle: Address, blockNumber: bigint): Promise<OracleReading> {
-  const [roundId, answer, , updatedAt] = await client.readContract({
-    address: oracle,
+/** Multicall3's address on nearly every EVM chain (the same deployer and nonce everywhere). */
+export const MULTICALL3_ADDRESS: Address = "0xcA11bde05977b3631167028862bE2a173976CA11";
+
+/** An oracle's latestRoundData could not be read at the block (the call reverted, or its answer did not decode). */
+export class OracleReadError extends Error {
+  override name = "OracleReadError";
+}
+
+const LATEST_ROUND_DATA = encodeFunctionData({ abi: mockV3AggregatorAbi, functionName: "latestRoundData" });
+
+function decodeReading(data: Hex): OracleReading {
+  const [roundId, answer, , updatedAt] = decodeFunctionResult({
     abi: mockV3AggregatorAbi,
     functionName: "latestRoundData",
-    blockNumber,
+    data,
   });
   return { roundId, answer, updatedAt };
+}
+
+/**
+ * Reads every oracle's latest round at one block, pinned by its hash (EIP-1898), so that the answers belong to the
+ * block whose logs they go with, whatever the chain did since. With Multicall3 it is one eth_call (aggregate3, each
+ * oracle allowed to fail alone); without, one eth_call per oracle, which the batching transport sends in one HTTP
+ * request. One oracle that cannot be read never hides the others: each result settles on its own.
+ */
+export async function readOracles(
+  client: PublicClient,
+  oracles: readonly Address[],
+  blockHash: Hex,
+  multicall3?: Address,
+): Promise<PromiseSettledResult<OracleReading>[]> {
+  if (oracles.length === 0) return [];
+  const at = { blockHash } as const;
+  if (!multicall3) {
+    return Promise.allSettled(
+      oracles.map(async (oracle) =>
+        decodeReading(
+          (await client.request({ method: "eth_call", params: [{ to: oracle, data: LATEST_ROUND_DATA }, at] })) as Hex,
+        ),
+      ),
+    );
+  }
+  const data = encodeFunctionData({
+    abi: multicall3Abi,
+    functionName: "aggregate3",
+    args: [oracles.map((target) => ({ target, allowFailure: true, callData: LATEST_ROUND_DATA }))],
+  });
+  const answer = (await client.request({ method: "eth_call", params: [{ to: multicall3, data }, at] })) as Hex;
+  const results = decodeFunctionResult({ abi: multicall3Abi, functionName: "aggregate3", data: answer });
+  if (results.length !== oracles.length) {
+    throw new InconsistentAnswerError(`Multicall3 answered ${results.length} results for ${oracles.length} oracles`);
+  }
+  return results.map((r, i): PromiseSettledResult<OracleReading> => {
+    if (!r.success) {
+      return { status: "rejected", reason: new OracleReadError(`latestRoundData of ${oracles[i]} reverted`) };
+    }
+    try {
+      return { status: "fulfilled", value: decodeReading(r.returnData) };
+    } catch (error) {
+      return {
+        status: "rejected",
+        reason: new OracleReadError(`latestRoundData of ${oracles[i]} did not decode: ${(error as Error).message}`),
+      };
+    }
+  });
 }
 
 /**

@@ -1,18 +1,20 @@
 /**
  * Follows one exchange contract: backfills its events with eth_getLogs from the deployment block, then follows
- * new blocks by polling, and reads every market's oracle at each new head. It hands decoded events to the state
- * in chain order and a tick (block, time, mark prices) to the keeper after each head.
+ * new heads (announced over a WebSocket subscription, or polled for), and reads every market's oracle at each new
+ * head. A head that extends the last one (its parent is the block last processed) costs one round trip: its logs by
+ * block hash and every oracle's answer at that hash, in one JSON-RPC batch. It hands decoded events to the state in
+ * chain order and a tick (block, time, mark prices) to the keeper after each head.
  */
 
 import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient } from "viem";
-import { describeError, isRetryable } from "../chain/errors.ts";
+import { describeError, InconsistentAnswerError, isRetryable } from "../chain/errors.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import type { Book, BookChange } from "../state/book.ts";
+import type { Book, BookChange, Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import { fetchLogRanges } from "./logs.ts";
-import { markPriceOf, readOracle } from "./oracle.ts";
+import { markPriceOf, type OracleReading, readOracles } from "./oracle.ts";
 import { UnfinalizedBlocks } from "./unfinalized.ts";
 
 /** What the chain says at one head. */
@@ -23,6 +25,17 @@ export interface Tick {
   readonly baseFeePerGas: bigint;
   /** Valid mark prices (WAD) by market id; a market whose oracle was refused is absent. */
   readonly prices: ReadonlyMap<number, bigint>;
+  /** performance.now() when the keeper learned of this head (its announcement, or the poll's answer). */
+  readonly receivedAt?: number;
+}
+
+/** A block header, as far as the watcher needs it. */
+export interface Head {
+  readonly number: bigint;
+  readonly hash: Hex;
+  readonly parentHash: Hex;
+  readonly timestamp: bigint;
+  readonly baseFeePerGas: bigint | null;
 }
 
 export interface WatcherOptions {
@@ -54,10 +67,13 @@ export interface WatcherOptions {
   /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
   readonly reorgDepth: bigint;
   /**
-   * Subscribes to new heads (returns the unsubscribe): each call of `onHead` wakes the watcher at once, and polling
-   * falls back to every 5 s (or pollIntervalMs, if longer) to cover what a subscription misses.
+   * Subscribes to new heads (returns the unsubscribe): each call of `onHead` wakes the watcher at once with the
+   * head's header, and a poll for the head covers what a subscription misses: after 5 s (or pollIntervalMs, if
+   * longer) without an announcement.
    */
-  readonly subscribeHeads?: (onHead: () => void) => () => void;
+  readonly subscribeHeads?: (onHead: (head: Head) => void) => () => void;
+  /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
+  readonly multicall3?: Address;
   /** eth_getLogs ranges fetched at once (applied in block order). */
   readonly logConcurrency?: number;
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
@@ -88,6 +104,8 @@ export class Watcher {
 
   /** The unfinalized blocks applied, with what each changed. */
   private readonly window: UnfinalizedBlocks;
+  /** The last head the subscription announced, and when (performance.now()). */
+  private announced: { readonly head: Head; readonly at: number } | undefined;
 
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
@@ -164,10 +182,27 @@ export class Watcher {
    * or one that removed a market's listing, rebuilds the state from the deployment block.
    */
   async poll(): Promise<boolean> {
-    const block = await this.o.client.getBlock({ blockTag: "latest" });
+    const announced = this.announced;
+    let block: Head;
+    let receivedAt: number;
+    if (announced && announced.head.hash !== this.checkpoint?.hash) {
+      block = announced.head;
+      receivedAt = announced.at;
+    } else {
+      block = await this.o.client.getBlock({ blockTag: "latest" });
+      receivedAt = performance.now();
+    }
     const head = block.number;
     const seen = this.checkpoint;
     if (this.lastTick && seen && head === seen.number && block.hash === seen.hash) return false;
+    if (this.lastTick && seen && head === seen.number + 1n && block.parentHash === seen.hash) {
+      const markets = [...this.o.book.markets.values()];
+      // no oracle read would pin the block (a node that lacks it fails the eth_call): take the general path
+      if (markets.length > 0 && this.processed === seen.number) {
+        await this.extend(block, markets, receivedAt);
+        return true;
+      }
+    }
     // a node behind the one we followed (same block at that height): wait for it, nothing was reorganised
     if (seen && head < seen.number && this.window.hashAt(head) === block.hash) return false;
     let live = true;
@@ -199,11 +234,7 @@ export class Watcher {
           { event: "reorg_detected", lastSeenBlock: big(seen.number), head: big(head), action: "rebuild" },
           "the chain reorganised deeper than the blocks held; rebuilding state from the deployment block",
         );
-        this.window.clear();
-        this.o.onReorg();
-        this.processed = this.o.fromBlock - 1n;
-        this.lastTick = undefined;
-        this.checkpoint = undefined;
+        this.forgetAll();
       }
     }
     if (head > this.processed) {
@@ -216,13 +247,103 @@ export class Watcher {
         if (from) this.undoAbove(from);
         throw error;
       }
+      if (!(await this.heldBlocksCanonical(from?.number ?? head - this.o.reorgDepth, head))) {
+        if (from) this.undoAbove(from);
+        else this.forgetAll();
+        throw new InconsistentAnswerError(
+          `eth_getLogs up to block ${head} answered events of blocks no longer on the chain; indexing them again`,
+        );
+      }
     }
     // logs answered from another fork than the head: the next poll sees the mismatch and rolls it back
     const held = this.window.hashAt(head);
     this.checkpoint = { number: head, hash: held ?? block.hash };
     if (held !== undefined && held !== block.hash) return true;
-    await this.tick(block);
+    const markets = [...this.o.book.markets.values()];
+    const readings = await readOracles(
+      this.o.client,
+      markets.map((m) => m.oracle),
+      block.hash,
+      this.o.multicall3,
+    );
+    this.tick(block, markets, readings, receivedAt);
     return true;
+  }
+
+  /**
+   * A head whose parent is the block last processed: its logs (by block hash) and every oracle's answer at that
+   * hash come in one round trip, and nothing else is asked. A market listed in this very block has its oracle read
+   * after (a second round trip, once in a market's life).
+   */
+  private async extend(block: Head, markets: Market[], receivedAt: number): Promise<void> {
+    const [logs, readings] = await Promise.all([
+      this.o.client.getLogs({ address: this.o.address, blockHash: block.hash }),
+      readOracles(
+        this.o.client,
+        markets.map((m) => m.oracle),
+        block.hash,
+        this.o.multicall3,
+      ),
+    ]);
+    for (const l of logs) {
+      if (l.blockHash !== block.hash || l.blockNumber !== block.number) {
+        throw new InconsistentAnswerError(
+          `eth_getLogs for block ${block.hash} answered a log of block ${l.blockNumber} (${l.blockHash})`,
+        );
+      }
+    }
+    const from = this.checkpoint;
+    try {
+      this.apply(this.o.decode(logs), true, block.number);
+    } catch (error) {
+      if (from) this.undoAbove(from);
+      throw error;
+    }
+    this.processed = block.number;
+    this.checkpoint = { number: block.number, hash: block.hash };
+    const listed = [...this.o.book.markets.values()].filter((m) => !markets.includes(m));
+    if (listed.length > 0) {
+      markets.push(...listed);
+      readings.push(
+        ...(await readOracles(
+          this.o.client,
+          listed.map((m) => m.oracle),
+          block.hash,
+          this.o.multicall3,
+        )),
+      );
+    }
+    this.tick(block, markets, readings, receivedAt);
+  }
+
+  /**
+   * A range query may answer from another fork than the head's: each block held above `above` and under the head
+   * (the blocks that had events) is checked against the chain, all in one batched request.
+   */
+  private async heldBlocksCanonical(above: bigint, head: bigint): Promise<boolean> {
+    const held = this.window.newestFirst().filter((e) => e.number > above && e.number < head);
+    if (held.length === 0) return true;
+    const canonical = await Promise.all(
+      held.map((e) =>
+        this.o.client.getBlock({ blockNumber: e.number }).then(
+          (b) => b.hash,
+          (error: unknown) => {
+            if (error instanceof BlockNotFoundError) return undefined;
+            throw error;
+          },
+        ),
+      ),
+    );
+    return held.every((e, i) => canonical[i] === e.hash);
+  }
+
+  /** Forgets all state and starts again from the deployment block. */
+  private forgetAll(): void {
+    this.window.clear();
+    this.o.onReorg();
+    this.processed = this.o.fromBlock - 1n;
+    this.lastTick = undefined;
+    this.checkpoint = undefined;
   }
 
   /** Rolls the book back to `to` (a block held in the window) and resumes indexing from there. */
@@ -281,12 +402,25 @@ export class Watcher {
     let failures = 0;
     this.lastHeadAt = Date.now();
     let wake: AbortController | undefined;
-    const unsubscribe = this.o.subscribeHeads?.(() => wake?.abort());
+    const unsubscribe = this.o.subscribeHeads?.((head) => {
+      this.announced = { head, at: performance.now() };
+      wake?.abort();
+    });
     const idleMs = unsubscribe ? Math.max(this.o.pollIntervalMs, SUBSCRIBED_POLL_MS) : this.o.pollIntervalMs;
     try {
       while (!signal.aborted) {
+        // armed before the step: an announcement that comes while it runs cuts the sleep after it short
+        wake = new AbortController();
         try {
-          if (await this.poll()) this.headArrived();
+          // subscribed, and the last announcement is processed and recent: nothing to ask the node
+          const a = this.announced;
+          const quiet =
+            unsubscribe !== undefined &&
+            failures === 0 &&
+            a !== undefined &&
+            a.head.hash === this.checkpoint?.hash &&
+            performance.now() - a.at < idleMs;
+          if (!quiet && (await this.poll())) this.headArrived();
           failures = 0;
         } catch (error) {
           if (!isRetryable(error)) throw error;
@@ -297,7 +431,6 @@ export class Watcher {
           );
         }
         this.checkStall();
-        wake = new AbortController();
         await sleep(
           failures ? backoffMs(failures, this.o.pollIntervalMs) : idleMs,
           AbortSignal.any([signal, wake.signal]),
@@ -370,30 +503,37 @@ export class Watcher {
       onRange: (logs, _from, to) => {
         if (signal?.aborted) throw new BackfillStopped();
         const events = this.o.decode(logs);
-        const held = live ? 0n : head - this.o.reorgDepth;
-        for (const event of events) {
-          const cursor = this.o.book.cursor;
-          const change = this.o.onEvent(event, live);
-          // blocks a reorganisation could still remove keep their changes, to be undone
-          if (event.ref.blockNumber >= held)
-            this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
-        }
+        this.apply(events, live, head);
         count(events.length);
         this.processed = to;
       },
     });
   }
 
-  private async tick(block: {
-    number: bigint;
-    hash: Hex;
-    timestamp: bigint;
-    baseFeePerGas: bigint | null;
-  }): Promise<void> {
+  /**
+   * Applies decoded events in order. Following (`live`), every block's changes are kept in the window; a backfill
+   * keeps only those of blocks a reorganisation could still remove under `head`.
+   */
+  private apply(events: readonly ExchangeEvent[], live: boolean, head: bigint): void {
+    const held = live ? 0n : head - this.o.reorgDepth;
+    for (const event of events) {
+      const cursor = this.o.book.cursor;
+      const change = this.o.onEvent(event, live);
+      if (event.ref.blockNumber >= held) this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
+    }
+  }
+
+  /**
+   * Turns the oracle answers read at a head into mark prices (a market whose oracle was refused is left out, and
+   * said once) and hands the tick to the keeper.
+   */
+  private tick(
+    block: Head,
+    markets: readonly Market[],
+    readings: readonly PromiseSettledResult<OracleReading>[],
+    receivedAt: number,
+  ): void {
     const head = block.number;
-    const markets = [...this.o.book.markets.values()];
-    // one oracle that cannot be read must not blind the keeper to the others
-    const readings = await Promise.allSettled(markets.map((m) => readOracle(this.o.client, m.oracle, head)));
     const prices = new Map<number, bigint>();
     markets.forEach((market, i) => {
       const settled = readings[i];
@@ -454,7 +594,13 @@ export class Watcher {
     });
     this.window.record(head, block.hash, this.o.book.cursor);
     this.window.prune(head);
-    this.lastTick = { blockNumber: head, timestamp: block.timestamp, baseFeePerGas: block.baseFeePerGas ?? 0n, prices };
+    this.lastTick = {
+      blockNumber: head,
+      timestamp: block.timestamp,
+      baseFeePerGas: block.baseFeePerGas ?? 0n,
+      prices,
+      receivedAt,
+    };
     this.o.onTick(this.lastTick);
   }
 }

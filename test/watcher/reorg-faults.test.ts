@@ -53,14 +53,20 @@ const fund =
 
 class FakeChain {
   blocks: Blk[] = [];
+  /** Every block ever mined, by hash: like a node, it still answers logs by hash for a block reorganised away. */
+  byHash = new Map<string, Blk>();
   failLogsAt: number | undefined; // fail the nth getLogs call from now
   logCalls = 0;
+  /** getLogs calls by block hash (the one-round-trip path for a head that extends the last). */
+  hashLogCalls = 0;
   lagHead: bigint | undefined;
   constructor() {
-    this.blocks.push(mkBlock(0n, "a", []));
+    this.mine();
   }
   mine(evs: ((ref: LogRef) => ExchangeEvent)[] = [], fork = "a") {
-    this.blocks.push(mkBlock(BigInt(this.blocks.length), fork, evs));
+    const b = mkBlock(BigInt(this.blocks.length), fork, evs);
+    this.blocks.push(b);
+    this.byHash.set(b.hash, b);
   }
   reorg(fromHeight: bigint, newBlocks: ((ref: LogRef) => ExchangeEvent)[][]) {
     this.blocks = this.blocks.slice(0, Number(fromHeight));
@@ -71,17 +77,32 @@ class FakeChain {
       const n = a.blockTag === "latest" ? (this.lagHead ?? BigInt(this.blocks.length - 1)) : a.blockNumber;
       const b = this.blocks[Number(n)];
       if (!b) throw new BlockNotFoundError({ blockNumber: n });
-      return { number: b.number, hash: b.hash, timestamp: b.timestamp, baseFeePerGas: 1n, gasLimit: 30_000_000n };
+      const parentHash = this.blocks[Number(b.number) - 1]?.hash ?? `0x${"0".repeat(64)}`;
+      return {
+        number: b.number,
+        hash: b.hash,
+        parentHash,
+        timestamp: b.timestamp,
+        baseFeePerGas: 1n,
+        gasLimit: 30_000_000n,
+      };
     },
-    getLogs: async (a: { fromBlock: bigint; toBlock: bigint }) => {
+    getLogs: async (a: { fromBlock?: bigint; toBlock?: bigint; blockHash?: string }) => {
       this.logCalls++;
       if (this.failLogsAt !== undefined && --this.failLogsAt === 0) {
         this.failLogsAt = undefined;
         throw new Error("network down");
       }
-      return this.blocks.filter((b) => b.number >= a.fromBlock && b.number <= a.toBlock).flatMap((b) => b.events);
+      if (a.blockHash !== undefined) {
+        this.hashLogCalls++;
+        const b = this.byHash.get(a.blockHash);
+        if (!b) throw new Error("unknown block");
+        return b.events.map((e) => ({ ...e, blockHash: b.hash, blockNumber: b.number }));
+      }
+      const [from, to] = [a.fromBlock ?? 0n, a.toBlock ?? 0n];
+      return this.blocks.filter((b) => b.number >= from && b.number <= to).flatMap((b) => b.events);
     },
-    readContract: async () => {
+    request: async () => {
       throw new Error("network no oracle");
     },
   };
@@ -245,7 +266,7 @@ it("F: a lagging head is waited out, not rolled back", async () => {
   expect(snap(s.book)).toEqual(snap(fresh(c)));
 });
 
-it("H: logs answered from an older fork than the head are rolled back at the next poll", async () => {
+it("H: a range of logs answered from an older fork than the head is caught, undone and asked again", async () => {
   const c = new FakeChain();
   c.mine([listed]);
   c.mine([pos(1, 1n)]);
@@ -253,16 +274,44 @@ it("H: logs answered from an older fork than the head are rolled back at the nex
   await s.w.backfill();
   await s.w.poll();
   c.mine([pos(2, 7n)]); // block 3 fork a
+  c.mine(); // two new blocks: a range query, which (unlike one by block hash) can answer from another fork
   const old = c.blocks.slice();
-  c.reorg(3n, [[pos(3, 9n)]]); // block 3 fork b is canonical
+  c.reorg(3n, [[pos(3, 9n)], []]); // blocks 3 and 4 of fork b are canonical
   const realLogs = c.client.getLogs;
-  c.client.getLogs = async (a: { fromBlock: bigint; toBlock: bigint }) =>
-    old.filter((b) => b.number >= a.fromBlock && b.number <= a.toBlock).flatMap((b) => b.events);
-  await s.w.poll();
+  c.client.getLogs = async (a: { fromBlock?: bigint; toBlock?: bigint; blockHash?: string }) =>
+    a.blockHash !== undefined
+      ? realLogs(a)
+      : old.filter((b) => b.number >= (a.fromBlock ?? 0n) && b.number <= (a.toBlock ?? 0n)).flatMap((b) => b.events);
+  await expect(s.w.poll()).rejects.toThrow(/no longer on the chain/); // checked, undone, to be asked again
+  expect(s.w.processedBlock).toBe(2n);
   c.client.getLogs = realLogs;
   c.mine();
   await s.w.poll();
   c.mine();
   await s.w.poll();
   expect(snap(s.book)).toEqual(snap(fresh(c)));
+});
+
+it("I: heads that extend the last one take one round trip each; a reorganisation of them is rolled back", async () => {
+  const c = new FakeChain();
+  c.mine([listed]);
+  c.mine([pos(1, 1n)]);
+  const s = setup(c);
+  await s.w.backfill();
+  await s.w.poll();
+  const ranged = c.logCalls - c.hashLogCalls;
+  for (let i = 0; i < 4; i++) {
+    c.mine([pos(2, BigInt(i + 1)), fund(BigInt(i + 10))]);
+    await s.w.poll();
+  }
+  expect(c.hashLogCalls).toBe(4); // one getLogs by hash per head, no range query
+  expect(c.logCalls - c.hashLogCalls).toBe(ranged);
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+  c.reorg(5n, [[pos(2, 9n)], [pos(3, 1n)]]); // blocks 5 and 6 replaced: same height as before, then one more
+  await s.w.poll();
+  expect(s.actions).toContain("rollback");
+  c.mine([pos(3, 2n)]);
+  await s.w.poll();
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+  expect(s.risk.index.size).toBe(s.book.positions.size);
 });

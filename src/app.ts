@@ -17,7 +17,10 @@ import { sleep } from "./ops/sleep.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
+import { snapshotPath } from "./state/snapshotFile.ts";
+import { Snapshotter } from "./state/snapshotter.ts";
 import { watchExchange } from "./watcher/forExchange.ts";
+import { resumeFromSnapshot } from "./watcher/resume.ts";
 import type { Watcher } from "./watcher/watcher.ts";
 
 /** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
@@ -119,6 +122,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
   const watcher = watchExchange(config, connection, book, log, {
+    onRestore: (state) => keeper.restore(state),
     onEvent: (event, live) => keeper.handleEvent(event, live),
     onTick: (tick) => keeper.handleTick(tick),
     onRollback: (changes, cursor) => {
@@ -163,9 +167,43 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     "keeper starting",
   );
 
+  const snapshots = k.snapshotIntervalSeconds > 0;
+  const path = snapshotPath(k.stateDir, config.network.chainId, engine);
+  const snapshotter = new Snapshotter({
+    path,
+    chainId: config.network.chainId,
+    exchange: engine,
+    finalState: (finalized) => watcher.finalState(finalized),
+    finalizedBlock: () => publicClient.getBlock({ blockTag: "finalized" }).then((b) => b.number),
+    intervalMs: k.snapshotIntervalSeconds * 1000,
+    log,
+  });
   const controller = new AbortController();
   const done = (async () => {
+    if (snapshots) {
+      const resume = {
+        path,
+        chainId: config.network.chainId,
+        exchange: engine,
+        deployBlock: BigInt(config.exchange.deployBlock),
+        client: publicClient,
+        watcher,
+        log,
+      };
+      await retry(
+        async () => {
+          await resumeFromSnapshot(resume);
+        },
+        controller.signal,
+        log,
+        "snapshot",
+      );
+    }
     await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
+    if (snapshots && !controller.signal.aborted) {
+      void snapshotter.write("backfilled");
+      void snapshotter.run(controller.signal);
+    }
     await watcher.run(controller.signal);
   })();
   let stopping: Promise<void> | undefined;
@@ -177,6 +215,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       let drained = true;
       try {
         await done;
+        // only a watcher that stopped cleanly has a book worth keeping
+        if (snapshots) await snapshotter.write("stop");
       } finally {
         drained = await executor.idle(k.shutdownGraceMs);
         await executor.shutdown();

@@ -8,7 +8,7 @@ import { big, type Logger } from "./ops/logger.ts";
 import type { RiskEngine } from "./risk/engine.ts";
 import { describePosition } from "./risk/format.ts";
 import type { Candidate } from "./risk/scan.ts";
-import type { Book, BookChange } from "./state/book.ts";
+import type { Book, BookChange, BookState } from "./state/book.ts";
 import type { ExchangeEvent, LogRef } from "./state/events.ts";
 import type { Tick } from "./watcher/watcher.ts";
 
@@ -38,6 +38,19 @@ export class Keeper {
     this.p.book.reset();
     this.p.risk.reset();
     this.flagged.clear();
+  }
+
+  /**
+   * Replaces the chain's state with a snapshot's: the book, and the risk index rebuilt from it. Attempts under way
+   * go on (the executor reconciles them with the chain, not the book).
+   */
+  restore(state: BookState): void {
+    this.reset();
+    this.p.book.restore(state);
+    for (const market of this.p.book.markets.values()) this.p.risk.apply({ type: "market", marketId: market.id });
+    for (const position of this.p.book.positions.values()) {
+      this.p.risk.apply({ type: "position", key: position.key, before: undefined, after: position });
+    }
   }
 
   /**

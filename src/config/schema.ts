@@ -84,7 +84,12 @@ export const keeperConfigSchema = z
         startupTimeoutSeconds: z.number().min(1).max(3600).default(60),
         /** No new head for this long logs head_stalled once; unset: 3 block times, at least 30 s. */
         headStallSeconds: z.number().min(1).max(86_400).optional(),
-        /** Journals and other state (one journal per signer and chain). */
+        /**
+         * A snapshot of the book at a final block is written this often (and after the backfill, and at stop), and a
+         * restart replays from it instead of the deployment block; 0: no snapshots, written or read.
+         */
+        snapshotIntervalSeconds: z.number().int().min(0).max(86_400).default(300),
+        /** Journals, snapshots and other state (one journal per signer and chain). */
         stateDir: z.string().min(1).default("./data"),
         /** On SIGTERM: how long broadcasts under way may take before the keeper exits anyway. */
         shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),

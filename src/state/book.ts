@@ -1,4 +1,4 @@
-import type { Address } from "viem";
+import type { Address, Hex } from "viem";
 import type { FundingState, MarketRiskParams, PositionState } from "../risk/math.ts";
 import { compareRefs, type ExchangeEvent, type LogRef } from "./events.ts";
 
@@ -36,6 +36,21 @@ export class BookError extends Error {
 
 export function positionKey(marketId: number, trader: Address): string {
   return `${marketId}:${trader.toLowerCase()}`;
+}
+
+/** What a book holds, as plain data: what a snapshot stores, and what a book is restored from. */
+export interface BookState {
+  readonly markets: readonly Market[];
+  readonly positions: readonly TrackedPosition[];
+  /** The last event applied (undefined: none yet). */
+  readonly cursor: LogRef | undefined;
+}
+
+/** The book at one block: what a snapshot holds, and what the watcher resumes from. */
+export interface BookAtBlock {
+  readonly blockNumber: bigint;
+  readonly blockHash: Hex;
+  readonly state: BookState;
 }
 
 /**
@@ -78,6 +93,33 @@ export class Book {
       }
     }
     this.last = cursor;
+  }
+
+  /**
+   * Replaces everything with `state` (a snapshot loaded at start). The markets are copied: the book changes them in
+   * place, and the state may be restored again (a backfill from the snapshot that failed and starts over).
+   */
+  restore(state: BookState): void {
+    this.reset();
+    for (const market of state.markets) this.markets.set(market.id, { ...market });
+    for (const position of state.positions) this.positions.set(position.key, position);
+    this.last = state.cursor;
+  }
+
+  /**
+   * The state as it was before `changes` (which this book reported, oldest first) were applied, with `cursor` as
+   * its last event; the book itself is left as it is. Positions are immutable records, so the copy shares them.
+   */
+  stateBefore(changes: readonly BookChange[], cursor: LogRef | undefined): BookState {
+    const earlier = new Book();
+    earlier.restore({ markets: [...this.markets.values()], positions: [], cursor: this.last });
+    for (const [key, position] of this.positions) earlier.positions.set(key, position);
+    earlier.rewind(changes, cursor);
+    return {
+      markets: [...earlier.markets.values()],
+      positions: [...earlier.positions.values()],
+      cursor: earlier.cursor,
+    };
   }
 
   /** The last event applied, or undefined before the first. */

@@ -14,7 +14,7 @@ export function watchExchange(
   connection: Connection,
   book: Book,
   log: Logger,
-  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback">,
+  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore">,
 ): Watcher {
   return new Watcher({
     client: connection.publicClient,

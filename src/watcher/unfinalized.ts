@@ -69,11 +69,28 @@ export class UnfinalizedBlocks {
     };
   }
 
-  /** Forgets blocks deeper than the window under `head`: they are final for the keeper's purposes. */
+  /**
+   * The newest block held at or below `number`, with every change made above it (in the order applied) and the
+   * first block held above it (whose cursorBefore is the book's cursor at the end of `entry`); undefined when no
+   * block that old is held.
+   */
+  at(number: bigint): { entry: BlockEntry; changes: BookChange[]; firstAbove: BlockEntry | undefined } | undefined {
+    let i = this.entries.length - 1;
+    while (i >= 0 && (this.entries[i] as BlockEntry).number > number) i--;
+    if (i < 0) return undefined;
+    const above = this.entries.slice(i + 1);
+    return { entry: this.entries[i] as BlockEntry, changes: above.flatMap((e) => e.changes), firstAbove: above[0] };
+  }
+
+  /**
+   * Forgets blocks deeper than the window under `head`: they are final for the keeper's purposes. The newest block
+   * at or below the window's floor stays, as an anchor: the block a snapshot is taken at, and the deepest common
+   * ancestor a rollback can find.
+   */
   prune(head: bigint): void {
     const keepFrom = head - this.depth;
     let drop = 0;
-    while (drop < this.entries.length - 1 && (this.entries[drop] as BlockEntry).number < keepFrom) drop++;
+    while (drop < this.entries.length - 1 && (this.entries[drop + 1] as BlockEntry).number <= keepFrom) drop++;
     if (drop > 0) this.entries.splice(0, drop);
   }
 

@@ -11,7 +11,7 @@ import { describeError, InconsistentAnswerError, isRetryable } from "../chain/er
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import type { Book, BookChange, Market } from "../state/book.ts";
+import type { Book, BookAtBlock, BookChange, BookState, Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import { fetchLogRanges } from "./logs.ts";
 import { markPriceOf, type OracleReading, readOracles } from "./oracle.ts";
@@ -56,6 +56,8 @@ export interface WatcherOptions {
    * applied; undo newest first) and set the book's cursor back to `cursor`. The new branch's events follow.
    */
   readonly onRollback: (changes: readonly BookChange[], cursor: LogRef | undefined) => void;
+  /** Replaces all state with a snapshot's (see resume); needed only when resuming. */
+  readonly onRestore?: (state: BookState) => void;
   readonly onTick: (tick: Tick) => void;
   /**
    * The chain reorganised deeper than the blocks the watcher holds (or un-listed a market): forget all state; the
@@ -104,6 +106,12 @@ export class Watcher {
 
   /** The unfinalized blocks applied, with what each changed. */
   private readonly window: UnfinalizedBlocks;
+  /** The snapshot the watcher resumed from: what a failed backfill starts over from. */
+  private resumedFrom: BookAtBlock | undefined;
+  /** A backfill ran (a second call is a retry, which starts over). */
+  private backfillStarted = false;
+  /** The backfill completed and nothing since forced a rebuild: the book is whole. */
+  private complete = false;
   /** The last head the subscription announced, and when (performance.now()). */
   private announced: { readonly head: Head; readonly at: number } | undefined;
 
@@ -121,18 +129,58 @@ export class Watcher {
   }
 
   /**
-   * Indexes every event from the deployment block to the current head. Aborting `signal` ends it after the range
-   * being applied (a stop never waits for a long backfill).
+   * Starts from a snapshot's block instead of the deployment block: the book is restored to its state (onRestore)
+   * and the backfill replays from the block after it. The caller checked the block is still canonical.
+   */
+  resume(from: BookAtBlock): void {
+    if (!this.o.onRestore) throw new Error("resuming needs onRestore");
+    this.resumedFrom = from;
+    this.restoreResumePoint();
+  }
+
+  private restoreResumePoint(): void {
+    const from = this.resumedFrom as BookAtBlock;
+    this.o.onRestore?.(from.state);
+    this.window.clear();
+    this.window.record(from.blockNumber, from.blockHash, from.state.cursor);
+    this.processed = from.blockNumber;
+    this.checkpoint = { number: from.blockNumber, hash: from.blockHash };
+  }
+
+  /**
+   * The book at a final block, for a snapshot: the chain's `finalized` block when given and newer than the window's
+   * floor, otherwise the newest block held at the floor (reorgDepth under the last block processed). Undefined
+   * before the backfill completes or while no block that old is held. Synchronous: a consistent copy.
+   */
+  finalState(finalized?: bigint): BookAtBlock | undefined {
+    if (!this.complete) return undefined;
+    let target = this.processed - this.o.reorgDepth;
+    if (finalized !== undefined && finalized > target) target = finalized < this.processed ? finalized : this.processed;
+    const at = this.window.at(target);
+    if (!at) return undefined;
+    const cursor = at.firstAbove ? at.firstAbove.cursorBefore : this.o.book.cursor;
+    return { blockNumber: at.entry.number, blockHash: at.entry.hash, state: this.o.book.stateBefore(at.changes, cursor) };
+  }
+
+  /**
+   * Indexes every event from the deployment block (or the snapshot's, see resume) to the current head. Aborting
+   * `signal` ends it after the range being applied (a stop never waits for a long backfill).
    */
   async backfill(signal?: AbortSignal): Promise<void> {
-    if (this.processed >= this.o.fromBlock) {
+    if (this.backfillStarted) {
       // an earlier attempt failed part way: what it applied may have been reorganised away since, so start over
       this.o.onReorg();
       this.window.clear();
       this.processed = this.o.fromBlock - 1n;
+      this.checkpoint = undefined;
+      if (this.resumedFrom) this.restoreResumePoint();
     }
+    this.backfillStarted = true;
     const headBlock = await this.o.client.getBlock({ blockTag: "latest" });
     const head = headBlock.number;
+    // the block reorgDepth under the head is held as the window's anchor: where a snapshot can be taken at once
+    const anchor = head - this.o.reorgDepth;
+    const anchorBlock = anchor > this.processed ? await this.o.client.getBlock({ blockNumber: anchor }) : undefined;
     if (this.processed > head) {
       throw new StartBlockError(
         `the exchange's deployBlock ${this.processed + 1n} is above the chain head ${head}: wrong chain or config`,
@@ -140,25 +188,31 @@ export class Watcher {
     }
     const started = performance.now();
     this.o.log.info(
-      { event: "backfill_started", fromBlock: big(this.processed + 1n), toBlock: big(head) },
+      {
+        event: "backfill_started",
+        fromBlock: big(this.processed + 1n),
+        toBlock: big(head),
+        fromSnapshot: this.resumedFrom !== undefined,
+      },
       "backfilling exchange events",
     );
     let events = 0;
+    const count = (n: number) => {
+      events += n;
+    };
     try {
-      await this.index(
-        head,
-        false,
-        (n) => {
-          events += n;
-        },
-        signal,
-      );
+      if (anchorBlock) {
+        await this.index(anchor, false, count, signal, anchor + 1n);
+        this.window.record(anchor, anchorBlock.hash, this.o.book.cursor);
+      }
+      await this.index(head, false, count, signal, anchor + 1n);
     } catch (error) {
       if (error instanceof BackfillStopped) return;
       throw error;
     }
     this.checkpoint = { number: head, hash: headBlock.hash };
     this.window.record(head, headBlock.hash, this.o.book.cursor);
+    this.complete = true;
     this.o.log.info(
       {
         event: "backfill_completed",
@@ -255,6 +309,7 @@ export class Watcher {
         );
       }
     }
+    this.complete = true;
     // logs answered from another fork than the head: the next poll sees the mismatch and rolls it back
     const held = this.window.hashAt(head);
     this.checkpoint = { number: head, hash: held ?? block.hash };
@@ -294,7 +349,7 @@ export class Watcher {
     }
     const from = this.checkpoint;
     try {
-      this.apply(this.o.decode(logs), true, block.number);
+      this.apply(this.o.decode(logs), true, 0n);
     } catch (error) {
       if (from) this.undoAbove(from);
       throw error;
@@ -339,6 +394,7 @@ export class Watcher {
 
   /** Forgets all state and starts again from the deployment block. */
   private forgetAll(): void {
+    this.complete = false;
     this.window.clear();
     this.o.onReorg();
     this.processed = this.o.fromBlock - 1n;
@@ -493,7 +549,13 @@ export class Watcher {
    * Applies the logs of (processed, head]. Following (`live`), every block's changes are kept in the window, so that
    * a failed index can be undone; a backfill keeps only the blocks a reorganisation could still remove.
    */
-  private async index(head: bigint, live: boolean, count: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  private async index(
+    head: bigint,
+    live: boolean,
+    count: (n: number) => void,
+    signal?: AbortSignal,
+    holdFrom: bigint = live ? 0n : head - this.o.reorgDepth,
+  ): Promise<void> {
     await fetchLogRanges(this.o.client, {
       address: this.o.address,
       fromBlock: this.processed + 1n,
@@ -503,7 +565,7 @@ export class Watcher {
       onRange: (logs, _from, to) => {
         if (signal?.aborted) throw new BackfillStopped();
         const events = this.o.decode(logs);
-        this.apply(events, live, head);
+        this.apply(events, live, holdFrom);
         count(events.length);
         this.processed = to;
       },
@@ -511,15 +573,16 @@ export class Watcher {
   }
 
   /**
-   * Applies decoded events in order. Following (`live`), every block's changes are kept in the window; a backfill
-   * keeps only those of blocks a reorganisation could still remove under `head`.
+   * Applies decoded events in order. The changes of blocks from `holdFrom` on are kept in the window, to be undone
+   * by a rollback (following: every block; a backfill: those a reorganisation could still remove).
    */
-  private apply(events: readonly ExchangeEvent[], live: boolean, head: bigint): void {
-    const held = live ? 0n : head - this.o.reorgDepth;
+  private apply(events: readonly ExchangeEvent[], live: boolean, holdFrom: bigint): void {
     for (const event of events) {
       const cursor = this.o.book.cursor;
       const change = this.o.onEvent(event, live);
-      if (event.ref.blockNumber >= held) this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
+      if (event.ref.blockNumber >= holdFrom) {
+        this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
+      }
     }
   }
 

@@ -66,7 +66,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   try {
     await retry(
       async () => {
-        connection = await connect(config, o.rpcUrl);
+        connection = await connect(config, o.rpcUrl, log);
       },
       o.signal ?? new AbortController().signal,
       log,
@@ -91,6 +91,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
+    broadcastClients: connection.broadcastClients,
     protocol: perpEngineProtocol(engine),
     lanes,
     log,

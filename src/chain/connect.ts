@@ -11,8 +11,10 @@ import {
 } from "viem";
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
+import type { Logger } from "../ops/logger.ts";
 import { isPerpEngine } from "../protocol/perpEngine.ts";
 import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
+import { EndpointLag } from "./endpointLag.ts";
 
 export interface Connection {
   readonly chain: Chain;
@@ -25,6 +27,8 @@ export interface Connection {
    */
   readonly unbatchedClient: PublicClient<Transport, Chain>;
   readonly engine: Address;
+  /** One client per endpoint, for broadcasts (a transaction is sent to all of them). */
+  readonly broadcastClients: readonly PublicClient<Transport, Chain>[];
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
 }
@@ -39,13 +43,28 @@ export function endpoints(rpcUrl: string): string[] {
 
 /**
  * One HTTP endpoint, or viem's fallback transport over several: a call goes to the best-ranked endpoint that
- * answers (ranked every 10 s by latency and success), and moves to the next when one fails.
+ * answers, and moves to the next when one fails. Endpoints are ranked every rankIntervalMs by the success of a ping
+ * (weighted 0.8: one failed ping puts an endpoint behind every healthy one) and latency (0.2), over the last 3
+ * pings; with `lag`, the ping fails for an endpoint whose head lags the others.
  */
-function overEndpoints(urls: readonly string[], options: HttpTransportConfig): Transport {
+function overEndpoints(
+  urls: readonly string[],
+  options: HttpTransportConfig,
+  rankIntervalMs: number,
+  lag?: EndpointLag,
+): Transport {
   if (urls.length === 1) return http(urls[0], options);
   return fallback(
     urls.map((url) => http(url, { ...options, retryCount: 0 })),
-    { rank: { interval: 10_000 }, retryCount: options.retryCount },
+    {
+      rank: {
+        interval: rankIntervalMs,
+        sampleCount: 3,
+        weights: { stability: 0.8, latency: 0.2 },
+        ping: lag ? ({ transport }) => lag.ping(transport) : undefined,
+      },
+      retryCount: options.retryCount,
+    },
   );
 }
 
@@ -53,7 +72,7 @@ function overEndpoints(urls: readonly string[], options: HttpTransportConfig): T
  * Connects to the configured chain and checks it is the one the config names and that the exchange is deployed
  * there: a wrong RPC or address fails here, with a clear message, before anything is indexed or signed.
  */
-export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Connection> {
+export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger): Promise<Connection> {
   const k = config.keeper;
   const chain = defineChain({
     id: config.network.chainId,
@@ -62,7 +81,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
     rpcUrls: { default: { http: endpoints(rpcUrl) } },
   });
   const urls = endpoints(rpcUrl);
-  const transport = overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } });
+  const lag =
+    urls.length > 1 && log
+      ? new EndpointLag(BigInt(k.maxEndpointLagBlocks), k.rpcRankIntervalMs + k.rpcTimeoutMs, log)
+      : undefined;
+  const batched = { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } } as const;
+  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, lag);
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
@@ -81,7 +105,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string): Promise<Con
   const multicall3 = multicallCode && multicallCode !== "0x" ? multicall : undefined;
   const unbatchedClient = createPublicClient({
     chain,
-    transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }),
+    transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }, k.rpcRankIntervalMs),
   });
-  return { chain, transport, publicClient, unbatchedClient, engine, multicall3 };
+  // a transaction goes to every endpoint: the first that takes it is enough, and one that is down costs nothing
+  const broadcastClients =
+    urls.length === 1
+      ? [publicClient]
+      : urls.map((url) => createPublicClient({ chain, transport: http(url, batched) }));
+  return { chain, transport, publicClient, unbatchedClient, broadcastClients, engine, multicall3 };
 }

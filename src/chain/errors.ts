@@ -40,6 +40,22 @@ export class InconsistentAnswerError extends Error {
 }
 
 /**
+ * Runs one RPC read. An answer viem cannot even take apart (a `null` where a list of logs belongs) surfaces as a
+ * TypeError from inside the call: it is the RPC's fault, so it becomes an InconsistentAnswerError, retried like any
+ * other I/O failure, never a crash of the keeper.
+ */
+export async function rpcRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof SyntaxError || error instanceof RangeError) {
+      throw new InconsistentAnswerError(`${what}: the RPC's answer is malformed (${error.message})`);
+    }
+    throw error;
+  }
+}
+
+/**
  * Whether a failure is worth retrying: errors of chain I/O (viem's, or the network's) are; the keeper's own
  * (events that do not decode or add up, a start block past the head) are deterministic and stop it.
  */

@@ -80,6 +80,10 @@ export const keeperConfigSchema = z
         /** A signer below this balance (gas token) takes no new work; at least one liquidation's cost. */
         minSignerBalance: decimalString.default("0"),
         rpcTimeoutMs: z.number().int().min(100).default(10_000),
+        /** With several endpoints: how often they are ranked (ping success and latency, and head lag). */
+        rpcRankIntervalMs: z.number().int().min(250).max(600_000).default(10_000),
+        /** With several endpoints: one whose head is more than this many blocks behind the best is skipped. */
+        maxEndpointLagBlocks: z.number().int().min(1).max(10_000).default(5),
         /** How long an unreachable RPC is retried at start before the keeper exits 1 naming it. */
         startupTimeoutSeconds: z.number().min(1).max(3600).default(60),
         /** No new head for this long logs head_stalled once; unset: 3 block times, at least 30 s. */

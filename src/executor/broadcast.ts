@@ -71,3 +71,43 @@ export async function known(client: PublicClient, hash: Hex): Promise<boolean | 
     return undefined;
   }
 }
+
+/** Which refusal says most, when no endpoint took the transaction. */
+const TELLING: readonly SendResult["kind"][] = [
+  "nonce_too_low",
+  "underpriced",
+  "insufficient_funds",
+  "fee_too_low",
+  "rejected",
+  "uncertain",
+];
+
+/**
+ * Broadcasts to every endpoint at once: the first that takes the transaction settles it (the others go on, their
+ * answers unneeded); when none does, the most telling refusal (a nonce already used over a node that timed out).
+ */
+export function broadcastAll(clients: readonly PublicClient[], raw: Hex, hash: Hex): Promise<SendResult> {
+  const [only] = clients;
+  if (clients.length === 1 && only) return broadcast(only, raw, hash);
+  return new Promise((resolve) => {
+    const results: SendResult[] = [];
+    let settled = false;
+    const done = (result: SendResult) => {
+      if (settled) return;
+      results.push(result);
+      if (result.kind === "accepted") {
+        settled = true;
+        resolve(result);
+      } else if (results.length === clients.length) {
+        settled = true;
+        const ranked = [...results].sort((a, b) => TELLING.indexOf(a.kind) - TELLING.indexOf(b.kind));
+        resolve(ranked[0] as SendResult);
+      }
+    };
+    for (const client of clients) {
+      broadcast(client, raw, hash).then(done, (error: unknown) =>
+        done({ kind: "uncertain", error: describeError(error) }),
+      );
+    }
+  });
+}

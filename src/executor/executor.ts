@@ -28,7 +28,7 @@ import type { Candidate } from "../risk/scan.ts";
 import type { BookChange, TrackedPosition } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
-import { broadcast, known, type SendResult } from "./broadcast.ts";
+import { broadcastAll, known, type SendResult } from "./broadcast.ts";
 import { decidePending, decideStuck } from "./decide.ts";
 import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
@@ -40,6 +40,8 @@ import { excludeUnfunded } from "./signers.ts";
 export interface ExecutorOptions {
   /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
   readonly client: PublicClient;
+  /** Broadcasts go to each of these (one per RPC endpoint); default: `client` alone. */
+  readonly broadcastClients?: readonly PublicClient[];
   /** Simulations: one HTTP request each, so the first batch of a burst never waits behind the others. */
   readonly simulationClient?: PublicClient;
   readonly protocol: LiquidationProtocol;
@@ -171,9 +173,11 @@ export class Executor {
   private floor = 0n;
   private seq = 0;
   private readonly runId = Date.now().toString(36);
+  private readonly broadcastClients: readonly PublicClient[];
 
   constructor(private readonly o: ExecutorOptions) {
     if (o.lanes.length === 0) throw new Error("the executor needs at least one signer");
+    this.broadcastClients = o.broadcastClients?.length ? o.broadcastClients : [o.client];
     this.simulations = new PQueue({ concurrency: o.maxConcurrentSimulations });
     for (const lane of o.lanes) {
       this.lanesByAddress.set(lane.address.toLowerCase(), lane);
@@ -503,7 +507,9 @@ export class Executor {
           await lane.journal.append(
             signed.flatMap(({ attempt, tx }) => [attemptRecord(attempt), txRecord(attempt, tx)]),
           );
-          const results = await Promise.all(signed.map(({ tx }) => broadcast(this.o.client, tx.raw, tx.hash)));
+          const results = await Promise.all(
+            signed.map(({ tx }) => broadcastAll(this.broadcastClients, tx.raw, tx.hash)),
+          );
           // highest nonce first, so that failed nonces at the top can be given back
           const order = signed.map((s, i) => ({ ...s, result: results[i] as SendResult })).reverse();
           const records: JournalRecord[] = [];
@@ -992,7 +998,7 @@ export class Executor {
     const tx = await this.signTx(lane, a, "cancel", resend.fees);
     transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
     this.o.log.info(
       {
         event: "liquidation_cancelling",
@@ -1030,7 +1036,7 @@ export class Executor {
     if (resend.type === "rebroadcast") {
       latest.sentAtBlock = head.blockNumber;
       await lane.journal.append([txRecord(a, latest)]);
-      const result = await broadcast(this.o.client, latest.raw, latest.hash);
+      const result = await broadcastAll(this.broadcastClients, latest.raw, latest.hash);
       this.stats.resent++;
       this.o.log.info(
         { event: "liquidation_resent", ...attemptIds(a), txHash: latest.hash, result: result.kind },
@@ -1041,7 +1047,7 @@ export class Executor {
     const tx = await this.signTx(lane, a, resend.purpose, resend.fees);
     if (resend.purpose === "cancel" && a.status !== "cancelling") transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
     const taken = result.kind === "accepted" || result.kind === "uncertain";
     if (taken && resend.type === "resign") this.stats.resent++;
     else if (taken) this.stats.replaced++;
@@ -1096,7 +1102,7 @@ export class Executor {
     this.track(lane, filler);
     const tx = await this.signTx(lane, filler, "cancel", now);
     await lane.journal.append([attemptRecord(filler), txRecord(filler, tx)]);
-    const result = await broadcast(this.o.client, tx.raw, tx.hash);
+    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
     transition(filler, "pending");
     await lane.journal.append([statusRecord(filler)]);
     this.o.log.info(

@@ -126,12 +126,14 @@ function json(raw: string, line: number): unknown {
 }
 
 function record(value: unknown, line: number, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw corrupt(line, `${what} is not an object`);
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw corrupt(line, `${what} is not an object`);
   return value as Record<string, unknown>;
 }
 
 function count(value: unknown, line: number, field: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw corrupt(line, `${field} is not a count`);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)
+    throw corrupt(line, `${field} is not a count`);
   return value;
 }
 
@@ -151,7 +153,8 @@ function parseCursor(value: unknown, line: number): LogRef | undefined {
 
 function parseMarket(value: unknown, line: number): Market {
   const m = record(record(value, line, "market line").market, line, "market");
-  if (typeof m.id !== "number" || !Number.isSafeInteger(m.id) || m.id < 0) throw corrupt(line, "market id is malformed");
+  if (typeof m.id !== "number" || !Number.isSafeInteger(m.id) || m.id < 0)
+    throw corrupt(line, "market id is malformed");
   if (typeof m.name !== "string") throw corrupt(line, "market name is malformed");
   const f = record(m.funding, line, "market funding");
   return {
@@ -200,7 +203,10 @@ export function parseSnapshot(content: string, expected: { chainId: number; exch
   const header = record(json(lines[0] as string, 1), 1, "header");
   if (header.format !== SNAPSHOT_FORMAT) throw corrupt(1, `not a ${SNAPSHOT_FORMAT} file`);
   if (header.version !== SNAPSHOT_VERSION) {
-    throw new SnapshotError("version", `format version ${String(header.version)}, this keeper reads ${SNAPSHOT_VERSION}`);
+    throw new SnapshotError(
+      "version",
+      `format version ${String(header.version)}, this keeper reads ${SNAPSHOT_VERSION}`,
+    );
   }
   if (header.chainId !== expected.chainId) {
     throw new SnapshotError("other_chain", `taken on chain ${String(header.chainId)}, not ${expected.chainId}`);

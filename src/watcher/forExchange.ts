@@ -3,6 +3,7 @@ import type { Connection } from "../chain/connect.ts";
 import { describeError } from "../chain/errors.ts";
 import { redactUrl } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
+import { backoffMs } from "../ops/backoff.ts";
 import type { Logger } from "../ops/logger.ts";
 import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
 import type { Book } from "../state/book.ts";
@@ -36,37 +37,65 @@ export function watchExchange(
 
 /**
  * New heads over WebSocket (eth_subscribe newHeads): each one wakes the watcher at once with its header, so that
- * following a head costs no request for the head itself. The transport reconnects by itself; whatever it missed,
- * the watcher fills from the last block it processed. A notification without a usable header is ignored (the
- * watcher's poll covers it).
+ * following a head costs no request for the head itself. A connection that closes or fails is dropped and a new one
+ * subscribed, with the keeper's back-off (jittered, at most 5 s), as long as it takes: viem's own reconnection gives
+ * up after one failed attempt. Whatever the subscription missed, the watcher fills from the last block it
+ * processed (and polls every 5 s meanwhile). A notification without a usable header is ignored.
  */
 function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOptions["subscribeHeads"]> {
   return (onHead) => {
-    const transport = webSocket(wsUrl, { reconnect: true, keepAlive: true })({});
-    const failed = (error: unknown) =>
+    let stopped = false;
+    let failures = 0;
+    let current: ReturnType<ReturnType<typeof webSocket>> | undefined;
+    let retryTimer: ReturnType<typeof setTimeout> | undefined;
+    const endpoint = redactUrl(wsUrl);
+    const close = (transport: typeof current) => {
+      void transport?.value
+        ?.getRpcClient()
+        .then((rpc) => rpc.close())
+        .catch(() => {});
+    };
+    const failed = (transport: typeof current, error: unknown) => {
+      if (stopped || transport !== current) return; // an old connection's last words
+      failures++;
+      const retryInMs = backoffMs(failures, 500);
       log.warn(
-        { event: "rpc_error", step: "subscribe", endpoint: redactUrl(wsUrl), error: describeError(error) },
-        "head subscription failed; polling covers it while it reconnects",
+        { event: "rpc_error", step: "subscribe", endpoint, attempt: failures, retryInMs, error: describeError(error) },
+        "head subscription lost; polling covers it while it reconnects",
       );
-    const subscription = transport.value
-      ?.subscribe({
+      current = undefined;
+      close(transport);
+      retryTimer = setTimeout(connect, retryInMs);
+    };
+    const connect = () => {
+      retryTimer = undefined;
+      if (stopped) return;
+      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: { interval: 10_000 } })({});
+      current = transport;
+      const subscribing = transport.value?.subscribe({
         params: ["newHeads"],
         onData: (data: { result?: RpcBlock }) => {
           const head = data.result && headOf(data.result);
           if (head) onHead(head);
         },
-        onError: failed,
-      })
-      .catch((error: unknown) => {
-        failed(error);
-        return undefined;
+        onError: (error: unknown) => failed(transport, error),
       });
+      subscribing?.then(
+        () => {
+          if (failures > 0) {
+            log.info({ event: "rpc_recovered", step: "subscribe", endpoint }, "head subscription restored");
+          }
+          failures = 0;
+          if (stopped) close(transport);
+        },
+        (error: unknown) => failed(transport, error),
+      );
+    };
+    connect();
     return () => {
-      void subscription?.then((s) => s?.unsubscribe()).catch(() => {});
-      void transport.value
-        ?.getRpcClient()
-        .then((rpc) => rpc.close())
-        .catch(() => {});
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      close(current);
     };
   };
 }

@@ -1,6 +1,6 @@
 import PQueue from "p-queue";
 import type { Address, Log, PublicClient } from "viem";
-import { classifyRpcError } from "../chain/errors.ts";
+import { classifyRpcError, rpcRead } from "../chain/errors.ts";
 
 export interface LogRangeOptions {
   readonly address: Address;
@@ -35,7 +35,8 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
     for (let start = from; start <= to; ) {
       const end = start + limit.blocks - 1n < to ? start + limit.blocks - 1n : to;
       try {
-        logs.push(...(await client.getLogs({ address: options.address, fromBlock: start, toBlock: end })));
+        const range = { address: options.address, fromBlock: start, toBlock: end };
+        logs.push(...(await rpcRead("eth_getLogs", () => client.getLogs(range))));
         start = end + 1n;
       } catch (error) {
         if (classifyRpcError(error) === "range_too_large" && end > start) {

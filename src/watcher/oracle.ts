@@ -72,8 +72,11 @@ export async function readOracles(
     functionName: "aggregate3",
     args: [oracles.map((target) => ({ target, allowFailure: true, callData: LATEST_ROUND_DATA }))],
   });
-  const answer = (await client.request({ method: "eth_call", params: [{ to: multicall3, data }, at] })) as Hex;
-  const results = decodeFunctionResult({ abi: multicall3Abi, functionName: "aggregate3", data: answer });
+  const answer: unknown = await client.request({ method: "eth_call", params: [{ to: multicall3, data }, at] });
+  if (typeof answer !== "string" || !answer.startsWith("0x")) {
+    throw new InconsistentAnswerError(`Multicall3's eth_call answered ${JSON.stringify(answer)?.slice(0, 40)}`);
+  }
+  const results = decodeFunctionResult({ abi: multicall3Abi, functionName: "aggregate3", data: answer as Hex });
   if (results.length !== oracles.length) {
     throw new InconsistentAnswerError(`Multicall3 answered ${results.length} results for ${oracles.length} oracles`);
   }

@@ -7,7 +7,7 @@
  */
 
 import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient } from "viem";
-import { describeError, InconsistentAnswerError, isRetryable } from "../chain/errors.ts";
+import { describeError, InconsistentAnswerError, isRetryable, rpcRead } from "../chain/errors.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
@@ -159,7 +159,11 @@ export class Watcher {
     const at = this.window.at(target);
     if (!at) return undefined;
     const cursor = at.firstAbove ? at.firstAbove.cursorBefore : this.o.book.cursor;
-    return { blockNumber: at.entry.number, blockHash: at.entry.hash, state: this.o.book.stateBefore(at.changes, cursor) };
+    return {
+      blockNumber: at.entry.number,
+      blockHash: at.entry.hash,
+      state: this.o.book.stateBefore(at.changes, cursor),
+    };
   }
 
   /**
@@ -332,7 +336,7 @@ export class Watcher {
    */
   private async extend(block: Head, markets: Market[], receivedAt: number): Promise<void> {
     const [logs, readings] = await Promise.all([
-      this.o.client.getLogs({ address: this.o.address, blockHash: block.hash }),
+      rpcRead("eth_getLogs", () => this.o.client.getLogs({ address: this.o.address, blockHash: block.hash })),
       readOracles(
         this.o.client,
         markets.map((m) => m.oracle),

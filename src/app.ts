@@ -174,8 +174,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     path,
     chainId: config.network.chainId,
     exchange: engine,
-    finalState: (finalized) => watcher.finalState(finalized),
-    finalizedBlock: () => publicClient.getBlock({ blockTag: "finalized" }).then((b) => b.number),
+    finalState: () => watcher.finalState(),
     intervalMs: k.snapshotIntervalSeconds * 1000,
     log,
   });

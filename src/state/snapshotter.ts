@@ -15,9 +15,7 @@ export interface SnapshotterOptions {
   readonly chainId: number;
   readonly exchange: Address;
   /** The book at a final block (Watcher.finalState), or undefined while there is none. */
-  readonly finalState: (finalized: bigint | undefined) => BookAtBlock | undefined;
-  /** The chain's finalized block, where the RPC serves the tag; undefined otherwise. */
-  readonly finalizedBlock: () => Promise<bigint | undefined>;
+  readonly finalState: () => BookAtBlock | undefined;
   readonly intervalMs: number;
   readonly log: Logger;
 }
@@ -50,8 +48,7 @@ export class Snapshotter {
   private async writeOnce(reason: string): Promise<void> {
     const started = performance.now();
     try {
-      const finalized = await this.o.finalizedBlock().catch(() => undefined);
-      const at = this.o.finalState(finalized);
+      const at = this.o.finalState();
       if (!at || at.blockNumber === this.lastBlock) return;
       const bytes = await writeSnapshotFile(this.o.path, {
         chainId: this.o.chainId,

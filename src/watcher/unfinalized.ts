@@ -21,8 +21,6 @@ export interface BlockEntry {
 export class UnfinalizedBlocks {
   private readonly entries: BlockEntry[] = [];
 
-  constructor(private readonly depth: bigint) {}
-
   get size(): number {
     return this.entries.length;
   }
@@ -83,14 +81,13 @@ export class UnfinalizedBlocks {
   }
 
   /**
-   * Forgets blocks deeper than the window under `head`: they are final for the keeper's purposes. The newest block
-   * at or below the window's floor stays, as an anchor: the block a snapshot is taken at, and the deepest common
-   * ancestor a rollback can find.
+   * Forgets blocks under `floor` (the finalized block, or reorgDepth under the head): they are final for the
+   * keeper's purposes. The newest block at or below the floor stays, as an anchor: the block a snapshot is taken at,
+   * and the deepest common ancestor a rollback can find.
    */
-  prune(head: bigint): void {
-    const keepFrom = head - this.depth;
+  prune(floor: bigint): void {
     let drop = 0;
-    while (drop < this.entries.length - 1 && (this.entries[drop + 1] as BlockEntry).number <= keepFrom) drop++;
+    while (drop < this.entries.length - 1 && (this.entries[drop + 1] as BlockEntry).number <= floor) drop++;
     if (drop > 0) this.entries.splice(0, drop);
   }
 

@@ -82,6 +82,11 @@ export interface WatcherOptions {
   readonly headStallMs?: number;
 }
 
+/** The finalized block is asked once every this many heads (one call more in that head's batch). */
+const FINALIZED_EVERY = 32n;
+/** The most blocks the window holds, however far behind the chain's finality lags. */
+const MAX_WINDOW_BLOCKS = 8192n;
+
 /** With a head subscription, the fallback poll: what a missed notification costs at most. */
 const SUBSCRIBED_POLL_MS = 5_000;
 
@@ -112,12 +117,15 @@ export class Watcher {
   private backfillStarted = false;
   /** The backfill completed and nothing since forced a rebuild: the book is whole. */
   private complete = false;
+  /** The chain's finalized block, where the RPC serves the tag, and the head at which it was last asked. */
+  private finalized: bigint | undefined;
+  private finalizedAskedAt: bigint | undefined;
   /** The last head the subscription announced, and when (performance.now()). */
   private announced: { readonly head: Head; readonly at: number } | undefined;
 
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
-    this.window = new UnfinalizedBlocks(o.reorgDepth);
+    this.window = new UnfinalizedBlocks();
   }
 
   get processedBlock(): bigint {
@@ -148,15 +156,40 @@ export class Watcher {
   }
 
   /**
-   * The book at a final block, for a snapshot: the chain's `finalized` block when given and newer than the window's
-   * floor, otherwise the newest block held at the floor (reorgDepth under the last block processed). Undefined
-   * before the backfill completes or while no block that old is held. Synchronous: a consistent copy.
+   * The floor of the window under `head`: the chain's finalized block where the RPC serves it (at most
+   * MAX_WINDOW_BLOCKS under the head), otherwise reorgDepth under the head. Blocks at or under it are final.
    */
-  finalState(finalized?: bigint): BookAtBlock | undefined {
+  private floor(head: bigint): bigint {
+    const f = this.finalized;
+    if (f === undefined || f > head) return head - this.o.reorgDepth;
+    return f < head - MAX_WINDOW_BLOCKS ? head - MAX_WINDOW_BLOCKS : f;
+  }
+
+  /** The finalized block, asked every FINALIZED_EVERY heads alongside other calls; never fails a step. */
+  private askFinalized(head: bigint): Promise<void> | undefined {
+    if (this.finalizedAskedAt !== undefined && head - this.finalizedAskedAt < FINALIZED_EVERY) return undefined;
+    this.finalizedAskedAt = head;
+    return this.o.client.getBlock({ blockTag: "finalized" }).then(
+      (b) => {
+        if (b.number !== null) this.finalized = b.number;
+      },
+      () => {}, // not served (or not now): the configured depth stands in
+    );
+  }
+
+  /** The chain's finalized block as last read, if the RPC serves it. */
+  get finalizedBlock(): bigint | undefined {
+    return this.finalized;
+  }
+
+  /**
+   * The book at a final block, for a snapshot: the newest block held at the window's floor (the chain's finalized
+   * block, or reorgDepth under the last block processed). Undefined before the backfill completes or while no
+   * block that old is held. Synchronous: a consistent copy.
+   */
+  finalState(): BookAtBlock | undefined {
     if (!this.complete) return undefined;
-    let target = this.processed - this.o.reorgDepth;
-    if (finalized !== undefined && finalized > target) target = finalized < this.processed ? finalized : this.processed;
-    const at = this.window.at(target);
+    const at = this.window.at(this.floor(this.processed));
     if (!at) return undefined;
     const cursor = at.firstAbove ? at.firstAbove.cursorBefore : this.o.book.cursor;
     return {
@@ -180,10 +213,12 @@ export class Watcher {
       if (this.resumedFrom) this.restoreResumePoint();
     }
     this.backfillStarted = true;
-    const headBlock = await this.o.client.getBlock({ blockTag: "latest" });
+    this.finalizedAskedAt = undefined;
+    const [headBlock] = await Promise.all([this.o.client.getBlock({ blockTag: "latest" }), this.askFinalized(0n)]);
     const head = headBlock.number;
-    // the block reorgDepth under the head is held as the window's anchor: where a snapshot can be taken at once
-    const anchor = head - this.o.reorgDepth;
+    this.finalizedAskedAt = head;
+    // the window's floor is held as its anchor: where a snapshot can be taken at once
+    const anchor = this.floor(head);
     const anchorBlock = anchor > this.processed ? await this.o.client.getBlock({ blockNumber: anchor }) : undefined;
     if (this.processed > head) {
       throw new StartBlockError(
@@ -305,7 +340,7 @@ export class Watcher {
         if (from) this.undoAbove(from);
         throw error;
       }
-      if (!(await this.heldBlocksCanonical(from?.number ?? head - this.o.reorgDepth, head))) {
+      if (!(await this.heldBlocksCanonical(from?.number ?? this.floor(head), head))) {
         if (from) this.undoAbove(from);
         else this.forgetAll();
         throw new InconsistentAnswerError(
@@ -319,12 +354,15 @@ export class Watcher {
     this.checkpoint = { number: head, hash: held ?? block.hash };
     if (held !== undefined && held !== block.hash) return true;
     const markets = [...this.o.book.markets.values()];
-    const readings = await readOracles(
-      this.o.client,
-      markets.map((m) => m.oracle),
-      block.hash,
-      this.o.multicall3,
-    );
+    const [readings] = await Promise.all([
+      readOracles(
+        this.o.client,
+        markets.map((m) => m.oracle),
+        block.hash,
+        this.o.multicall3,
+      ),
+      this.askFinalized(head),
+    ]);
     this.tick(block, markets, readings, receivedAt);
     return true;
   }
@@ -343,6 +381,7 @@ export class Watcher {
         block.hash,
         this.o.multicall3,
       ),
+      this.askFinalized(block.number),
     ]);
     for (const l of logs) {
       if (l.blockHash !== block.hash || l.blockNumber !== block.number) {
@@ -558,7 +597,7 @@ export class Watcher {
     live: boolean,
     count: (n: number) => void,
     signal?: AbortSignal,
-    holdFrom: bigint = live ? 0n : head - this.o.reorgDepth,
+    holdFrom: bigint = live ? 0n : this.floor(head),
   ): Promise<void> {
     await fetchLogRanges(this.o.client, {
       address: this.o.address,
@@ -660,7 +699,7 @@ export class Watcher {
       }
     });
     this.window.record(head, block.hash, this.o.book.cursor);
-    this.window.prune(head);
+    this.window.prune(this.floor(head));
     this.lastTick = {
       blockNumber: head,
       timestamp: block.timestamp,

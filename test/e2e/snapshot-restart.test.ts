@@ -1,6 +1,7 @@
 /**
- * Restart from a snapshot: a keeper that stops writes the book at a final block (reorgDepth under its head); the
- * next start checks that block is still canonical and replays only from there. Whatever the chain did meanwhile,
+ * Restart from a snapshot: a keeper writes the book at a final block (the chain's finalized block; Anvil serves
+ * the tag at 64 under the head; or reorgDepth under the head where the RPC does not serve it); the next start checks
+ * that block is still canonical and replays only from there. Whatever the chain did meanwhile,
  * the book after the restart equals a fresh backfill's, field by field. A snapshot of a block reorganised away, or a
  * damaged one, is reported in one line and ignored.
  */
@@ -14,12 +15,13 @@ import { Book } from "../../src/state/book.ts";
 import { readSnapshotFile, snapshotPath } from "../../src/state/snapshotFile.ts";
 import { type DevnetFixture, shutdown, startDevnet, startTestKeeper, testStateDir } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
+import { startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
 let keeper: RunningKeeper | undefined;
 const stateDir = testStateDir();
-const CONFIG = { stateDir, reorgDepth: 4, snapshotIntervalSeconds: 3600, pollIntervalMs: 50 };
+const CONFIG = { stateDir, snapshotIntervalSeconds: 3600, pollIntervalMs: 50 };
 
 const rpc = (method: string, params: unknown[] = []) =>
   net.ex.publicClient.request({ method: method as never, params: params as never });
@@ -62,7 +64,7 @@ async function mine(n: number): Promise<void> {
 beforeAll(async () => {
   net = await startDevnet({ accounts: 20 });
   await openPositions(net.ex, [2, 3, 4, 5, 6].map(long));
-  await mine(6);
+  await rpc("anvil_mine", ["0x46"]); // 70 blocks: the finalized block (64 under the head) is after the positions
 }, 60_000);
 
 afterAll(async () => {
@@ -78,7 +80,10 @@ describe("restart from a snapshot", () => {
     const written = a.logs.events("snapshot_written").at(-1);
     expect(written).toBeDefined();
     const snapshotBlock = BigInt(written?.blockNumber as string);
-    expect(snapshotBlock).toBe(firstHead - 4n); // reorgDepth under the head: final for the keeper's purposes
+    const finalized = await net.ex.publicClient.getBlock({ blockTag: "finalized" });
+    expect(snapshotBlock).toBe(finalized.number); // the chain's finalized block
+    expect(snapshotBlock).toBe(firstHead - 64n);
+    expect(written?.positions).toBe(5);
 
     // while it is down: positions open, one grows, one is closed
     await openPositions(net.ex, [7, 8].map(long));
@@ -113,13 +118,14 @@ describe("restart from a snapshot", () => {
   }, 90_000);
 
   it("ignores a snapshot whose block the chain reorganised away, and backfills from the deployment block", async () => {
-    const before = await head();
-    // deeper than the snapshot's block (reorgDepth 4 under the last head), and a different branch after it
-    await rpc("anvil_rollback", [6]);
+    const path = snapshotPath(stateDir, net.ex.d.chainId, net.ex.d.engine);
+    const saved = await readSnapshotFile(path, { chainId: net.ex.d.chainId, exchange: net.ex.d.engine });
+    if (!saved.ok) throw new Error(`no snapshot: ${saved.detail}`);
+    // down to just under the snapshot's block, and a different branch after it
+    await rpc("anvil_rollback", [Number((await head()) - saved.snapshot.blockNumber) + 1]);
     net.ex.forgetNonces();
     await openPositions(net.ex, [9].map(long));
     await mine(3);
-    expect(await head()).toBeGreaterThan(before - 6n);
 
     const c = await start();
     const ignored = c.logs.events("snapshot_ignored");
@@ -140,7 +146,7 @@ describe("restart from a snapshot", () => {
     expect(i).toBeGreaterThan(0);
     lines[i] = (lines[i] as string).replace(/,"(\d)/, (_m, d) => `,"${(Number(d) + 1) % 10}`);
     writeFileSync(path, lines.join("\n"));
-    await mine(1);
+    await rpc("anvil_mine", ["0x46"]); // the rollback left no block final after the positions: 70 more
 
     const d = await start();
     const ignored = d.logs.events("snapshot_ignored");
@@ -154,4 +160,44 @@ describe("restart from a snapshot", () => {
     const reread = await readSnapshotFile(path, { chainId: net.ex.d.chainId, exchange: net.ex.d.engine });
     expect(reread.ok).toBe(true);
   }, 90_000);
+
+  it("where the RPC does not serve the finalized tag, takes the snapshot reorgDepth under the head", async () => {
+    type Call = { id: number; method: string; params: unknown[] };
+    const isFinalized = (c: Call) => c.method === "eth_getBlockByNumber" && c.params[0] === "finalized";
+    let refused = 0;
+    const proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
+      const parsed = JSON.parse(body) as Call | Call[];
+      const calls = Array.isArray(parsed) ? parsed : [parsed];
+      if (!calls.some(isFinalized)) return undefined;
+      refused++;
+      const upstream = await fetch(net.anvil.rpcUrl, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      const answered = (await upstream.json()) as { id: number }[] | { id: number };
+      const answers = (Array.isArray(answered) ? answered : [answered]).map((a) =>
+        calls.find((c) => c.id === a.id && isFinalized(c))
+          ? { jsonrpc: "2.0", id: a.id, error: { code: -32602, message: "invalid block tag finalized" } }
+          : a,
+      );
+      return { status: 200, text: JSON.stringify(Array.isArray(answered) ? answers : answers[0]) };
+    });
+    try {
+      const dir = testStateDir();
+      const started = await startTestKeeper(net, { ...CONFIG, stateDir: dir, reorgDepth: 4 }, undefined, {
+        rpcUrl: proxy.url,
+      });
+      keeper = started.keeper;
+      const k = keeper;
+      const top = await head();
+      await until("the keeper at the head", () => k.watcher.latestTick?.blockNumber === top, 20_000);
+      await stop(k);
+      expect(refused).toBeGreaterThan(0);
+      const written = started.logs.events("snapshot_written").at(-1);
+      expect(BigInt(written?.blockNumber as string)).toBe(top - 4n);
+    } finally {
+      proxy.close();
+    }
+  }, 60_000);
 });

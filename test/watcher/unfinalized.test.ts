@@ -39,7 +39,7 @@ const view = (book: Book) => ({
 describe("rolling the book back over unfinalized blocks", () => {
   it("undoes exactly the blocks above the ancestor: positions, funding and the cursor as they were", () => {
     const book = new Book();
-    const window = new UnfinalizedBlocks(64n);
+    const window = new UnfinalizedBlocks();
     const apply = (event: ExchangeEvent) => {
       const cursor = book.cursor;
       const change = book.apply(event);
@@ -65,15 +65,20 @@ describe("rolling the book back over unfinalized blocks", () => {
     expect(book.positions.size).toBe(1);
   });
 
-  it("keeps only reorgDepth blocks under the head", () => {
-    const window = new UnfinalizedBlocks(5n);
+  it("keeps the blocks above the floor, and the newest at or below it as the anchor", () => {
+    const window = new UnfinalizedBlocks();
     for (let b = 1n; b <= 20n; b++) window.record(b, "0x01", undefined);
-    window.prune(20n);
+    window.prune(15n);
     expect(window.newestFirst().map((e) => e.number)).toEqual([20n, 19n, 18n, 17n, 16n, 15n]);
+    const sparse = new UnfinalizedBlocks();
+    for (const b of [1n, 5n, 10n, 18n]) sparse.record(b, "0x01", undefined);
+    sparse.prune(12n);
+    expect(sparse.newestFirst().map((e) => e.number)).toEqual([18n, 10n]);
+    expect(sparse.at(12n)?.entry.number).toBe(10n); // where a snapshot at the floor is taken
   });
 
   it("refuses a block out of order rather than lose a change", () => {
-    const window = new UnfinalizedBlocks(5n);
+    const window = new UnfinalizedBlocks();
     window.record(10n, "0x01", undefined);
     expect(() => window.record(9n, "0x02", undefined)).toThrow(/after block 10/);
     const change: BookChange = { type: "market", marketId: 0 };

@@ -18,6 +18,8 @@ export const ARTIFACTS: Record<string, string> = {
   TestUSDC: "TestUSDC.sol",
   MockV3Aggregator: "@chainlink/contracts/src/v0.8/tests/MockV3Aggregator.sol",
   Multicall3: "Multicall3.sol",
+  EventfulAggregator: "EventfulAggregators.sol",
+  SimpleAggregatorProxy: "EventfulAggregators.sol",
 };
 
 type SolcOutput = {

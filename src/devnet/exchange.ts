@@ -20,9 +20,11 @@ import {
 import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { createNonceManager, jsonRpc } from "viem/nonce";
+import { eventfulAggregatorAbi, eventfulAggregatorBytecode } from "../../abi/EventfulAggregator.ts";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
 import { multicall3Bytecode } from "../../abi/Multicall3.ts";
 import { perpEngineAbi, perpEngineBytecode } from "../../abi/PerpEngine.ts";
+import { simpleAggregatorProxyAbi, simpleAggregatorProxyBytecode } from "../../abi/SimpleAggregatorProxy.ts";
 import { testUSDCAbi, testUSDCBytecode } from "../../abi/TestUSDC.ts";
 import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
 import { ANVIL_KEYS } from "./anvil.ts";
@@ -58,6 +60,11 @@ export interface MarketSpec {
   readonly maxOracleAge: number;
   /** Funding rate per second as a fraction of the mark price (decimal string). */
   readonly fundingRatePerSecond?: string;
+  /**
+   * The oracle: Chainlink's MockV3Aggregator (default, emits no events), an aggregator that emits AnswerUpdated as
+   * production ones do, or that one behind a proxy (the market reads the proxy; the events come from behind it).
+   */
+  readonly oracleKind?: "mock" | "eventful" | "eventful-proxy";
 }
 
 /** The devnet's markets: BTC and ETH at up to 20x. */
@@ -87,7 +94,10 @@ export const DEVNET_MARKETS: readonly MarketSpec[] = [
 export interface DeployedMarket {
   readonly id: number;
   readonly name: string;
+  /** What the market reads (latestRoundData). */
   readonly oracle: Address;
+  /** The aggregator that takes updateAnswer: the oracle itself, or the one behind its proxy. */
+  readonly aggregator: Address;
 }
 
 export interface Deployment {
@@ -160,10 +170,16 @@ export class DevExchange {
     const engine = await deploy(perpEngineAbi, perpEngineBytecode, [collateral, COLLATERAL_DECIMALS]);
     const deployed: DeployedMarket[] = [];
     for (const spec of markets) {
-      const oracle = await deploy(mockV3AggregatorAbi, mockV3AggregatorBytecode, [
-        ORACLE_DECIMALS,
-        parseUnits(spec.price, ORACLE_DECIMALS),
-      ]);
+      const kind = spec.oracleKind ?? "mock";
+      const aggregator = await deploy(
+        kind === "mock" ? mockV3AggregatorAbi : eventfulAggregatorAbi,
+        kind === "mock" ? mockV3AggregatorBytecode : eventfulAggregatorBytecode,
+        [ORACLE_DECIMALS, parseUnits(spec.price, ORACLE_DECIMALS)],
+      );
+      const oracle =
+        kind === "eventful-proxy"
+          ? await deploy(simpleAggregatorProxyAbi, simpleAggregatorProxyBytecode, [aggregator])
+          : aggregator;
       await bare.send(owner, {
         address: engine,
         abi: perpEngineAbi,
@@ -187,7 +203,7 @@ export class DevExchange {
           args: [BigInt(id), parseUnits(spec.fundingRatePerSecond, 18)],
         });
       }
-      deployed.push({ id, name: spec.name, oracle });
+      deployed.push({ id, name: spec.name, oracle, aggregator });
     }
     const ex = new DevExchange(rpcUrl, {
       chainId: await publicClient.getChainId(),
@@ -287,12 +303,12 @@ export class DevExchange {
     });
   }
 
-  /** Sets a market's oracle answer (8 decimals) through Chainlink's MockV3Aggregator.updateAnswer. */
+  /** Sets a market's oracle answer (8 decimals) through its aggregator's updateAnswer (Chainlink's mock's). */
   async setPrice(marketId: number, answer: bigint): Promise<Hex> {
     const market = this.d.markets[marketId];
     if (!market) throw new Error(`unknown market ${marketId}`);
     return this.send(this.owner, {
-      address: market.oracle,
+      address: market.aggregator,
       abi: mockV3AggregatorAbi,
       functionName: "updateAnswer",
       args: [answer],
@@ -303,7 +319,7 @@ export class DevExchange {
     const market = this.d.markets[marketId];
     if (!market) throw new Error(`unknown market ${marketId}`);
     return this.publicClient.readContract({
-      address: market.oracle,
+      address: market.aggregator,
       abi: mockV3AggregatorAbi,
       functionName: "latestAnswer",
     });

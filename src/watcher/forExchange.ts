@@ -82,6 +82,7 @@ function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOption
       });
       subscribing?.then(
         () => {
+          onHead(undefined); // subscribed: whatever came before it is asked for now
           if (failures > 0) {
             log.info({ event: "rpc_recovered", step: "subscribe", endpoint }, "head subscription restored");
           }

@@ -7,7 +7,7 @@ import {
   type PublicClient,
 } from "viem";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
-import { InconsistentAnswerError } from "../chain/errors.ts";
+import { classifyRpcError, InconsistentAnswerError } from "../chain/errors.ts";
 import type { Market } from "../state/book.ts";
 
 /** One answer of a Chainlink aggregator (AggregatorV3Interface.latestRoundData). */
@@ -105,4 +105,27 @@ export function markPriceOf(reading: OracleReading, market: Market, timestamp: b
   if (reading.updatedAt > timestamp) return { ok: false, reason: "future_timestamp", reading };
   if (timestamp - reading.updatedAt > market.maxOracleAge) return { ok: false, reason: "stale", reading };
   return { ok: true, markPrice: reading.answer * market.priceScale, reading };
+}
+
+/** `aggregator()`: what a Chainlink proxy (EACAggregatorProxy) forwards to. */
+const AGGREGATOR_SELECTOR = "0x245a7bfc";
+
+/**
+ * Where an oracle's answers are emitted from: the aggregator behind it when it is a proxy (its `aggregator()`),
+ * otherwise the oracle itself (the call reverts or answers no address). Read at the block's hash.
+ */
+export async function resolveSource(client: PublicClient, oracle: Address, blockHash: Hex): Promise<Address> {
+  let answer: unknown;
+  try {
+    answer = await client.request({
+      method: "eth_call",
+      params: [{ to: oracle, data: AGGREGATOR_SELECTOR }, { blockHash }],
+    });
+  } catch (error) {
+    if (classifyRpcError(error) === "rejected") return oracle; // no such function: not a proxy
+    throw error;
+  }
+  if (typeof answer !== "string" || answer.length !== 66 || !/^0x0{24}[0-9a-fA-F]{40}$/.test(answer)) return oracle;
+  const address = `0x${answer.slice(26)}` as Address;
+  return /^0x0{40}$/.test(address) ? oracle : address;
 }

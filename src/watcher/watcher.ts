@@ -13,8 +13,9 @@ import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import type { Book, BookAtBlock, BookChange, BookState, Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
+import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
 import { fetchLogRanges } from "./logs.ts";
-import { markPriceOf, type OracleReading, readOracles } from "./oracle.ts";
+import { markPriceOf, type OracleReading, readOracles, resolveSource } from "./oracle.ts";
 import { UnfinalizedBlocks } from "./unfinalized.ts";
 
 /** What the chain says at one head. */
@@ -70,10 +71,11 @@ export interface WatcherOptions {
   readonly reorgDepth: bigint;
   /**
    * Subscribes to new heads (returns the unsubscribe): each call of `onHead` wakes the watcher at once with the
-   * head's header, and a poll for the head covers what a subscription misses: after 5 s (or pollIntervalMs, if
-   * longer) without an announcement.
+   * head's header, or without one when the subscription is (re)established: the watcher then asks for the head, to
+   * fill whatever came while it was not subscribed. A poll for the head covers what a subscription misses: after
+   * 5 s (or pollIntervalMs, if longer) without an announcement.
    */
-  readonly subscribeHeads?: (onHead: (head: Head) => void) => () => void;
+  readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => () => void;
   /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
   readonly multicall3?: Address;
   /** eth_getLogs ranges fetched at once (applied in block order). */
@@ -120,6 +122,8 @@ export class Watcher {
   /** The chain's finalized block, where the RPC serves the tag, and the head at which it was last asked. */
   private finalized: bigint | undefined;
   private finalizedAskedAt: bigint | undefined;
+  /** Oracles followed from their logs, and the answers carried between updates. */
+  private readonly feeds = new OracleFeeds();
   /** The last head the subscription announced, and when (performance.now()). */
   private announced: { readonly head: Head; readonly at: number } | undefined;
 
@@ -353,33 +357,58 @@ export class Watcher {
     const held = this.window.hashAt(head);
     this.checkpoint = { number: head, hash: held ?? block.hash };
     if (held !== undefined && held !== block.hash) return true;
+    // after a gap, a reconnect or a reorganisation: every oracle is read (and every source resolved) at the head
     const markets = [...this.o.book.markets.values()];
-    const [readings] = await Promise.all([
-      readOracles(
-        this.o.client,
-        markets.map((m) => m.oracle),
-        block.hash,
-        this.o.multicall3,
-      ),
-      this.askFinalized(head),
-    ]);
-    this.tick(block, markets, readings, receivedAt);
+    const [reads] = await Promise.all([this.readAndResolve(markets, markets, block.hash), this.askFinalized(head)]);
+    const merged = this.feeds.merge(markets, reads, NO_ORACLE_LOGS, head, true, "resync");
+    this.tick(block, markets, merged.readings, receivedAt);
     return true;
   }
 
   /**
-   * A head whose parent is the block last processed: its logs (by block hash) and every oracle's answer at that
-   * hash come in one round trip, and nothing else is asked. A market listed in this very block has its oracle read
-   * after (a second round trip, once in a market's life).
+   * Reads these markets' oracles and resolves these sources at a block, in one batch; returns the reads by market.
    */
-  private async extend(block: Head, markets: Market[], receivedAt: number): Promise<void> {
-    const [logs, readings] = await Promise.all([
-      rpcRead("eth_getLogs", () => this.o.client.getLogs({ address: this.o.address, blockHash: block.hash })),
+  private async readAndResolve(
+    read: readonly Market[],
+    resolve: readonly Market[],
+    blockHash: Hex,
+  ): Promise<Map<number, PromiseSettledResult<OracleReading>>> {
+    const [readings, sources] = await Promise.all([
       readOracles(
         this.o.client,
-        markets.map((m) => m.oracle),
-        block.hash,
+        read.map((m) => m.oracle),
+        blockHash,
         this.o.multicall3,
+      ),
+      Promise.all(resolve.map((m) => resolveSource(this.o.client, m.oracle, blockHash))),
+    ]);
+    resolve.forEach((m, i) => {
+      this.feeds.resolved(m.id, m.oracle, sources[i] as Address);
+    });
+    return new Map(read.map((m, i) => [m.id, readings[i] as PromiseSettledResult<OracleReading>]));
+  }
+
+  /**
+   * A head whose parent is the block last processed: one round trip. Its logs by block hash (the exchange's, and
+   * those of the oracles followed from their logs, see feeds.ts), and the answers of the oracles still read at every
+   * head, pinned to that hash. A market listed in this very block, or whose proxy logged (a new aggregator behind
+   * it), has its oracle resolved and read after (a second round trip, rare).
+   */
+  private async extend(block: Head, markets: Market[], receivedAt: number): Promise<void> {
+    const check = this.feeds.checkDue(block.number);
+    const oracles = this.feeds.addresses();
+    const engine = this.o.address.toLowerCase();
+    const [logs, reads] = await Promise.all([
+      rpcRead("eth_getLogs", () =>
+        this.o.client.getLogs({
+          address: oracles.length > 0 ? [this.o.address, ...oracles] : this.o.address,
+          blockHash: block.hash,
+        }),
+      ),
+      this.readAndResolve(
+        this.feeds.toRead(markets, check),
+        check ? markets : this.feeds.unresolved(markets),
+        block.hash,
       ),
       this.askFinalized(block.number),
     ]);
@@ -390,28 +419,31 @@ export class Watcher {
         );
       }
     }
+    const oracleLogs = OracleFeeds.split(logs.filter((l) => l.address.toLowerCase() !== engine));
     const from = this.checkpoint;
     try {
-      this.apply(this.o.decode(logs), true, 0n);
+      this.apply(this.o.decode(logs.filter((l) => l.address.toLowerCase() === engine)), true, 0n);
     } catch (error) {
       if (from) this.undoAbove(from);
       throw error;
     }
     this.processed = block.number;
     this.checkpoint = { number: block.number, hash: block.hash };
-    const listed = [...this.o.book.markets.values()].filter((m) => !markets.includes(m));
-    if (listed.length > 0) {
-      markets.push(...listed);
-      readings.push(
-        ...(await readOracles(
-          this.o.client,
-          listed.map((m) => m.oracle),
-          block.hash,
-          this.o.multicall3,
-        )),
+    const all = [...this.o.book.markets.values()];
+    const touched = new Set(this.feeds.proxiesTouched(all, oracleLogs));
+    const again = all.filter((m) => !markets.includes(m) || touched.has(m.id));
+    if (again.length > 0) {
+      for (const [id, read] of await this.readAndResolve(again, again, block.hash)) reads.set(id, read);
+    }
+    const merged = this.feeds.merge(all, reads, oracleLogs, block.number, check, "head");
+    for (const id of merged.mismatched) {
+      const market = this.o.book.markets.get(id);
+      this.o.log.warn(
+        { event: "oracle_logs_mismatch", market: market?.name, blockNumber: big(block.number) },
+        `${market?.name} oracle's answer differs from what its logs said: read at every head again`,
       );
     }
-    this.tick(block, markets, readings, receivedAt);
+    this.tick(block, all, merged.readings, receivedAt);
   }
 
   /**
@@ -438,6 +470,7 @@ export class Watcher {
   /** Forgets all state and starts again from the deployment block. */
   private forgetAll(): void {
     this.complete = false;
+    this.feeds.reset();
     this.window.clear();
     this.o.onReorg();
     this.processed = this.o.fromBlock - 1n;
@@ -501,8 +534,10 @@ export class Watcher {
     let failures = 0;
     this.lastHeadAt = Date.now();
     let wake: AbortController | undefined;
+    let subscribed = false;
     const unsubscribe = this.o.subscribeHeads?.((head) => {
-      this.announced = { head, at: performance.now() };
+      if (head) this.announced = { head, at: performance.now() };
+      else subscribed = true;
       wake?.abort();
     });
     const idleMs = unsubscribe ? Math.max(this.o.pollIntervalMs, SUBSCRIBED_POLL_MS) : this.o.pollIntervalMs;
@@ -515,10 +550,12 @@ export class Watcher {
           const a = this.announced;
           const quiet =
             unsubscribe !== undefined &&
+            !subscribed &&
             failures === 0 &&
             a !== undefined &&
             a.head.hash === this.checkpoint?.hash &&
             performance.now() - a.at < idleMs;
+          subscribed = false;
           if (!quiet && (await this.poll())) this.headArrived();
           failures = 0;
         } catch (error) {

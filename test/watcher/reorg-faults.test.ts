@@ -97,14 +97,12 @@ class FakeChain {
         this.hashLogCalls++;
         const b = this.byHash.get(a.blockHash);
         if (!b) throw new Error("unknown block");
-        return b.events.map((e) => ({ ...e, blockHash: b.hash, blockNumber: b.number }));
+        return b.events.map((e) => ({ ...e, address: trader(1), blockHash: b.hash, blockNumber: b.number }));
       }
       const [from, to] = [a.fromBlock ?? 0n, a.toBlock ?? 0n];
       return this.blocks.filter((b) => b.number >= from && b.number <= to).flatMap((b) => b.events);
     },
-    request: async () => {
-      throw new Error("network no oracle");
-    },
+    request: async () => "0x", // no oracle code: not a proxy, and a read that does not decode (market unpriced)
   };
 }
 

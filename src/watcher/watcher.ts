@@ -14,8 +14,10 @@ import { sleep } from "../ops/sleep.ts";
 import type { Book, BookAtBlock, BookChange, BookState, Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
+import { HeadStall } from "./headStall.ts";
 import { fetchLogRanges } from "./logs.ts";
-import { markPriceOf, type OracleReading, readOracles, resolveSource } from "./oracle.ts";
+import { MarkPrices } from "./markPrices.ts";
+import { type OracleReading, readOracles, resolveSource } from "./oracle.ts";
 import { UnfinalizedBlocks } from "./unfinalized.ts";
 
 /** What the chain says at one head. */
@@ -104,9 +106,10 @@ export class StartBlockError extends Error {
 export class Watcher {
   /** Last block whose logs have all been applied. */
   private processed: bigint;
-  private readonly lastAnswers = new Map<number, bigint>();
-  /** Markets whose oracle is refused, with the reason last reported (reported once, not every block). */
-  private readonly oracleProblems = new Map<number, string>();
+  /** Mark prices from oracle answers, and the log lines of their changes. */
+  private readonly prices: MarkPrices;
+  /** Whether heads still come (head_stalled / head_resumed). */
+  private readonly stall: HeadStall;
   private lastTick: Tick | undefined;
   /** The last block indexed, by number and hash: how a reorganisation under it is noticed. */
   private checkpoint: { readonly number: bigint; readonly hash: Hex } | undefined;
@@ -130,6 +133,8 @@ export class Watcher {
   constructor(private readonly o: WatcherOptions) {
     this.processed = o.fromBlock - 1n;
     this.window = new UnfinalizedBlocks();
+    this.prices = new MarkPrices(o.log);
+    this.stall = new HeadStall(o.log, o.headStallMs);
   }
 
   get processedBlock(): bigint {
@@ -508,13 +513,6 @@ export class Watcher {
     return undefined;
   }
 
-  /** Records a market's oracle problem; true when it is new (worth a log line), false when already reported. */
-  private oracleProblem(marketId: number, reason: string): boolean {
-    if (this.oracleProblems.get(marketId) === reason) return false;
-    this.oracleProblems.set(marketId, reason);
-    return true;
-  }
-
   private async stillCanonical(number: bigint, hash: Hex, head: { number: bigint; hash: Hex }): Promise<boolean> {
     if (head.number === number) return head.hash === hash;
     if (head.number < number) return false;
@@ -532,7 +530,7 @@ export class Watcher {
    */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
-    this.lastHeadAt = Date.now();
+    this.stall.start();
     let wake: AbortController | undefined;
     let subscribed = false;
     const unsubscribe = this.o.subscribeHeads?.((head) => {
@@ -556,7 +554,7 @@ export class Watcher {
             a.head.hash === this.checkpoint?.hash &&
             performance.now() - a.at < idleMs;
           subscribed = false;
-          if (!quiet && (await this.poll())) this.headArrived();
+          if (!quiet && (await this.poll())) this.stall.arrived(this.lastTick);
           failures = 0;
         } catch (error) {
           if (!isRetryable(error)) throw error;
@@ -566,7 +564,7 @@ export class Watcher {
             "follow step failed; retrying",
           );
         }
-        this.checkStall();
+        this.stall.check(this.lastTick?.blockNumber);
         await sleep(
           failures ? backoffMs(failures, this.o.pollIntervalMs) : idleMs,
           AbortSignal.any([signal, wake.signal]),
@@ -575,54 +573,6 @@ export class Watcher {
     } finally {
       unsubscribe?.();
     }
-  }
-
-  private lastHeadAt = Date.now();
-  private stalledSince: number | undefined;
-  /** Seconds between blocks, from the last two heads' timestamps. */
-  private blockSeconds: bigint | undefined;
-  private previousHead: Tick | undefined;
-
-  private headArrived(): void {
-    const tick = this.lastTick;
-    if (tick && this.previousHead && tick.blockNumber > this.previousHead.blockNumber) {
-      const seconds =
-        (tick.timestamp - this.previousHead.timestamp) / (tick.blockNumber - this.previousHead.blockNumber);
-      if (seconds > 0n) this.blockSeconds = seconds;
-    }
-    this.previousHead = tick;
-    const now = Date.now();
-    if (this.stalledSince !== undefined) {
-      this.o.log.info(
-        {
-          event: "head_resumed",
-          blockNumber: tick ? big(tick.blockNumber) : undefined,
-          stalledMs: now - this.stalledSince,
-        },
-        "new blocks again",
-      );
-      this.stalledSince = undefined;
-    }
-    this.lastHeadAt = now;
-  }
-
-  /** No new head for the stall time (configured, or 3 block times and at least 30 s): said once, until one comes. */
-  private checkStall(): void {
-    if (this.stalledSince !== undefined) return;
-    const auto = Math.max(30_000, Number(this.blockSeconds ?? 0n) * 3_000);
-    const limit = this.o.headStallMs ?? auto;
-    const silent = Date.now() - this.lastHeadAt;
-    if (silent < limit) return;
-    this.stalledSince = this.lastHeadAt;
-    this.o.log.warn(
-      {
-        event: "head_stalled",
-        lastBlock: this.lastTick ? big(this.lastTick.blockNumber) : undefined,
-        silentMs: silent,
-        limitMs: limit,
-      },
-      `no new block for ${Math.round(silent / 1000)} s: the chain or the RPC is stuck`,
-    );
   }
 
   /**
@@ -677,64 +627,7 @@ export class Watcher {
     receivedAt: number,
   ): void {
     const head = block.number;
-    const prices = new Map<number, bigint>();
-    markets.forEach((market, i) => {
-      const settled = readings[i];
-      if (!settled) return;
-      if (settled.status === "rejected") {
-        if (!this.oracleProblem(market.id, "read_failed")) return;
-        this.o.log.warn(
-          {
-            event: "oracle_invalid",
-            market: market.name,
-            reason: "read_failed",
-            error: describeError(settled.reason),
-            blockNumber: big(head),
-          },
-          `${market.name} oracle could not be read; market skipped this block`,
-        );
-        return;
-      }
-      const reading = settled.value;
-      const result = markPriceOf(reading, market, block.timestamp);
-      if (!result.ok) {
-        if (!this.oracleProblem(market.id, result.reason)) return;
-        this.o.log.warn(
-          {
-            event: "oracle_invalid",
-            market: market.name,
-            reason: result.reason,
-            answer: big(reading.answer),
-            updatedAt: big(reading.updatedAt),
-            blockNumber: big(head),
-          },
-          "oracle answer refused; market skipped this block",
-        );
-        return;
-      }
-      prices.set(market.id, result.markPrice);
-      if (this.oracleProblems.delete(market.id)) {
-        this.o.log.info(
-          { event: "oracle_recovered", market: market.name, blockNumber: big(head) },
-          `${market.name} oracle answers again`,
-        );
-      }
-      if (this.lastAnswers.get(market.id) !== reading.answer) {
-        const previous = this.lastAnswers.get(market.id);
-        this.lastAnswers.set(market.id, reading.answer);
-        this.o.log.info(
-          {
-            event: "price_updated",
-            market: market.name,
-            price: formatAnswer(reading.answer, market.priceScale),
-            previous: previous === undefined ? undefined : formatAnswer(previous, market.priceScale),
-            roundId: big(reading.roundId),
-            blockNumber: big(head),
-          },
-          `${market.name} mark price ${formatAnswer(reading.answer, market.priceScale)}`,
-        );
-      }
-    });
+    const prices = this.prices.at(head, block.timestamp, markets, readings);
     this.window.record(head, block.hash, this.o.book.cursor);
     this.window.prune(this.floor(head));
     this.lastTick = {
@@ -746,10 +639,4 @@ export class Watcher {
     };
     this.o.onTick(this.lastTick);
   }
-}
-
-function formatAnswer(answer: bigint, priceScale: bigint): string {
-  const decimals = 18 - (priceScale.toString().length - 1);
-  const s = answer.toString().padStart(decimals + 1, "0");
-  return decimals === 0 ? s : `${s.slice(0, -decimals)}.${s.slice(-decimals)}`.replace(/\.?0+$/, "");
 }

@@ -29,6 +29,11 @@ export class Keeper {
    */
   private readonly flagged = new Map<number, Set<string>>();
   private lastTick: Tick | undefined;
+  /**
+   * Replayed history (a backfill) is applied to the book alone, and the risk index rebuilt from the book once, before
+   * it is next asked: a position that changed a hundred times in history is indexed once, not a hundred times.
+   */
+  private indexStale = false;
   liquidationsOurs = 0;
 
   constructor(private readonly p: KeeperParts) {}
@@ -37,7 +42,15 @@ export class Keeper {
   reset(): void {
     this.p.book.reset();
     this.p.risk.reset();
+    this.indexStale = false;
     this.flagged.clear();
+  }
+
+  /** The risk index follows the book (rebuilt from it after replayed history). */
+  private indexed(): void {
+    if (!this.indexStale) return;
+    this.p.risk.rebuild();
+    this.indexStale = false;
   }
 
   /**
@@ -47,10 +60,7 @@ export class Keeper {
   restore(state: BookState): void {
     this.reset();
     this.p.book.restore(state);
-    for (const market of this.p.book.markets.values()) this.p.risk.apply({ type: "market", marketId: market.id });
-    for (const position of this.p.book.positions.values()) {
-      this.p.risk.apply({ type: "position", key: position.key, before: undefined, after: position });
-    }
+    this.indexStale = true;
   }
 
   /**
@@ -59,11 +69,12 @@ export class Keeper {
    */
   rollback(changes: readonly BookChange[], cursor: LogRef | undefined): void {
     this.p.book.rewind(changes, cursor);
+    const stale = this.indexStale;
     for (let i = changes.length - 1; i >= 0; i--) {
       const change = changes[i] as BookChange;
       if (change.type !== "position") continue;
       const undone: BookChange = { type: "position", key: change.key, before: change.after, after: change.before };
-      this.p.risk.apply(undone);
+      if (!stale) this.p.risk.apply(undone);
       this.p.executor.onBookChange(undone);
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
@@ -73,7 +84,8 @@ export class Keeper {
   handleEvent(event: ExchangeEvent, live = true): BookChange | undefined {
     const change = this.p.book.apply(event);
     if (!change) return undefined;
-    this.p.risk.apply(change);
+    if (live && !this.indexStale) this.p.risk.apply(change);
+    else this.indexStale = true;
     this.p.executor.onBookChange(change);
     if (change.type === "position") {
       for (const keys of this.flagged.values()) keys.delete(change.key);
@@ -114,6 +126,7 @@ export class Keeper {
    * prices and hands them, all markets together, to the executor.
    */
   handleTick(tick: Tick): void {
+    this.indexed();
     this.lastTick = tick;
     const all: Candidate[] = [];
     const fresh: Candidate[] = [];

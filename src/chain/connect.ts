@@ -27,11 +27,16 @@ export interface Connection {
    */
   readonly unbatchedClient: PublicClient<Transport, Chain>;
   readonly engine: Address;
+  /** Backfill log ranges: unbatched, and allowed answers up to LOG_RESPONSE_BYTES. */
+  readonly logsClient: PublicClient<Transport, Chain>;
   /** One client per endpoint, for broadcasts (a transaction is sent to all of them). */
   readonly broadcastClients: readonly PublicClient<Transport, Chain>[];
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
 }
+
+/** The largest eth_getLogs answer taken (a range of maxLogRange blocks on a busy chain can be tens of MB). */
+const LOG_RESPONSE_BYTES = 512 * 1024 * 1024;
 
 /** The endpoints of an RPC setting: one URL, or several separated by commas (tried in order of health). */
 export function endpoints(rpcUrl: string): string[] {
@@ -107,10 +112,20 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
     chain,
     transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }, k.rpcRankIntervalMs),
   });
+  // backfill ranges: one HTTP request each (a JSON-RPC batch of several would come back as one huge answer), and an
+  // answer may be far larger than viem's default 10 MiB: a range's size is bounded by maxLogRange instead
+  const logsClient = createPublicClient({
+    chain,
+    transport: overEndpoints(
+      urls,
+      { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: LOG_RESPONSE_BYTES },
+      k.rpcRankIntervalMs,
+    ),
+  });
   // a transaction goes to every endpoint: the first that takes it is enough, and one that is down costs nothing
   const broadcastClients =
     urls.length === 1
       ? [publicClient]
       : urls.map((url) => createPublicClient({ chain, transport: http(url, batched) }));
-  return { chain, transport, publicClient, unbatchedClient, broadcastClients, engine, multicall3 };
+  return { chain, transport, publicClient, unbatchedClient, logsClient, broadcastClients, engine, multicall3 };
 }

@@ -31,3 +31,14 @@ export interface LiquidationProtocol {
   /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */
   revertName(data: Hex | undefined): string | undefined;
 }
+
+/**
+ * A log as the keeper receives it: viem's formatted Log, or the node's raw answer (RpcLog: block number and log
+ * index as hex), which the backfill takes as it comes to skip viem's per-log formatting.
+ */
+export type ChainLog = Pick<Log, "topics" | "data"> & {
+  readonly blockNumber: bigint | Hex | null;
+  readonly logIndex: number | Hex | null;
+  readonly blockHash: Hex | null;
+  readonly transactionHash: Hex | null;
+};

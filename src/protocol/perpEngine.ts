@@ -16,7 +16,7 @@ import {
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { positionKey } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
-import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
+import type { ChainLog, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
 import { eventDecoder } from "./eventDecoder.ts";
 
 export { perpEngineAbi };
@@ -28,15 +28,16 @@ export class LogDecodeError extends Error {
   override name = "LogDecodeError";
 }
 
-function refOf(log: Log): LogRef {
-  if (log.blockNumber === null || log.logIndex === null || log.blockHash === null || log.transactionHash === null) {
+function refOf(log: ChainLog): LogRef {
+  const { blockNumber, logIndex, blockHash, transactionHash } = log;
+  if (blockNumber === null || logIndex === null || blockHash === null || transactionHash === null) {
     throw new LogDecodeError("log without block position (pending logs are not indexed)");
   }
   return {
-    blockNumber: log.blockNumber,
-    logIndex: log.logIndex,
-    blockHash: log.blockHash,
-    transactionHash: log.transactionHash,
+    blockNumber: typeof blockNumber === "bigint" ? blockNumber : BigInt(blockNumber),
+    logIndex: typeof logIndex === "number" ? logIndex : Number(logIndex),
+    blockHash,
+    transactionHash,
   };
 }
 
@@ -45,101 +46,120 @@ function marketIdOf(id: bigint): number {
   return Number(id);
 }
 
-/** A PerpEngine log with its event name and typed arguments, as viem's parseEventLogs would give it. */
-type ParsedPerpEngineLog = ReturnType<typeof parseEventLogs<typeof perpEngineAbi>>[number];
+/** Every field of the PerpEngine events the keeper reads, typed as the decoder gives them (by the ABI). */
+interface PerpEngineArgs {
+  readonly trader: Address;
+  readonly keeper: Address;
+  readonly oracle: Address;
+  readonly name: Hex;
+  readonly marketId: bigint;
+  readonly sizeDelta: bigint;
+  readonly marginDelta: bigint;
+  readonly price: bigint;
+  readonly size: bigint;
+  readonly openNotional: bigint;
+  readonly margin: bigint;
+  readonly fundingIndex: bigint;
+  readonly cumulativeFundingIndex: bigint;
+  readonly fundingRatePerSecond: bigint;
+  readonly timestamp: bigint;
+  readonly marginBalance: bigint;
+  readonly keeperReward: bigint;
+  readonly badDebt: bigint;
+  readonly priceScale: bigint;
+  readonly initialMarginRatio: bigint;
+  readonly maintenanceMarginRatio: bigint;
+  readonly liquidationFeeRatio: bigint;
+  readonly tradingFeeRatio: bigint;
+  readonly maxOracleAge: bigint;
+}
 
 /** Selectors and field layouts computed once (src/protocol/eventDecoder.ts), not per log. */
 const decodeEvent = eventDecoder(PERP_ENGINE_EVENTS);
 
-/** Decodes PerpEngine logs (from one address) into exchange events, in the order given. */
-export function decodePerpEngineLogs(logs: readonly Log[]): ExchangeEvent[] {
-  const parsed: ParsedPerpEngineLog[] = [];
+/**
+ * Decodes PerpEngine logs (from one address) into exchange events, in the order given, in one pass. A log of an
+ * unknown or malformed event is an error: the address or the ABI is wrong.
+ */
+export function decodePerpEngineLogs(logs: readonly ChainLog[]): ExchangeEvent[] {
+  const events: ExchangeEvent[] = [];
   for (const log of logs) {
     const decoded = decodeEvent(log);
-    if (decoded)
-      parsed.push({ ...log, eventName: decoded.eventName, args: decoded.args } as unknown as ParsedPerpEngineLog);
-  }
-  if (parsed.length !== logs.length) {
-    throw new LogDecodeError(`decoded ${parsed.length} of ${logs.length} logs: unknown or malformed events`);
-  }
-  return parsed.flatMap((log): ExchangeEvent[] => {
+    if (!decoded) throw new LogDecodeError("a log of an unknown or malformed event: check exchange.address");
+    const a = decoded.args as unknown as PerpEngineArgs;
     const ref = refOf(log);
-    switch (log.eventName) {
-      case "MarketListed":
-        return [
-          {
-            kind: "marketListed",
-            ref,
-            marketId: marketIdOf(log.args.marketId),
-            name: hexToString(log.args.name, { size: 32 }).replace(/\0+$/, ""),
-            oracle: log.args.oracle,
-            priceScale: log.args.priceScale,
-            initialMarginRatio: log.args.initialMarginRatio,
-            maintenanceMarginRatio: log.args.maintenanceMarginRatio,
-            liquidationFeeRatio: log.args.liquidationFeeRatio,
-            tradingFeeRatio: log.args.tradingFeeRatio,
-            maxOracleAge: log.args.maxOracleAge,
-          },
-        ];
-      case "FundingUpdated":
-        return [
-          {
-            kind: "fundingUpdated",
-            ref,
-            marketId: marketIdOf(log.args.marketId),
-            cumulativeFundingIndex: log.args.cumulativeFundingIndex,
-            fundingRatePerSecond: log.args.fundingRatePerSecond,
-            timestamp: log.args.timestamp,
-          },
-        ];
+    switch (decoded.eventName) {
       case "PositionChanged":
-        return [
-          {
-            kind: "positionChanged",
-            ref,
-            trader: log.args.trader,
-            marketId: marketIdOf(log.args.marketId),
-            sizeDelta: log.args.sizeDelta,
-            price: log.args.price,
-            size: log.args.size,
-            openNotional: log.args.openNotional,
-            margin: log.args.margin,
-            fundingIndex: log.args.fundingIndex,
-          },
-        ];
+        events.push({
+          kind: "positionChanged",
+          ref,
+          trader: a.trader,
+          marketId: marketIdOf(a.marketId),
+          sizeDelta: a.sizeDelta,
+          price: a.price,
+          size: a.size,
+          openNotional: a.openNotional,
+          margin: a.margin,
+          fundingIndex: a.fundingIndex,
+        });
+        break;
       case "MarginChanged":
-        return [
-          {
-            kind: "marginChanged",
-            ref,
-            trader: log.args.trader,
-            marketId: marketIdOf(log.args.marketId),
-            marginDelta: log.args.marginDelta,
-            size: log.args.size,
-            openNotional: log.args.openNotional,
-            margin: log.args.margin,
-            fundingIndex: log.args.fundingIndex,
-          },
-        ];
+        events.push({
+          kind: "marginChanged",
+          ref,
+          trader: a.trader,
+          marketId: marketIdOf(a.marketId),
+          marginDelta: a.marginDelta,
+          size: a.size,
+          openNotional: a.openNotional,
+          margin: a.margin,
+          fundingIndex: a.fundingIndex,
+        });
+        break;
+      case "FundingUpdated":
+        events.push({
+          kind: "fundingUpdated",
+          ref,
+          marketId: marketIdOf(a.marketId),
+          cumulativeFundingIndex: a.cumulativeFundingIndex,
+          fundingRatePerSecond: a.fundingRatePerSecond,
+          timestamp: a.timestamp,
+        });
+        break;
       case "PositionLiquidated":
-        return [
-          {
-            kind: "positionLiquidated",
-            ref,
-            trader: log.args.trader,
-            marketId: marketIdOf(log.args.marketId),
-            keeper: log.args.keeper,
-            size: log.args.size,
-            price: log.args.price,
-            marginBalance: log.args.marginBalance,
-            keeperReward: log.args.keeperReward,
-            badDebt: log.args.badDebt,
-          },
-        ];
+        events.push({
+          kind: "positionLiquidated",
+          ref,
+          trader: a.trader,
+          marketId: marketIdOf(a.marketId),
+          keeper: a.keeper,
+          size: a.size,
+          price: a.price,
+          marginBalance: a.marginBalance,
+          keeperReward: a.keeperReward,
+          badDebt: a.badDebt,
+        });
+        break;
+      case "MarketListed":
+        events.push({
+          kind: "marketListed",
+          ref,
+          marketId: marketIdOf(a.marketId),
+          name: hexToString(a.name, { size: 32 }).replace(/\0+$/, ""),
+          oracle: a.oracle,
+          priceScale: a.priceScale,
+          initialMarginRatio: a.initialMarginRatio,
+          maintenanceMarginRatio: a.maintenanceMarginRatio,
+          liquidationFeeRatio: a.liquidationFeeRatio,
+          tradingFeeRatio: a.tradingFeeRatio,
+          maxOracleAge: a.maxOracleAge,
+        });
+        break;
       default:
-        return []; // governance events the risk model does not need (OwnershipTransferred)
+        break; // governance events the risk model does not need (OwnershipTransferred)
     }
-  });
+  }
+  return events;
 }
 
 /** Whether the contract at `address` answers as a PerpEngine (its marketCount view), so a wrong address fails early. */

@@ -15,6 +15,13 @@ export class RiskEngine {
     for (const position of book.positions.values()) this.index.upsert(position);
   }
 
+  /** Indexes the book as it stands, from scratch (after a bulk of changes it did not follow one by one). */
+  rebuild(): void {
+    this.index.clear();
+    for (const market of this.book.markets.values()) this.index.addMarket(market.id, market.maintenanceMarginRatio);
+    for (const position of this.book.positions.values()) this.index.upsert(position);
+  }
+
   /** Forgets everything (the book was reset); changes from the rebuilt book follow. */
   reset(): void {
     this.index.clear();

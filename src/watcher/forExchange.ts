@@ -30,6 +30,7 @@ export function watchExchange(
     logConcurrency: config.keeper.logConcurrency,
     subscribeHeads: config.network.wsUrl === undefined ? undefined : headSubscription(config.network.wsUrl, log),
     multicall3: connection.multicall3,
+    logsClient: connection.logsClient,
     headStallMs: config.keeper.headStallSeconds === undefined ? undefined : config.keeper.headStallSeconds * 1000,
     ...handlers,
   });
@@ -70,7 +71,7 @@ function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOption
     const connect = () => {
       retryTimer = undefined;
       if (stopped) return;
-      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: { interval: 10_000 } })({});
+      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: { interval: 30_000 } })({});
       current = transport;
       const subscribing = transport.value?.subscribe({
         params: ["newHeads"],

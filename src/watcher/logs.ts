@@ -1,6 +1,7 @@
 import PQueue from "p-queue";
-import type { Address, Log, PublicClient } from "viem";
-import { classifyRpcError, rpcRead } from "../chain/errors.ts";
+import { type Address, type Hex, numberToHex, type PublicClient } from "viem";
+import { classifyRpcError, InconsistentAnswerError } from "../chain/errors.ts";
+import type { ChainLog } from "../protocol/adapter.ts";
 
 export interface LogRangeOptions {
   readonly address: Address;
@@ -11,7 +12,7 @@ export interface LogRangeOptions {
   /** Ranges fetched at once (default 1); they are still delivered one by one, in block order. */
   readonly concurrency?: number;
   /** Called with each range's logs, in block order. */
-  readonly onRange: (logs: Log[], fromBlock: bigint, toBlock: bigint) => void;
+  readonly onRange: (logs: ChainLog[], fromBlock: bigint, toBlock: bigint) => void;
 }
 
 /**
@@ -30,13 +31,12 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
   }
   // the provider's limit as learned: a refusal halves it for every range after
   const limit = { blocks: step };
-  const fetchRange = async (from: bigint, to: bigint): Promise<Log[]> => {
-    const logs: Log[] = [];
+  const fetchRange = async (from: bigint, to: bigint): Promise<ChainLog[]> => {
+    const logs: ChainLog[] = [];
     for (let start = from; start <= to; ) {
       const end = start + limit.blocks - 1n < to ? start + limit.blocks - 1n : to;
       try {
-        const range = { address: options.address, fromBlock: start, toBlock: end };
-        logs.push(...(await rpcRead("eth_getLogs", () => client.getLogs(range))));
+        for (const log of await rawLogs(client, options.address, start, end)) logs.push(log);
         start = end + 1n;
       } catch (error) {
         if (classifyRpcError(error) === "range_too_large" && end > start) {
@@ -50,13 +50,13 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
     return logs;
   };
   const queue = new PQueue({ concurrency });
-  const inFlight: Promise<Log[]>[] = [];
+  const inFlight: Promise<ChainLog[]>[] = [];
   let next = 0;
   const fill = () => {
     // a bounded read-ahead: at most twice the concurrency of ranges fetched and not yet delivered
     while (inFlight.length < concurrency * 2 && next < ranges.length) {
       const [from, to] = ranges[next++] as [bigint, bigint];
-      const fetched = queue.add(() => fetchRange(from, to)) as Promise<Log[]>;
+      const fetched = queue.add(() => fetchRange(from, to)) as Promise<ChainLog[]>;
       fetched.catch(() => {}); // awaited in order below; a later range's failure must not go unhandled
       inFlight.push(fetched);
     }
@@ -64,10 +64,44 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
   try {
     for (const [from, to] of ranges) {
       fill();
-      const logs = await (inFlight.shift() as Promise<Log[]>);
+      const logs = await (inFlight.shift() as Promise<ChainLog[]>);
       options.onRange(logs, from, to);
     }
   } finally {
     queue.clear();
   }
+}
+
+/**
+ * One eth_getLogs, taken as the node answers it (no per-log formatting: the decoder reads hex), after checking its
+ * shape: a list of logs of the address asked, inside the range asked. Anything else is the RPC's fault, retried.
+ */
+async function rawLogs(client: PublicClient, address: Address, from: bigint, to: bigint): Promise<ChainLog[]> {
+  const answer: unknown = await client.request({
+    method: "eth_getLogs",
+    params: [{ address, fromBlock: numberToHex(from), toBlock: numberToHex(to) }],
+  });
+  if (!Array.isArray(answer)) {
+    throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered ${JSON.stringify(answer)?.slice(0, 40)}`);
+  }
+  const lower = address.toLowerCase();
+  for (const log of answer as Record<string, unknown>[]) {
+    const ok =
+      typeof log === "object" &&
+      log !== null &&
+      typeof log.address === "string" &&
+      log.address.toLowerCase() === lower &&
+      Array.isArray(log.topics) &&
+      typeof log.data === "string" &&
+      typeof log.blockNumber === "string" &&
+      typeof log.logIndex === "string" &&
+      typeof log.blockHash === "string" &&
+      typeof log.transactionHash === "string";
+    if (!ok) throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered a malformed log`);
+    const n = BigInt(log.blockNumber as Hex);
+    if (n < from || n > to) {
+      throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered a log of block ${n}`);
+    }
+  }
+  return answer as ChainLog[];
 }

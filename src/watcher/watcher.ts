@@ -6,11 +6,12 @@
  * chain order and a tick (block, time, mark prices) to the keeper after each head.
  */
 
-import { type Address, BlockNotFoundError, type Hex, type Log, type PublicClient } from "viem";
+import { type Address, BlockNotFoundError, type Hex, type PublicClient } from "viem";
 import { describeError, InconsistentAnswerError, isRetryable, rpcRead } from "../chain/errors.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
+import type { ChainLog } from "../protocol/adapter.ts";
 import type { Book, BookAtBlock, BookChange, BookState, Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
@@ -48,7 +49,7 @@ export interface WatcherOptions {
   readonly fromBlock: bigint;
   readonly book: Book;
   readonly log: Logger;
-  readonly decode: (logs: readonly Log[]) => ExchangeEvent[];
+  readonly decode: (logs: readonly ChainLog[]) => ExchangeEvent[];
   /**
    * Applies each decoded event, in chain order, and returns what it changed in the book (undefined: nothing, e.g. an
    * event already applied). `live`: seen while following the head, not replayed by a backfill or a rebuild.
@@ -78,6 +79,8 @@ export interface WatcherOptions {
    * 5 s (or pollIntervalMs, if longer) without an announcement.
    */
   readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => () => void;
+  /** The client for backfill log ranges (one request each, large answers allowed); default `client`. */
+  readonly logsClient?: PublicClient;
   /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
   readonly multicall3?: Address;
   /** eth_getLogs ranges fetched at once (applied in block order). */
@@ -586,7 +589,7 @@ export class Watcher {
     signal?: AbortSignal,
     holdFrom: bigint = live ? 0n : this.floor(head),
   ): Promise<void> {
-    await fetchLogRanges(this.o.client, {
+    await fetchLogRanges(this.o.logsClient ?? this.o.client, {
       address: this.o.address,
       fromBlock: this.processed + 1n,
       toBlock: head,

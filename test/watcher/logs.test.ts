@@ -1,16 +1,38 @@
 /** Range splitting against a provider that refuses large ranges, as public RPCs do. */
-import { type Log, type PublicClient, RpcRequestError } from "viem";
+import { numberToHex, type PublicClient, RpcRequestError } from "viem";
 import { describe, expect, it } from "vitest";
+import type { ChainLog } from "../../src/protocol/adapter.ts";
 import { fetchLogRanges } from "../../src/watcher/logs.ts";
 
 const ADDRESS = "0x0000000000000000000000000000000000000001";
+
+/** One raw log (as a node answers eth_getLogs) per block of [from, to]. */
+function rawLogsOf(from: bigint, to: bigint) {
+  const logs = [];
+  for (let b = from; b <= to; b++) {
+    logs.push({
+      address: ADDRESS,
+      topics: [],
+      data: "0x",
+      blockNumber: numberToHex(b),
+      logIndex: "0x0",
+      blockHash: `0x${"11".repeat(32)}`,
+      transactionHash: `0x${"22".repeat(32)}`,
+    });
+  }
+  return logs;
+}
+type Params = { params: [{ fromBlock: `0x${string}`; toBlock: `0x${string}` }] };
+const range = ({ params: [p] }: Params) => ({ fromBlock: BigInt(p.fromBlock), toBlock: BigInt(p.toBlock) });
+const blockOf = (l: ChainLog) => BigInt(l.blockNumber as string);
 
 /** A provider with one log per block that refuses ranges wider than `limit` blocks. */
 function provider(limit: bigint, failOnce?: bigint) {
   const asked: [bigint, bigint][] = [];
   let failed = false;
   const client = {
-    async getLogs({ fromBlock, toBlock }: { fromBlock: bigint; toBlock: bigint }) {
+    async request(call: Params) {
+      const { fromBlock, toBlock } = range(call);
       asked.push([fromBlock, toBlock]);
       if (failOnce !== undefined && !failed && fromBlock <= failOnce && failOnce <= toBlock) {
         failed = true;
@@ -23,9 +45,7 @@ function provider(limit: bigint, failOnce?: bigint) {
           error: { code: -32005, message: `query exceeds max block range ${limit}` },
         });
       }
-      const logs: Partial<Log>[] = [];
-      for (let b = fromBlock; b <= toBlock; b++) logs.push({ blockNumber: b, logIndex: 0 });
-      return logs;
+      return rawLogsOf(fromBlock, toBlock);
     },
   };
   return { client: client as unknown as PublicClient, asked };
@@ -40,7 +60,7 @@ describe("fetchLogRanges", () => {
       fromBlock: 1n,
       toBlock: 5000n,
       maxRange: 2000n,
-      onRange: (logs) => seen.push(...logs.map((l) => l.blockNumber as bigint)),
+      onRange: (logs) => seen.push(...logs.map(blockOf)),
     });
     expect(seen).toHaveLength(5000);
     expect(seen.every((b, i) => b === BigInt(i + 1))).toBe(true);
@@ -55,7 +75,7 @@ describe("fetchLogRanges", () => {
       fromBlock: 1n,
       toBlock: 5000n,
       maxRange: 1000n,
-      onRange: (logs: Log[]) => seen.push(...logs.map((l) => l.blockNumber as bigint)),
+      onRange: (logs: ChainLog[]) => seen.push(...logs.map(blockOf)),
     };
     await expect(fetchLogRanges(client, opts)).rejects.toThrow(/connection reset/);
     expect(seen).toHaveLength(2000);
@@ -67,15 +87,14 @@ describe("fetchLogRanges", () => {
     let inFlight = 0;
     let most = 0;
     const client = {
-      async getLogs({ fromBlock, toBlock }: { fromBlock: bigint; toBlock: bigint }) {
+      async request(call: Params) {
+        const { fromBlock, toBlock } = range(call);
         inFlight++;
         most = Math.max(most, inFlight);
         // later ranges answer sooner: the order of delivery must not follow the order of answers
         await new Promise((r) => setTimeout(r, Number(5000n - fromBlock) / 500));
         inFlight--;
-        const logs: Partial<Log>[] = [];
-        for (let b = fromBlock; b <= toBlock; b++) logs.push({ blockNumber: b, logIndex: 0 });
-        return logs;
+        return rawLogsOf(fromBlock, toBlock);
       },
     } as unknown as PublicClient;
     const delivered: [bigint, bigint][] = [];
@@ -88,7 +107,7 @@ describe("fetchLogRanges", () => {
       concurrency: 4,
       onRange: (logs, from, to) => {
         delivered.push([from, to]);
-        seen.push(...logs.map((l) => l.blockNumber as bigint));
+        seen.push(...logs.map(blockOf));
       },
     });
     expect(most).toBe(4);

@@ -102,7 +102,26 @@ class FakeChain {
       const [from, to] = [a.fromBlock ?? 0n, a.toBlock ?? 0n];
       return this.blocks.filter((b) => b.number >= from && b.number <= to).flatMap((b) => b.events);
     },
-    request: async () => "0x", // no oracle code: not a proxy, and a read that does not decode (market unpriced)
+    // eth_getLogs over a range (the backfill's raw path) goes through getLogs above, each event wrapped as a raw
+    // log; every other call (oracle reads) answers "0x": no oracle code, so the market is left unpriced
+    request: async (a: { method: string; params: [{ fromBlock: string; toBlock: string }] }) => {
+      if (a.method !== "eth_getLogs") return "0x";
+      const [range] = a.params;
+      const events = (await this.client.getLogs({
+        fromBlock: BigInt(range.fromBlock),
+        toBlock: BigInt(range.toBlock),
+      })) as ExchangeEvent[];
+      return events.map((event) => ({
+        event,
+        address: trader(1),
+        topics: [],
+        data: "0x",
+        blockNumber: `0x${event.ref.blockNumber.toString(16)}`,
+        logIndex: `0x${event.ref.logIndex.toString(16)}`,
+        blockHash: event.ref.blockHash,
+        transactionHash: event.ref.transactionHash,
+      }));
+    },
   };
 }
 
@@ -135,7 +154,7 @@ function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
       warn: (o: { action?: string; event?: string }) => actions.push(o.action ?? o.event ?? ""),
       info() {},
     } as unknown as Logger,
-    decode: (logs) => logs as unknown as ExchangeEvent[],
+    decode: (logs) => logs.map((l) => ((l as { event?: ExchangeEvent }).event ?? l) as ExchangeEvent),
     onEvent: (e, live) => keeper.handleEvent(e, live),
     onTick: (t) => keeper.handleTick(t),
     onRollback: (c, cur) => {

@@ -40,7 +40,8 @@ export function watchExchange(
  * New heads over WebSocket (eth_subscribe newHeads): each one wakes the watcher at once with its header, so that
  * following a head costs no request for the head itself. A connection that closes or fails is dropped and a new one
  * subscribed, with the keeper's back-off (jittered, at most 5 s), as long as it takes: viem's own reconnection gives
- * up after one failed attempt. Whatever the subscription missed, the watcher fills from the last block it
+ * up after one failed attempt. One that stays open but goes silent while blocks come (the watcher's fallback poll
+ * finds heads it never announced) is renewed the same way. Whatever the subscription missed, the watcher fills from the last block it
  * processed (and polls every 5 s meanwhile). A notification without a usable header is ignored.
  */
 function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOptions["subscribeHeads"]> {
@@ -71,7 +72,8 @@ function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOption
     const connect = () => {
       retryTimer = undefined;
       if (stopped) return;
-      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: { interval: 30_000 } })({});
+      // no keep-alive ping: liveness is judged by what matters, announcements (see HeadSubscription.renew)
+      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: false })({});
       current = transport;
       const subscribing = transport.value?.subscribe({
         params: ["newHeads"],
@@ -94,10 +96,15 @@ function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOption
       );
     };
     connect();
-    return () => {
-      stopped = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      close(current);
+    return {
+      stop() {
+        stopped = true;
+        if (retryTimer) clearTimeout(retryTimer);
+        close(current);
+      },
+      renew(reason: string) {
+        if (current) failed(current, new Error(`subscription silent: ${reason}`));
+      },
     };
   };
 }

@@ -33,6 +33,13 @@ export interface Tick {
   readonly receivedAt?: number;
 }
 
+/** A live head subscription. */
+export interface HeadSubscription {
+  stop(): void;
+  /** Drops the connection and subscribes anew: it was open but announced nothing while blocks came. */
+  renew(reason: string): void;
+}
+
 /** A block header, as far as the watcher needs it. */
 export interface Head {
   readonly number: bigint;
@@ -73,12 +80,12 @@ export interface WatcherOptions {
   /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
   readonly reorgDepth: bigint;
   /**
-   * Subscribes to new heads (returns the unsubscribe): each call of `onHead` wakes the watcher at once with the
+   * Subscribes to new heads: each call of `onHead` wakes the watcher at once with the
    * head's header, or without one when the subscription is (re)established: the watcher then asks for the head, to
    * fill whatever came while it was not subscribed. A poll for the head covers what a subscription misses: after
    * 5 s (or pollIntervalMs, if longer) without an announcement.
    */
-  readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => () => void;
+  readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => HeadSubscription;
   /** The client for backfill log ranges (one request each, large answers allowed); default `client`. */
   readonly logsClient?: PublicClient;
   /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
@@ -93,6 +100,9 @@ export interface WatcherOptions {
 const FINALIZED_EVERY = 32n;
 /** The most blocks the window holds, however far behind the chain's finality lags. */
 const MAX_WINDOW_BLOCKS = 8192n;
+
+/** Polls in a row that found a new head the subscription did not announce, before it is renewed. */
+const SILENT_SUBSCRIPTION_HEADS = 2;
 
 /** With a head subscription, the fallback poll: what a missed notification costs at most. */
 const SUBSCRIBED_POLL_MS = 5_000;
@@ -535,29 +545,54 @@ export class Watcher {
     let failures = 0;
     this.stall.start();
     let wake: AbortController | undefined;
+    /** The subscription was (re)established since the last step: poll now. */
     let subscribed = false;
-    const unsubscribe = this.o.subscribeHeads?.((head) => {
+    /** It has been established at least once: only then can it be judged silent. */
+    let live = false;
+    const subscription = this.o.subscribeHeads?.((head) => {
       if (head) this.announced = { head, at: performance.now() };
-      else subscribed = true;
+      else subscribed = live = true;
       wake?.abort();
     });
-    const idleMs = unsubscribe ? Math.max(this.o.pollIntervalMs, SUBSCRIBED_POLL_MS) : this.o.pollIntervalMs;
+    const idleMs = subscription ? Math.max(this.o.pollIntervalMs, SUBSCRIBED_POLL_MS) : this.o.pollIntervalMs;
+    // new heads the fallback poll found that the subscription never announced: a silent subscription is renewed
+    let unannounced = 0;
     try {
+      let first = true;
       while (!signal.aborted) {
+        // the fallback timer (not an announcement, nor the subscription's start) brought this step
+        const byTimer = !first && wake !== undefined && !wake.signal.aborted;
+        first = false;
         // armed before the step: an announcement that comes while it runs cuts the sleep after it short
         wake = new AbortController();
         try {
           // subscribed, and the last announcement is processed and recent: nothing to ask the node
           const a = this.announced;
           const quiet =
-            unsubscribe !== undefined &&
+            subscription !== undefined &&
             !subscribed &&
             failures === 0 &&
             a !== undefined &&
             a.head.hash === this.checkpoint?.hash &&
             performance.now() - a.at < idleMs;
           subscribed = false;
-          if (!quiet && (await this.poll())) this.stall.arrived(this.lastTick);
+          const before = this.announced;
+          if (!quiet && (await this.poll())) {
+            this.stall.arrived(this.lastTick);
+            // the fallback poll found a head the live subscription never announced: count it against it
+            if (
+              subscription &&
+              live &&
+              byTimer &&
+              this.announced === before &&
+              this.checkpoint?.hash !== before?.head.hash
+            ) {
+              if (++unannounced >= SILENT_SUBSCRIPTION_HEADS) {
+                subscription.renew(`${unannounced} new heads found by polling were never announced`);
+                unannounced = 0;
+              }
+            } else unannounced = 0;
+          }
           failures = 0;
         } catch (error) {
           if (!isRetryable(error)) throw error;
@@ -574,7 +609,7 @@ export class Watcher {
         );
       }
     } finally {
-      unsubscribe?.();
+      subscription?.stop();
     }
   }
 

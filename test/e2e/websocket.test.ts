@@ -38,6 +38,6 @@ describe("WebSocket heads", () => {
     await until("the tick at the price block", () => (k.watcher.latestTick?.blockNumber ?? 0n) >= blockNumber, 5_000);
     expect(Date.now() - started).toBeLessThan(3_000); // a poll would have waited up to 20 s
     await until("both liquidated", () => k.executor.stats.confirmed === 2, 10_000);
-    expect(logs.events("rpc_error")).toHaveLength(0);
+    expect(logs.events("rpc_error"), JSON.stringify(logs.events("rpc_error"))).toHaveLength(0);
   }, 30_000);
 });

@@ -48,7 +48,12 @@ export type WsFault =
   /** What the node sends (answers and subscription notifications) is dropped. */
   | { readonly kind: "wsDrop" }
   /** What the node sends arrives `ms` late, in order. */
-  | { readonly kind: "wsDelay"; readonly ms: number };
+  | { readonly kind: "wsDelay"; readonly ms: number }
+  /**
+   * The connections open when it is set stay open and answer, but their subscription notifications are dropped (a
+   * silent subscription); connections opened after work normally.
+   */
+  | { readonly kind: "wsSilence" };
 
 export type Fault = HttpFault | WsFault;
 
@@ -129,6 +134,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const methods = new Map<string, number>();
   let http: { fault: HttpFault; scope: FaultScope; matched: number; frozen?: string } | undefined;
   let ws: WsFault | undefined;
+  /** With wsSilence: connections up to this one (by order of opening) are silenced. */
+  let silencedUpTo = 0;
   let closed = false;
 
   const forward = async (body: string): Promise<{ status: number; text: string }> => {
@@ -273,6 +280,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     wss.handleUpgrade(req, socket, head, (client) => {
       stats.wsConnections++;
+      const connection = stats.wsConnections;
       const node = new WebSocket(wsTarget);
       const pair = { client, node };
       pairs.add(pair);
@@ -294,6 +302,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       node.on("message", (data, isBinary) => {
         const fault = ws;
         if (fault?.kind === "wsDrop") {
+          stats.wsDropped++;
+          return;
+        }
+        if (
+          fault?.kind === "wsSilence" &&
+          connection <= silencedUpTo &&
+          data.toString().includes('"eth_subscription"')
+        ) {
           stats.wsDropped++;
           return;
         }
@@ -328,8 +344,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return { http: http?.fault, ws, frozenAt: http?.frozen === undefined ? undefined : BigInt(http.frozen) };
     },
     async set(fault, scope = {}) {
-      if (fault.kind === "wsRefuse" || fault.kind === "wsDrop" || fault.kind === "wsDelay") {
+      if (
+        fault.kind === "wsRefuse" ||
+        fault.kind === "wsDrop" ||
+        fault.kind === "wsDelay" ||
+        fault.kind === "wsSilence"
+      ) {
         ws = fault;
+        silencedUpTo = stats.wsConnections;
         return;
       }
       if (fault.kind === "frozenHead") {

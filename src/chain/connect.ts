@@ -27,16 +27,13 @@ export interface Connection {
    */
   readonly unbatchedClient: PublicClient<Transport, Chain>;
   readonly engine: Address;
-  /** Backfill log ranges: unbatched, and allowed answers up to LOG_RESPONSE_BYTES. */
+  /** Backfill log ranges: unbatched, answers read whole whatever their size. */
   readonly logsClient: PublicClient<Transport, Chain>;
   /** One client per endpoint, for broadcasts (a transaction is sent to all of them). */
   readonly broadcastClients: readonly PublicClient<Transport, Chain>[];
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
 }
-
-/** The largest eth_getLogs answer taken (a range of maxLogRange blocks on a busy chain can be tens of MB). */
-const LOG_RESPONSE_BYTES = 512 * 1024 * 1024;
 
 /** The endpoints of an RPC setting: one URL, or several separated by commas (tried in order of health). */
 export function endpoints(rpcUrl: string): string[] {
@@ -113,12 +110,13 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
     transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }, k.rpcRankIntervalMs),
   });
   // backfill ranges: one HTTP request each (a JSON-RPC batch of several would come back as one huge answer), and an
-  // answer may be far larger than viem's default 10 MiB: a range's size is bounded by maxLogRange instead
+  // answer may be far larger than viem's default 10 MiB: a range's size is bounded by maxLogRange (and the node's
+  // own limits) instead; without a cap viem reads the body whole, not chunk by chunk
   const logsClient = createPublicClient({
     chain,
     transport: overEndpoints(
       urls,
-      { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: LOG_RESPONSE_BYTES },
+      { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: false },
       k.rpcRankIntervalMs,
     ),
   });

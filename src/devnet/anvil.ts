@@ -34,6 +34,8 @@ export interface AnvilOptions {
   timestamp?: bigint;
   /** Milliseconds to wait for the node to answer. */
   startTimeoutMs?: number;
+  /** More command-line options (e.g. `--prune-history 256` for a benchmark's large chain). */
+  extraArgs?: readonly string[];
 }
 
 export interface Anvil {
@@ -83,6 +85,7 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<Anvil> {
   const args = ["--host", "127.0.0.1", "--port", String(port), "--accounts", String(options.accounts ?? 10)];
   if (options.blockTime !== undefined) args.push("--block-time", String(options.blockTime));
   if (options.timestamp !== undefined) args.push("--timestamp", options.timestamp.toString());
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(anvilBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   running.add(child);
   let stderr = "";

@@ -85,12 +85,13 @@ async function rawLogs(client: PublicClient, address: Address, from: bigint, to:
     throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered ${JSON.stringify(answer)?.slice(0, 40)}`);
   }
   const lower = address.toLowerCase();
+  let lastBlock: unknown;
   for (const log of answer as Record<string, unknown>[]) {
     const ok =
       typeof log === "object" &&
       log !== null &&
       typeof log.address === "string" &&
-      log.address.toLowerCase() === lower &&
+      (log.address === lower || log.address.toLowerCase() === lower) &&
       Array.isArray(log.topics) &&
       typeof log.data === "string" &&
       typeof log.blockNumber === "string" &&
@@ -98,6 +99,8 @@ async function rawLogs(client: PublicClient, address: Address, from: bigint, to:
       typeof log.blockHash === "string" &&
       typeof log.transactionHash === "string";
     if (!ok) throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered a malformed log`);
+    if (log.blockNumber === lastBlock) continue; // the logs of one block come together: checked once
+    lastBlock = log.blockNumber;
     const n = BigInt(log.blockNumber as Hex);
     if (n < from || n > to) {
       throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered a log of block ${n}`);

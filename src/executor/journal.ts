@@ -9,7 +9,8 @@
  * with one fsync, so a burst of broadcasts pays for one or two fsyncs, not one each.
  */
 import { mkdirSync, readFileSync } from "node:fs";
-import { type FileHandle, open, rename } from "node:fs/promises";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import type { Address, Hex } from "viem";
 import { type Attempt, type AttemptStatus, isTerminal, type SignedTx, type TargetPlan } from "./attempt.ts";
@@ -175,9 +176,24 @@ export class Journal {
     private handle: FileHandle,
   ) {}
 
-  /** Opens (creating) the journal, replays it and compacts it to the attempts still unresolved. */
+  /**
+   * Opens (creating) the journal, replays it and compacts it to the attempts still unresolved. The journal is held
+   * under a lock (`<path>.lock`, naming the holder's process): a second keeper on the same signer and chain would
+   * collide on nonces, so it is refused (JournalError) while the holder lives; a lock left by a process that is gone
+   * (SIGKILL) is taken over.
+   */
   static async open(path: string): Promise<{ journal: Journal; attempts: Attempt[] }> {
     mkdirSync(dirname(path), { recursive: true });
+    await lock(path);
+    try {
+      return await Journal.openLocked(path);
+    } catch (error) {
+      await unlock(path);
+      throw error;
+    }
+  }
+
+  private static async openLocked(path: string): Promise<{ journal: Journal; attempts: Attempt[] }> {
     let text = "";
     try {
       text = readFileSync(path, "utf8");
@@ -237,6 +253,76 @@ export class Journal {
   async close(): Promise<void> {
     await this.flushing?.catch(() => {});
     await this.handle.close();
+    await unlock(this.path);
+  }
+}
+
+interface LockHolder {
+  readonly pid: number;
+  readonly host: string;
+  readonly startedAt: string;
+}
+
+/** Whether a process of this machine still runs (EPERM: it does, under another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function lock(path: string): Promise<void> {
+  const lockPath = `${path}.lock`;
+  const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const file = await open(lockPath, "wx", 0o600);
+      try {
+        await file.write(`${JSON.stringify(me)}\n`);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw new JournalError(`cannot lock journal ${path}: ${(error as Error).message}`);
+      }
+    }
+    let holder: Partial<LockHolder> = {};
+    try {
+      holder = JSON.parse(readFileSync(lockPath, "utf8")) as Partial<LockHolder>;
+    } catch {
+      // torn or foreign: treated as left behind
+    }
+    const sameHost = holder.host === undefined || holder.host === me.host;
+    if (typeof holder.pid === "number" && sameHost && alive(holder.pid)) {
+      throw new JournalError(
+        `another keeper (pid ${holder.pid}, started ${holder.startedAt ?? "?"}) holds this signer on this chain: ` +
+          `${lockPath}. Two keepers on one key collide on nonces; stop it first`,
+      );
+    }
+    if (!sameHost) {
+      throw new JournalError(
+        `the journal is locked by a keeper on host ${holder.host} (pid ${holder.pid}): ${lockPath}. ` +
+          "A state directory shared between machines is not supported; remove the lock only if that keeper is gone",
+      );
+    }
+    await rm(lockPath, { force: true }); // its holder is gone (killed): taken over
+  }
+  throw new JournalError(`cannot lock journal ${path}: the lock keeps coming back`);
+}
+
+/** Removes the lock if this process holds it. */
+async function unlock(path: string): Promise<void> {
+  const lockPath = `${path}.lock`;
+  try {
+    const holder = JSON.parse(readFileSync(lockPath, "utf8")) as Partial<LockHolder>;
+    if (holder.pid === process.pid) await rm(lockPath, { force: true });
+  } catch {
+    // gone already
   }
 }
 

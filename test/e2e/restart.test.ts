@@ -8,7 +8,7 @@
  * 2. SIGTERM while every liquidation is still pending (mining paused): a clean stop that leaves them journaled;
  *    the next process tracks them again instead of sending them twice, and sees them confirmed once mined.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Address, type Hex, parseUnits } from "viem";
@@ -378,4 +378,24 @@ describe("keeper process restarts", () => {
     expect(unexpected(second)).toEqual([]);
     console.info(`restart: SIGTERM with ${COUNT} pending took ${stopMs} ms to exit`);
   }, 60_000);
+
+  it("a second keeper on the same signer and chain refuses to start (exit 2, naming the holder); after the first stops it starts", async () => {
+    net = await startDevnet({ accounts: 6 });
+    const { path, stateDir } = writeConfig(net, {});
+    const first = startKeeperProcess(net, path);
+    await first.waitFor("the first keeper started", (p) => p.events("keeper_started").length > 0, 30_000);
+    const second = startKeeperProcess(net, path);
+    const { code } = await second.exited;
+    expect(code).toBe(2);
+    const output = `${second.stderr()}\n${JSON.stringify(second.lines)}`;
+    expect(output).toMatch(/another keeper \(pid \d+, started [^)]+\) holds this signer on this chain/);
+    expect(second.events("keeper_started")).toHaveLength(0);
+    expect(first.running()).toBe(true);
+    // the first stops cleanly and releases its lock: a keeper starts again on the same state directory
+    first.signal("SIGTERM");
+    expect((await first.exited).code).toBe(0);
+    expect(readdirSync(join(stateDir, "journal")).filter((f) => f.endsWith(".lock"))).toEqual([]);
+    const third = startKeeperProcess(net, path);
+    await third.waitFor("the third keeper started", (p) => p.events("keeper_started").length > 0, 30_000);
+  }, 90_000);
 });

@@ -1,5 +1,5 @@
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Attempt, transition } from "../../src/executor/attempt.ts";
@@ -141,5 +141,19 @@ describe("journal", () => {
     transition(a, "cancelling");
     expect(() => transition(a, "failed")).not.toThrow();
     expect(() => transition(a, "pending")).toThrow();
+  });
+
+  it("is held under a lock: a second open is refused while the first holds it, and a lock left by a dead process is taken over", async () => {
+    const p = path();
+    const { journal } = await Journal.open(p);
+    await expect(Journal.open(p)).rejects.toThrow(/another keeper \(pid \d+/);
+    await journal.close();
+    const { journal: again } = await Journal.open(p);
+    await again.close();
+    // a keeper SIGKILLed leaves its lock behind, naming a process that is gone
+    writeFileSync(`${p}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname(), startedAt: "earlier" }));
+    const { journal: taken } = await Journal.open(p);
+    await taken.close();
+    expect(() => readFileSync(`${p}.lock`)).toThrow(); // released on close
   });
 });

@@ -36,9 +36,16 @@ process.once("SIGTERM", stop);
 try {
   const ex = await DevExchange.deploy(anvil.rpcUrl);
   await openPositions(ex, specs);
+  // validated as the keeper will read it, but written as a person would: only what differs from the defaults. The
+  // devnet deploys deterministically, so the file is the same at every run (the tracked copy stays unchanged).
   const config = devnetConfig(ex.d, anvil.rpcUrl);
+  const file = {
+    network: { name: config.network.name, chainId: config.network.chainId, rpcUrl: config.network.rpcUrl },
+    exchange: config.exchange,
+    keeper: { pollIntervalMs: config.keeper.pollIntervalMs },
+  };
   const out = resolve(root, values.out);
-  writeFileSync(out, `${JSON.stringify(config, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify(file, null, 2)}\n`);
   console.log(`devnet up at ${anvil.rpcUrl} (chain ${ex.d.chainId})`);
   console.log(`PerpEngine ${ex.d.engine}, collateral ${ex.d.collateral}, deployed at block ${ex.d.deployBlock}`);
   for (const m of ex.d.markets) console.log(`market ${m.id} ${m.name}: oracle ${m.oracle}`);

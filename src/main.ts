@@ -18,6 +18,9 @@ import { LogDecodeError } from "./protocol/perpEngine.ts";
 import { BookError } from "./state/book.ts";
 import { StartBlockError } from "./watcher/watcher.ts";
 
+/** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
+const SIGNAL_REPEAT_MS = 1_000;
+
 const USAGE = `Usage: npm start -- [options]
 
 Without --config (or KEEPER_CONFIG) runs the embedded demo on a local Anvil devnet.
@@ -77,9 +80,17 @@ async function main(): Promise<number> {
       controller.abort(reason);
     }
   };
+  // A terminal's Ctrl-C reaches every process of the group, and npm forwards it to its child as well: the keeper
+  // gets the same signal twice within milliseconds. That is one request. Only a signal that comes after
+  // SIGNAL_REPEAT_MS (a second Ctrl-C by a person) makes it exit at once.
+  let firstSignalAt = 0;
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(signal, () => {
-      if (!controller.signal.aborted) return stopOn(signal)();
+      if (!controller.signal.aborted) {
+        firstSignalAt = Date.now();
+        return stopOn(signal)();
+      }
+      if (Date.now() - firstSignalAt < SIGNAL_REPEAT_MS) return;
       log.warn({ event: "shutdown_requested", reason: `${signal} again` }, "second signal: exiting now");
       log.flush();
       process.exit(130);

@@ -1,14 +1,19 @@
+#!/usr/bin/env node
 /**
- * perp-keeper's entry point.
- *   npm start                          the embedded demo: local Anvil, reference exchange, a crash, liquidations
- *   npm start -- --config config/x.json   the keeper against the chain the config names (RPC_URL and
- *                                          KEEPER_PRIVATE_KEY from the environment or .env)
+ * perp-keeper's entry point (built: dist/src/main.js, the package's `perp-keeper` bin).
+ *   perp-keeper                        (npm start) the embedded demo: local Anvil, reference exchange, a crash
+ *   perp-keeper run --config x.json    the keeper against the chain the config names (keys from the environment)
+ *   perp-keeper status --config x.json the positions nearest to liquidation; read-only, no key
+ *   perp-keeper check-config --config x.json   validate config and environment against the RPC; sends nothing
  */
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
+import { perpEngineAbi } from "../abi/PerpEngine.ts";
 import { StartupError, startKeeper } from "./app.ts";
+import { connect, endpoints } from "./chain/connect.ts";
 import { describeError } from "./chain/errors.ts";
-import { ConfigError, loadConfigFile, parseSeconds, readEnv } from "./config/load.ts";
+import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl } from "./config/load.ts";
+import type { KeeperConfig } from "./config/schema.ts";
 import { runDemo } from "./demo/demo.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
@@ -21,17 +26,23 @@ import { StartBlockError } from "./watcher/watcher.ts";
 /** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
 const SIGNAL_REPEAT_MS = 1_000;
 
-const USAGE = `Usage: npm start -- [options]
+const USAGE = `Usage: perp-keeper [command] [options]     (from the repository: npm start -- [command] [options])
 
-Without --config (or KEEPER_CONFIG) runs the embedded demo on a local Anvil devnet.
+Commands:
+  (none)               with --config (or KEEPER_CONFIG): run; without: the embedded demo on a local Anvil devnet
+  run                  run the keeper against the chain the config names (needs --config and a key)
+  demo                 the embedded demo
+  status               print the open positions nearest to liquidation and exit (needs --config; no key)
+  check-config         validate the config and environment, check the chain id and the exchange's code at the
+                       RPC, and exit 0 (ok) or 2 (bad); sends nothing, needs no key
 
 Options:
   --config <file>      keeper config (config/*.json); env KEEPER_CONFIG
   --rpc-url <url>      RPC endpoint, overrides the config's; env RPC_URL
   --dry-run            simulate liquidations, never send; env KEEPER_DRY_RUN=true
   --duration <sec>     stop cleanly after this many seconds; env KEEPER_RUN_SECONDS
-  --status             print the open positions nearest to liquidation and exit (needs --config; no key)
-  --top <n>            rows of --status (default 20)
+  --status             the same as the status command
+  --top <n>            rows of status (default 20)
   --keep-running       demo: keep following after the scenario until Ctrl-C
   --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
   -h, --help           this text
@@ -43,7 +54,8 @@ pending transactions stay in the journal (keeper.stateDir) and are picked up at 
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
     options: {
       config: { type: "string" },
       "rpc-url": { type: "string" },
@@ -60,14 +72,25 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const [given, ...extra] = positionals;
+  if (extra.length > 0 || (given !== undefined && !COMMANDS.includes(given as Command))) {
+    throw new ConfigError(`unknown command "${positionals.join(" ")}": ${COMMANDS.join(", ")} (see --help)`);
+  }
+  const command: Command | undefined = values.status ? "status" : (given as Command | undefined);
+  // commands that sign nothing neither need a key nor read one (a malformed key does not stop them)
+  const readOnly = command === "status" || command === "check-config";
   const env = readEnv({
     ...process.env,
+    ...(readOnly ? { KEEPER_PRIVATE_KEY: undefined, KEEPER_PRIVATE_KEYS: undefined } : {}),
     ...(values["rpc-url"] ? { RPC_URL: values["rpc-url"] } : {}),
     ...(values["log-format"] ? { LOG_FORMAT: values["log-format"] } : {}),
   });
   const configPath = values.config ?? env.configPath;
+  if ((command === "run" || readOnly) && configPath === undefined) {
+    throw new ConfigError(`${command} needs --config (or KEEPER_CONFIG)`);
+  }
   const runSeconds = parseSeconds("--duration", values.duration) ?? env.runSeconds;
-  const demo = configPath === undefined;
+  const demo = command === "demo" || (command === undefined && configPath === undefined);
   const log = createLogger({
     level: env.logLevel,
     format: env.logFormat ?? (demo && process.stdout.isTTY ? "pretty" : "json"),
@@ -100,14 +123,16 @@ async function main(): Promise<number> {
   timer?.unref();
 
   try {
-    if (values.status) {
-      if (configPath === undefined) throw new ConfigError("--status needs --config (or KEEPER_CONFIG)");
+    if (command === "check-config") {
+      console.log(await checkConfig(configPath as string, env));
+      return 0;
+    }
+    if (command === "status") {
       const top = Number(values.top ?? "20");
       if (!Number.isInteger(top) || top <= 0)
         throw new ConfigError(`--top must be a positive integer, got "${values.top}"`);
-      const config = loadConfigFile(configPath);
-      const rpcUrl = env.rpcUrl ?? config.network.rpcUrls?.join(",") ?? config.network.rpcUrl;
-      if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
+      const config = loadConfigFile(configPath as string);
+      const rpcUrl = rpcUrlOf(config, env, configPath as string);
       console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
       return 0;
     }
@@ -115,11 +140,46 @@ async function main(): Promise<number> {
       const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
     }
-    return await runConfigured(configPath, env, values["dry-run"], controller.signal, log);
+    return await runConfigured(configPath as string, env, values["dry-run"], controller.signal, log);
   } finally {
     clearTimeout(timer);
     log.flush();
   }
+}
+
+const COMMANDS = ["run", "demo", "status", "check-config"] as const;
+type Command = (typeof COMMANDS)[number];
+
+/** The RPC endpoint(s) in use: RPC_URL(S) or --rpc-url, else the config's. */
+function rpcUrlOf(config: KeeperConfig, env: ReturnType<typeof readEnv>, configPath: string): string {
+  const rpcUrl = env.rpcUrl ?? config.network.rpcUrls?.join(",") ?? config.network.rpcUrl;
+  if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
+  return rpcUrl;
+}
+
+/**
+ * check-config: the config and environment are valid, the RPC answers on the config's chain, and the exchange
+ * address holds a PerpEngine. A bad config, environment, chain or address is a ConfigError (exit 2); an RPC that
+ * does not answer is exit 1. Nothing is signed or sent.
+ */
+async function checkConfig(configPath: string, env: ReturnType<typeof readEnv>): Promise<string> {
+  const config = loadConfigFile(configPath);
+  const rpcUrl = rpcUrlOf(config, env, configPath);
+  const source = env.rpcUrl !== undefined ? "environment" : "config";
+  const connection = await connect(config, rpcUrl);
+  const markets = await connection.publicClient.readContract({
+    address: connection.engine,
+    abi: perpEngineAbi,
+    functionName: "marketCount",
+  });
+  return [
+    `config ${configPath}: ok`,
+    `  network ${config.network.name}, chain ${config.network.chainId}`,
+    `  RPC (from the ${source}): ${endpoints(rpcUrl).map(redactUrl).join(", ")}`,
+    `  exchange ${connection.engine}: a PerpEngine with ${markets} markets, indexed from block ${config.exchange.deployBlock}`,
+    `  Multicall3: ${connection.multicall3 ?? "none (one eth_call per oracle)"}`,
+    `  state directory: ${config.keeper.stateDir}; dry run: ${config.keeper.dryRun}`,
+  ].join("\n");
 }
 
 async function runConfigured(
@@ -130,8 +190,7 @@ async function runConfigured(
   log: Logger,
 ): Promise<number> {
   const config = loadConfigFile(configPath);
-  const rpcUrl = env.rpcUrl ?? config.network.rpcUrls?.join(",") ?? config.network.rpcUrl;
-  if (!rpcUrl) throw new ConfigError(`no RPC endpoint: set RPC_URL or network.rpcUrl in ${configPath}`);
+  const rpcUrl = rpcUrlOf(config, env, configPath);
   if (env.privateKeys.length === 0) {
     throw new ConfigError("KEEPER_PRIVATE_KEY is not set, nor KEEPER_PRIVATE_KEYS (see .env.example)");
   }

@@ -7,7 +7,16 @@ import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** The package root: where node_modules is, from src/devnet (run by tsx) or dist/src/devnet (built). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "node_modules"))) return dir;
+    dir = resolve(dir, "..");
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+}
+const root = packageRoot();
 
 /** Anvil's well-known development accounts (mnemonic "test test ... junk"): devnet only, never real funds. */
 export const ANVIL_KEYS = [

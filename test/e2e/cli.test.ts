@@ -57,7 +57,7 @@ describe("command line", () => {
   it("exits 2 when --status has no config to read", () => {
     const r = run(["--status"]);
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain("--status needs --config");
+    expect(r.stderr).toContain("status needs --config");
   });
 
   it("exits 2 on a malformed key without printing it", () => {

@@ -10,13 +10,43 @@ export class ConfigError extends Error {
 
 /** Reads and validates a config file; every problem is named with its path in the file. */
 export function loadConfigFile(path: string): KeeperConfig {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (error) {
     throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`);
   }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config ${jsonErrorAt(path, text, error as Error)}`);
+  }
   return parseConfig(raw, path);
+}
+
+/**
+ * Where a JSON syntax error is, as `file:line:column: message`, with the offending line and a caret under the
+ * column (V8 says only "at position N", or "line L column C").
+ */
+export function jsonErrorAt(path: string, text: string, error: Error): string {
+  const message = error.message;
+  let offset: number | undefined;
+  const position = /position (\d+)/.exec(message);
+  const lineColumn = /line (\d+) column (\d+)/.exec(message);
+  if (position) offset = Number(position[1]);
+  else if (lineColumn) {
+    const lines = text.split("\n");
+    offset =
+      lines.slice(0, Number(lineColumn[1]) - 1).reduce((n, l) => n + l.length + 1, 0) + Number(lineColumn[2]) - 1;
+  } else if (/end of JSON input/i.test(message)) offset = text.length;
+  if (offset === undefined) return `${path}: not valid JSON (${message.split("\n")[0]?.slice(0, 80)})`;
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - before.lastIndexOf("\n");
+  const source = text.split("\n")[line - 1] ?? "";
+  const reason = message.replace(/\s*(in JSON )?at position \d+.*$/s, "").replace(/ \(line \d+ column \d+\)$/, "");
+  return `${path}:${line}:${column}: ${reason}\n  ${source}\n  ${" ".repeat(Math.max(0, column - 1))}^`;
 }
 
 export function parseConfig(raw: unknown, source = "config"): KeeperConfig {

@@ -91,8 +91,13 @@ describe("config files", () => {
   it("reports an unreadable or malformed file clearly", () => {
     const dir = mkdtempSync(join(tmpdir(), "perp-keeper-"));
     const file = join(dir, "broken.json");
-    writeFileSync(file, "{ not json");
-    expect(() => loadConfigFile(file)).toThrow(/cannot read config .*broken\.json/);
+    writeFileSync(file, '{\n  "network": {\n    "chainId": 1,,\n  }\n}');
+    // file:line:column, the offending line, a caret under the column
+    expect(() => loadConfigFile(file)).toThrow(
+      /broken\.json:3:18: Expected double-quoted property name\n {6}"chainId": 1,,\n {19}\^/,
+    );
+    writeFileSync(file, '{"a": 1');
+    expect(() => loadConfigFile(file)).toThrow(/broken\.json:1:8: /);
     expect(() => loadConfigFile(join(dir, "missing.json"))).toThrow(ConfigError);
     rmSync(dir, { recursive: true, force: true });
   });

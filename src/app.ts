@@ -12,7 +12,10 @@ import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
+import { startHeartbeat } from "./ops/heartbeat.ts";
 import type { Logger } from "./ops/logger.ts";
+import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
+import { type OpsServer, startOpsServer } from "./ops/server.ts";
 import { sleep } from "./ops/sleep.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
@@ -46,6 +49,8 @@ export interface RunningKeeper {
   readonly keeper: Keeper;
   /** The signers' addresses. */
   readonly addresses: readonly Address[];
+  /** Where /metrics, /healthz and /readyz are served (undefined: disabled, or the address could not be bound). */
+  readonly metricsUrl: string | undefined;
   /** Resolves when the keeper has stopped (after stop(), or on a fatal error, which it rejects with). */
   readonly done: Promise<void>;
   /** Stops following, lets broadcasts under way finish (up to shutdownGraceMs), and resolves when stopped. */
@@ -122,9 +127,17 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
+  /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
+  let rewardsEarned = 0n;
   const watcher = watchExchange(config, connection, book, log, {
     onRestore: (state) => keeper.restore(state),
-    onEvent: (event, live) => keeper.handleEvent(event, live),
+    onEvent: (event, live) => {
+      const change = keeper.handleEvent(event, live);
+      if (live && change && event.kind === "positionLiquidated" && executor.isOurs(event.keeper)) {
+        rewardsEarned += event.keeperReward;
+      }
+      return change;
+    },
     onTick: (tick) => keeper.handleTick(tick),
     onRollback: (changes, cursor) => {
       keeper.rollback(changes, cursor);
@@ -136,8 +149,10 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     },
   });
 
+  let startHead = 0n;
   try {
     const head = await publicClient.getBlock({ blockTag: "latest" });
+    startHead = head.number;
     if (k.batching && BigInt(k.batchGasLimit) > head.gasLimit) {
       throw new ConfigError(
         `keeper.batchGasLimit ${k.batchGasLimit} is above the chain's block gas limit ${head.gasLimit}: ` +
@@ -179,6 +194,55 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     log,
   });
   const controller = new AbortController();
+  let backfilled = false;
+  const sources: OpsSources = {
+    book,
+    watcher,
+    executor,
+    signers: lanes,
+    startHead,
+    backfilled: () => backfilled,
+    rewardsEarned: () => rewardsEarned,
+    startedAt: performance.now(),
+    atRiskDistance: Number(k.atRiskDistance),
+  };
+  let server: OpsServer | undefined;
+  if (k.metricsEnabled) {
+    try {
+      server = await startOpsServer({
+        host: k.metricsHost,
+        port: k.metricsPort,
+        registry: keeperMetrics(sources),
+        sources,
+        health: { maxHeadAgeSeconds: k.healthMaxHeadAgeSeconds, maxPendingBlocks: 3n * BigInt(k.stuckBlocks) },
+        log,
+      });
+      log.info(
+        { event: "metrics_server_started", url: server.url },
+        `metrics on ${server.url}/metrics, health on /healthz and /readyz`,
+      );
+    } catch (error) {
+      // the keeper's work matters more than its figures: it runs on without them
+      log.warn(
+        {
+          event: "metrics_server_error",
+          host: k.metricsHost,
+          port: k.metricsPort,
+          error: describeError(error),
+        },
+        `cannot serve metrics on ${k.metricsHost}:${k.metricsPort}; running without them`,
+      );
+    }
+  }
+  const heartbeat = startHeartbeat(sources, log, k.heartbeatSeconds);
+  let opsClosed: Promise<void> | undefined;
+  const closeOps = () => {
+    opsClosed ??= (async () => {
+      heartbeat.stop();
+      await server?.close();
+    })();
+    return opsClosed;
+  };
   const done = (async () => {
     if (snapshots) {
       const resume = {
@@ -200,6 +264,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       );
     }
     await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
+    if (!controller.signal.aborted) backfilled = true;
     if (snapshots && !controller.signal.aborted) {
       void snapshotter.write("backfilled");
       void snapshotter.run(controller.signal);
@@ -220,6 +285,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       } finally {
         drained = await executor.idle(k.shutdownGraceMs);
         await executor.shutdown();
+        await closeOps();
         const { gasPaidWei, ...counts } = executor.stats;
         log.info(
           {
@@ -237,11 +303,23 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     })();
     return stopping;
   };
+  // a keeper that ended on a fatal error serves no more figures
+  done.catch(() => closeOps());
   if (o.signal) {
     if (o.signal.aborted) void stop(String(o.signal.reason ?? "signal"));
     else o.signal.addEventListener("abort", () => void stop(String(o.signal?.reason ?? "signal")), { once: true });
   }
-  return { book, risk, watcher, executor, keeper, addresses: executor.accounts, done, stop };
+  return {
+    book,
+    risk,
+    watcher,
+    executor,
+    keeper,
+    addresses: executor.accounts,
+    metricsUrl: server?.url,
+    done,
+    stop,
+  };
 }
 
 /**

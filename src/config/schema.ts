@@ -98,6 +98,18 @@ export const keeperConfigSchema = z
         /** On SIGTERM: how long broadcasts under way may take before the keeper exits anyway. */
         shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
         dryRun: z.boolean().default(false),
+        /** The operations endpoint (/metrics, /healthz, /readyz): served unless false. */
+        metricsEnabled: z.boolean().default(true),
+        /** Address it binds to: loopback by default (put a proxy or a scraper on the host in front of it). */
+        metricsHost: z.string().min(1).default("127.0.0.1"),
+        /** Its port; 0: a free port (logged in metrics_server_started). */
+        metricsPort: z.number().int().min(0).max(65_535).default(9464),
+        /** A position whose liquidation price is within this fraction of the mark price counts as at risk. */
+        atRiskDistance: decimalIn(0, 1).default("0.05"),
+        /** /healthz fails when no new head was processed for this long (after the backfill). */
+        healthMaxHeadAgeSeconds: z.number().min(1).max(86_400).default(60),
+        /** keeper_heartbeat is logged this often; 0: never. */
+        heartbeatSeconds: z.number().min(0).max(86_400).default(60),
       })
       .strict()
       .prefault({}),

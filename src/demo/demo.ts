@@ -5,6 +5,7 @@
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseUnits } from "viem";
@@ -62,7 +63,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     running = await startKeeper({
       // a fresh chain each run: its journal lives and dies with it
-      config: devnetConfig(ex.d, anvil.rpcUrl, { stateDir }),
+      // metrics on the default port, or a free one when another process holds it (see demo_metrics)
+      config: devnetConfig(ex.d, anvil.rpcUrl, { stateDir, metricsPort: await freeOr(9464) }),
       rpcUrl: anvil.rpcUrl,
       privateKeys: [ANVIL_KEYS[1]],
       log,
@@ -70,6 +72,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     });
     const keeper = running;
     keeper.done.catch(() => {});
+    if (keeper.metricsUrl) {
+      log.info(
+        { event: "demo_metrics", url: `${keeper.metricsUrl}/metrics` },
+        `demo: metrics on ${keeper.metricsUrl}/metrics (health: /healthz, /readyz)`,
+      );
+    }
 
     for (const step of DEMO_PRICE_PATH) {
       if (signal.aborted) break;
@@ -133,4 +141,13 @@ function countLiquidatable(k: RunningKeeper): number {
     if (health(p, market.maintenanceMarginRatio, price, index).liquidatable) n++;
   }
   return n;
+}
+
+/** `port` when it can be bound on loopback now, otherwise 0 (a free port). */
+async function freeOr(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve(0));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(port)));
+  });
 }

@@ -62,7 +62,13 @@ export async function startTestKeeper(
   const logs = captureLogs();
   const stateDir = (keeperConfig.stateDir as string | undefined) ?? testStateDir();
   const rpcUrl = endpoints.rpcUrl ?? net.anvil.rpcUrl;
-  const config = devnetConfig(net.ex.d, net.anvil.rpcUrl, { pollIntervalMs: 100, ...keeperConfig, stateDir });
+  // metrics on a free port: test files run in parallel, each keeper with its own server
+  const config = devnetConfig(net.ex.d, net.anvil.rpcUrl, {
+    pollIntervalMs: 100,
+    metricsPort: 0,
+    ...keeperConfig,
+    stateDir,
+  });
   const keeper = await startKeeper({
     config: { ...config, network: { ...config.network, wsUrl: endpoints.wsUrl } },
     rpcUrl,

@@ -1,0 +1,292 @@
+/**
+ * Prometheus metrics of a running keeper (prom-client, on a registry of its own, never the global one). Every
+ * figure is read from the keeper's parts at scrape time (collect callbacks): nothing on the hot path of a head
+ * or a liquidation is touched, and a scrape costs one pass over the book at most.
+ */
+
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { Address } from "viem";
+import type { ExecutorStats } from "../executor/executor.ts";
+import { fromWad } from "../risk/format.ts";
+import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
+import type { Book } from "../state/book.ts";
+import type { Tick } from "../watcher/watcher.ts";
+
+const PREFIX = "perp_keeper_";
+
+/** What the metrics, the health checks and the heartbeat read; all of it owned by the keeper's parts. */
+export interface OpsSources {
+  readonly book: Book;
+  readonly watcher: { readonly processedBlock: bigint; readonly latestTick: Tick | undefined };
+  readonly executor: {
+    readonly stats: Readonly<ExecutorStats>;
+    readonly pendingAttempts: readonly { readonly signer: Address; readonly createdAtBlock: bigint }[];
+  };
+  /** The signers (nonce lanes): address and the balance the executor last read, wei. */
+  readonly signers: readonly { readonly address: Address; readonly balance: bigint | undefined }[];
+  /** The chain head when the keeper started: what the backfill runs up to (at least). */
+  readonly startHead: bigint;
+  /** Whether the backfill has completed. */
+  backfilled(): boolean;
+  /** Keeper rewards earned by our signers' liquidations seen live on chain, WAD collateral. */
+  rewardsEarned(): bigint;
+  /** performance.now() when the keeper started: the age of "no head yet". */
+  readonly startedAt: number;
+  /** Fraction of the mark price within which a position's liquidation price counts as at risk (0.05: 5%). */
+  readonly atRiskDistance: number;
+}
+
+/** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
+export interface OpsReading {
+  /** The newest head seen: the last tick's, or the start head before the first. */
+  readonly headBlock: bigint;
+  readonly processedBlock: bigint;
+  readonly lagBlocks: bigint;
+  /** Seconds since the last head was processed (since start, before the first one). */
+  readonly headAgeSeconds: number;
+  readonly backfilled: boolean;
+}
+
+export function reading(s: OpsSources): OpsReading {
+  const tick = s.watcher.latestTick;
+  const processedBlock = s.watcher.processedBlock;
+  const headBlock = tick && tick.blockNumber > s.startHead ? tick.blockNumber : s.startHead;
+  const top = headBlock > processedBlock ? headBlock : processedBlock;
+  const since = tick?.receivedAt ?? s.startedAt;
+  return {
+    headBlock: top,
+    processedBlock,
+    lagBlocks: top - processedBlock,
+    headAgeSeconds: Math.max(0, (performance.now() - since) / 1000),
+    backfilled: s.backfilled(),
+  };
+}
+
+/**
+ * Positions by market name, and those whose liquidation price is within `distance` of the mark (or past it), at
+ * the last tick's prices: one pass over the book. A market without a price counts no position at risk.
+ */
+export function positionsByMarket(
+  s: Pick<OpsSources, "book" | "watcher">,
+  distance: number,
+): Map<string, { tracked: number; atRisk: number }> {
+  const { book } = s;
+  const tick = s.watcher.latestTick;
+  const out = new Map<string, { tracked: number; atRisk: number }>();
+  const indices = new Map<number, bigint>();
+  for (const market of book.markets.values()) {
+    out.set(market.name, { tracked: 0, atRisk: 0 });
+    const price = tick?.prices.get(market.id);
+    if (tick && price !== undefined) indices.set(market.id, fundingIndexAt(market.funding, price, tick.timestamp));
+  }
+  for (const p of book.positions.values()) {
+    const market = book.markets.get(p.marketId);
+    if (!market) continue;
+    const row = out.get(market.name) as { tracked: number; atRisk: number };
+    row.tracked++;
+    const price = tick?.prices.get(p.marketId);
+    const fundingIndex = indices.get(p.marketId);
+    if (price === undefined || fundingIndex === undefined || price === 0n) continue;
+    const liq = Number(liquidationPriceUnits(p, market, fundingIndex) * market.priceScale);
+    const mark = Number(price);
+    // the same room as the status view: negative once liquidatable
+    const room = p.size > 0n ? (mark - liq) / mark : liq === 0 ? -1 : (liq - mark) / mark;
+    if (room <= distance) row.atRisk++;
+  }
+  return out;
+}
+
+/** Unresolved transactions by signer (every signer present, 0 when idle). */
+export function pendingBySigner(s: Pick<OpsSources, "signers" | "executor">): Map<Address, number> {
+  const out = new Map<Address, number>(s.signers.map((x) => [x.address, 0]));
+  const byLower = new Map(s.signers.map((x) => [x.address.toLowerCase(), x.address]));
+  for (const a of s.executor.pendingAttempts) {
+    const address = byLower.get(a.signer.toLowerCase()) ?? a.signer;
+    out.set(address, (out.get(address) ?? 0) + 1);
+  }
+  return out;
+}
+
+/** Executor counters by the `outcome` label of perp_keeper_liquidations_total. */
+const OUTCOMES: readonly (readonly [string, keyof ExecutorStats])[] = [
+  ["confirmed", "confirmed"],
+  ["lost_to_competitor", "lostRace"],
+  ["reverted", "reverted"],
+  ["cancelled", "cancelled"],
+  ["skipped", "skipped"],
+  ["failed", "failed"],
+];
+/** Executor counters by the `kind` label of perp_keeper_transactions_total. */
+const TRANSACTIONS: readonly (readonly [string, keyof ExecutorStats])[] = [
+  ["sent", "sent"],
+  ["replaced", "replaced"],
+  ["resent", "resent"],
+];
+
+/**
+ * A counter that follows a figure read at scrape time: it rises by what the figure rose since the last scrape. A
+ * figure that falls (a reorganisation took back a settlement) is not followed down, and its rise again is not
+ * counted twice.
+ */
+class Follower {
+  private readonly highest = new Map<string, number>();
+  constructor(private readonly counter: Counter<string>) {}
+  to(label: Record<string, string>, value: number): void {
+    const key = JSON.stringify(label);
+    const before = this.highest.get(key);
+    if (before === undefined) {
+      this.counter.inc(label, value > 0 ? value : 0);
+      this.highest.set(key, value);
+    } else if (value > before) {
+      this.counter.inc(label, value - before);
+      this.highest.set(key, value);
+    }
+  }
+}
+
+/** A registry with the keeper's metrics (and the default process metrics), read from `s` at every scrape. */
+export function keeperMetrics(s: OpsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  const registers = [registry];
+
+  const liquidations: Counter<string> = new Counter({
+    name: `${PREFIX}liquidations_total`,
+    help:
+      "Liquidation outcomes: confirmed, lost_to_competitor and skipped count positions; reverted, cancelled and " +
+      "failed count transactions",
+    labelNames: ["outcome"],
+    registers,
+    collect() {
+      for (const [outcome, key] of OUTCOMES) liquidationsFollow.to({ outcome }, Number(s.executor.stats[key]));
+    },
+  });
+  const liquidationsFollow = new Follower(liquidations);
+  const transactions: Counter<string> = new Counter({
+    name: `${PREFIX}transactions_total`,
+    help: "Liquidation transactions broadcast: first sends (sent), fee replacements (replaced), re-sends (resent)",
+    labelNames: ["kind"],
+    registers,
+    collect() {
+      for (const [kind, key] of TRANSACTIONS) transactionsFollow.to({ kind }, Number(s.executor.stats[key]));
+    },
+  });
+  const transactionsFollow = new Follower(transactions);
+  const gas: Counter<string> = new Counter({
+    name: `${PREFIX}gas_spent_wei_total`,
+    help: "Gas paid by our mined transactions, wei of the chain's gas token",
+    registers,
+    collect() {
+      gasFollow.to({}, Number(s.executor.stats.gasPaidWei));
+    },
+  });
+  const gasFollow = new Follower(gas);
+  const rewards: Counter<string> = new Counter({
+    name: `${PREFIX}keeper_rewards_total`,
+    help: "Keeper rewards earned by our liquidations (seen live on chain), collateral units",
+    registers,
+    collect() {
+      rewardsFollow.to({}, fromWad(s.rewardsEarned()).toNumber());
+    },
+  });
+  const rewardsFollow = new Follower(rewards);
+
+  // one pass over the book per scrape, shared by the two per-market gauges
+  let books: { at: number; rows: Map<string, { tracked: number; atRisk: number }> } | undefined;
+  const byMarket = () => {
+    const now = performance.now();
+    if (!books || now - books.at > 100) books = { at: now, rows: positionsByMarket(s, s.atRiskDistance) };
+    return books.rows;
+  };
+  new Gauge({
+    name: `${PREFIX}positions_tracked`,
+    help: "Open positions in the keeper's book, by market",
+    labelNames: ["market"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [market, row] of byMarket()) this.set({ market }, row.tracked);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}positions_at_risk`,
+    help: "Open positions whose liquidation price is within keeper.atRiskDistance of the mark price (or past it), by market",
+    labelNames: ["market"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [market, row] of byMarket()) this.set({ market }, row.atRisk);
+    },
+  });
+
+  new Gauge({
+    name: `${PREFIX}head_block`,
+    help: "Newest chain head seen (before the first processed head: the head the backfill runs to)",
+    registers,
+    collect() {
+      this.set(Number(reading(s).headBlock));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}processed_block`,
+    help: "Last block whose events have all been applied",
+    registers,
+    collect() {
+      this.set(Number(s.watcher.processedBlock));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}head_age_seconds`,
+    help: "Seconds since the last new head was processed (since start, before the first one)",
+    registers,
+    collect() {
+      this.set(reading(s).headAgeSeconds);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}processing_lag_blocks`,
+    help: "Blocks between the newest head seen and the last block processed",
+    registers,
+    collect() {
+      this.set(Number(reading(s).lagBlocks));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}backfill_target_block`,
+    help: "Block the backfill runs to (the chain head at start)",
+    registers,
+    collect() {
+      this.set(Number(s.startHead));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}backfill_completed`,
+    help: "1 once the backfill has completed, 0 before",
+    registers,
+    collect() {
+      this.set(s.backfilled() ? 1 : 0);
+    },
+  });
+
+  new Gauge({
+    name: `${PREFIX}pending_transactions`,
+    help: "Unresolved liquidation transactions (pending, cancelling, being signed), by signer address",
+    labelNames: ["signer"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [signer, n] of pendingBySigner(s)) this.set({ signer }, n);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}signer_balance_wei`,
+    help: "Gas-token balance of each signer as the executor last read it, wei",
+    labelNames: ["signer"],
+    registers,
+    collect() {
+      this.reset();
+      for (const x of s.signers) if (x.balance !== undefined) this.set({ signer: x.address }, Number(x.balance));
+    },
+  });
+  return registry;
+}

@@ -1,0 +1,87 @@
+/** The health rules and the counters' scrape-time mirroring, on fake keeper parts (no chain). */
+import { describe, expect, it } from "vitest";
+import type { ExecutorStats } from "../../src/executor/executor.ts";
+import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
+import { health } from "../../src/ops/server.ts";
+import { Book } from "../../src/state/book.ts";
+import type { Tick } from "../../src/watcher/watcher.ts";
+
+const SIGNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;
+
+function stats(): ExecutorStats {
+  return {
+    sent: 0,
+    confirmed: 0,
+    lostRace: 0,
+    reverted: 0,
+    cancelled: 0,
+    replaced: 0,
+    resent: 0,
+    skipped: 0,
+    failed: 0,
+    gasPaidWei: 0n,
+  };
+}
+
+function sources(o: { tick?: Tick; pending?: bigint[]; s?: ExecutorStats; backfilled?: boolean } = {}): OpsSources {
+  return {
+    book: new Book(),
+    watcher: { processedBlock: o.tick?.blockNumber ?? 0n, latestTick: o.tick },
+    executor: {
+      stats: o.s ?? stats(),
+      pendingAttempts: (o.pending ?? []).map((b) => ({ signer: SIGNER, createdAtBlock: b })),
+    },
+    signers: [{ address: SIGNER, balance: 10n ** 18n }],
+    startHead: 0n,
+    backfilled: () => o.backfilled ?? true,
+    rewardsEarned: () => 0n,
+    startedAt: performance.now(),
+    atRiskDistance: 0.05,
+  };
+}
+
+const tick = (blockNumber: bigint, ageMs = 0): Tick => ({
+  blockNumber,
+  timestamp: 1n,
+  baseFeePerGas: 0n,
+  prices: new Map(),
+  receivedAt: performance.now() - ageMs,
+});
+
+describe("health", () => {
+  const limits = { maxHeadAgeSeconds: 2, maxPendingBlocks: 9n };
+
+  it("is healthy with a fresh head and nothing stuck", () => {
+    expect(health(sources({ tick: tick(100n), pending: [95n] }), limits)).toMatchObject({ healthy: true, reasons: [] });
+  });
+
+  it("fails on a stale head, once the backfill completed", () => {
+    expect(health(sources({ tick: tick(100n, 5000) }), limits).reasons[0]).toMatch(/no new head processed for 5 s/);
+    expect(health(sources({ tick: tick(100n, 5000), backfilled: false }), limits).healthy).toBe(true);
+  });
+
+  it("fails on a transaction unresolved for longer than the limit", () => {
+    const h = health(sources({ tick: tick(100n), pending: [90n, 99n] }), limits);
+    expect(h.healthy).toBe(false);
+    expect(h.reasons[0]).toMatch(/executor wedged: 1 transaction\(s\).*oldest from block 90/);
+  });
+});
+
+describe("counters", () => {
+  it("follow the executor's figures, never down", async () => {
+    const s = stats();
+    const registry = keeperMetrics(sources({ s }));
+    const value = async (name: string, label: string) =>
+      (await registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.outcome === label)?.value;
+    s.confirmed = 3;
+    expect(await value("perp_keeper_liquidations_total", "confirmed")).toBe(3);
+    s.confirmed = 2; // a reorganisation took one back
+    expect(await value("perp_keeper_liquidations_total", "confirmed")).toBe(3);
+    s.confirmed = 5;
+    expect(await value("perp_keeper_liquidations_total", "confirmed")).toBe(5);
+    s.gasPaidWei = 21_000n * 10n ** 9n;
+    expect((await registry.getSingleMetric("perp_keeper_gas_spent_wei_total")?.get())?.values[0]?.value).toBe(
+      21_000 * 1e9,
+    );
+  });
+});

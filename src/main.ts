@@ -197,7 +197,11 @@ async function runConfigured(
   const dryRun = dryRunFlag ?? env.dryRun ?? config.keeper.dryRun;
   const wsUrl = env.wsUrl ?? config.network.wsUrl;
   const running = await startKeeper({
-    config: { ...config, network: { ...config.network, wsUrl }, keeper: { ...config.keeper, dryRun } },
+    config: {
+      ...config,
+      network: { ...config.network, wsUrl },
+      keeper: { ...config.keeper, dryRun, stateDir: env.stateDir ?? config.keeper.stateDir },
+    },
     rpcUrl,
     privateKeys: env.privateKeys,
     log,

@@ -64,6 +64,8 @@ export interface KeeperEnv {
   /** RPC_WS_URL: a WebSocket endpoint to subscribe to new heads. */
   readonly wsUrl: string | undefined;
   readonly configPath: string | undefined;
+  /** KEEPER_STATE_DIR: overrides keeper.stateDir (a container's volume, a systemd StateDirectory). */
+  readonly stateDir: string | undefined;
   /** The signers' keys (KEEPER_PRIVATE_KEYS, or KEEPER_PRIVATE_KEY); never logged, never in an error message. */
   readonly privateKeys: readonly Hex[];
   readonly dryRun: boolean | undefined;
@@ -120,6 +122,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
     rpcUrl,
     wsUrl,
     configPath: env.KEEPER_CONFIG?.trim() || undefined,
+    stateDir: env.KEEPER_STATE_DIR?.trim() || undefined,
     privateKeys,
     dryRun: parseBool("KEEPER_DRY_RUN", env.KEEPER_DRY_RUN),
     runSeconds: parseSeconds("KEEPER_RUN_SECONDS", env.KEEPER_RUN_SECONDS),

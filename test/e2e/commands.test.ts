@@ -3,13 +3,16 @@
  * through tsx. check-config validates config and environment against the RPC and sends nothing; status and
  * check-config need no key and ignore a malformed one; a wrong chain or address is exit 2.
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/load.ts";
+import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
+import { until } from "../helpers/wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const BIN = join(ROOT, "dist/src/main.js");
@@ -87,5 +90,81 @@ describe("perp-keeper commands (built)", () => {
     const help = bin(["--help"]);
     expect(help.status).toBe(0);
     for (const c of ["run", "status", "check-config"]) expect(help.stdout).toContain(c);
+  });
+});
+
+/** A systemd unit's [Service] settings (the last value of each key, as systemd reads them). */
+function unitSettings(text: string): Map<string, string> {
+  const settings = new Map<string, string>();
+  let section = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (line.startsWith("[")) section = line;
+    else if (section === "[Service]") {
+      const eq = line.indexOf("=");
+      settings.set(line.slice(0, eq), line.slice(eq + 1));
+    }
+  }
+  return settings;
+}
+
+describe("deployment files", () => {
+  it("the systemd unit: SIGTERM, a stop timeout above the grace period, restart on failure but not on exit 2, secrets from a file", () => {
+    const unit = unitSettings(readFileSync(join(ROOT, "deploy/perp-keeper.service"), "utf8"));
+    expect(unit.get("KillSignal")).toBe("SIGTERM");
+    expect(unit.get("Restart")).toBe("on-failure");
+    expect(unit.get("RestartPreventExitStatus")).toBe("2");
+    expect(unit.get("EnvironmentFile")).toMatch(/^\/etc\//);
+    expect(unit.get("User")).not.toBe("root");
+    const grace = parseConfig(JSON.parse(readFileSync(good, "utf8"))).keeper.shutdownGraceMs;
+    expect(Number(unit.get("TimeoutStopSec")) * 1000).toBeGreaterThan(grace + 5_000);
+  });
+
+  it("the unit's ExecStart, run as written (paths mapped to this checkout), starts the keeper and stops on SIGTERM", async () => {
+    const unit = unitSettings(readFileSync(join(ROOT, "deploy/perp-keeper.service"), "utf8"));
+    const argv = (unit.get("ExecStart") as string)
+      .split(/\s+/)
+      .map((a) => a.replace("/opt/perp-keeper", ROOT).replace("/etc/perp-keeper/keeper.json", good));
+    expect(argv[0]).toBe("/usr/bin/node");
+    expect(argv.slice(1, 3)).toEqual([BIN, "run"]);
+    const environment = Object.fromEntries(
+      (unit.get("Environment") as string).split(/\s+/).map((kv) => kv.split("=") as [string, string]),
+    );
+    const stateDir = join(dir, "state");
+    const child = spawn(process.execPath, argv.slice(1), {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...environment,
+        KEEPER_STATE_DIR: stateDir,
+        // what /etc/perp-keeper/env holds
+        KEEPER_PRIVATE_KEY: ANVIL_KEYS[1],
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    const exited = new Promise<number | null>((done) => child.once("close", (code) => done(code)));
+    await until("keeper_started", () => out.includes('"event":"keeper_started"'), 30_000);
+    expect(out).toContain(`"stateDir":"${stateDir}"`);
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(out).toContain('"event":"keeper_stopped"');
+  }, 60_000);
+
+  it("the Dockerfile: multi-stage, non-root, runs the built bin, state directory a volume, SIGTERM", () => {
+    const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+    expect(docker.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+    expect(docker).toMatch(/^USER (?!root)\w+/m);
+    expect(docker).toMatch(/^ENTRYPOINT \["node", "dist\/src\/main\.js"\]/m);
+    expect(docker).toMatch(/^VOLUME \["\/data"\]/m);
+    expect(docker).toMatch(/KEEPER_STATE_DIR=\/data/);
+    expect(docker).toMatch(/^STOPSIGNAL SIGTERM/m);
+    // what the image builds and runs is what npm run build gives here
+    expect(docker).toContain("npm run build");
+    expect(existsSync(BIN)).toBe(true);
   });
 });

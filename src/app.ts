@@ -37,6 +37,8 @@ export interface KeeperRunOptions {
   /** One nonce lane per key; never logged. */
   readonly privateKeys: readonly Hex[];
   readonly log: Logger;
+  /** Where the RPC setting came from ("flag", "environment", "config"), for keeper_started. */
+  readonly rpcSource?: string;
   /** Aborting it stops the keeper, at any point, also while it is still connecting. */
   readonly signal?: AbortSignal;
 }
@@ -179,6 +181,10 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       batching: k.batching,
       fromBlock: config.exchange.deployBlock,
       stateDir: k.stateDir,
+      rpc: endpoints(o.rpcUrl).map(redactUrl),
+      rpcFrom: o.rpcSource,
+      ws: config.network.wsUrl === undefined ? undefined : redactUrl(config.network.wsUrl),
+      multicall3: connection.multicall3 ?? null,
     },
     "keeper starting",
   );

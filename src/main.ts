@@ -140,7 +140,14 @@ async function main(): Promise<number> {
       const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
     }
-    return await runConfigured(configPath as string, env, values["dry-run"], controller.signal, log);
+    return await runConfigured(
+      configPath as string,
+      env,
+      values["rpc-url"] !== undefined,
+      values["dry-run"],
+      controller.signal,
+      log,
+    );
   } finally {
     clearTimeout(timer);
     log.flush();
@@ -149,6 +156,12 @@ async function main(): Promise<number> {
 
 const COMMANDS = ["run", "demo", "status", "check-config"] as const;
 type Command = (typeof COMMANDS)[number];
+
+/** Where the RPC endpoints in use were set: the --rpc-url flag, RPC_URL(S), or the config file. */
+function rpcSourceOf(config: KeeperConfig, env: ReturnType<typeof readEnv>, flag: boolean): string {
+  if (env.rpcUrl === undefined) return config.network.rpcUrls ? "config network.rpcUrls" : "config network.rpcUrl";
+  return flag ? "--rpc-url" : "environment";
+}
 
 /** The RPC endpoint(s) in use: RPC_URL(S) or --rpc-url, else the config's. */
 function rpcUrlOf(config: KeeperConfig, env: ReturnType<typeof readEnv>, configPath: string): string {
@@ -185,6 +198,7 @@ async function checkConfig(configPath: string, env: ReturnType<typeof readEnv>):
 async function runConfigured(
   configPath: string,
   env: ReturnType<typeof readEnv>,
+  rpcFlag: boolean,
   dryRunFlag: boolean | undefined,
   signal: AbortSignal,
   log: Logger,
@@ -203,6 +217,7 @@ async function runConfigured(
       keeper: { ...config.keeper, dryRun, stateDir: env.stateDir ?? config.keeper.stateDir },
     },
     rpcUrl,
+    rpcSource: rpcSourceOf(config, env, rpcFlag),
     privateKeys: env.privateKeys,
     log,
     signal,

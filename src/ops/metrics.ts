@@ -220,6 +220,22 @@ export function keeperMetrics(s: OpsSources): Registry {
   });
 
   new Gauge({
+    name: `${PREFIX}oracle_answer_age_seconds`,
+    help: "Age of each market's oracle answer at the last processed head (head timestamp - updatedAt), by market",
+    labelNames: ["market"],
+    registers,
+    collect() {
+      this.reset();
+      const tick = s.watcher.latestTick;
+      if (!tick?.oracleUpdatedAt) return;
+      for (const [id, updatedAt] of tick.oracleUpdatedAt) {
+        const market = s.book.markets.get(id)?.name ?? String(id);
+        this.set({ market }, Number(tick.timestamp - updatedAt));
+      }
+    },
+  });
+
+  new Gauge({
     name: `${PREFIX}head_block`,
     help: "Newest chain head seen (before the first processed head: the head the backfill runs to)",
     registers,

@@ -31,6 +31,8 @@ export interface Tick {
   readonly prices: ReadonlyMap<number, bigint>;
   /** performance.now() when the keeper learned of this head (its announcement, or the poll's answer). */
   readonly receivedAt?: number;
+  /** Each market's oracle answer time (updatedAt, unix seconds) known at this head, refused answers included. */
+  readonly oracleUpdatedAt?: ReadonlyMap<number, bigint>;
 }
 
 /** A live head subscription. */
@@ -666,6 +668,11 @@ export class Watcher {
   ): void {
     const head = block.number;
     const prices = this.prices.at(head, block.timestamp, markets, readings);
+    const oracleUpdatedAt = new Map<number, bigint>();
+    markets.forEach((m, i) => {
+      const r = readings[i];
+      if (r?.status === "fulfilled") oracleUpdatedAt.set(m.id, r.value.updatedAt);
+    });
     this.window.record(head, block.hash, this.o.book.cursor);
     this.window.prune(this.floor(head));
     this.lastTick = {
@@ -674,6 +681,7 @@ export class Watcher {
       baseFeePerGas: block.baseFeePerGas ?? 0n,
       prices,
       receivedAt,
+      oracleUpdatedAt,
     };
     this.o.onTick(this.lastTick);
   }

@@ -150,6 +150,8 @@ describe("deployment files", () => {
     const exited = new Promise<number | null>((done) => child.once("close", (code) => done(code)));
     await until("keeper_started", () => out.includes('"event":"keeper_started"'), 30_000);
     expect(out).toContain(`"stateDir":"${stateDir}"`);
+    // the endpoint in use, and where it was set
+    expect(out).toContain(`"rpc":["${net.anvil.rpcUrl}"],"rpcFrom":"config network.rpcUrl"`);
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
     expect(out).toContain('"event":"keeper_stopped"');

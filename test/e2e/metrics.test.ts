@@ -92,6 +92,14 @@ describe("the operations endpoint", () => {
     expect(m.get('perp_keeper_transactions_total{kind="sent"}')).toBe(0);
     expect(m.get("perp_keeper_gas_spent_wei_total")).toBe(0);
     expect(m.get("perp_keeper_keeper_rewards_total")).toBe(0);
+    // each market's oracle answer age at the last head: head timestamp - the answer's updatedAt
+    const tick = k.watcher.latestTick;
+    for (const market of k.book.markets.values()) {
+      const age = m.get(`perp_keeper_oracle_answer_age_seconds{market="${market.name}"}`);
+      const updatedAt = tick?.oracleUpdatedAt?.get(market.id);
+      expect(updatedAt, market.name).toBeDefined();
+      expect(age, market.name).toBe(Number((tick?.timestamp ?? 0n) - (updatedAt ?? 0n)));
+    }
     // the default process metrics, on the keeper's own registry
     expect(m.get("perp_keeper_process_cpu_user_seconds_total")).toBeGreaterThan(0);
     expect(m.get("perp_keeper_nodejs_heap_size_used_bytes")).toBeGreaterThan(0);

@@ -18,6 +18,7 @@ import { runDemo } from "./demo/demo.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
+import { parseShock, rehearse, renderRehearsal } from "./ops/rehearse.ts";
 import { statusReport } from "./ops/statusCommand.ts";
 import { LogDecodeError } from "./protocol/perpEngine.ts";
 import { BookError } from "./state/book.ts";
@@ -35,6 +36,10 @@ Commands:
   status               print the open positions nearest to liquidation and exit (needs --config; no key)
   check-config         validate the config and environment, check the chain id and the exchange's code at the
                        RPC, and exit 0 (ok) or 2 (bad); sends nothing, needs no key
+  rehearse             a dress rehearsal on a fork: --fork-url <rpc> [--fork-block N] --config <file>
+                       --shock BTC-USD=-10% [--shock ...] [--json]; Anvil forks the chain, the shocks move the
+                       oracles on the fork, the keeper runs there with a funded Anvil key, and a report says what
+                       it liquidated; nothing is sent to the live chain
 
 Options:
   --config <file>      keeper config (config/*.json); env KEEPER_CONFIG
@@ -65,6 +70,10 @@ async function main(): Promise<number> {
       status: { type: "boolean" },
       top: { type: "string" },
       "log-format": { type: "string" },
+      "fork-url": { type: "string" },
+      "fork-block": { type: "string" },
+      shock: { type: "string", multiple: true },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -78,7 +87,7 @@ async function main(): Promise<number> {
   }
   const command: Command | undefined = values.status ? "status" : (given as Command | undefined);
   // commands that sign nothing neither need a key nor read one (a malformed key does not stop them)
-  const readOnly = command === "status" || command === "check-config";
+  const readOnly = command === "status" || command === "check-config" || command === "rehearse";
   const env = readEnv({
     ...process.env,
     ...(readOnly ? { KEEPER_PRIVATE_KEY: undefined, KEEPER_PRIVATE_KEYS: undefined } : {}),
@@ -123,6 +132,16 @@ async function main(): Promise<number> {
   timer?.unref();
 
   try {
+    if (command === "rehearse") {
+      const forkUrl = values["fork-url"] ?? env.rpcUrl?.split(",")[0];
+      if (!forkUrl) throw new ConfigError("rehearse needs --fork-url (or RPC_URL): the chain to fork");
+      const shocks = (values.shock ?? []).map(parseShock);
+      if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
+      const forkBlock = values["fork-block"] === undefined ? undefined : BigInt(values["fork-block"]);
+      const report = await rehearse({ config: loadConfigFile(configPath as string), forkUrl, forkBlock, shocks });
+      console.log(values.json ? JSON.stringify(report) : renderRehearsal(report));
+      return 0;
+    }
     if (command === "check-config") {
       console.log(await checkConfig(configPath as string, env));
       return 0;
@@ -154,7 +173,7 @@ async function main(): Promise<number> {
   }
 }
 
-const COMMANDS = ["run", "demo", "status", "check-config"] as const;
+const COMMANDS = ["run", "demo", "status", "check-config", "rehearse"] as const;
 type Command = (typeof COMMANDS)[number];
 
 /** Where the RPC endpoints in use were set: the --rpc-url flag, RPC_URL(S), or the config file. */

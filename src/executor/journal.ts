@@ -263,15 +263,28 @@ interface LockHolder {
   readonly startedAt: string;
 }
 
-/** Whether a process of this machine still runs (EPERM: it does, under another user). */
+/**
+ * Whether a process of this machine still runs (EPERM: it does, under another user). A zombie (killed, not yet
+ * reaped: common in containers whose PID 1 reaps nothing) does not: on Linux its state in /proc says so.
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return true; // no /proc (not Linux): the signal's answer stands
+  }
 }
+
+/** The journals this process holds locked: a lock naming this pid but not in here was left by an earlier process
+ * that had the same pid (a restarted container is pid 1 again). */
+const held = new Set<string>();
 
 async function lock(path: string): Promise<void> {
   const lockPath = `${path}.lock`;
@@ -285,6 +298,7 @@ async function lock(path: string): Promise<void> {
       } finally {
         await file.close();
       }
+      held.add(lockPath);
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
@@ -297,20 +311,17 @@ async function lock(path: string): Promise<void> {
     } catch {
       // torn or foreign: treated as left behind
     }
-    const sameHost = holder.host === undefined || holder.host === me.host;
-    if (typeof holder.pid === "number" && sameHost && alive(holder.pid)) {
+    // the holder lives: another process with that pid, or this very process (a second keeper in it). The host is
+    // not compared: a container gets a new hostname at every start, and a state directory shared between machines
+    // is not supported.
+    const self = holder.pid === process.pid;
+    if (typeof holder.pid === "number" && ((self && held.has(lockPath)) || (!self && alive(holder.pid)))) {
       throw new JournalError(
         `another keeper (pid ${holder.pid}, started ${holder.startedAt ?? "?"}) holds this signer on this chain: ` +
           `${lockPath}. Two keepers on one key collide on nonces; stop it first`,
       );
     }
-    if (!sameHost) {
-      throw new JournalError(
-        `the journal is locked by a keeper on host ${holder.host} (pid ${holder.pid}): ${lockPath}. ` +
-          "A state directory shared between machines is not supported; remove the lock only if that keeper is gone",
-      );
-    }
-    await rm(lockPath, { force: true }); // its holder is gone (killed): taken over
+    await rm(lockPath, { force: true }); // its holder is gone (killed, or an earlier process with our pid)
   }
   throw new JournalError(`cannot lock journal ${path}: the lock keeps coming back`);
 }
@@ -320,7 +331,8 @@ async function unlock(path: string): Promise<void> {
   const lockPath = `${path}.lock`;
   try {
     const holder = JSON.parse(readFileSync(lockPath, "utf8")) as Partial<LockHolder>;
-    if (holder.pid === process.pid) await rm(lockPath, { force: true });
+    if (holder.pid === process.pid && held.has(lockPath)) await rm(lockPath, { force: true });
+    held.delete(lockPath);
   } catch {
     // gone already
   }

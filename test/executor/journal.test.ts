@@ -155,5 +155,10 @@ describe("journal", () => {
     const { journal: taken } = await Journal.open(p);
     await taken.close();
     expect(() => readFileSync(`${p}.lock`)).toThrow(); // released on close
+    // a restarted container is pid 1 again, on a new hostname: a lock naming our own pid that this process never
+    // took was left by the earlier one
+    writeFileSync(`${p}.lock`, JSON.stringify({ pid: process.pid, host: "old-container", startedAt: "earlier" }));
+    const { journal: restarted } = await Journal.open(p);
+    await restarted.close();
   });
 });

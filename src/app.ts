@@ -211,6 +211,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     rewardsEarned: () => rewardsEarned,
     startedAt: performance.now(),
     atRiskDistance: Number(k.atRiskDistance),
+    rpcStats: connection.rpcStats,
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {

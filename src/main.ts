@@ -14,12 +14,9 @@ import { connect, endpoints } from "./chain/connect.ts";
 import { describeError } from "./chain/errors.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
-import { runDemo } from "./demo/demo.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
-import { parseShock, rehearse, renderRehearsal } from "./ops/rehearse.ts";
-import { statusReport } from "./ops/statusCommand.ts";
 import { LogDecodeError } from "./protocol/perpEngine.ts";
 import { BookError } from "./state/book.ts";
 import { StartBlockError } from "./watcher/watcher.ts";
@@ -135,6 +132,8 @@ async function main(): Promise<number> {
     if (command === "rehearse") {
       const forkUrl = values["fork-url"] ?? env.rpcUrl?.split(",")[0];
       if (!forkUrl) throw new ConfigError("rehearse needs --fork-url (or RPC_URL): the chain to fork");
+      // loaded on demand: the devnet tooling (viem/chains, the contracts' bytecode) costs a run's start-up ~300 ms
+      const { parseShock, rehearse, renderRehearsal } = await import("./ops/rehearse.ts");
       const shocks = (values.shock ?? []).map(parseShock);
       if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
       const forkBlock = values["fork-block"] === undefined ? undefined : BigInt(values["fork-block"]);
@@ -152,10 +151,12 @@ async function main(): Promise<number> {
         throw new ConfigError(`--top must be a positive integer, got "${values.top}"`);
       const config = loadConfigFile(configPath as string);
       const rpcUrl = rpcUrlOf(config, env, configPath as string);
+      const { statusReport } = await import("./ops/statusCommand.ts");
       console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
       return 0;
     }
     if (demo) {
+      const { runDemo } = await import("./demo/demo.ts");
       const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
     }

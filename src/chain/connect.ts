@@ -15,6 +15,7 @@ import type { Logger } from "../ops/logger.ts";
 import { isPerpEngine } from "../protocol/perpEngine.ts";
 import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
 import { EndpointLag } from "./endpointLag.ts";
+import { RpcStats } from "./rpcStats.ts";
 
 export interface Connection {
   readonly chain: Chain;
@@ -31,6 +32,8 @@ export interface Connection {
   readonly logsClient: PublicClient<Transport, Chain>;
   /** One client per endpoint, for broadcasts (a transaction is sent to all of them). */
   readonly broadcastClients: readonly PublicClient<Transport, Chain>[];
+  /** JSON-RPC calls and failures per endpoint, for the metrics. */
+  readonly rpcStats: RpcStats;
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
 }
@@ -53,11 +56,13 @@ function overEndpoints(
   urls: readonly string[],
   options: HttpTransportConfig,
   rankIntervalMs: number,
+  stats: RpcStats,
   lag?: EndpointLag,
 ): Transport {
-  if (urls.length === 1) return http(urls[0], options);
+  const [only] = urls;
+  if (urls.length === 1 && only) return http(only, { ...options, fetchFn: stats.fetchFor(only) });
   return fallback(
-    urls.map((url) => http(url, { ...options, retryCount: 0 })),
+    urls.map((url) => http(url, { ...options, retryCount: 0, fetchFn: stats.fetchFor(url) })),
     {
       rank: {
         interval: rankIntervalMs,
@@ -88,7 +93,8 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
       ? new EndpointLag(BigInt(k.maxEndpointLagBlocks), k.rpcRankIntervalMs + k.rpcTimeoutMs, log)
       : undefined;
   const batched = { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } } as const;
-  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, lag);
+  const rpcStats = new RpcStats();
+  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, rpcStats, lag);
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
@@ -107,7 +113,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
   const multicall3 = multicallCode && multicallCode !== "0x" ? multicall : undefined;
   const unbatchedClient = createPublicClient({
     chain,
-    transport: overEndpoints(urls, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false }, k.rpcRankIntervalMs),
+    transport: overEndpoints(
+      urls,
+      { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false },
+      k.rpcRankIntervalMs,
+      rpcStats,
+    ),
   });
   // backfill ranges: one HTTP request each (a JSON-RPC batch of several would come back as one huge answer), and an
   // answer may be far larger than viem's default 10 MiB: a range's size is bounded by maxLogRange (and the node's
@@ -118,12 +129,25 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
       urls,
       { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: false },
       k.rpcRankIntervalMs,
+      rpcStats,
     ),
   });
   // a transaction goes to every endpoint: the first that takes it is enough, and one that is down costs nothing
   const broadcastClients =
     urls.length === 1
       ? [publicClient]
-      : urls.map((url) => createPublicClient({ chain, transport: http(url, batched) }));
-  return { chain, transport, publicClient, unbatchedClient, logsClient, broadcastClients, engine, multicall3 };
+      : urls.map((url) =>
+          createPublicClient({ chain, transport: http(url, { ...batched, fetchFn: rpcStats.fetchFor(url) }) }),
+        );
+  return {
+    chain,
+    transport,
+    publicClient,
+    unbatchedClient,
+    logsClient,
+    broadcastClients,
+    engine,
+    multicall3,
+    rpcStats,
+  };
 }

@@ -6,6 +6,7 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Address } from "viem";
+import type { RpcStats } from "../chain/rpcStats.ts";
 import type { ExecutorStats } from "../executor/executor.ts";
 import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
@@ -34,6 +35,8 @@ export interface OpsSources {
   readonly startedAt: number;
   /** Fraction of the mark price within which a position's liquidation price counts as at risk (0.05: 5%). */
   readonly atRiskDistance: number;
+  /** JSON-RPC calls and failures per endpoint (absent: not counted). */
+  readonly rpcStats?: RpcStats;
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
@@ -190,6 +193,30 @@ export function keeperMetrics(s: OpsSources): Registry {
     },
   });
   const rewardsFollow = new Follower(rewards);
+  const rpcCalls: Counter<string> = new Counter({
+    name: `${PREFIX}rpc_requests_total`,
+    help: "JSON-RPC calls sent, by endpoint (redacted) and method (a batch counts each of its calls)",
+    labelNames: ["endpoint", "method"],
+    registers,
+    collect() {
+      for (const r of s.rpcStats?.calls.values() ?? []) {
+        rpcCallsFollow.to({ endpoint: r.endpoint, method: r.method }, r.count);
+      }
+    },
+  });
+  const rpcCallsFollow = new Follower(rpcCalls);
+  const rpcErrors: Counter<string> = new Counter({
+    name: `${PREFIX}rpc_errors_total`,
+    help: "Failed HTTP exchanges with an RPC endpoint, by endpoint (redacted) and kind: timeout, network, http_<status>",
+    labelNames: ["endpoint", "kind"],
+    registers,
+    collect() {
+      for (const r of s.rpcStats?.errors.values() ?? []) {
+        rpcErrorsFollow.to({ endpoint: r.endpoint, kind: r.kind }, r.count);
+      }
+    },
+  });
+  const rpcErrorsFollow = new Follower(rpcErrors);
 
   // one pass over the book per scrape, shared by the two per-market gauges
   let books: { at: number; rows: Map<string, { tracked: number; atRisk: number }> } | undefined;

@@ -100,6 +100,10 @@ describe("the operations endpoint", () => {
       expect(updatedAt, market.name).toBeDefined();
       expect(age, market.name).toBe(Number((tick?.timestamp ?? 0n) - (updatedAt ?? 0n)));
     }
+    // the keeper's JSON-RPC traffic, per endpoint (redacted) and method
+    const endpoint = new URL(net.anvil.rpcUrl).origin;
+    expect(m.get(`perp_keeper_rpc_requests_total{endpoint="${endpoint}",method="eth_getLogs"}`)).toBeGreaterThan(0);
+    expect(m.get(`perp_keeper_rpc_requests_total{endpoint="${endpoint}",method="eth_chainId"}`)).toBeGreaterThan(0);
     // the default process metrics, on the keeper's own registry
     expect(m.get("perp_keeper_process_cpu_user_seconds_total")).toBeGreaterThan(0);
     expect(m.get("perp_keeper_nodejs_heap_size_used_bytes")).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { devnetConfig } from "../../src/devnet/config.ts";
 import { DEVNET_MARKETS, type MarketSpec, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
@@ -98,6 +99,8 @@ describe("rehearse", () => {
       );
       rmSync(dir, { recursive: true, force: true });
       expect(r.status, r.stderr).toBe(0);
+      // the funded Anvil key the keeper used on the fork appears nowhere in the report
+      expect(r.stdout + r.stderr).not.toContain(ANVIL_KEYS[1].slice(2));
       const report = JSON.parse(r.stdout.trim().split("\n").at(-1) as string) as RehearsalReport;
       expect(report.shocks[0]?.how).toBe("mock installed at the feed's address");
       expect(report.liquidatableAfterShock).toBe(2);

@@ -26,17 +26,23 @@ export async function startRpcProxy(target: string, intercept?: Intercept): Prom
     });
     req.on("end", async () => {
       calls++;
-      const verdict = await intercept?.(body);
-      if (verdict && verdict !== "forward-and-cut") {
-        res.writeHead(verdict.status, { "content-type": "application/json" }).end(verdict.text);
-        return;
+      try {
+        const verdict = await intercept?.(body);
+        if (verdict && verdict !== "forward-and-cut") {
+          res.writeHead(verdict.status, { "content-type": "application/json" }).end(verdict.text);
+          return;
+        }
+        const upstream = await fetch(target, { method: "POST", headers: { "content-type": "application/json" }, body });
+        const text = await upstream.text();
+        // the node took the request; the answer comes back cut in half
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(verdict === "forward-and-cut" ? text.slice(0, Math.floor(text.length / 2)) : text);
+      } catch {
+        // the node is gone (a test tearing down while a client still asks): a gateway error, never an unhandled one
+        if (!res.headersSent) res.writeHead(502).end();
+        else res.destroy();
       }
-      const upstream = await fetch(target, { method: "POST", headers: { "content-type": "application/json" }, body });
-      const text = await upstream.text();
-      // the node took the request; the answer comes back cut in half
-      res
-        .writeHead(200, { "content-type": "application/json" })
-        .end(verdict === "forward-and-cut" ? text.slice(0, Math.floor(text.length / 2)) : text);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));

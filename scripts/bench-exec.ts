@@ -76,6 +76,7 @@ import type { Candidate } from "../src/risk/scan.ts";
 import { Book, type BookChange, positionKey, type TrackedPosition } from "../src/state/book.ts";
 import { watchExchange } from "../src/watcher/forExchange.ts";
 import type { Tick } from "../src/watcher/watcher.ts";
+import { benchArgs, now, round, sleep, untilEvery, within } from "./lib/tools.ts";
 
 /**
  * The previous keeper's nonce allocator, kept here for the baseline: the chain's pending count once, then a local
@@ -103,23 +104,11 @@ class NonceAllocator {
 
 // ---------------------------------------------------------------------------------------------- arguments
 
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-function intArg(name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const n = Number((args[i + 1] ?? "").replaceAll("_", ""));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} takes a positive integer`);
-  return n;
-}
-function stringArg(name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i < 0 ? undefined : args[i + 1];
-}
+const { json, intArg, stringArg, has } = benchArgs();
 const N = intArg("--liquidations", 1000);
 const M = intArg("--baseline-liquidations", N);
 const MARKETS = intArg("--markets", 8);
-const HEALTHY = args.includes("--healthy") ? intArg("--healthy", 1) : Math.ceil(N / 5);
+const HEALTHY = has("--healthy") ? intArg("--healthy", 1) : Math.ceil(N / 5);
 const MODES = (stringArg("--modes") ?? "batched,single,baseline").split(",").map((s) => s.trim());
 for (const m of MODES) {
   if (!["batched", "single", "baseline"].includes(m)) throw new Error(`unknown mode ${m} (batched, single, baseline)`);
@@ -134,28 +123,7 @@ const log = (message: string): void => {
 
 // ---------------------------------------------------------------------------------------------- small tools
 
-const now = (): number => performance.now();
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const round = (x: number, digits = 4): number => (Number.isFinite(x) ? Number(x.toPrecision(digits)) : x);
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50) {
-  const deadline = now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** Bounded wait: resolves with the promise's value, or undefined after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const until = untilEvery(50);
 
 interface RpcAnswer {
   readonly result?: unknown;

@@ -79,22 +79,11 @@ import type { Tick } from "../src/watcher/watcher.ts";
 import { CountingHttpProxy, CountingWsProxy, HeadsSubscription, type ProxyCounts } from "./lib/countingProxies.ts";
 import { checkAnswers, type RawLogsResult, rawGetLogs, rpc, rpcBatch } from "./lib/rpc.ts";
 import { addMarginCall, buildSyncChain, FEES, openCall, type SyncChain, sendCall } from "./lib/syncChain.ts";
+import { benchArgs, now, round, untilEvery, within } from "./lib/tools.ts";
 
 // ---------------------------------------------------------------------------------------------- arguments
 
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-function intArg(name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const n = Number((args[i + 1] ?? "").replaceAll("_", ""));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} takes a positive integer`);
-  return n;
-}
-function stringArg(name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i < 0 ? undefined : args[i + 1];
-}
+const { json, intArg, stringArg } = benchArgs();
 const EVENTS = intArg("--events", 100_000);
 const MARKETS = intArg("--markets", 4);
 const TRADERS = intArg("--traders", Math.max(20, Math.ceil(EVENTS / 40)));
@@ -119,28 +108,7 @@ const log = (message: string): void => {
 
 // ---------------------------------------------------------------------------------------------- small tools
 
-const now = (): number => performance.now();
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const round = (x: number, digits = 4): number => (Number.isFinite(x) ? Number(x.toPrecision(digits)) : x);
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 10) {
-  const deadline = now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** Bounded wait: resolves with the promise's value, or undefined after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const until = untilEvery(10);
 
 function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;

@@ -30,16 +30,23 @@ import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
 import { ANVIL_KEYS } from "./anvil.ts";
 
 /**
+ * Places a contract's code at an address on an Anvil chain, without a block and without its constructor's storage:
+ * the runtime code is what the creation code (with its constructor arguments) returns, run in an eth_call.
+ */
+export async function placeCode(client: PublicClient, address: Address, creation: Hex): Promise<void> {
+  const { data } = await client.call({ data: creation });
+  if (!data) throw new Error(`the creation code for ${address} returned no runtime code`);
+  await client.request({ method: "anvil_setCode", params: [address, data] } as never);
+}
+
+/**
  * Puts Multicall3 (contracts/Multicall3.sol) at its canonical address, as on a live chain: the keeper reads every
- * oracle through it. Its runtime code is what its creation code returns, run in an eth_call, and anvil_setCode
- * places it without a block.
+ * oracle through it.
  */
 export async function installMulticall3(client: PublicClient): Promise<void> {
   const existing = await client.getCode({ address: MULTICALL3_ADDRESS });
   if (existing && existing !== "0x") return;
-  const { data } = await client.call({ data: multicall3Bytecode });
-  if (!data) throw new Error("Multicall3's creation code returned no runtime code");
-  await client.request({ method: "anvil_setCode", params: [MULTICALL3_ADDRESS, data] } as never);
+  await placeCode(client, MULTICALL3_ADDRESS, multicall3Bytecode);
 }
 
 export const ANVIL_MNEMONIC = "test test test test test test test test test test test junk";

@@ -31,6 +31,7 @@ import { startKeeper } from "../app.ts";
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
+import { placeCode } from "../devnet/exchange.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { createLogger } from "./logger.ts";
 import { sleep } from "./sleep.ts";
@@ -98,11 +99,11 @@ async function shockOracle(client: PublicClient, oracle: Address, answer: bigint
     // not a MockV3Aggregator: a mock is installed at its address below
   }
   const decimals = await client.readContract({ address: oracle, abi: mockV3AggregatorAbi, functionName: "decimals" });
-  const { data: runtime } = await client.call({
-    data: encodeDeployData({ abi: mockV3AggregatorAbi, bytecode: mockV3AggregatorBytecode, args: [decimals, answer] }),
-  });
-  if (!runtime) throw new Error(`could not build a mock for the feed at ${oracle}`);
-  await rpc(client, "anvil_setCode", [oracle, runtime]);
+  await placeCode(
+    client,
+    oracle,
+    encodeDeployData({ abi: mockV3AggregatorAbi, bytecode: mockV3AggregatorBytecode, args: [decimals, answer] }),
+  );
   // MockV3Aggregator's storage: slot 0 decimals, 3 latestRound (counted from 0 again)
   await rpc(client, "anvil_setStorageAt", [oracle, numberToHex(0, { size: 32 }), pad(numberToHex(decimals))]);
   await rpc(client, "anvil_setStorageAt", [oracle, numberToHex(3, { size: 32 }), pad("0x0")]);

@@ -40,7 +40,7 @@ describe("pending oracle updates from the pool", () => {
     // noise: a plain transfer, and a call to an address that is no market's aggregator
     await rpc("eth_sendTransaction", [{ from: owner, to: net.ex.d.engine, value: "0x0" }]);
     const pending = await pendingOracleUpdates(net.ex.publicClient, aggregators);
-    expect(pending).toHaveLength(1);
+    expect(pending, JSON.stringify(await rpc("txpool_content"))).toHaveLength(1);
     expect(pending[0]).toMatchObject({ kind: "updateAnswer", answer, marketId: ETH, txHash: hash });
     expect(await net.ex.price(ETH)).not.toBe(answer); // not mined yet
     await rpc("evm_mine");

@@ -20,6 +20,7 @@ export const ARTIFACTS: Record<string, string> = {
   Multicall3: "Multicall3.sol",
   EventfulAggregator: "EventfulAggregators.sol",
   SimpleAggregatorProxy: "EventfulAggregators.sol",
+  PinnedAnswer: "PinnedAnswer.sol",
 };
 
 type SolcOutput = {

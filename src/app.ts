@@ -17,6 +17,9 @@ import type { Logger } from "./ops/logger.ts";
 import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops/server.ts";
 import { sleep } from "./ops/sleep.ts";
+import { PendingSource } from "./precompute/pendingSource.ts";
+import { Precomputer } from "./precompute/precomputer.ts";
+import { PendingSimulator } from "./precompute/simulate.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine.ts";
 import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
@@ -48,6 +51,8 @@ export interface RunningKeeper {
   readonly risk: RiskEngine;
   readonly watcher: Watcher;
   readonly executor: Executor;
+  /** Acts on pending oracle updates (keeper.precompute); undefined when off. */
+  readonly precomputer: Precomputer | undefined;
   readonly keeper: Keeper;
   /** The signers' addresses. */
   readonly addresses: readonly Address[];
@@ -95,6 +100,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const book = new Book();
   const risk = new RiskEngine(book);
   let keeperRef: Keeper | undefined;
+  let precomputer: Precomputer | undefined;
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
@@ -126,6 +132,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => book.positions.get(key),
     stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
+    tiedVerdict: (a) => precomputer?.tiedVerdict(a),
+    priceMovedAt: (marketId) => keeperRef?.priceMovedAt(marketId),
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
@@ -150,6 +158,23 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       executor.onReorg();
     },
   });
+
+  const pc = k.precompute;
+  if (pc.mode !== "off") {
+    const simulator = await PendingSimulator.detect(unbatchedClient, pc.simulation);
+    precomputer = new Precomputer({
+      mode: pc.mode,
+      maxWaitBlocks: BigInt(pc.maxWaitBlocks),
+      checkIntervalMs: pc.checkIntervalMs,
+      book,
+      keeper,
+      executor,
+      simulator,
+      log,
+      oracleSources: () => watcher.oracleSources(),
+    });
+    keeper.hook = precomputer;
+  }
 
   let startHead = 0n;
   try {
@@ -185,6 +210,14 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       rpcFrom: o.rpcSource,
       ws: config.network.wsUrl === undefined ? undefined : redactUrl(config.network.wsUrl),
       multicall3: connection.multicall3 ?? null,
+      precompute:
+        precomputer === undefined
+          ? undefined
+          : {
+              mode: pc.mode,
+              simulation: precomputer.simulation,
+              source: config.network.wsUrl === undefined ? "txpool" : "subscription",
+            },
     },
     "keeper starting",
   );
@@ -276,6 +309,18 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       void snapshotter.write("backfilled");
       void snapshotter.run(controller.signal);
     }
+    if (precomputer && !controller.signal.aborted) {
+      precomputer.start(
+        new PendingSource({
+          client: publicClient,
+          wsUrl: config.network.wsUrl,
+          log,
+          aggregators: () => precomputer?.aggregators() ?? new Map(),
+          onUpdate: (update, seenAt) => precomputer?.onPending(update, seenAt),
+          pollMs: pc.txpoolPollMs,
+        }),
+      );
+    }
     await watcher.run(controller.signal);
   })();
   let stopping: Promise<void> | undefined;
@@ -283,6 +328,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     stopping ??= (async () => {
       log.info({ event: "keeper_stopping", reason }, "stopping: no new work; waiting for broadcasts under way");
       controller.abort();
+      precomputer?.stop();
       executor.close();
       let drained = true;
       try {
@@ -321,6 +367,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     risk,
     watcher,
     executor,
+    precomputer,
     keeper,
     addresses: executor.accounts,
     metricsUrl: server?.url,

@@ -19,6 +19,11 @@ export interface KeeperParts {
   readonly log: Logger;
 }
 
+/** Sees each head before the normal path does (issue 9: liquidations prepared on a pending update fire first). */
+export interface TickHook {
+  onTick(tick: Tick): void;
+}
+
 /** position_flagged lines written per turn of the event loop. */
 const FLAG_LOG_SLICE = 5;
 
@@ -35,6 +40,10 @@ export class Keeper {
    */
   private indexStale = false;
   liquidationsOurs = 0;
+  /** By market, the block at which its mark price last moved (between two heads the keeper saw). */
+  private readonly priceMoved = new Map<number, bigint>();
+  /** The precomputer, when pending oracle updates are acted on. */
+  hook: TickHook | undefined;
 
   constructor(private readonly p: KeeperParts) {}
 
@@ -109,6 +118,28 @@ export class Keeper {
     return change;
   }
 
+  /** The block at which a market's mark price last moved, as the keeper saw its heads. */
+  priceMovedAt(marketId: number): bigint | undefined {
+    return this.priceMoved.get(marketId);
+  }
+
+  /** The last head's tick. */
+  get tick(): Tick | undefined {
+    return this.lastTick;
+  }
+
+  /** The positions of a market below maintenance at a price and time that are not the chain's yet (a pending update). */
+  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): Candidate[] {
+    this.indexed();
+    return this.p.risk.liquidatable(marketId, markPrice, timestamp);
+  }
+
+  /** Whether a position (as the book has it now) is below maintenance at this price and time; false when gone. */
+  liquidatableAtPrice(key: string, markPrice: bigint, timestamp: bigint): boolean {
+    const position = this.p.book.positions.get(key);
+    return position !== undefined && this.p.risk.isLiquidatable(position, markPrice, timestamp);
+  }
+
   /**
    * Whether a position is still below maintenance at the last tick's price: false when it is gone, undefined when
    * its market had no valid price.
@@ -127,7 +158,15 @@ export class Keeper {
    */
   handleTick(tick: Tick): void {
     this.indexed();
+    const previous = this.lastTick;
     this.lastTick = tick;
+    if (previous) {
+      for (const [marketId, price] of tick.prices) {
+        if (previous.prices.get(marketId) !== price) this.priceMoved.set(marketId, tick.blockNumber);
+      }
+    }
+    // liquidations prepared on this head's oracle update go out before anything is planned
+    this.hook?.onTick(tick);
     const all: Candidate[] = [];
     const fresh: Candidate[] = [];
     for (const [marketId, markPrice] of tick.prices) {

@@ -110,6 +110,24 @@ export const keeperConfigSchema = z
         healthMaxHeadAgeSeconds: z.number().min(1).max(86_400).default(60),
         /** keeper_heartbeat is logged this often; 0: never. */
         heartbeatSeconds: z.number().min(0).max(86_400).default(60),
+        /**
+         * Same-block liquidations: act on oracle updates still in the mempool (docs/precompute.md). Off by default.
+         */
+        precompute: z
+          .object({
+            /** off; on-block: prepared, sent when the update's block is seen; backrun: sent at once, ordered after it. */
+            mode: z.enum(["off", "on-block", "backrun"]).default("off"),
+            /** How liquidations are simulated after the update: eth_simulateV1, eth_call with a state override, or the first the node serves. */
+            simulation: z.enum(["auto", "simulateV1", "stateOverride"]).default("auto"),
+            /** An update still pending after this many heads is unwound (what was prepared on it discarded or cancelled). */
+            maxWaitBlocks: z.number().int().min(1).max(1000).default(3),
+            /** How often the node is asked whether each pending update is still there (dropped, replaced, mined). */
+            checkIntervalMs: z.number().int().min(20).max(60_000).default(250),
+            /** Without a WebSocket endpoint: how often the pool (txpool_content) is read. */
+            txpoolPollMs: z.number().int().min(20).max(60_000).default(250),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

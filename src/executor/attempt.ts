@@ -70,6 +70,12 @@ export interface Attempt {
   status: AttemptStatus;
   /** Block it was created at. */
   readonly createdAtBlock: bigint;
+  /**
+   * The pending oracle update it was prepared on (issue 9, backrun): while that update is pending the attempt is
+   * judged at the update's price and never bumped (a bump would order it before the update). Not journaled: after a
+   * restart it is judged as any other.
+   */
+  after?: Hex;
   /** Set once mined: the block and which hash. */
   minedBlock?: bigint;
   minedHash?: Hex;

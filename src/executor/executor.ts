@@ -15,6 +15,7 @@ import {
   formatTransactionReceipt,
   type Hex,
   HttpRequestError,
+  type Log,
   type PublicClient,
   type RpcTransactionReceipt,
   type TransactionReceipt,
@@ -30,12 +31,50 @@ import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
 import { broadcastAll, known, type SendResult } from "./broadcast.ts";
 import { decidePending, decideStuck } from "./decide.ts";
-import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
+import {
+  expectedProfit,
+  type FeeContext,
+  type FeePlan,
+  type FeePolicy,
+  type Fees,
+  feeCeiling,
+  pickTip,
+  planFees,
+} from "./fees.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane, type UnsignedCall } from "./lane.ts";
 import { pack, prioritise } from "./planner.ts";
 import { planRecovery } from "./recovery.ts";
 import { excludeUnfunded } from "./signers.ts";
+
+/** A simulated call's result against a pending update's state (src/precompute/simulate.ts). */
+export type PendingCallResult =
+  | { readonly ok: true; readonly gasUsed: bigint | undefined; readonly logs: readonly Log[] | undefined }
+  | { readonly ok: false; readonly revertData: Hex | undefined; readonly error: string };
+
+/**
+ * Liquidations prepared on an oracle update still in the mempool (issue 9). The executor plans them as any others,
+ * but simulates them after the update (`simulate`), prices them with `fees` when they must order behind it
+ * (backrun), and either sends them at once, tied to the update, or holds them for `fire` (on-block).
+ */
+export interface PendingPlan {
+  /** The update's transaction hash. */
+  readonly id: Hex;
+  readonly mode: "on-block" | "backrun";
+  /** Our calls run after the update, in the block it will be mined in; throws when the RPC gave no answer. */
+  readonly simulate: (calls: readonly { from: Address; to: Address; data: Hex }[]) => Promise<PendingCallResult[]>;
+  /** Backrun: fees just under the update's, within the policy's ceiling for this liquidation. */
+  readonly fees?: (ceiling: bigint | undefined, baseFeePerGas: bigint) => FeePlan | { ok: false; reason: string };
+  /** performance.now() when the update was seen. */
+  readonly seenAt: number;
+  /** Set by the precomputer: a unit prepared after the update landed is sent at once, after it was unwound never. */
+  state: "pending" | "landed" | "gone";
+  /** On-block: the units prepared, waiting for the update's block. */
+  readonly held: PreparedUnit[];
+}
+
+/** A simulated, priced liquidation held for the block of its update (on-block). */
+export type PreparedUnit = Unit;
 
 export interface ExecutorOptions {
   /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
@@ -77,6 +116,13 @@ export interface ExecutorOptions {
   readonly current: (key: string) => TrackedPosition | undefined;
   /** Whether the position is still below maintenance at the last head (undefined: no valid price to judge). */
   readonly stillLiquidatable: (key: string) => boolean | undefined;
+  /**
+   * For an attempt tied to a pending oracle update (Attempt.after): "hold" while the update is pending and a target
+   * is liquidatable at its price, "cancel" when none is any more; undefined: not tied (any more), judged as usual.
+   */
+  readonly tiedVerdict?: (a: Attempt) => "hold" | "cancel" | undefined;
+  /** The block at which a market's mark price last moved: how far behind its price update a liquidation landed. */
+  readonly priceMovedAt?: (marketId: number) => bigint | undefined;
 }
 
 export interface ExecutorStats {
@@ -97,6 +143,14 @@ export interface ExecutorStats {
   failed: number;
   /** Gas paid by our mined transactions, wei. */
   gasPaidWei: bigint;
+}
+
+/** How soon after their price update our liquidations land, and what was prepared ahead of updates (issue 9). */
+export interface UpdateStats {
+  /** Positions liquidated by us, by blocks between the market's price update and our liquidation ("3": 3 or more). */
+  readonly distance: Record<"0" | "1" | "2" | "3", number>;
+  /** Positions prepared on pending oracle updates (simulated after the update and priced). */
+  prepared: number;
 }
 
 /** Blocks a position state the simulation refused waits before it is simulated again. */
@@ -124,6 +178,10 @@ interface Unit {
   tries: number;
   /** Called once its first broadcast has been answered (or it went nowhere): the burst's probe. */
   readonly sent?: () => void;
+  /** Backrun: the pending update it is tied to. */
+  readonly after?: Hex;
+  /** Prepared on a pending update: performance.now() when the update was seen. */
+  readonly seenAt?: number;
 }
 
 type Busy = "planning" | Attempt;
@@ -141,6 +199,7 @@ export class Executor {
     failed: 0,
     gasPaidWei: 0n,
   };
+  readonly updateStats: UpdateStats = { distance: { "0": 0, "1": 0, "2": 0, "3": 0 }, prepared: 0 };
   /** Every position with work under way: never a second attempt at the same time. */
   private readonly busy = new Map<string, Busy>();
   /** Position states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
@@ -266,10 +325,13 @@ export class Executor {
 
   // --------------------------------------------------------------------------------------------------- submit
 
-  /** Plans liquidations for the candidates that have no work under way, most underwater first. */
-  submit(candidates: readonly Candidate[], tick: Tick): void {
+  /**
+   * Plans liquidations for the candidates that have no work under way, most underwater first. With `pending`, they
+   * are prepared on an oracle update still in the mempool (see PendingPlan); `tick` is the last head.
+   */
+  submit(candidates: readonly Candidate[], tick: Tick, pending?: PendingPlan): void {
     if (this.closed) return;
-    this.head = tick;
+    if (!pending) this.head = tick;
     const fresh: Candidate[] = [];
     for (const c of candidates) {
       const key = c.position.key;
@@ -287,7 +349,7 @@ export class Executor {
     void this.feeContext(tick).catch(() => {}); // fetched while the simulations run
     const ordered = prioritise(fresh);
     if (!(this.o.batching && this.o.protocol.encodeBatch !== undefined)) {
-      for (const c of ordered) this.simulate([c], tick);
+      for (const c of ordered) this.simulate([c], tick, undefined, pending);
       return;
     }
     // the most urgent go first in a small batch, simulated alone; the rest is packed once that simulation has
@@ -299,20 +361,20 @@ export class Executor {
     const probe = new Promise<void>((resolve) => {
       firstSent = resolve;
     });
-    this.simulate(first, tick, firstSent);
+    this.simulate(first, tick, firstSent, pending);
     if (rest.length === 0) return;
     void probe.then(() => {
       if (this.closed) return this.release(rest.map((c) => c.position.key));
       const max = this.maxBatchPositions();
       for (const group of pack(rest, { batching: true, maxPositions: max, firstPositions: max })) {
-        this.simulate(group, tick);
+        this.simulate(group, tick, undefined, pending);
       }
     });
   }
 
-  private simulate(group: readonly Candidate[], tick: Tick, sent?: () => void): void {
+  private simulate(group: readonly Candidate[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
     void this.simulations
-      .add(() => this.prepare(group, tick, sent))
+      .add(() => (pending ? this.preparePending(group, tick, pending, sent) : this.prepare(group, tick, sent)))
       .then(
         (dispatched) => {
           if (!dispatched) sent?.();
@@ -436,6 +498,205 @@ export class Executor {
     return true;
   }
 
+  // ----------------------------------------------------------------------------------- pending oracle updates
+
+  /**
+   * Prepares a group on a pending update: simulated after it (PendingPlan.simulate), the targets the simulation
+   * skipped left out, priced (backrun: under the update's fees), then sent tied to the update (backrun) or held
+   * for its block (on-block). A refusal here puts no cooldown on a position: the mined block is judged afresh.
+   */
+  private async preparePending(
+    group: readonly Candidate[],
+    tick: Tick,
+    pending: PendingPlan,
+    sent?: () => void,
+  ): Promise<boolean> {
+    const { protocol, log } = this.o;
+    const keys = group.map((c) => c.position.key);
+    if (this.closed || pending.state === "gone") {
+      this.release(keys);
+      return false;
+    }
+    const from = this.o.lanes[0]?.address as Address;
+    let targets: TargetPlan[] = group.map((c) => ({
+      key: c.position.key,
+      trader: c.position.trader,
+      marketId: c.position.marketId,
+      expectedReward: c.keeperReward,
+    }));
+    const encodeBatch = protocol.encodeBatch?.bind(protocol);
+    const batch = targets.length > 1 && encodeBatch !== undefined;
+    let data = batch ? encodeBatch(targets) : protocol.encodeSingle(targets[0] as TargetPlan);
+    const refused = (reason: string, detail: Record<string, unknown> = {}) => {
+      this.release(keys);
+      log.info(
+        { event: "liquidation_prepare_failed", update: pending.id, positions: group.length, reason, ...detail },
+        `not preparing ${group.length} liquidation(s) on pending update ${pending.id}: ${reason}`,
+      );
+      return false;
+    };
+    let result: PendingCallResult | undefined;
+    try {
+      [result] = await pending.simulate([{ from, to: protocol.address, data }]);
+    } catch (error) {
+      return refused(
+        error instanceof Error && error.name === "UpdateWouldFailError" ? "update_would_fail" : "rpc_error",
+        {
+          error: describeError(error),
+        },
+      );
+    }
+    if (!result) return refused("simulation_failed");
+    if (!result.ok) {
+      return refused(protocol.revertName(result.revertData) ?? "simulation_failed", { error: result.error });
+    }
+    if (batch && result.logs) {
+      // what the batch would skip after the update (the risk model said liquidatable; the chain has the last word)
+      const outcomes = protocol.outcomes(result.logs);
+      const kept = targets.filter((t) => outcomes.get(t.key)?.kind === "liquidated");
+      if (kept.length < targets.length) {
+        this.release(targets.filter((t) => !kept.includes(t)).map((t) => t.key));
+        if (kept.length === 0) return refused("simulation_skipped_all");
+        targets = kept;
+        data = encodeBatch(kept);
+      }
+    }
+    const n = BigInt(targets.length);
+    const estimate = result.gasUsed ?? (batch ? this.gasPerPosition * n : (this.singleGas ?? INITIAL_GAS_PER_POSITION));
+    const reward = targets.reduce((sum, t) => sum + t.expectedReward, 0n);
+    const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
+    const ctx = await this.feeContext(tick);
+    let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.o.fees, { reward, gas: estimate });
+    if (fee.ok && pending.fees)
+      fee = pending.fees(feeCeiling(this.o.fees, { reward, gas: estimate }), ctx.baseFeePerGas);
+    if (!fee.ok) return refused(fee.reason);
+    const kind = batch ? "batch" : "single";
+    const unit: Unit = {
+      kind,
+      targets,
+      call: { to: protocol.address, data, gas },
+      fees: fee,
+      head: tick.blockNumber,
+      tries: 0,
+      sent,
+      after: pending.mode === "backrun" ? pending.id : undefined,
+      seenAt: pending.seenAt,
+    };
+    this.updateStats.prepared += targets.length;
+    log.info(
+      {
+        event: "liquidation_prepared",
+        update: pending.id,
+        mode: pending.mode,
+        kind,
+        positions: targets.length,
+        ...(targets.length === 1 ? targetIds(targets[0] as TargetPlan) : { targets: targets.map(targetIds) }),
+        reward: quote(reward),
+        gas: big(gas),
+        ...feeFields(fee),
+        dryRun: this.o.dryRun || undefined,
+        msSinceUpdateSeen: Math.round((performance.now() - pending.seenAt) * 10) / 10,
+      },
+      `prepared ${kind} liquidation of ${targets.length} position(s) on pending update ${pending.id} (${pending.mode})`,
+    );
+    if (this.o.dryRun || this.closed || (pending.state as PendingPlan["state"]) === "gone") {
+      this.release(targets.map((t) => t.key));
+      return false;
+    }
+    if (pending.state === "pending" && pending.mode === "on-block") {
+      pending.held.push(unit);
+      return false;
+    }
+    this.dispatch(pending.state === "landed" ? { ...unit, after: undefined } : unit);
+    return true;
+  }
+
+  /**
+   * On-block: sends the units held for an update whose block is this head, at this head's fees. Targets no longer
+   * liquidatable here (closed, topped up, liquidated by someone else) are left out; nothing waits on a simulation.
+   * Returns the positions sent for.
+   */
+  fire(units: readonly PreparedUnit[], tick: Tick): number {
+    this.head = tick;
+    let positions = 0;
+    for (const unit of units) {
+      const live = unit.targets.filter((t) => this.o.stillLiquidatable(t.key) === true);
+      this.release(unit.targets.filter((t) => !live.includes(t)).map((t) => t.key));
+      if (live.length === 0) continue;
+      if (this.closed) {
+        this.release(live.map((t) => t.key));
+        continue;
+      }
+      const data =
+        live.length === unit.targets.length
+          ? unit.call.data
+          : (this.o.protocol.encodeBatch?.(live) ?? this.o.protocol.encodeSingle(live[0] as TargetPlan));
+      const reward = live.reduce((sum, t) => sum + t.expectedReward, 0n);
+      const estimate = (unit.call.gas * 100n) / this.o.gasLimitMultiplierPercent;
+      const fee = planFees(
+        { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: unit.fees.maxPriorityFeePerGas },
+        this.o.fees,
+        { reward, gas: estimate },
+      );
+      if (!fee.ok) {
+        this.release(live.map((t) => t.key));
+        this.o.log.info(
+          { event: "liquidation_prepare_failed", positions: live.length, reason: fee.reason },
+          `not sending ${live.length} prepared liquidation(s) at block ${tick.blockNumber}: ${fee.reason}`,
+        );
+        continue;
+      }
+      this.dispatch({
+        ...unit,
+        targets: live,
+        call: { ...unit.call, data },
+        fees: fee,
+        head: tick.blockNumber,
+        tries: 0,
+        after: undefined,
+      });
+      positions += live.length;
+    }
+    return positions;
+  }
+
+  /** Frees the positions of held units whose update is gone (on-block: nothing was signed, no nonce was taken). */
+  discard(units: readonly PreparedUnit[]): void {
+    for (const unit of units) this.release(unit.targets.map((t) => t.key));
+  }
+
+  /** The update landed: what was tied to it is judged as any other attempt from now on. */
+  untie(id: Hex): void {
+    for (const lane of this.o.lanes) for (const a of lane.live.values()) if (a.after === id) a.after = undefined;
+  }
+
+  /**
+   * The update attempts were tied to is gone (dropped, replaced, expired): each one sent is replaced by a cancel at
+   * its nonce now, not at the next head, which could mine it without its update.
+   */
+  unwind(id: Hex): void {
+    void this.blockWork.add(async () => {
+      const head = this.head;
+      const tied = this.o.lanes.flatMap((lane) =>
+        [...lane.live.values()].filter((a) => a.after === id).map((a) => ({ lane, a })),
+      );
+      if (!head || tied.length === 0) return;
+      const ctx = await this.feeContext(head);
+      const now = planFees(ctx, this.o.fees);
+      const nowFees: Fees = now.ok
+        ? now
+        : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
+      await Promise.all(
+        tied.map(async ({ lane, a }) => {
+          a.after = undefined;
+          const latest = latestTx(a);
+          if (a.status !== "pending" || !latest || latest.purpose !== "liquidate") return; // judged at the next head
+          await this.cancel(lane, a, latest, nowFees, head);
+        }),
+      );
+    });
+  }
+
   // ------------------------------------------------------------------------------------------------- sending
 
   /** Gives a unit to the lane with the most room, or keeps it for the next head when none has any. */
@@ -498,6 +759,7 @@ export class Executor {
               txs: [],
               status: "signed",
               createdAtBlock: unit.head,
+              after: unit.after,
             };
             this.attempts.set(attempt.id, attempt);
             this.track(lane, attempt);
@@ -591,6 +853,9 @@ export class Executor {
           targets: a.kind === "batch" ? a.targets.map(targetIds) : undefined,
           reward: quote(sumRewards(a)),
           gas: big(a.gas),
+          afterUpdate: unit.after,
+          msSinceUpdateSeen:
+            unit.seenAt === undefined ? undefined : Math.round((performance.now() - unit.seenAt) * 10) / 10,
         },
         `liquidating ${this.describeTargets(a)} (nonce ${a.nonce}) for a reward of ${quote(sumRewards(a))}`,
       );
@@ -882,6 +1147,9 @@ export class Executor {
         const outcome = outcomes.get(t.key);
         if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
           won++;
+          const moved = this.o.priceMovedAt?.(t.marketId);
+          const distance = moved === undefined || moved > receipt.blockNumber ? undefined : receipt.blockNumber - moved;
+          if (distance !== undefined) this.updateStats.distance[distance >= 3n ? "3" : (String(distance) as "0")]++;
           log.info(
             {
               event: "liquidation_confirmed",
@@ -890,6 +1158,7 @@ export class Executor {
               marketId: t.marketId,
               reward: quote(outcome.reward),
               badDebt: quote(outcome.badDebt),
+              blocksAfterPriceUpdate: distance === undefined ? undefined : Number(distance),
             },
             `liquidated ${this.o.marketName(t.marketId)} position of ${t.trader} in block ${receipt.blockNumber} ` +
               `for ${quote(outcome.reward)}`,
@@ -961,6 +1230,17 @@ export class Executor {
       for (const a of [...lane.live.values()]) {
         const latest = latestTx(a);
         if (!latest || (a.status !== "pending" && a.status !== "cancelling")) continue;
+        if (a.after !== undefined) {
+          // tied to a pending update: judged at its price, never bumped over it
+          const verdict = this.o.tiedVerdict?.(a);
+          if (verdict === "hold") continue;
+          if (verdict === "cancel") {
+            a.after = undefined;
+            if (a.status === "pending") work.push(this.cancel(lane, a, latest, nowFees, head));
+            continue;
+          }
+          a.after = undefined;
+        }
         const wanted = this.wanted(a);
         const decision = decidePending({
           status: a.status,

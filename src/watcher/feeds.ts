@@ -85,6 +85,13 @@ export class OracleFeeds {
     f.source = next;
   }
 
+  /** Each market's source as resolved so far (lower-cased): where its answers are set. */
+  sources(): Map<number, Address> {
+    const out = new Map<number, Address>();
+    for (const [marketId, f] of this.feeds) if (f.source !== undefined) out.set(marketId, f.source);
+    return out;
+  }
+
   /** The addresses whose logs to ask with the exchange's: every source, and every proxy in front of one. */
   addresses(): Address[] {
     const out = new Set<Address>();

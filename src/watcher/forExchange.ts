@@ -1,9 +1,7 @@
-import { formatBlock, type RpcBlock, webSocket } from "viem";
+import { formatBlock, type RpcBlock } from "viem";
 import type { Connection } from "../chain/connect.ts";
-import { describeError } from "../chain/errors.ts";
-import { redactUrl } from "../config/load.ts";
+import { subscribe } from "../chain/subscription.ts";
 import type { KeeperConfig } from "../config/schema.ts";
-import { backoffMs } from "../ops/backoff.ts";
 import type { Logger } from "../ops/logger.ts";
 import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
 import type { Book } from "../state/book.ts";
@@ -38,75 +36,25 @@ export function watchExchange(
 
 /**
  * New heads over WebSocket (eth_subscribe newHeads): each one wakes the watcher at once with its header, so that
- * following a head costs no request for the head itself. A connection that closes or fails is dropped and a new one
- * subscribed, with the keeper's back-off (jittered, at most 5 s), as long as it takes: viem's own reconnection gives
- * up after one failed attempt. One that stays open but goes silent while blocks come (the watcher's fallback poll
- * finds heads it never announced) is renewed the same way. Whatever the subscription missed, the watcher fills from the last block it
- * processed (and polls every 5 s meanwhile). A notification without a usable header is ignored.
+ * following a head costs no request for the head itself. The subscription is kept up by src/chain/subscription.ts;
+ * one that stays open but goes silent while blocks come (the watcher's fallback poll finds heads it never
+ * announced) is renewed. Whatever the subscription missed, the watcher fills from the last block it processed (and
+ * polls every 5 s meanwhile). A notification without a usable header is ignored.
  */
 function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOptions["subscribeHeads"]> {
-  return (onHead) => {
-    let stopped = false;
-    let failures = 0;
-    let current: ReturnType<ReturnType<typeof webSocket>> | undefined;
-    let retryTimer: ReturnType<typeof setTimeout> | undefined;
-    const endpoint = redactUrl(wsUrl);
-    const close = (transport: typeof current) => {
-      void transport?.value
-        ?.getRpcClient()
-        .then((rpc) => rpc.close())
-        .catch(() => {});
-    };
-    const failed = (transport: typeof current, error: unknown) => {
-      if (stopped || transport !== current) return; // an old connection's last words
-      failures++;
-      const retryInMs = backoffMs(failures, 500);
-      log.warn(
-        { event: "rpc_error", step: "subscribe", endpoint, attempt: failures, retryInMs, error: describeError(error) },
-        "head subscription lost; polling covers it while it reconnects",
-      );
-      current = undefined;
-      close(transport);
-      retryTimer = setTimeout(connect, retryInMs);
-    };
-    const connect = () => {
-      retryTimer = undefined;
-      if (stopped) return;
-      // no keep-alive ping: liveness is judged by what matters, announcements (see HeadSubscription.renew)
-      const transport = webSocket(wsUrl, { reconnect: false, keepAlive: false })({});
-      current = transport;
-      const subscribing = transport.value?.subscribe({
-        params: ["newHeads"],
-        onData: (data: { result?: RpcBlock }) => {
-          const head = data.result && headOf(data.result);
-          if (head) onHead(head);
-        },
-        onError: (error: unknown) => failed(transport, error),
-      });
-      subscribing?.then(
-        () => {
-          onHead(undefined); // subscribed: whatever came before it is asked for now
-          if (failures > 0) {
-            log.info({ event: "rpc_recovered", step: "subscribe", endpoint }, "head subscription restored");
-          }
-          failures = 0;
-          if (stopped) close(transport);
-        },
-        (error: unknown) => failed(transport, error),
-      );
-    };
-    connect();
-    return {
-      stop() {
-        stopped = true;
-        if (retryTimer) clearTimeout(retryTimer);
-        close(current);
+  return (onHead) =>
+    subscribe({
+      wsUrl,
+      params: ["newHeads"],
+      log,
+      what: "head subscription",
+      step: "subscribe",
+      onData: (result) => {
+        const head = headOf(result as RpcBlock);
+        if (head) onHead(head);
       },
-      renew(reason: string) {
-        if (current) failed(current, new Error(`subscription silent: ${reason}`));
-      },
-    };
-  };
+      onSubscribed: () => onHead(undefined), // subscribed: whatever came before it is asked for now
+    });
 }
 
 /** The header fields the watcher needs, or undefined when the notification lacks them. */

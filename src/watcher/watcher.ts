@@ -156,6 +156,14 @@ export class Watcher {
     return this.processed;
   }
 
+  /**
+   * Each market's aggregator, where its answers are set: the one behind its proxy (`aggregator()`, followed when it
+   * changes), or its oracle itself. Markets whose source is not resolved yet are absent.
+   */
+  oracleSources(): Map<number, Address> {
+    return this.feeds.sources();
+  }
+
   get latestTick(): Tick | undefined {
     return this.lastTick;
   }

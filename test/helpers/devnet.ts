@@ -20,9 +20,9 @@ export interface DevnetFixture {
 }
 
 export async function startDevnet(
-  options: { accounts?: number; markets?: readonly MarketSpec[] } = {},
+  options: { accounts?: number; markets?: readonly MarketSpec[]; anvilArgs?: readonly string[] } = {},
 ): Promise<DevnetFixture> {
-  const anvil = await startAnvil({ accounts: options.accounts ?? 30 });
+  const anvil = await startAnvil({ accounts: options.accounts ?? 30, extraArgs: options.anvilArgs });
   try {
     const ex = await DevExchange.deploy(anvil.rpcUrl, options.markets);
     return { anvil, ex, stop: () => anvil.stop() };

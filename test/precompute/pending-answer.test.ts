@@ -5,6 +5,7 @@
 import { encodeAbiParameters, encodeFunctionData, type Hex, parseAbi } from "viem";
 import { describe, expect, it } from "vitest";
 import { OCR1_TRANSMIT, OCR2_TRANSMIT, pendingAnswer, UPDATE_ANSWER } from "../../src/precompute/pendingAnswer.ts";
+import { updateOf } from "../../src/precompute/pendingUpdates.ts";
 
 const ABI = parseAbi([
   "function updateAnswer(int256 answer)",
@@ -63,5 +64,54 @@ describe("pending oracle answers", () => {
     expect(pendingAnswer(`${OCR2_TRANSMIT}00ff` as Hex)).toBeUndefined();
     expect(pendingAnswer("0xa9059cbb0000000000000000000000000000000000000000000000000000000000000001")).toBeUndefined();
     expect(pendingAnswer("0x")).toBeUndefined();
+  });
+});
+
+describe("a node's pending transaction read as an oracle update", () => {
+  const aggregator = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
+  const input = encodeFunctionData({
+    abi: parseAbi(["function updateAnswer(int256)"]),
+    functionName: "updateAnswer",
+    args: [237_500_000_000n],
+  });
+  const tx = {
+    hash: `0x${"11".repeat(32)}`,
+    from: "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+    to: aggregator.toLowerCase(),
+    input,
+    nonce: "0x9",
+    gas: "0x30d40",
+    maxFeePerGas: "0x4a817c800",
+    maxPriorityFeePerGas: "0x77359400",
+  };
+  const aggregators = new Map([[aggregator.toLowerCase(), [1]]]);
+
+  it("carries the answer, the markets, the sender's nonce and the fees", () => {
+    expect(updateOf(tx, aggregators)).toMatchObject({
+      kind: "updateAnswer",
+      answer: 237_500_000_000n,
+      marketIds: [1],
+      nonce: 9n,
+      maxFeePerGas: 20_000_000_000n,
+      maxPriorityFeePerGas: 2_000_000_000n,
+      gas: 200_000n,
+    });
+  });
+
+  it("a legacy transaction's gas price is both its fee cap and its tip", () => {
+    const { maxFeePerGas: _, maxPriorityFeePerGas: __, ...legacy } = tx;
+    expect(updateOf({ ...legacy, gasPrice: "0x3b9aca00" }, aggregators)).toMatchObject({
+      maxFeePerGas: 1_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+    });
+  });
+
+  it("is nothing when mined, to another address, without fees, or setting no answer", () => {
+    expect(updateOf({ ...tx, blockNumber: "0x5" }, aggregators)).toBeUndefined();
+    expect(updateOf({ ...tx, to: `0x${"22".repeat(20)}` }, aggregators)).toBeUndefined();
+    const { maxFeePerGas: _, ...noFee } = tx;
+    expect(updateOf(noFee, aggregators)).toBeUndefined();
+    expect(updateOf({ ...tx, input: "0x" }, aggregators)).toBeUndefined();
+    expect(updateOf(null, aggregators)).toBeUndefined();
   });
 });

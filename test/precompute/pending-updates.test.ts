@@ -26,7 +26,7 @@ afterAll(async () => {
 describe("pending oracle updates from the pool", () => {
   it("sees an updateAnswer to a market's aggregator before it is mined, and only that", async () => {
     const oracle = net.ex.d.markets[ETH]?.oracle as Address;
-    const aggregators = new Map(net.ex.d.markets.map((m) => [m.oracle.toLowerCase(), m.id]));
+    const aggregators = new Map(net.ex.d.markets.map((m) => [m.oracle.toLowerCase(), [m.id]]));
     await rpc("evm_setAutomine", [false]);
     const owner = net.ex.owner.account.address;
     const answer = parseUnits("2375", ORACLE_DECIMALS);
@@ -41,7 +41,7 @@ describe("pending oracle updates from the pool", () => {
     await rpc("eth_sendTransaction", [{ from: owner, to: net.ex.d.engine, value: "0x0" }]);
     const pending = await pendingOracleUpdates(net.ex.publicClient, aggregators);
     expect(pending, JSON.stringify(await rpc("txpool_content"))).toHaveLength(1);
-    expect(pending[0]).toMatchObject({ kind: "updateAnswer", answer, marketId: ETH, txHash: hash });
+    expect(pending[0]).toMatchObject({ kind: "updateAnswer", answer, marketIds: [ETH], txHash: hash });
     expect(await net.ex.price(ETH)).not.toBe(answer); // not mined yet
     await rpc("evm_mine");
     await rpc("evm_setAutomine", [true]);

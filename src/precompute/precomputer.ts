@@ -1,0 +1,320 @@
+/**
+ * Same-block liquidations (issue 9): acts on an oracle update while it is still in the mempool.
+ *
+ * For each pending update to a market's aggregator (pendingSource.ts): its answer is validated as the watcher
+ * validates an on-chain one, the risk model finds the positions below maintenance at that price and the next block's
+ * expected time, and the executor prepares their liquidations: simulated after the update (simulate.ts), priced, and
+ * then, per `mode`:
+ * - `on-block`: held, and sent the instant the head that carries the update is seen (before anything else is planned
+ *   at that head); nothing is signed before, so no nonce waits on an update that may never land;
+ * - `backrun`: signed and sent at once with fees just under the update's (backrunFees.ts), so that a fee-ordered
+ *   block puts them right after it, and never bumped while it is pending.
+ *
+ * Each update is followed to an end (lifecycle.ts): `landed` (the head's price is the update's, or the node says it
+ * is mined), or unwound: `replaced` (same sender and nonce, another hash), `dropped` (the node no longer has it) or
+ * `expired` (pending for maxWaitBlocks heads). Unwinding discards what was held and cancels what was sent, at its own
+ * nonce, so no nonce is left unused. A backrun whose position changed meanwhile is judged again at the update's price
+ * at each head, and cancelled when nothing of it is liquidatable there any more. The normal path (react to the mined
+ * block) always runs as well; a position with work under way is never planned twice.
+ */
+import type { Address, Hex } from "viem";
+import type { Attempt } from "../executor/attempt.ts";
+import type { Executor, PendingPlan } from "../executor/executor.ts";
+import type { TickHook } from "../keeper.ts";
+import { big, type Logger } from "../ops/logger.ts";
+import type { Candidate } from "../risk/scan.ts";
+import type { Book, Market } from "../state/book.ts";
+import { formatAnswer } from "../watcher/markPrices.ts";
+import { markPriceOf } from "../watcher/oracle.ts";
+import type { Tick } from "../watcher/watcher.ts";
+import { backrunFees } from "./backrunFees.ts";
+import { judgeUpdate, replaces } from "./lifecycle.ts";
+import type { PendingSource } from "./pendingSource.ts";
+import type { AggregatorMap, PendingUpdate } from "./pendingUpdates.ts";
+import type { PendingSimulator } from "./simulate.ts";
+
+export type PrecomputeMode = "on-block" | "backrun";
+
+/** The keeper's view the precomputer needs (src/keeper.ts). */
+export interface RiskView {
+  readonly tick: Tick | undefined;
+  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): Candidate[];
+  liquidatableAtPrice(key: string, markPrice: bigint, timestamp: bigint): boolean;
+}
+
+export interface PrecomputerOptions {
+  readonly mode: PrecomputeMode;
+  /** An update still pending after this many heads is unwound. */
+  readonly maxWaitBlocks: bigint;
+  /** How often the node is asked about each pending update (dropped, replaced, mined). */
+  readonly checkIntervalMs: number;
+  readonly book: Book;
+  readonly keeper: RiskView;
+  readonly executor: Executor;
+  readonly simulator: PendingSimulator;
+  readonly log: Logger;
+  /** Each market's aggregator as the watcher resolved it (proxies followed); a market absent: its oracle. */
+  readonly oracleSources: () => ReadonlyMap<number, Address>;
+}
+
+interface Tracked {
+  readonly update: PendingUpdate;
+  readonly plan: PendingPlan;
+  readonly seenAtBlock: bigint;
+  /** By market fed, the mark price (WAD) the update sets. */
+  readonly prices: Map<number, bigint>;
+  /** The next block's expected timestamp: what it was evaluated and simulated at. */
+  readonly timestamp: bigint;
+  /** The node said it is mined: landed at the next head. */
+  mined: boolean;
+}
+
+export interface PrecomputeStats {
+  seen: number;
+  landed: number;
+  replaced: number;
+  dropped: number;
+  expired: number;
+}
+
+/** Block intervals remembered to expect the next block's time. */
+const INTERVALS = 8;
+
+export class Precomputer implements TickHook {
+  readonly stats: PrecomputeStats = { seen: 0, landed: 0, replaced: 0, dropped: 0, expired: 0 };
+  private readonly tracked = new Map<Hex, Tracked>();
+  private readonly intervals: bigint[] = [];
+  private previousTimestamp: bigint | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private checking = false;
+  private source: PendingSource | undefined;
+
+  constructor(private readonly o: PrecomputerOptions) {}
+
+  /** How liquidations are simulated after an update (the method the node serves). */
+  get simulation(): string {
+    return this.o.simulator.method;
+  }
+
+  /** Lower-cased aggregator -> markets it feeds, now. */
+  aggregators(): AggregatorMap {
+    const sources = this.o.oracleSources();
+    const out = new Map<string, number[]>();
+    for (const market of this.o.book.markets.values()) {
+      const at = (sources.get(market.id) ?? market.oracle).toLowerCase();
+      const ids = out.get(at) ?? [];
+      ids.push(market.id);
+      out.set(at, ids);
+    }
+    return out;
+  }
+
+  start(source: PendingSource): void {
+    this.source = source;
+    source.start();
+    this.timer = setInterval(() => void this.check(), this.o.checkIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.source?.stop();
+    // what was sent stays in the pool and the journal, as any pending transaction at a stop; what was held goes
+    for (const t of this.tracked.values()) {
+      t.plan.state = "gone";
+      this.o.executor.discard(t.plan.held.splice(0));
+    }
+    this.tracked.clear();
+  }
+
+  /** The next block's expected timestamp: the head's plus the usual interval, and not before the wall clock. */
+  private nextTimestamp(tick: Tick): bigint {
+    const sorted = [...this.intervals].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    let interval = sorted.length > 0 ? (sorted[Math.floor(sorted.length / 2)] as bigint) : 1n;
+    if (interval < 1n) interval = 1n;
+    if (interval > 60n) interval = 60n;
+    const next = tick.timestamp + interval;
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    // a wall clock far from the chain's (a test chain set in time) is not trusted
+    return now > next && now - next < 600n ? now : next;
+  }
+
+  /** A pending update to a market's aggregator, as the source saw it. */
+  onPending(update: PendingUpdate, seenAt: number): void {
+    const tick = this.o.keeper.tick;
+    if (!tick) return; // not following heads yet
+    for (const t of [...this.tracked.values()]) if (replaces(update, t.update)) this.unwind(t, "replaced");
+    const timestamp = this.nextTimestamp(tick);
+    const prices = new Map<number, bigint>();
+    const markets: Market[] = [];
+    for (const marketId of update.marketIds) {
+      const market = this.o.book.markets.get(marketId);
+      if (!market) continue;
+      const result = markPriceOf({ roundId: 0n, answer: update.answer, updatedAt: timestamp }, market, timestamp);
+      if (!result.ok) {
+        this.o.log.warn(
+          {
+            event: "oracle_update_pending",
+            market: market.name,
+            txHash: update.txHash,
+            from: update.from,
+            usable: false,
+            reason: result.reason,
+            answer: big(update.answer),
+          },
+          `pending ${market.name} oracle update ${update.txHash} would be refused (${result.reason}); not acted on`,
+        );
+        continue;
+      }
+      prices.set(marketId, result.markPrice);
+      markets.push(market);
+    }
+    if (prices.size === 0) return;
+    this.stats.seen++;
+    const updateTip =
+      update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
+    // nothing can order after a zero tip by fees: that update is acted on at its block instead
+    const mode: PrecomputeMode = this.o.mode === "backrun" && updateTip > 0n ? "backrun" : "on-block";
+    const plan: PendingPlan = {
+      id: update.txHash,
+      mode,
+      seenAt,
+      state: "pending",
+      held: [],
+      simulate: (calls) => this.o.simulator.simulate(update, decimalsOf(markets[0] as Market), timestamp, calls),
+      fees: mode === "backrun" ? (ceiling, baseFeePerGas) => backrunFees(update, baseFeePerGas, ceiling) : undefined,
+    };
+    const t: Tracked = { update, plan, seenAtBlock: tick.blockNumber, prices, timestamp, mined: false };
+    this.tracked.set(update.txHash, t);
+    const candidates = markets.flatMap((m) =>
+      this.o.keeper.liquidatableAt(m.id, prices.get(m.id) as bigint, timestamp),
+    );
+    for (const market of markets) {
+      const previous = tick.prices.get(market.id);
+      this.o.log.info(
+        {
+          event: "oracle_update_pending",
+          market: market.name,
+          price: formatAnswer(update.answer, market.priceScale),
+          previous: previous === undefined ? undefined : formatAnswer(previous / market.priceScale, market.priceScale),
+          txHash: update.txHash,
+          from: update.from,
+          nonce: big(update.nonce),
+          kind: update.kind,
+          mode,
+          backrunFallback: this.o.mode === "backrun" && mode !== "backrun" ? "update_tip_zero" : undefined,
+          liquidatable: candidates.filter((c) => c.position.marketId === market.id).length,
+          blockNumber: big(tick.blockNumber),
+          expectedTimestamp: big(timestamp),
+        },
+        `pending ${market.name} oracle update to ${formatAnswer(update.answer, market.priceScale)} seen (${update.txHash})`,
+      );
+    }
+    if (candidates.length > 0) this.o.executor.submit(candidates, tick, plan);
+  }
+
+  /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */
+  onTick(tick: Tick): void {
+    if (this.previousTimestamp !== undefined && tick.timestamp > this.previousTimestamp) {
+      this.intervals.push(tick.timestamp - this.previousTimestamp);
+      if (this.intervals.length > INTERVALS) this.intervals.shift();
+    }
+    this.previousTimestamp = tick.timestamp;
+    for (const t of [...this.tracked.values()]) {
+      const verdict = judgeUpdate({
+        seenAtBlock: t.seenAtBlock,
+        head: tick.blockNumber,
+        maxWaitBlocks: this.o.maxWaitBlocks,
+        pendingPrices: t.prices,
+        headPrices: tick.prices,
+        node: t.mined ? "mined" : undefined,
+      });
+      if (verdict === "landed") this.land(t, tick);
+      else if (verdict === "expired") this.unwind(t, "expired");
+    }
+  }
+
+  /** For the executor: a backrun attempt is held while its update is pending and it is still wanted at its price. */
+  tiedVerdict(a: Attempt): "hold" | "cancel" | undefined {
+    const t = a.after === undefined ? undefined : this.tracked.get(a.after);
+    if (t?.plan.state !== "pending") return undefined;
+    for (const target of a.targets) {
+      const price = t.prices.get(target.marketId);
+      if (price !== undefined && this.o.keeper.liquidatableAtPrice(target.key, price, t.timestamp)) return "hold";
+    }
+    return "cancel";
+  }
+
+  /** Updates pending now (for the status view and tests). */
+  get pending(): readonly PendingUpdate[] {
+    return [...this.tracked.values()].map((t) => t.update);
+  }
+
+  private land(t: Tracked, tick: Tick): void {
+    this.tracked.delete(t.update.txHash);
+    t.plan.state = "landed";
+    this.stats.landed++;
+    let fired: number | undefined;
+    if (t.plan.mode === "on-block") {
+      fired = this.o.executor.fire(t.plan.held.splice(0), tick);
+    } else {
+      this.o.executor.untie(t.update.txHash);
+    }
+    this.o.log.info(
+      {
+        event: "oracle_update_landed",
+        txHash: t.update.txHash,
+        mode: t.plan.mode,
+        blockNumber: big(tick.blockNumber),
+        blocksPending: Number(tick.blockNumber - t.seenAtBlock),
+        msSinceSeen: Math.round(performance.now() - t.plan.seenAt),
+        fired,
+      },
+      `pending oracle update ${t.update.txHash} landed in block ${tick.blockNumber}` +
+        (fired === undefined ? "" : `; ${fired} prepared liquidation(s) sent`),
+    );
+  }
+
+  private unwind(t: Tracked, reason: "replaced" | "dropped" | "expired"): void {
+    if (!this.tracked.delete(t.update.txHash)) return;
+    t.plan.state = "gone";
+    this.stats[reason]++;
+    const held = t.plan.held.splice(0);
+    if (held.length > 0) this.o.executor.discard(held);
+    if (t.plan.mode === "backrun") this.o.executor.unwind(t.update.txHash);
+    this.o.log.info(
+      {
+        event: "oracle_update_gone",
+        txHash: t.update.txHash,
+        reason,
+        mode: t.plan.mode,
+        discarded: held.reduce((n, u) => n + u.targets.length, 0),
+      },
+      `pending oracle update ${t.update.txHash} ${reason}; what was prepared on it is ${
+        t.plan.mode === "backrun" ? "cancelled" : "discarded"
+      }`,
+    );
+  }
+
+  /** Asks the node about each pending update: mined (landed at the next head) or gone (unwound now). */
+  private async check(): Promise<void> {
+    if (this.checking || this.tracked.size === 0 || !this.source) return;
+    this.checking = true;
+    try {
+      await Promise.all(
+        [...this.tracked.values()].map(async (t) => {
+          const node = await this.source?.lookup(t.update.txHash).catch(() => undefined);
+          if (node === "mined") t.mined = true;
+          else if (node === "unknown" && this.tracked.get(t.update.txHash) === t) this.unwind(t, "dropped");
+        }),
+      );
+    } finally {
+      this.checking = false;
+    }
+  }
+}
+
+/** The oracle's decimals, from the market's price scale (10^(18 - decimals)). */
+function decimalsOf(market: Market): number {
+  return 18 - (market.priceScale.toString().length - 1);
+}

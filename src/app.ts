@@ -245,6 +245,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     startedAt: performance.now(),
     atRiskDistance: Number(k.atRiskDistance),
     rpcStats: connection.rpcStats,
+    precompute: () => precomputer?.stats,
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {

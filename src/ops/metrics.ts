@@ -7,7 +7,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Address } from "viem";
 import type { RpcStats } from "../chain/rpcStats.ts";
-import type { ExecutorStats } from "../executor/executor.ts";
+import type { ExecutorStats, UpdateStats } from "../executor/executor.ts";
+import type { PrecomputeStats } from "../precompute/precomputer.ts";
 import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
@@ -21,6 +22,8 @@ export interface OpsSources {
   readonly watcher: { readonly processedBlock: bigint; readonly latestTick: Tick | undefined };
   readonly executor: {
     readonly stats: Readonly<ExecutorStats>;
+    /** Blocks from price updates to our liquidations, and what was prepared on pending updates. */
+    readonly updateStats?: Readonly<UpdateStats>;
     readonly pendingAttempts: readonly { readonly signer: Address; readonly createdAtBlock: bigint }[];
   };
   /** The signers (nonce lanes): address and the balance the executor last read, wei. */
@@ -37,6 +40,8 @@ export interface OpsSources {
   readonly atRiskDistance: number;
   /** JSON-RPC calls and failures per endpoint (absent: not counted). */
   readonly rpcStats?: RpcStats;
+  /** Pending oracle updates acted on (keeper.precompute; absent: off). */
+  readonly precompute?: () => Readonly<PrecomputeStats> | undefined;
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
@@ -165,6 +170,40 @@ export function keeperMetrics(s: OpsSources): Registry {
     },
   });
   const liquidationsFollow = new Follower(liquidations);
+  const distance: Counter<string> = new Counter({
+    name: `${PREFIX}liquidations_by_update_distance_total`,
+    help:
+      "Positions we liquidated, by blocks between the market's mark price moving and our liquidation landing: " +
+      '"0" in the update\'s own block, "1" the next, "3" three or more',
+    labelNames: ["blocks"],
+    registers,
+    collect() {
+      const d = s.executor.updateStats?.distance;
+      if (d) for (const [blocks, n] of Object.entries(d)) distanceFollow.to({ blocks }, n);
+    },
+  });
+  const distanceFollow = new Follower(distance);
+  const pendingUpdates: Counter<string> = new Counter({
+    name: `${PREFIX}oracle_updates_pending_total`,
+    help:
+      "Pending oracle updates acted on (keeper.precompute), by outcome: seen, landed, replaced, dropped, expired",
+    labelNames: ["outcome"],
+    registers,
+    collect() {
+      const p = s.precompute?.();
+      if (p) for (const [outcome, n] of Object.entries(p)) pendingFollow.to({ outcome }, n);
+    },
+  });
+  const pendingFollow = new Follower(pendingUpdates);
+  const prepared: Counter<string> = new Counter({
+    name: `${PREFIX}liquidations_prepared_total`,
+    help: "Positions whose liquidation was prepared (simulated after the update, priced) on a pending oracle update",
+    registers,
+    collect() {
+      preparedFollow.to({}, s.executor.updateStats?.prepared ?? 0);
+    },
+  });
+  const preparedFollow = new Follower(prepared);
   const transactions: Counter<string> = new Counter({
     name: `${PREFIX}transactions_total`,
     help: "Liquidation transactions broadcast: first sends (sent), fee replacements (replaced), re-sends (resent)",

@@ -150,6 +150,37 @@ describe("same-block liquidations", () => {
     expect(after.latest).toBe(after.pending);
     expect(after.latest - before.latest).toBe(ours.length);
     expect(logs.events("liquidation_confirmed").every((l) => l.blocksAfterPriceUpdate === 0)).toBe(true);
+    const metrics = await (await fetch(`${k.metricsUrl}/metrics`)).text();
+    const metric = (name: string) =>
+      Number(metrics.match(new RegExp(`^${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m"))?.[1]);
+    expect(metric('perp_keeper_liquidations_by_update_distance_total{blocks="0"}')).toBe(50);
+    expect(metric('perp_keeper_oracle_updates_pending_total{outcome="landed"}')).toBe(1);
+    expect(metric("perp_keeper_liquidations_prepared_total")).toBe(50);
+  }, 120_000);
+
+  it("backrun with 1-second interval blocks: the update's own block carries it first, then every liquidation", async () => {
+    const { k, logs } = await setup(20, { mode: "backrun" });
+    await rpc("evm_setIntervalMining", [1]);
+    const from = k.watcher.processedBlock;
+    await until("interval blocks followed", () => (k.watcher.latestTick?.blockNumber ?? 0n) >= from + 2n, 10_000);
+    // sent just after a block, as an oracle node would mid-interval: the keeper has the rest of the second
+    const last = k.watcher.latestTick?.blockNumber ?? 0n;
+    await until("a fresh block", () => (k.watcher.latestTick?.blockNumber ?? 0n) > last, 5_000);
+    const update = await sendUpdate("2375");
+    const client = (net as DevnetFixture).ex.publicClient;
+    const receipt = await client.waitForTransactionReceipt({ hash: update, timeout: 10_000 });
+    await until("confirmed", () => k.executor.stats.confirmed === 20, 15_000);
+    const block = await client.getBlock({ blockNumber: receipt.blockNumber, includeTransactions: true });
+    const receipts = await Promise.all(block.transactions.map((t) => client.getTransactionReceipt({ hash: t.hash })));
+    const signer = (k.addresses[0] as Address).toLowerCase();
+    const ours = block.transactions.filter((t) => t.from.toLowerCase() === signer);
+    expect(ours.length).toBeGreaterThan(0);
+    // every one of ours after the update, none reverted, all 20 positions liquidated in this very block
+    expect(Math.min(...ours.map((t) => t.transactionIndex ?? 0))).toBeGreaterThan(receipt.transactionIndex);
+    expect(receipts.every((r) => r.status === "success")).toBe(true);
+    expect(liquidatedTraders(receipts)).toHaveLength(20);
+    expect(k.executor.updateStats.distance["0"]).toBe(20);
+    expect(positionsSent(logs)).toBe(20);
   }, 120_000);
 
   it("on-block: 50 prepared while the update is pending, broadcast at its block's tick, mined in the next", async () => {

@@ -185,8 +185,7 @@ export function keeperMetrics(s: OpsSources): Registry {
   const distanceFollow = new Follower(distance);
   const pendingUpdates: Counter<string> = new Counter({
     name: `${PREFIX}oracle_updates_pending_total`,
-    help:
-      "Pending oracle updates acted on (keeper.precompute), by outcome: seen, landed, replaced, dropped, expired",
+    help: "Pending oracle updates acted on (keeper.precompute), by outcome: seen, landed, replaced, dropped, expired",
     labelNames: ["outcome"],
     registers,
     collect() {

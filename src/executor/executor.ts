@@ -180,6 +180,8 @@ interface Unit {
   readonly sent?: () => void;
   /** Backrun: the pending update it is tied to. */
   readonly after?: Hex;
+  /** Prepared on a pending update: its plan, whose state says whether the unit may still go. */
+  readonly plan?: PendingPlan;
   /** Prepared on a pending update: performance.now() when the update was seen. */
   readonly seenAt?: number;
 }
@@ -581,6 +583,7 @@ export class Executor {
       sent,
       after: pending.mode === "backrun" ? pending.id : undefined,
       seenAt: pending.seenAt,
+      plan: pending,
     };
     this.updateStats.prepared += targets.length;
     log.info(
@@ -740,6 +743,12 @@ export class Executor {
             continue;
           }
           for (const unit of units) {
+            if (unit.plan?.state === "gone" && unit.after !== undefined) {
+              // its update was dropped or replaced while it waited for the lane: it must not go without it
+              this.release(unit.targets.map((t) => t.key));
+              unit.sent?.();
+              continue;
+            }
             if (this.closed) {
               // stopping: what is signed goes out, nothing new is signed
               this.release(unit.targets.map((t) => t.key));
@@ -759,7 +768,7 @@ export class Executor {
               txs: [],
               status: "signed",
               createdAtBlock: unit.head,
-              after: unit.after,
+              after: unit.plan?.state === "pending" ? unit.after : undefined,
             };
             this.attempts.set(attempt.id, attempt);
             this.track(lane, attempt);
@@ -1396,6 +1405,10 @@ export class Executor {
     const units = this.backlog;
     this.backlog = [];
     for (const unit of units) {
+      if (unit.plan?.state === "gone" && unit.after !== undefined) {
+        this.release(unit.targets.map((t) => t.key));
+        continue;
+      }
       // planned at an earlier head: a single call whose position is settled would revert; a batch skips what is
       // gone, so it goes while any of its positions is still liquidatable
       const gone = unit.targets.map((t) => this.o.stillLiquidatable(t.key) === false);

@@ -88,6 +88,7 @@ export class Precomputer implements TickHook {
   private timer: ReturnType<typeof setInterval> | undefined;
   private checking = false;
   private source: PendingSource | undefined;
+  private aggregatorMap: AggregatorMap | undefined;
 
   constructor(private readonly o: PrecomputerOptions) {}
 
@@ -96,8 +97,13 @@ export class Precomputer implements TickHook {
     return this.o.simulator.method;
   }
 
-  /** Lower-cased aggregator -> markets it feeds, now. */
+  /** Lower-cased aggregator -> markets it feeds, as of the last head (asked for every pending transaction). */
   aggregators(): AggregatorMap {
+    this.aggregatorMap ??= this.buildAggregators();
+    return this.aggregatorMap;
+  }
+
+  private buildAggregators(): AggregatorMap {
     const sources = this.o.oracleSources();
     const out = new Map<string, number[]>();
     for (const market of this.o.book.markets.values()) {
@@ -215,6 +221,7 @@ export class Precomputer implements TickHook {
 
   /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */
   onTick(tick: Tick): void {
+    this.aggregatorMap = undefined; // markets listed, proxies re-pointed: rebuilt when next asked
     if (this.previousTimestamp !== undefined && tick.timestamp > this.previousTimestamp) {
       this.intervals.push(tick.timestamp - this.previousTimestamp);
       if (this.intervals.length > INTERVALS) this.intervals.shift();

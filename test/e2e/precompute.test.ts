@@ -7,10 +7,12 @@
  */
 import { type Address, decodeEventLog, encodeFunctionData, type Hex, parseGwei, parseUnits } from "viem";
 import { afterEach, describe, expect, it, onTestFailed } from "vitest";
+import { eventfulAggregatorAbi, eventfulAggregatorBytecode } from "../../abi/EventfulAggregator.ts";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import { simpleAggregatorProxyAbi } from "../../abi/SimpleAggregatorProxy.ts";
 import type { RunningKeeper } from "../../src/app.ts";
-import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
+import { DEVNET_MARKETS, type MarketSpec, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
@@ -35,9 +37,9 @@ type Precompute = { mode: "on-block" | "backrun"; simulation?: string };
 async function setup(
   count: number,
   precompute: Precompute,
-  options: { ws?: boolean; batching?: boolean } = {},
+  options: { ws?: boolean; batching?: boolean; markets?: readonly MarketSpec[] } = {},
 ): Promise<{ k: RunningKeeper; logs: CapturedLog }> {
-  net = await startDevnet({ accounts: count + 4 });
+  net = await startDevnet({ accounts: count + 4, markets: options.markets });
   await openPositions(net.ex, ethLongs(count));
   await rpc("evm_setAutomine", [false]);
   const started = await startTestKeeper(
@@ -276,6 +278,57 @@ describe("same-block liquidations", () => {
     const after = await nonceWhole(signer);
     expect(after.latest).toBe(after.pending);
     expect(after.latest - before.latest).toBe(attempts);
+  }, 120_000);
+
+  it("follows the aggregator behind a market's proxy, and the new one once the proxy is re-pointed", async () => {
+    const markets = [
+      DEVNET_MARKETS[0] as MarketSpec,
+      { ...(DEVNET_MARKETS[1] as MarketSpec), oracleKind: "eventful-proxy" as const },
+    ];
+    const { k, logs } = await setup(6, { mode: "on-block" }, { markets });
+    const ex = (net as DevnetFixture).ex;
+    const old = ex.d.markets[ETH]?.aggregator as Address;
+    const proxy = ex.d.markets[ETH]?.oracle as Address;
+    expect(k.watcher.oracleSources().get(ETH)).toBe(old.toLowerCase());
+    const deploy = await ex.owner.deployContract({
+      abi: eventfulAggregatorAbi,
+      bytecode: eventfulAggregatorBytecode,
+      args: [ORACLE_DECIMALS, parseUnits("2500", ORACLE_DECIMALS)],
+    });
+    await rpc("evm_mine");
+    const fresh = (await ex.publicClient.getTransactionReceipt({ hash: deploy })).contractAddress as Address;
+    await ex.owner.writeContract({
+      address: proxy,
+      abi: simpleAggregatorProxyAbi,
+      functionName: "setAggregator",
+      args: [fresh],
+      gas: 200_000n,
+    });
+    await rpc("evm_mine");
+    await until("the new aggregator followed", () => k.watcher.oracleSources().get(ETH) === fresh.toLowerCase());
+    // the old aggregator feeds nothing any more: an update to it is no market's
+    const stale = await ex.owner.writeContract({
+      address: old,
+      abi: eventfulAggregatorAbi,
+      functionName: "updateAnswer",
+      args: [parseUnits("2375", ORACLE_DECIMALS)],
+      gas: 200_000n,
+    });
+    const update = await ex.owner.writeContract({
+      address: fresh,
+      abi: eventfulAggregatorAbi,
+      functionName: "updateAnswer",
+      args: [parseUnits("2375", ORACLE_DECIMALS)],
+      gas: 200_000n,
+    });
+    await until("prepared", () => positionsPrepared(logs) === 6, 10_000);
+    const seen = logs.events("oracle_update_pending").map((l) => l.txHash);
+    expect(seen).toEqual([update]);
+    expect(seen).not.toContain(stale);
+    await rpc("evm_mine");
+    await until("fired", () => positionsSent(logs) === 6, 10_000);
+    await rpc("evm_mine");
+    await until("confirmed", () => k.executor.stats.confirmed === 6);
   }, 120_000);
 
   for (const mode of ["backrun", "on-block"] as const) {

@@ -72,8 +72,9 @@ export interface Attempt {
   readonly createdAtBlock: bigint;
   /**
    * The pending oracle update it was prepared on (issue 9, backrun): while that update is pending the attempt is
-   * judged at the update's price and never bumped (a bump would order it before the update). Not journaled: after a
-   * restart it is judged as any other.
+   * judged at the update's price and never bumped (a bump would order it before the update); cleared when the update
+   * lands. Journaled: an attempt still tied to an update nobody follows (after a restart, or the update gone) is
+   * cancelled, never bumped over it.
    */
   after?: Hex;
   /** Set once mined: the block and which hash. */

@@ -64,7 +64,11 @@ export interface PendingPlan {
   /** Our calls run after the update, in the block it will be mined in; throws when the RPC gave no answer. */
   readonly simulate: (calls: readonly { from: Address; to: Address; data: Hex }[]) => Promise<PendingCallResult[]>;
   /** Backrun: fees just under the update's, within the policy's ceiling for this liquidation. */
-  readonly fees?: (ceiling: bigint | undefined, baseFeePerGas: bigint) => FeePlan | { ok: false; reason: string };
+  readonly fees?: (
+    ceiling: bigint | undefined,
+    baseFeePerGas: bigint,
+    cancel: { readonly cap: bigint | undefined; readonly bumpBps: bigint },
+  ) => FeePlan | { ok: false; reason: string };
   /** performance.now() when the update was seen. */
   readonly seenAt: number;
   /** Set by the precomputer: a unit prepared after the update landed is sent at once, after it was unwound never. */
@@ -514,7 +518,7 @@ export class Executor {
     sent?: () => void,
   ): Promise<boolean> {
     const { protocol, log } = this.o;
-    const keys = group.map((c) => c.position.key);
+    let keys = group.map((c) => c.position.key);
     if (this.closed || pending.state === "gone") {
       this.release(keys);
       return false;
@@ -558,6 +562,7 @@ export class Executor {
       const kept = targets.filter((t) => outcomes.get(t.key)?.kind === "liquidated");
       if (kept.length < targets.length) {
         this.release(targets.filter((t) => !kept.includes(t)).map((t) => t.key));
+        keys = kept.map((t) => t.key); // the others are free: never released again from here
         if (kept.length === 0) return refused("simulation_skipped_all");
         targets = kept;
         data = encodeBatch(kept);
@@ -569,8 +574,18 @@ export class Executor {
     const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
     const ctx = await this.feeContext(tick);
     let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.o.fees, { reward, gas: estimate });
-    if (fee.ok && pending.fees)
-      fee = pending.fees(feeCeiling(this.o.fees, { reward, gas: estimate }), ctx.baseFeePerGas);
+    if (fee.ok && pending.fees) {
+      fee = pending.fees(feeCeiling(this.o.fees, { reward, gas: estimate }), ctx.baseFeePerGas, {
+        cap: this.o.fees.maxFeePerGasCap,
+        bumpBps: this.o.fees.replacementBumpBps,
+      });
+      const price = this.o.fees.gasTokenPrice;
+      if (fee.ok && price !== undefined && price > 0n) {
+        // the profit check again at the tip the update sets, not the policy's
+        const profit = expectedProfit(reward, estimate, ctx.baseFeePerGas, fee.maxPriorityFeePerGas, price);
+        if (profit < this.o.fees.minProfit) return refused("unprofitable", { expectedProfit: quote(profit) });
+      }
+    }
     if (!fee.ok) return refused(fee.reason);
     const kind = batch ? "batch" : "single";
     const unit: Unit = {
@@ -610,7 +625,16 @@ export class Executor {
       pending.held.push(unit);
       return false;
     }
-    this.dispatch(pending.state === "landed" ? { ...unit, after: undefined } : unit);
+    if (pending.state === "landed") {
+      // its update's block is here already: sent as a held unit would be, what is still liquidatable at this head
+      const head = this.head;
+      if (!head) {
+        this.release(targets.map((t) => t.key));
+        return false;
+      }
+      return this.fire([unit], head) > 0;
+    }
+    this.dispatch(unit);
     return true;
   }
 
@@ -663,6 +687,12 @@ export class Executor {
     return positions;
   }
 
+  /** Whether the lane has an attempt waiting for a pending update (backrun). */
+  private holdsTied(lane: NonceLane): boolean {
+    for (const a of lane.live.values()) if (a.after !== undefined) return true;
+    return false;
+  }
+
   /** Frees the positions of held units whose update is gone (on-block: nothing was signed, no nonce was taken). */
   discard(units: readonly PreparedUnit[]): void {
     for (const unit of units) this.release(unit.targets.map((t) => t.key));
@@ -679,25 +709,39 @@ export class Executor {
    */
   unwind(id: Hex): void {
     void this.blockWork.add(async () => {
-      const head = this.head;
-      const tied = this.o.lanes.flatMap((lane) =>
-        [...lane.live.values()].filter((a) => a.after === id).map((a) => ({ lane, a })),
-      );
-      if (!head || tied.length === 0) return;
-      const ctx = await this.feeContext(head);
-      const now = planFees(ctx, this.o.fees);
-      const nowFees: Fees = now.ok
-        ? now
-        : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
-      await Promise.all(
-        tied.map(async ({ lane, a }) => {
-          a.after = undefined;
-          const latest = latestTx(a);
-          if (a.status !== "pending" || !latest || latest.purpose !== "liquidate") return; // judged at the next head
-          await this.cancel(lane, a, latest, nowFees, head);
-        }),
-      );
+      try {
+        await this.unwindNow(id);
+      } catch (error) {
+        this.o.log.error(
+          { event: "executor_error", step: "unwind", error: describeError(error) },
+          `cancelling what was sent on pending update ${id} failed; judged again at the next head`,
+        );
+      }
     });
+  }
+
+  private async unwindNow(id: Hex): Promise<void> {
+    // what is being signed or broadcast finishes first: then every attempt tied to the update is pending
+    const running = [...this.pumps];
+    if (running.length > 0) await Promise.allSettled(running);
+    const head = this.head;
+    const tied = this.o.lanes.flatMap((lane) =>
+      [...lane.live.values()].filter((a) => a.after === id).map((a) => ({ lane, a })),
+    );
+    if (!head || tied.length === 0) return;
+    const ctx = await this.feeContext(head);
+    const now = planFees(ctx, this.o.fees);
+    const nowFees: Fees = now.ok
+      ? now
+      : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
+    await Promise.all(
+      tied.map(async ({ lane, a }) => {
+        const latest = latestTx(a);
+        if (a.status !== "pending" || !latest || latest.purpose !== "liquidate") return; // the next head judges it
+        a.after = undefined;
+        await this.cancel(lane, a, latest, nowFees, head);
+      }),
+    );
   }
 
   // ------------------------------------------------------------------------------------------------- sending
@@ -709,9 +753,11 @@ export class Executor {
     for (const lane of this.o.lanes) {
       if (lane.lowBalance || !lane.initialised) continue;
       const load = lane.live.size + (this.queues.get(lane)?.length ?? 0);
-      if (load < this.o.maxPendingPerSigner && load < bestLoad) {
+      // a lane holding a backrun waits for its update: later nonces there would wait too, so others go first
+      const penalty = unit.after === undefined && this.holdsTied(lane) ? this.o.maxPendingPerSigner : 0;
+      if (load < this.o.maxPendingPerSigner && load + penalty < bestLoad) {
         best = lane;
-        bestLoad = load;
+        bestLoad = load + penalty;
       }
     }
     if (!best) {
@@ -1240,15 +1286,13 @@ export class Executor {
         const latest = latestTx(a);
         if (!latest || (a.status !== "pending" && a.status !== "cancelling")) continue;
         if (a.after !== undefined) {
-          // tied to a pending update: judged at its price, never bumped over it
+          // tied to a pending update: judged at its price, never bumped over it; tied to one nobody follows any more
+          // (gone, or the keeper restarted), cancelled: a landed update unties its attempts first
           const verdict = this.o.tiedVerdict?.(a);
           if (verdict === "hold") continue;
-          if (verdict === "cancel") {
-            a.after = undefined;
-            if (a.status === "pending") work.push(this.cancel(lane, a, latest, nowFees, head));
-            continue;
-          }
           a.after = undefined;
+          if (a.status === "pending") work.push(this.cancel(lane, a, latest, nowFees, head));
+          continue;
         }
         const wanted = this.wanted(a);
         const decision = decidePending({

@@ -35,6 +35,8 @@ export type JournalRecord =
       readonly data: Hex;
       readonly gas: string;
       readonly createdAtBlock: string;
+      /** Backrun: the pending oracle update it was sent behind (after a restart it is cancelled unless mined). */
+      readonly after?: Hex;
     }
   | ({ readonly t: "tx"; readonly id: string } & Wire<SignedTx>)
   | {
@@ -57,6 +59,7 @@ export function attemptRecord(a: Attempt): JournalRecord {
     data: a.data,
     gas: a.gas.toString(),
     createdAtBlock: a.createdAtBlock.toString(),
+    ...(a.after === undefined ? {} : { after: a.after }),
   };
 }
 
@@ -113,6 +116,7 @@ export function replay(records: readonly JournalRecord[], source = "journal"): M
           txs: [],
           status: "signed",
           createdAtBlock: BigInt(r.createdAtBlock),
+          ...(typeof r.after === "string" ? { after: r.after } : {}),
         });
         return;
       case "tx": {

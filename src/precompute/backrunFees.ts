@@ -25,16 +25,30 @@ export type BackrunFees =
       readonly reason: "update_tip_zero" | "fee_ceiling_below_base_fee";
     };
 
+const BPS = 10_000n;
+
 /**
  * Our fees just under the update's. `ceiling`: the most the policy lets this liquidation offer per gas (undefined:
- * no ceiling); `baseFeePerGas`: the head's, under which nothing of ours can be mined.
+ * no ceiling); `baseFeePerGas`: the head's, under which nothing of ours can be mined. With a hard fee cap
+ * (`cancel.cap`), the fee cap is held low enough that a cancel (both fields raised by `cancel.bumpBps`) still fits
+ * under it: a backrun whose update goes away must always be replaceable.
  */
-export function backrunFees(update: UpdateFees, baseFeePerGas: bigint, ceiling: bigint | undefined): BackrunFees {
+export function backrunFees(
+  update: UpdateFees,
+  baseFeePerGas: bigint,
+  ceiling: bigint | undefined,
+  cancel?: { readonly cap: bigint | undefined; readonly bumpBps: bigint },
+): BackrunFees {
   const updateTip =
     update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
   if (updateTip <= 0n) return { ok: false, reason: "update_tip_zero" };
   let maxFee = update.maxFeePerGas - 1n;
   if (ceiling !== undefined && ceiling < maxFee) maxFee = ceiling;
+  if (cancel?.cap !== undefined) {
+    // a replacement offers ceil(fee x (1 + bump)) + 1: that must stay within the cap
+    const room = ((cancel.cap - 1n) * BPS) / (BPS + cancel.bumpBps) - 1n;
+    if (room < maxFee) maxFee = room;
+  }
   if (maxFee <= baseFeePerGas) return { ok: false, reason: "fee_ceiling_below_base_fee" };
   let tip = updateTip - 1n;
   if (tip > maxFee) tip = maxFee;

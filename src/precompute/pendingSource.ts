@@ -70,14 +70,15 @@ export class PendingSource {
     this.lookups.clear();
   }
 
-  /** What the node knows of a transaction now. */
-  async lookup(hash: Hex): Promise<"mined" | "pending" | "unknown"> {
+  /** What the node knows of a transaction now: mined (in which block), pending, or unknown. */
+  async lookup(hash: Hex): Promise<{ status: "mined" | "pending" | "unknown"; blockNumber?: bigint }> {
     const tx = (await this.o.client.request({
       method: "eth_getTransactionByHash",
       params: [hash],
     })) as { blockNumber?: unknown } | null;
-    if (tx === null) return "unknown";
-    return tx.blockNumber === null || tx.blockNumber === undefined ? "pending" : "mined";
+    if (tx === null) return { status: "unknown" };
+    if (typeof tx.blockNumber !== "string") return { status: "pending" };
+    return { status: "mined", blockNumber: BigInt(tx.blockNumber) };
   }
 
   private onNotification(result: unknown): void {
@@ -101,7 +102,19 @@ export class PendingSource {
     if (!update || this.seen.has(update.txHash)) return;
     this.seen.add(update.txHash);
     if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
-    this.o.onUpdate(update, seenAt);
+    this.deliver(update, seenAt);
+  }
+
+  /** Hands an update on; a failure acting on it is logged, never thrown into the socket's callback. */
+  private deliver(update: PendingUpdate, seenAt: number): void {
+    try {
+      this.o.onUpdate(update, seenAt);
+    } catch (error) {
+      this.o.log.error(
+        { event: "executor_error", step: "pending_update", txHash: update.txHash, error: describeError(error) },
+        `acting on pending oracle update ${update.txHash} failed`,
+      );
+    }
   }
 
   private async poll(): Promise<void> {
@@ -112,7 +125,7 @@ export class PendingSource {
         if (this.seen.has(update.txHash)) continue;
         this.seen.add(update.txHash);
         if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
-        this.o.onUpdate(update, seenAt);
+        this.deliver(update, seenAt);
       }
       if (this.pollFailures > 0) {
         this.o.log.info({ event: "rpc_recovered", step: "txpool_poll" }, "pool polling answers again");

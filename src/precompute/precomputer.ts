@@ -65,8 +65,10 @@ interface Tracked {
   readonly prices: Map<number, bigint>;
   /** The next block's expected timestamp: what it was evaluated and simulated at. */
   readonly timestamp: bigint;
-  /** The node said it is mined: landed at the next head. */
-  mined: boolean;
+  /** The block the node said it is mined in: landed at the head that reaches it. */
+  minedAt: bigint | undefined;
+  /** Checks in a row that found the node without it (one answer from a load-balanced RPC is not trusted). */
+  unknown: number;
 }
 
 export interface PrecomputeStats {
@@ -77,6 +79,8 @@ export interface PrecomputeStats {
   expired: number;
 }
 
+/** Checks in a row that must find the node without an update before it counts as dropped. */
+const UNKNOWN_CHECKS = 2;
 /** Block intervals remembered to expect the next block's time. */
 const INTERVALS = 8;
 
@@ -187,10 +191,23 @@ export class Precomputer implements TickHook {
       seenAt,
       state: "pending",
       held: [],
-      simulate: (calls) => this.o.simulator.simulate(update, decimalsOf(markets[0] as Market), timestamp, calls),
-      fees: mode === "backrun" ? (ceiling, baseFeePerGas) => backrunFees(update, baseFeePerGas, ceiling) : undefined,
+      // on the block the risk model judged, so that the simulation and the book see the same state
+      simulate: (calls) =>
+        this.o.simulator.simulate(update, decimalsOf(markets[0] as Market), timestamp, calls, tick.blockNumber),
+      fees:
+        mode === "backrun"
+          ? (ceiling, baseFeePerGas, cancel) => backrunFees(update, baseFeePerGas, ceiling, cancel)
+          : undefined,
     };
-    const t: Tracked = { update, plan, seenAtBlock: tick.blockNumber, prices, timestamp, mined: false };
+    const t: Tracked = {
+      update,
+      plan,
+      seenAtBlock: tick.blockNumber,
+      prices,
+      timestamp,
+      minedAt: undefined,
+      unknown: 0,
+    };
     this.tracked.set(update.txHash, t);
     const candidates = markets.flatMap((m) =>
       this.o.keeper.liquidatableAt(m.id, prices.get(m.id) as bigint, timestamp),
@@ -234,7 +251,7 @@ export class Precomputer implements TickHook {
         maxWaitBlocks: this.o.maxWaitBlocks,
         pendingPrices: t.prices,
         headPrices: tick.prices,
-        node: t.mined ? "mined" : undefined,
+        node: t.minedAt !== undefined && tick.blockNumber >= t.minedAt ? "mined" : undefined,
       });
       if (verdict === "landed") this.land(t, tick);
       else if (verdict === "expired") this.unwind(t, "expired");
@@ -311,8 +328,10 @@ export class Precomputer implements TickHook {
       await Promise.all(
         [...this.tracked.values()].map(async (t) => {
           const node = await this.source?.lookup(t.update.txHash).catch(() => undefined);
-          if (node === "mined") t.mined = true;
-          else if (node === "unknown" && this.tracked.get(t.update.txHash) === t) this.unwind(t, "dropped");
+          if (!node) return;
+          t.unknown = node.status === "unknown" ? t.unknown + 1 : 0;
+          if (node.status === "mined") t.minedAt = node.blockNumber;
+          else if (t.unknown >= UNKNOWN_CHECKS && this.tracked.get(t.update.txHash) === t) this.unwind(t, "dropped");
         }),
       );
     } finally {

@@ -96,15 +96,18 @@ export class PendingSimulator {
     decimals: number,
     timestamp: bigint,
     calls: readonly PendingCall[],
+    onBlock?: bigint,
   ): Promise<CallResult[]> {
-    if (this.method === "simulateV1") return this.simulateV1(update, timestamp, calls);
-    return Promise.all(calls.map((call) => this.callOverridden(update, decimals, timestamp, call)));
+    const block = onBlock === undefined ? "latest" : toHex(onBlock);
+    if (this.method === "simulateV1") return this.simulateV1(update, timestamp, calls, block);
+    return Promise.all(calls.map((call) => this.callOverridden(update, decimals, timestamp, call, block)));
   }
 
   private async simulateV1(
     update: PendingUpdate,
     timestamp: bigint,
     calls: readonly PendingCall[],
+    block: Hex | "latest",
   ): Promise<CallResult[]> {
     const first = {
       from: update.from,
@@ -124,7 +127,7 @@ export class PendingSimulator {
           ],
           validation: false,
         },
-        "latest",
+        block,
       ] as never,
     });
     const results = (answer as { calls?: SimulatedCall[] }[] | null)?.[0]?.calls;
@@ -155,6 +158,7 @@ export class PendingSimulator {
     decimals: number,
     timestamp: bigint,
     call: PendingCall,
+    block: Hex | "latest",
   ): Promise<CallResult> {
     const word = (v: bigint, type: "uint256" | "int256" = "uint256") => encodeAbiParameters([{ type }], [v]) as Hex;
     const override = {
@@ -173,7 +177,7 @@ export class PendingSimulator {
         method: "eth_call" as never,
         params: [
           { from: call.from, to: call.to, data: call.data },
-          "latest",
+          block,
           override,
           { time: toHex(timestamp) },
         ] as never,

@@ -1,5 +1,6 @@
 import { parseGwei } from "viem";
 import { describe, expect, it } from "vitest";
+import { replacementFees } from "../../src/executor/fees.ts";
 import { backrunFees, effectiveTip } from "../../src/precompute/backrunFees.ts";
 
 describe("backrun fees", () => {
@@ -49,5 +50,29 @@ describe("backrun fees", () => {
       parseGwei("3"),
     );
     expect(ours).toEqual({ ok: true, maxFeePerGas: parseGwei("3"), maxPriorityFeePerGas: parseGwei("3") });
+  });
+});
+
+describe("backrun fees under a hard fee cap", () => {
+  it("always leave room for a cancel that outbids them under the cap", () => {
+    for (const cap of [parseGwei("3"), parseGwei("19.99"), parseGwei("200")]) {
+      for (const bumpBps of [1_000n, 1_250n]) {
+        const update = { maxFeePerGas: parseGwei("300"), maxPriorityFeePerGas: parseGwei("250") };
+        const ours = backrunFees(update, 1n, cap, { cap, bumpBps });
+        if (!ours.ok) throw new Error(`refused at cap ${cap}`);
+        const policy = {
+          baseFeeMultiplierBps: 20_000n,
+          minPriorityFeePerGas: 1n,
+          maxFeePerGasCap: cap,
+          gasTokenPrice: undefined,
+          maxRewardShareBps: 9_000n,
+          minProfit: 0n,
+          replacementBumpBps: bumpBps,
+        };
+        const cancel = replacementFees(ours, { maxFeePerGas: 2n, maxPriorityFeePerGas: 1n }, policy);
+        expect(cancel.ok).toBe(true);
+        if (cancel.ok) expect(cancel.maxFeePerGas).toBeLessThanOrEqual(cap);
+      }
+    }
   });
 });

@@ -134,6 +134,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
     tiedVerdict: (a) => precomputer?.tiedVerdict(a),
     priceMovedAt: (marketId) => keeperRef?.priceMovedAt(marketId),
+    replan: (keys) => keeperRef?.replan(keys),
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;

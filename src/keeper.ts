@@ -118,6 +118,31 @@ export class Keeper {
     return change;
   }
 
+  /**
+   * Plans again, at the last head, those of these positions still below maintenance there: freed by an inclusion
+   * pass after this head's planning ran (our cancel mined, the nonce taken by another sender).
+   */
+  replan(keys: readonly string[]): void {
+    const tick = this.lastTick;
+    if (!tick || keys.length === 0) return;
+    this.indexed();
+    const wanted = new Set(keys);
+    const markets = new Set<number>();
+    for (const key of keys) {
+      const position = this.p.book.positions.get(key);
+      if (position) markets.add(position.marketId);
+    }
+    const found: Candidate[] = [];
+    for (const marketId of markets) {
+      const price = tick.prices.get(marketId);
+      if (price === undefined) continue;
+      for (const c of this.p.risk.liquidatable(marketId, price, tick.timestamp)) {
+        if (wanted.has(c.position.key)) found.push(c);
+      }
+    }
+    if (found.length > 0) this.p.executor.submit(found, tick);
+  }
+
   /** The block at which a market's mark price last moved, as the keeper saw its heads. */
   priceMovedAt(marketId: number): bigint | undefined {
     return this.priceMoved.get(marketId);

@@ -127,6 +127,11 @@ export interface ExecutorOptions {
   readonly tiedVerdict?: (a: Attempt) => "hold" | "cancel" | undefined;
   /** The block at which a market's mark price last moved: how far behind its price update a liquidation landed. */
   readonly priceMovedAt?: (marketId: number) => bigint | undefined;
+  /**
+   * Positions an inclusion pass freed (our cancel or another sender took the nonce): planned again at once if they
+   * are still liquidatable at the head, not a block later.
+   */
+  readonly replan?: (keys: readonly string[]) => void;
 }
 
 export interface ExecutorStats {
@@ -226,6 +231,8 @@ export class Executor {
   private passQueued = false;
   /** Between a reorganisation and the next head: the book is being rebuilt and says nothing about positions. */
   private rebuilding = false;
+  /** Positions freed during this inclusion pass without being liquidated (cancelled, superseded). */
+  private freed: string[] = [];
   private head: Tick | undefined;
   private checkedBlock: bigint | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
@@ -981,7 +988,12 @@ export class Executor {
       this.passQueued = false;
       const head = this.head as Tick;
       try {
+        this.freed = [];
         await this.settle(head);
+        // what this pass freed is planned again now: the normal path planned this head before the pass ran
+        const freed = this.freed.filter((key) => !this.busy.has(key));
+        this.freed = [];
+        if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
         await this.judge(head);
         this.retryBacklog();
         await this.maybeCompact();
@@ -1132,6 +1144,7 @@ export class Executor {
     if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
     const lane = this.lanesByAddress.get(a.signer.toLowerCase());
     transition(a, "superseded");
+    for (const t of a.targets) this.freed.push(t.key);
     this.o.log.warn(
       { event: "liquidation_superseded", ...attemptIds(a) },
       `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
@@ -1193,6 +1206,7 @@ export class Executor {
     let status: Attempt["status"];
     if (tx?.purpose === "cancel" || a.targets.length === 0) {
       status = "cancelled";
+      for (const t of a.targets) this.freed.push(t.key);
       this.stats.cancelled++;
       log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
     } else if (receipt.status === "success") {

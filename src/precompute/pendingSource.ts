@@ -57,6 +57,8 @@ export class PendingSource {
         what: "pending transaction subscription",
         step: "subscribe_pending",
         onData: (result) => this.onNotification(result),
+        // the subscription tells of new transactions only: what is in the pool already is read once, where served
+        onSubscribed: () => void this.readPool(),
       });
       return;
     }
@@ -114,6 +116,20 @@ export class PendingSource {
         { event: "executor_error", step: "pending_update", txHash: update.txHash, error: describeError(error) },
         `acting on pending oracle update ${update.txHash} failed`,
       );
+    }
+  }
+
+  /** One read of the pool (txpool_content), silently nothing on a node that does not serve it. */
+  private async readPool(): Promise<void> {
+    try {
+      const seenAt = performance.now();
+      for (const update of await pendingOracleUpdates(this.o.client, this.o.aggregators())) {
+        if (this.seen.has(update.txHash)) continue;
+        this.seen.add(update.txHash);
+        this.deliver(update, seenAt);
+      }
+    } catch {
+      // not served, or failed: the subscription covers what comes from now on
     }
   }
 

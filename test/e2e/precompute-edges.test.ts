@@ -1,0 +1,468 @@
+/**
+ * Same-block liquidations (issue 9), the edges, on Anvil with mining paused and blocks mined by hand, its pool
+ * ordered by fees (Anvil's default `--order fees`): an update with a zero tip (backrun falls back to on-block), an
+ * update that stays pending past maxWaitBlocks (expired: every backrun cancelled at its nonce), two signers sharing
+ * the batches of one update, a dry run, and a keeper restarted on its journal while its backruns wait on an update.
+ */
+import { type Address, decodeEventLog, type Hex, parseGwei, parseUnits } from "viem";
+import { afterEach, describe, expect, it, onTestFailed } from "vitest";
+import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
+import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import type { RunningKeeper } from "../../src/app.ts";
+import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
+import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
+import { ETH, openPositions } from "../../src/devnet/positions.ts";
+import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
+import { until } from "../helpers/wait.ts";
+
+let net: DevnetFixture | undefined;
+let keeper: RunningKeeper | undefined;
+
+afterEach(async () => {
+  await net?.ex.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never }).catch(() => {});
+  await shutdown(keeper, net);
+  keeper = undefined;
+  net = undefined;
+});
+
+const rpc = (method: string, params: unknown[] = []) =>
+  (net as DevnetFixture).ex.publicClient.request({ method: method as never, params: params as never });
+
+type Precompute = { mode: "on-block" | "backrun"; simulation?: string; maxWaitBlocks?: number };
+
+interface SetupOptions {
+  /** The first trader's account index (ethLongs): above every signer's. */
+  readonly firstTrader?: number;
+  readonly privateKeys?: readonly Hex[];
+  /** More keeper config (dryRun, firstBatchPositions, batchGasLimit, stateDir). */
+  readonly keeper?: Record<string, unknown>;
+}
+
+/** Starts a keeper on the fixture's devnet, its log printed if the test fails, and waits for its backfill. */
+async function launch(
+  count: number,
+  precompute: Precompute,
+  options: SetupOptions,
+): Promise<{ k: RunningKeeper; logs: CapturedLog; stateDir: string }> {
+  const fixture = net as DevnetFixture;
+  const started = await startTestKeeper(
+    fixture,
+    { pollIntervalMs: 50, precompute, batching: true, ...options.keeper },
+    options.privateKeys,
+    { wsUrl: fixture.anvil.rpcUrl.replace("http://", "ws://") },
+  );
+  keeper = started.keeper;
+  const k = keeper;
+  onTestFailed(() => {
+    const seen = new Set(["position_flagged", "price_updated"]);
+    console.log(
+      started.logs.lines
+        .filter((l) => !seen.has(String(l.event)))
+        .map((l) => JSON.stringify(l).slice(0, 400))
+        .join("\n"),
+    );
+  });
+  await until("backfill", () => k.book.positions.size === count && k.watcher.latestTick !== undefined);
+  await new Promise((r) => setTimeout(r, 300)); // the pending subscription is established
+  return { k, logs: started.logs, stateDir: started.stateDir };
+}
+
+/** `count` 20x ETH longs that a drop to 2375 puts below maintenance; mining paused; a keeper following them. */
+async function setup(
+  count: number,
+  precompute: Precompute,
+  options: SetupOptions = {},
+): Promise<{ k: RunningKeeper; logs: CapturedLog; stateDir: string }> {
+  const firstTrader = options.firstTrader ?? 2;
+  net = await startDevnet({ accounts: count + firstTrader + 2 });
+  await openPositions(net.ex, ethLongs(count, firstTrader));
+  await rpc("evm_setAutomine", [false]);
+  return launch(count, precompute, options);
+}
+
+/** Puts an ETH oracle update in the pool (not mined), from the exchange's owner, at these fees. */
+async function sendUpdate(
+  price: string,
+  fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } = {
+    maxFeePerGas: parseGwei("20"),
+    maxPriorityFeePerGas: parseGwei("2"),
+  },
+  nonce?: number,
+): Promise<Hex> {
+  const ex = (net as DevnetFixture).ex;
+  return ex.owner.writeContract({
+    address: ex.d.markets[ETH]?.aggregator as Address,
+    abi: mockV3AggregatorAbi,
+    functionName: "updateAnswer",
+    args: [parseUnits(price, ORACLE_DECIMALS)],
+    gas: 200_000n,
+    ...fees,
+    ...(nonce === undefined ? {} : { nonce }),
+  });
+}
+
+/** Positions covered by the liquidation_sent lines so far. */
+function positionsSent(logs: CapturedLog): number {
+  return logs.events("liquidation_sent").reduce((n, l) => n + Number(l.positions ?? 1), 0);
+}
+
+function positionsPrepared(logs: CapturedLog): number {
+  return logs.events("liquidation_prepared").reduce((n, l) => n + Number(l.positions ?? 1), 0);
+}
+
+/** The latest block's transactions with their receipts, in block order. */
+async function minedBlock() {
+  const client = (net as DevnetFixture).ex.publicClient;
+  const block = await client.getBlock({ blockTag: "latest", includeTransactions: true });
+  const receipts = await Promise.all(block.transactions.map((tx) => client.getTransactionReceipt({ hash: tx.hash })));
+  return { block, txs: block.transactions, receipts };
+}
+
+type Receipts = Awaited<ReturnType<typeof minedBlock>>["receipts"];
+
+/** PositionLiquidated events by trader in these receipts. */
+function liquidatedTraders(receipts: Receipts): string[] {
+  const out: string[] = [];
+  for (const r of receipts) {
+    for (const log of r.logs) {
+      try {
+        const e = decodeEventLog({ abi: perpEngineAbi, data: log.data, topics: log.topics });
+        if (e.eventName === "PositionLiquidated") out.push((e.args as { trader: Address }).trader.toLowerCase());
+      } catch {}
+    }
+  }
+  return out;
+}
+
+async function nonceWhole(address: Address): Promise<{ latest: number; pending: number }> {
+  const client = (net as DevnetFixture).ex.publicClient;
+  const [latest, pending] = await Promise.all([
+    client.getTransactionCount({ address, blockTag: "latest" }),
+    client.getTransactionCount({ address, blockTag: "pending" }),
+  ]);
+  return { latest, pending };
+}
+
+/** Every block in [from, latest] with its transactions and their receipts, in order. */
+async function blocksSince(from: bigint) {
+  const client = (net as DevnetFixture).ex.publicClient;
+  const head = await client.getBlockNumber({ cacheTime: 0 });
+  const out = [];
+  for (let b = from; b <= head; b++) {
+    const block = await client.getBlock({ blockNumber: b, includeTransactions: true });
+    const receipts = await Promise.all(block.transactions.map((tx) => client.getTransactionReceipt({ hash: tx.hash })));
+    out.push({ block, txs: block.transactions, receipts });
+  }
+  return out;
+}
+
+/** Waits until the keeper has processed the chain's latest block. */
+async function headSeen(k: RunningKeeper): Promise<bigint> {
+  const client = (net as DevnetFixture).ex.publicClient;
+  const head = await client.getBlockNumber({ cacheTime: 0 });
+  await until(`head ${head} processed`, () => k.watcher.processedBlock === head, 10_000);
+  return head;
+}
+
+/** Mines one block whose gas limit (100,000) has no room for the update (gas 200,000) nor any liquidation of ours. */
+async function mineSmall(): Promise<void> {
+  await rpc("anvil_setBlockGasLimit", [`0x${(100_000).toString(16)}`]);
+  try {
+    await rpc("evm_mine");
+  } finally {
+    await rpc("anvil_setBlockGasLimit", [`0x${(30_000_000).toString(16)}`]);
+  }
+}
+
+const lower = (a: string) => a.toLowerCase();
+
+describe("same-block liquidations: edges", () => {
+  it("backrun, an update with a zero tip: handled on-block, nothing broadcast before its block, all in the next", async () => {
+    const COUNT = 12;
+    const { k, logs } = await setup(COUNT, { mode: "backrun" });
+    const signer = k.addresses[0] as Address;
+    const before = await nonceWhole(signer);
+    const update = await sendUpdate("2375", { maxFeePerGas: parseGwei("20"), maxPriorityFeePerGas: 0n });
+    await until("all prepared", () => positionsPrepared(logs) === COUNT, 20_000);
+    expect(logs.events("oracle_update_pending")).toHaveLength(1);
+    expect(logs.events("oracle_update_pending")[0]).toMatchObject({
+      txHash: update,
+      market: "ETH-USD",
+      mode: "on-block",
+      backrunFallback: "update_tip_zero",
+      liquidatable: COUNT,
+    });
+    expect(logs.events("liquidation_prepared").every((l) => l.mode === "on-block" && l.update === update)).toBe(true);
+    // held: nothing signed, nothing in the pool from our signer while the update is pending
+    await new Promise((r) => setTimeout(r, 500));
+    expect(positionsSent(logs)).toBe(0);
+    expect(await nonceWhole(signer)).toEqual(before);
+
+    await rpc("evm_mine"); // the update's block: the update alone
+    const first = await minedBlock();
+    expect(first.txs.map((t) => t.hash)).toEqual([update]);
+    expect(first.receipts[0]?.status).toBe("success");
+    await until("all broadcast at the update's block", () => positionsSent(logs) === COUNT, 10_000);
+    expect(logs.events("oracle_update_landed")[0]).toMatchObject({
+      txHash: update,
+      mode: "on-block",
+      blockNumber: first.block.number.toString(),
+      fired: COUNT,
+    });
+    expect(logs.events("liquidation_sent").every((l) => l.afterUpdate === undefined)).toBe(true);
+
+    await rpc("evm_mine");
+    const next = await minedBlock();
+    expect(next.txs.length).toBeGreaterThan(0);
+    expect(next.txs.every((t) => lower(t.from) === lower(signer))).toBe(true);
+    expect(next.receipts.every((r) => r.status === "success")).toBe(true); // none reverted
+    const liquidated = liquidatedTraders(next.receipts);
+    expect(liquidated).toHaveLength(COUNT);
+    expect(new Set(liquidated).size).toBe(COUNT);
+    await until("confirmed", () => k.executor.stats.confirmed === COUNT);
+    expect(k.executor.updateStats.distance["1"]).toBe(COUNT); // the block after the update's
+    expect(k.executor.stats.reverted).toBe(0);
+    const after = await nonceWhole(signer);
+    expect(after.latest).toBe(after.pending);
+    expect(after.latest - before.latest).toBe(next.txs.length);
+  }, 120_000);
+
+  it("backrun, an update still pending after maxWaitBlocks: expired, every backrun cancelled, every nonce used, nothing reverts", async () => {
+    const COUNT = 12;
+    const { k, logs } = await setup(COUNT, { mode: "backrun", maxWaitBlocks: 2 });
+    const signer = k.addresses[0] as Address;
+    const client = (net as DevnetFixture).ex.publicClient;
+    const before = await nonceWhole(signer);
+    const startBlock = await client.getBlockNumber({ cacheTime: 0 });
+    const update = await sendUpdate("2375");
+    await until("all sent behind the pending update", () => positionsSent(logs) === COUNT, 20_000);
+    const sent = logs.events("liquidation_sent");
+    const attempts = sent.length;
+    expect(sent.every((l) => l.afterUpdate === update)).toBe(true);
+    // the premise: none of ours fits in a 100,000-gas block, where it would be mined without its update
+    expect(sent.map((l) => BigInt(String(l.gas))).every((g) => g > 100_000n)).toBe(true);
+    expect((await nonceWhole(signer)).pending).toBe(before.latest + attempts);
+
+    await mineSmall(); // one head with the update still pending: waiting
+    const firstSmall = await minedBlock();
+    expect(firstSmall.txs.map((t) => t.hash)).not.toContain(update);
+    expect(liquidatedTraders(firstSmall.receipts)).toHaveLength(0);
+    await headSeen(k);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(logs.events("oracle_update_gone")).toHaveLength(0);
+    expect(logs.events("liquidation_cancelling")).toHaveLength(0);
+
+    await mineSmall(); // the second: past maxWaitBlocks
+    const secondSmall = await minedBlock();
+    expect(secondSmall.txs.map((t) => t.hash)).not.toContain(update);
+    await until("expired", () => logs.events("oracle_update_gone").length === 1, 10_000);
+    expect(logs.events("oracle_update_gone")[0]).toMatchObject({ txHash: update, reason: "expired", mode: "backrun" });
+    await until("every backrun cancelled", () => logs.events("liquidation_cancelling").length === attempts, 10_000);
+    const cancelledNonces = logs.events("liquidation_cancelling").map((l) => Number(l.nonce));
+    expect(new Set(cancelledNonces)).toEqual(new Set(sent.map((l) => Number(l.nonce))));
+    // the update is still in the pool: it was given up on, not dropped
+    const pendingUpdate = await client.getTransaction({ hash: update });
+    expect(pendingUpdate.blockNumber).toBeNull();
+
+    // the gas limit restored: the cancels and the update are mined; the normal path liquidates at its block
+    await rpc("evm_mine");
+    const landing = await minedBlock();
+    expect(landing.txs.map((t) => t.hash)).toContain(update);
+    await headSeen(k);
+    // then the normal path liquidates, within a few blocks
+    for (let i = 0; i < 4 && k.executor.stats.confirmed < COUNT; i++) {
+      await new Promise((r) => setTimeout(r, 500)); // the keeper's liquidations reach the pool
+      await rpc("evm_mine");
+      await headSeen(k);
+      await until("settled", () => k.executor.pendingAttempts.length === 0, 2_000).catch(() => {});
+    }
+    await until("confirmed", () => k.executor.stats.confirmed === COUNT, 10_000);
+    await until("cancels settled", () => k.executor.stats.cancelled === attempts, 10_000);
+
+    const blocks = await blocksSince(startBlock + 1n);
+    const receipts = blocks.flatMap((b) => b.receipts);
+    expect(receipts.filter((r) => r.status !== "success")).toEqual([]); // no revert mined
+    const updateReceipt = receipts.find((r) => r.transactionHash === update);
+    expect(updateReceipt).toBeDefined();
+    // no liquidation mined before the update: none in an earlier block, none ahead of it in its own
+    for (const r of receipts) {
+      if (liquidatedTraders([r]).length === 0) continue;
+      const upd = updateReceipt as (typeof receipts)[number];
+      const after =
+        r.blockNumber > upd.blockNumber ||
+        (r.blockNumber === upd.blockNumber && r.transactionIndex > upd.transactionIndex);
+      expect(after, `liquidation ${r.transactionHash} after the update`).toBe(true);
+    }
+    // the positions the cancels freed are planned again in the same pass: all land in the block after the update's
+    for (const r of receipts) {
+      if (liquidatedTraders([r]).length > 0) expect(r.blockNumber).toBe((updateReceipt?.blockNumber ?? 0n) + 1n);
+    }
+    // the backruns themselves never mined: each was replaced by its cancel
+    const minedHashes = new Set(receipts.map((r) => r.transactionHash));
+    expect(sent.filter((l) => minedHashes.has(l.txHash as Hex))).toEqual([]);
+    const liquidated = liquidatedTraders(receipts);
+    expect(liquidated).toHaveLength(COUNT);
+    expect(new Set(liquidated).size).toBe(COUNT);
+    // nonces whole, and every nonce the keeper took used by exactly one mined transaction of ours
+    const after = await nonceWhole(signer);
+    expect(after.latest).toBe(after.pending);
+    const mined = blocks.flatMap((b) => b.txs).filter((t) => lower(t.from) === lower(signer));
+    const minedNonces = mined.map((t) => t.nonce).sort((a, b) => a - b);
+    expect(minedNonces).toEqual(Array.from({ length: after.latest - before.latest }, (_, i) => before.latest + i));
+    const taken = new Set(logs.events("liquidation_sent").map((l) => Number(l.nonce)));
+    for (const n of taken) expect(minedNonces).toContain(n);
+    expect(k.executor.stats.reverted).toBe(0);
+  }, 120_000);
+
+  it("backrun with two signers: 40 positions in several batches, all in the update's own block, after it", async () => {
+    const COUNT = 40;
+    // signers: accounts 1 and 2; traders from account 3 on
+    const { k, logs } = await setup(
+      COUNT,
+      { mode: "backrun" },
+      {
+        firstTrader: 3,
+        privateKeys: [ANVIL_KEYS[1], ANVIL_KEYS[2]],
+        keeper: { firstBatchPositions: 4, batchGasLimit: 800_000 },
+      },
+    );
+    const signers = k.addresses.map(lower);
+    expect(signers).toHaveLength(2);
+    const before = await Promise.all(k.addresses.map((a) => nonceWhole(a)));
+    const update = await sendUpdate("2375");
+    await until("all 40 sent behind the pending update", () => positionsSent(logs) === COUNT, 30_000);
+    const sent = logs.events("liquidation_sent");
+    expect(sent.length).toBeGreaterThanOrEqual(3); // several batches
+    expect(sent.every((l) => l.afterUpdate === update)).toBe(true);
+    expect(new Set(sent.map((l) => lower(String(l.signer))))).toEqual(new Set(signers)); // both signers took work
+    expect(await rpc("eth_blockNumber")).toBe(`0x${k.watcher.processedBlock.toString(16)}`); // nothing mined yet
+
+    await rpc("evm_mine");
+    const { txs, receipts } = await minedBlock();
+    expect(txs[0]?.hash).toBe(update); // the update first
+    const updateIndex = txs[0]?.transactionIndex ?? 0;
+    const ours = txs.filter((t) => signers.includes(lower(t.from)));
+    expect(ours.length).toBe(txs.length - 1);
+    expect(ours.length).toBe(sent.length);
+    expect(ours.every((t) => (t.transactionIndex ?? -1) > updateIndex)).toBe(true);
+    expect(receipts.every((r) => r.status === "success")).toBe(true); // none reverted
+    const liquidated = liquidatedTraders(receipts);
+    expect(liquidated).toHaveLength(COUNT);
+    expect(new Set(liquidated).size).toBe(COUNT);
+    await until("confirmed", () => k.executor.stats.confirmed === COUNT);
+    expect(k.executor.updateStats.distance["0"]).toBe(COUNT); // the same block as the update
+    expect(k.executor.stats.reverted).toBe(0);
+    for (const [i, address] of k.addresses.entries()) {
+      const after = await nonceWhole(address);
+      expect(after.latest, `${address} latest == pending`).toBe(after.pending);
+      const minedBy = ours.filter((t) => lower(t.from) === lower(address)).length;
+      expect(minedBy).toBeGreaterThan(0);
+      expect(after.latest - (before[i] as { latest: number }).latest).toBe(minedBy);
+    }
+  }, 120_000);
+
+  it("dry run with backrun: liquidations prepared on the pending update, logged as a dry run, nothing broadcast", async () => {
+    const COUNT = 8;
+    const { k, logs } = await setup(COUNT, { mode: "backrun" }, { keeper: { dryRun: true } });
+    const signer = k.addresses[0] as Address;
+    const before = await nonceWhole(signer);
+    const update = await sendUpdate("2375");
+    await until("all prepared", () => positionsPrepared(logs) === COUNT, 20_000);
+    const prepared = logs.events("liquidation_prepared");
+    expect(prepared.every((l) => l.dryRun === true && l.update === update && l.mode === "backrun")).toBe(true);
+    expect(logs.events("oracle_update_pending")[0]).toMatchObject({ txHash: update, mode: "backrun" });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(positionsSent(logs)).toBe(0);
+    expect(await nonceWhole(signer)).toEqual(before);
+
+    await rpc("evm_mine"); // the update's block
+    const landing = await minedBlock();
+    expect(landing.txs.map((t) => t.hash)).toEqual([update]);
+    await headSeen(k);
+    // the normal path at the update's block: a dry run too
+    await until("dry run at the mined block", () => logs.events("liquidation_dry_run").length > 0, 10_000);
+    await rpc("evm_mine");
+    const next = await minedBlock();
+    await headSeen(k);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(next.txs.filter((t) => lower(t.from) === lower(signer))).toEqual([]);
+    expect(liquidatedTraders([...landing.receipts, ...next.receipts])).toHaveLength(0);
+    expect(positionsSent(logs)).toBe(0);
+    expect(k.executor.stats.sent).toBe(0);
+    expect(await nonceWhole(signer)).toEqual(before);
+    expect(k.book.positions.size).toBe(COUNT); // still open on chain
+  }, 120_000);
+
+  it("restart while backruns wait on a pending update: nothing reverts, none twice, all liquidated, nonces whole", async () => {
+    const COUNT = 10;
+    const { k, logs, stateDir } = await setup(COUNT, { mode: "backrun" });
+    const ex = (net as DevnetFixture).ex;
+    const client = ex.publicClient;
+    const signer = k.addresses[0] as Address;
+    const traders = ethLongs(COUNT).map((s) => lower(ex.trader(s.trader).account.address));
+    const before = await nonceWhole(signer);
+    const startBlock = await client.getBlockNumber({ cacheTime: 0 });
+    const update = await sendUpdate("2375");
+    await until("all sent behind the pending update", () => positionsSent(logs) === COUNT, 20_000);
+    const attempts = logs.events("liquidation_sent").length;
+    expect((await nonceWhole(signer)).pending).toBe(before.latest + attempts);
+
+    await k.stop("restart");
+    keeper = undefined;
+    expect(logs.events("keeper_stopped")[0]).toMatchObject({ pendingInJournal: attempts });
+    // still pending, the update and ours
+    expect((await client.getTransaction({ hash: update })).blockNumber).toBeNull();
+    expect(await nonceWhole(signer)).toEqual({ latest: before.latest, pending: before.latest + attempts });
+
+    const second = await launch(COUNT, { mode: "backrun" }, { keeper: { stateDir } });
+    await until("journal recovered", () => second.logs.events("executor_recovered").length > 0, 10_000);
+    expect(second.logs.events("executor_recovered")[0]).toMatchObject({
+      signer,
+      journaled: attempts,
+      tracked: attempts,
+      abandoned: 0,
+    });
+    // whatever it decides at its first head (the doc: the price has not moved, so it cancels), give it time
+    await until(
+      "the recovered attempts judged",
+      () => second.logs.events("liquidation_cancelling").length === attempts,
+      5_000,
+    ).catch(() => {});
+    const decided = second.logs.events("liquidation_cancelling").length;
+
+    // the update is mined; then blocks until every position is closed (a few at most)
+    for (let i = 0; i < 5; i++) {
+      await rpc("evm_mine");
+      await headSeen(second.k);
+      const open = (await Promise.all(traders.map((t) => ex.position(t as Address, ETH)))).filter(
+        (p) => p.size !== 0n,
+      ).length;
+      if (open === 0 && i > 0) break;
+      await new Promise((r) => setTimeout(r, 500)); // the keeper's liquidations reach the pool
+    }
+
+    const blocks = await blocksSince(startBlock + 1n);
+    const receipts = blocks.flatMap((b) => b.receipts);
+    expect(receipts.some((r) => r.transactionHash === update)).toBe(true);
+    expect(receipts.filter((r) => r.status !== "success")).toEqual([]); // no revert mined
+    // every position (all below maintenance at 2375) liquidated, each exactly once
+    const liquidated = liquidatedTraders(receipts);
+    expect([...liquidated].sort()).toEqual([...traders].sort());
+    const open = (await Promise.all(traders.map((t) => ex.position(t as Address, ETH)))).filter((p) => p.size !== 0n);
+    expect(open).toHaveLength(0);
+    // nonces whole; every mined nonce of ours used once, from where the first keeper started
+    await until("nonces whole", async () => {
+      const n = await nonceWhole(signer);
+      return n.latest === n.pending;
+    });
+    const after = await nonceWhole(signer);
+    const minedNonces = blocks
+      .flatMap((b) => b.txs)
+      .filter((t) => lower(t.from) === lower(signer))
+      .map((t) => t.nonce)
+      .sort((a, b) => a - b);
+    expect(minedNonces).toEqual(Array.from({ length: after.latest - before.latest }, (_, i) => before.latest + i));
+    expect(second.k.executor.stats.reverted).toBe(0);
+  }, 120_000);
+});

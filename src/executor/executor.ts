@@ -15,7 +15,6 @@ import {
   formatTransactionReceipt,
   type Hex,
   HttpRequestError,
-  type Log,
   type PublicClient,
   type RpcTransactionReceipt,
   type TransactionReceipt,
@@ -24,61 +23,23 @@ import {
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
-import { fromWad } from "../risk/format.ts";
 import type { Candidate } from "../risk/scan.ts";
 import type { BookChange, TrackedPosition } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
 import { broadcastAll, known, type SendResult } from "./broadcast.ts";
 import { decidePending, decideStuck } from "./decide.ts";
-import {
-  expectedProfit,
-  type FeeContext,
-  type FeePlan,
-  type FeePolicy,
-  type Fees,
-  feeCeiling,
-  pickTip,
-  planFees,
-} from "./fees.ts";
+import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
+import { attemptIds, feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
-import { NonceLane, type UnsignedCall } from "./lane.ts";
+import { NonceLane } from "./lane.ts";
+import { PendingWork } from "./pending.ts";
 import { pack, prioritise } from "./planner.ts";
 import { planRecovery } from "./recovery.ts";
 import { excludeUnfunded } from "./signers.ts";
+import type { PendingPlan, PreparedUnit, Unit } from "./unit.ts";
 
-/** A simulated call's result against a pending update's state (src/precompute/simulate.ts). */
-export type PendingCallResult =
-  | { readonly ok: true; readonly gasUsed: bigint | undefined; readonly logs: readonly Log[] | undefined }
-  | { readonly ok: false; readonly revertData: Hex | undefined; readonly error: string };
-
-/**
- * Liquidations prepared on an oracle update still in the mempool (issue 9). The executor plans them as any others,
- * but simulates them after the update (`simulate`), prices them with `fees` when they must order behind it
- * (backrun), and either sends them at once, tied to the update, or holds them for `fire` (on-block).
- */
-export interface PendingPlan {
-  /** The update's transaction hash. */
-  readonly id: Hex;
-  readonly mode: "on-block" | "backrun";
-  /** Our calls run after the update, in the block it will be mined in; throws when the RPC gave no answer. */
-  readonly simulate: (calls: readonly { from: Address; to: Address; data: Hex }[]) => Promise<PendingCallResult[]>;
-  /** Backrun: fees just under the update's, within the policy's ceiling for this liquidation. */
-  readonly fees?: (
-    ceiling: bigint | undefined,
-    baseFeePerGas: bigint,
-    cancel: { readonly cap: bigint | undefined; readonly bumpBps: bigint },
-  ) => FeePlan | { ok: false; reason: string };
-  /** performance.now() when the update was seen. */
-  readonly seenAt: number;
-  /** Set by the precomputer: a unit prepared after the update landed is sent at once, after it was unwound never. */
-  state: "pending" | "landed" | "gone";
-  /** On-block: the units prepared, waiting for the update's block. */
-  readonly held: PreparedUnit[];
-}
-
-/** A simulated, priced liquidation held for the block of its update (on-block). */
-export type PreparedUnit = Unit;
+export type { PendingCallResult, PendingPlan, PreparedUnit } from "./unit.ts";
 
 export interface ExecutorOptions {
   /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
@@ -177,24 +138,6 @@ const SINGLE_GAS_RESAMPLE = 32;
 /** Journal records after which it is compacted to its live attempts. */
 const COMPACT_AFTER_RECORDS = 20_000;
 
-/** A group of candidates, simulated and priced, on its way to a lane. */
-interface Unit {
-  readonly kind: "single" | "batch";
-  readonly targets: TargetPlan[];
-  readonly call: UnsignedCall;
-  readonly fees: Fees;
-  readonly head: bigint;
-  tries: number;
-  /** Called once its first broadcast has been answered (or it went nowhere): the burst's probe. */
-  readonly sent?: () => void;
-  /** Backrun: the pending update it is tied to. */
-  readonly after?: Hex;
-  /** Prepared on a pending update: its plan, whose state says whether the unit may still go. */
-  readonly plan?: PendingPlan;
-  /** Prepared on a pending update: performance.now() when the update was seen. */
-  readonly seenAt?: number;
-}
-
 type Busy = "planning" | Attempt;
 
 export class Executor {
@@ -246,8 +189,29 @@ export class Executor {
   private seq = 0;
   private readonly runId = Date.now().toString(36);
   private readonly broadcastClients: readonly PublicClient[];
+  private readonly pendingWork: PendingWork;
 
   constructor(private readonly o: ExecutorOptions) {
+    this.pendingWork = new PendingWork({
+      o,
+      updateStats: this.updateStats,
+      closed: () => this.closed,
+      head: () => this.head,
+      setHead: (tick) => {
+        this.head = tick;
+      },
+      gasGuess: (batch, positions) =>
+        batch ? this.gasPerPosition * positions : (this.singleGas ?? INITIAL_GAS_PER_POSITION),
+      feeContext: (tick) => this.feeContext(tick),
+      release: (keys) => this.release(keys),
+      dispatch: (unit) => this.dispatch(unit),
+      broadcastsDone: async () => {
+        const running = [...this.pumps];
+        if (running.length > 0) await Promise.allSettled(running);
+      },
+      cancel: (lane, a, latest, now, head) => this.cancel(lane, a, latest, now, head),
+      serial: (job) => void this.blockWork.add(job),
+    });
     if (o.lanes.length === 0) throw new Error("the executor needs at least one signer");
     this.broadcastClients = o.broadcastClients?.length ? o.broadcastClients : [o.client];
     this.simulations = new PQueue({ concurrency: o.maxConcurrentSimulations });
@@ -387,7 +351,7 @@ export class Executor {
 
   private simulate(group: readonly Candidate[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
     void this.simulations
-      .add(() => (pending ? this.preparePending(group, tick, pending, sent) : this.prepare(group, tick, sent)))
+      .add(() => (pending ? this.pendingWork.prepare(group, tick, pending, sent) : this.prepare(group, tick, sent)))
       .then(
         (dispatched) => {
           if (!dispatched) sent?.();
@@ -513,242 +477,30 @@ export class Executor {
 
   // ----------------------------------------------------------------------------------- pending oracle updates
 
-  /**
-   * Prepares a group on a pending update: simulated after it (PendingPlan.simulate), the targets the simulation
-   * skipped left out, priced (backrun: under the update's fees), then sent tied to the update (backrun) or held
-   * for its block (on-block). A refusal here puts no cooldown on a position: the mined block is judged afresh.
-   */
-  private async preparePending(
-    group: readonly Candidate[],
-    tick: Tick,
-    pending: PendingPlan,
-    sent?: () => void,
-  ): Promise<boolean> {
-    const { protocol, log } = this.o;
-    let keys = group.map((c) => c.position.key);
-    if (this.closed || pending.state === "gone") {
-      this.release(keys);
-      return false;
-    }
-    const from = this.o.lanes[0]?.address as Address;
-    let targets: TargetPlan[] = group.map((c) => ({
-      key: c.position.key,
-      trader: c.position.trader,
-      marketId: c.position.marketId,
-      expectedReward: c.keeperReward,
-    }));
-    const encodeBatch = protocol.encodeBatch?.bind(protocol);
-    const batch = targets.length > 1 && encodeBatch !== undefined;
-    let data = batch ? encodeBatch(targets) : protocol.encodeSingle(targets[0] as TargetPlan);
-    const refused = (reason: string, detail: Record<string, unknown> = {}) => {
-      this.release(keys);
-      log.info(
-        { event: "liquidation_prepare_failed", update: pending.id, positions: group.length, reason, ...detail },
-        `not preparing ${group.length} liquidation(s) on pending update ${pending.id}: ${reason}`,
-      );
-      return false;
-    };
-    let result: PendingCallResult | undefined;
-    try {
-      [result] = await pending.simulate([{ from, to: protocol.address, data }]);
-    } catch (error) {
-      return refused(
-        error instanceof Error && error.name === "UpdateWouldFailError" ? "update_would_fail" : "rpc_error",
-        {
-          error: describeError(error),
-        },
-      );
-    }
-    if (!result) return refused("simulation_failed");
-    if (!result.ok) {
-      return refused(protocol.revertName(result.revertData) ?? "simulation_failed", { error: result.error });
-    }
-    if (batch && result.logs) {
-      // what the batch would skip after the update (the risk model said liquidatable; the chain has the last word)
-      const outcomes = protocol.outcomes(result.logs);
-      const kept = targets.filter((t) => outcomes.get(t.key)?.kind === "liquidated");
-      if (kept.length < targets.length) {
-        this.release(targets.filter((t) => !kept.includes(t)).map((t) => t.key));
-        keys = kept.map((t) => t.key); // the others are free: never released again from here
-        if (kept.length === 0) return refused("simulation_skipped_all");
-        targets = kept;
-        data = encodeBatch(kept);
-      }
-    }
-    const n = BigInt(targets.length);
-    const estimate = result.gasUsed ?? (batch ? this.gasPerPosition * n : (this.singleGas ?? INITIAL_GAS_PER_POSITION));
-    const reward = targets.reduce((sum, t) => sum + t.expectedReward, 0n);
-    const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
-    const ctx = await this.feeContext(tick);
-    let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.o.fees, { reward, gas: estimate });
-    if (fee.ok && pending.fees) {
-      fee = pending.fees(feeCeiling(this.o.fees, { reward, gas: estimate }), ctx.baseFeePerGas, {
-        cap: this.o.fees.maxFeePerGasCap,
-        bumpBps: this.o.fees.replacementBumpBps,
-      });
-      const price = this.o.fees.gasTokenPrice;
-      if (fee.ok && price !== undefined && price > 0n) {
-        // the profit check again at the tip the update sets, not the policy's
-        const profit = expectedProfit(reward, estimate, ctx.baseFeePerGas, fee.maxPriorityFeePerGas, price);
-        if (profit < this.o.fees.minProfit) return refused("unprofitable", { expectedProfit: quote(profit) });
-      }
-    }
-    if (!fee.ok) return refused(fee.reason);
-    const kind = batch ? "batch" : "single";
-    const unit: Unit = {
-      kind,
-      targets,
-      call: { to: protocol.address, data, gas },
-      fees: fee,
-      head: tick.blockNumber,
-      tries: 0,
-      sent,
-      after: pending.mode === "backrun" ? pending.id : undefined,
-      seenAt: pending.seenAt,
-      plan: pending,
-    };
-    this.updateStats.prepared += targets.length;
-    log.info(
-      {
-        event: "liquidation_prepared",
-        update: pending.id,
-        mode: pending.mode,
-        kind,
-        positions: targets.length,
-        ...(targets.length === 1 ? targetIds(targets[0] as TargetPlan) : { targets: targets.map(targetIds) }),
-        reward: quote(reward),
-        gas: big(gas),
-        ...feeFields(fee),
-        dryRun: this.o.dryRun || undefined,
-        msSinceUpdateSeen: Math.round((performance.now() - pending.seenAt) * 10) / 10,
-      },
-      `prepared ${kind} liquidation of ${targets.length} position(s) on pending update ${pending.id} (${pending.mode})`,
-    );
-    if (this.o.dryRun || this.closed || (pending.state as PendingPlan["state"]) === "gone") {
-      this.release(targets.map((t) => t.key));
-      return false;
-    }
-    if (pending.state === "pending" && pending.mode === "on-block") {
-      pending.held.push(unit);
-      return false;
-    }
-    if (pending.state === "landed") {
-      // its update's block is here already: sent as a held unit would be, what is still liquidatable at this head
-      const head = this.head;
-      if (!head) {
-        this.release(targets.map((t) => t.key));
-        return false;
-      }
-      return this.fire([unit], head) > 0;
-    }
-    this.dispatch(unit);
-    return true;
+  /** On-block: sends the units held for an update whose block is this head (see PendingWork.fire). */
+  fire(units: readonly PreparedUnit[], tick: Tick): number {
+    return this.pendingWork.fire(units, tick);
   }
 
-  /**
-   * On-block: sends the units held for an update whose block is this head, at this head's fees. Targets no longer
-   * liquidatable here (closed, topped up, liquidated by someone else) are left out; nothing waits on a simulation.
-   * Returns the positions sent for.
-   */
-  fire(units: readonly PreparedUnit[], tick: Tick): number {
-    this.head = tick;
-    let positions = 0;
-    for (const unit of units) {
-      const live = unit.targets.filter((t) => this.o.stillLiquidatable(t.key) === true);
-      this.release(unit.targets.filter((t) => !live.includes(t)).map((t) => t.key));
-      if (live.length === 0) continue;
-      if (this.closed) {
-        this.release(live.map((t) => t.key));
-        continue;
-      }
-      const data =
-        live.length === unit.targets.length
-          ? unit.call.data
-          : (this.o.protocol.encodeBatch?.(live) ?? this.o.protocol.encodeSingle(live[0] as TargetPlan));
-      const reward = live.reduce((sum, t) => sum + t.expectedReward, 0n);
-      const estimate = (unit.call.gas * 100n) / this.o.gasLimitMultiplierPercent;
-      const fee = planFees(
-        { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: unit.fees.maxPriorityFeePerGas },
-        this.o.fees,
-        { reward, gas: estimate },
-      );
-      if (!fee.ok) {
-        this.release(live.map((t) => t.key));
-        this.o.log.info(
-          { event: "liquidation_prepare_failed", positions: live.length, reason: fee.reason },
-          `not sending ${live.length} prepared liquidation(s) at block ${tick.blockNumber}: ${fee.reason}`,
-        );
-        continue;
-      }
-      this.dispatch({
-        ...unit,
-        targets: live,
-        call: { ...unit.call, data },
-        fees: fee,
-        head: tick.blockNumber,
-        tries: 0,
-        after: undefined,
-      });
-      positions += live.length;
-    }
-    return positions;
+  /** Frees the positions of held units whose update is gone (on-block: nothing was signed, no nonce was taken). */
+  discard(units: readonly PreparedUnit[]): void {
+    this.pendingWork.discard(units);
+  }
+
+  /** The update landed: what was tied to it is judged as any other attempt from now on. */
+  untie(id: Hex): void {
+    this.pendingWork.untie(id);
+  }
+
+  /** The update attempts were tied to is gone: each one sent is replaced by a cancel at its nonce now. */
+  unwind(id: Hex): void {
+    this.pendingWork.unwind(id);
   }
 
   /** Whether the lane has an attempt waiting for a pending update (backrun). */
   private holdsTied(lane: NonceLane): boolean {
     for (const a of lane.live.values()) if (a.after !== undefined) return true;
     return false;
-  }
-
-  /** Frees the positions of held units whose update is gone (on-block: nothing was signed, no nonce was taken). */
-  discard(units: readonly PreparedUnit[]): void {
-    for (const unit of units) this.release(unit.targets.map((t) => t.key));
-  }
-
-  /** The update landed: what was tied to it is judged as any other attempt from now on. */
-  untie(id: Hex): void {
-    for (const lane of this.o.lanes) for (const a of lane.live.values()) if (a.after === id) a.after = undefined;
-  }
-
-  /**
-   * The update attempts were tied to is gone (dropped, replaced, expired): each one sent is replaced by a cancel at
-   * its nonce now, not at the next head, which could mine it without its update.
-   */
-  unwind(id: Hex): void {
-    void this.blockWork.add(async () => {
-      try {
-        await this.unwindNow(id);
-      } catch (error) {
-        this.o.log.error(
-          { event: "executor_error", step: "unwind", error: describeError(error) },
-          `cancelling what was sent on pending update ${id} failed; judged again at the next head`,
-        );
-      }
-    });
-  }
-
-  private async unwindNow(id: Hex): Promise<void> {
-    // what is being signed or broadcast finishes first: then every attempt tied to the update is pending
-    const running = [...this.pumps];
-    if (running.length > 0) await Promise.allSettled(running);
-    const head = this.head;
-    const tied = this.o.lanes.flatMap((lane) =>
-      [...lane.live.values()].filter((a) => a.after === id).map((a) => ({ lane, a })),
-    );
-    if (!head || tied.length === 0) return;
-    const ctx = await this.feeContext(head);
-    const now = planFees(ctx, this.o.fees);
-    const nowFees: Fees = now.ok
-      ? now
-      : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
-    await Promise.all(
-      tied.map(async ({ lane, a }) => {
-        const latest = latestTx(a);
-        if (a.status !== "pending" || !latest || latest.purpose !== "liquidate") return; // the next head judges it
-        a.after = undefined;
-        await this.cancel(lane, a, latest, nowFees, head);
-      }),
-    );
   }
 
   // ------------------------------------------------------------------------------------------------- sending
@@ -1663,49 +1415,3 @@ export class Executor {
 }
 
 export { SignerError } from "./signers.ts";
-
-function attemptIds(a: Attempt) {
-  const one = a.targets.length === 1 ? a.targets[0] : undefined;
-  return {
-    signer: a.signer,
-    nonce: a.nonce,
-    kind: a.kind,
-    positions: a.targets.length,
-    trader: one?.trader,
-    marketId: one?.marketId,
-  };
-}
-
-function targetIds(t: TargetPlan) {
-  return { trader: t.trader, marketId: t.marketId };
-}
-
-function feeFields(f: Fees) {
-  return { maxFeePerGas: big(f.maxFeePerGas), maxPriorityFeePerGas: big(f.maxPriorityFeePerGas) };
-}
-
-function sumRewards(a: Attempt): bigint {
-  return a.targets.reduce((s, t) => s + t.expectedReward, 0n);
-}
-
-/** Collateral amounts in log fields: 6 decimals, like the collateral itself. */
-function quote(wad: bigint): string {
-  return fromWad(wad).toDecimalPlaces(6).toString();
-}
-
-/** Why a simulation refused: the protocol's custom error when the revert data names one. */
-function revertReason(error: unknown, protocol: LiquidationProtocol): string {
-  if (error instanceof BaseError) {
-    let data: Hex | undefined;
-    error.walk((e) => {
-      const d = (e as { data?: unknown }).data;
-      if (typeof d === "string" && d.startsWith("0x")) data = d as Hex;
-      else if (d && typeof d === "object" && typeof (d as { data?: unknown }).data === "string")
-        data = (d as { data: Hex }).data;
-      return false;
-    });
-    const name = protocol.revertName(data);
-    if (name) return name;
-  }
-  return "simulation_failed";
-}

@@ -429,7 +429,6 @@ describe("same-block liquidations: edges", () => {
       () => second.logs.events("liquidation_cancelling").length === attempts,
       5_000,
     ).catch(() => {});
-    const decided = second.logs.events("liquidation_cancelling").length;
 
     // the update is mined; then blocks until every position is closed (a few at most)
     for (let i = 0; i < 5; i++) {

@@ -22,6 +22,7 @@
  * - firstBroadcastMs: from the keeper seeing the pending update (its oracle_update_pending line) to its first
  *   liquidation_sent line (the broadcast answered); for default, which sees no pending update, from the update's
  *   send; `fromUpdateSentMs` is the same from the update's send for every mode;
+ * - lastBroadcastMs: the same to the last liquidation_sent line (every liquidation of the burst on its way);
  * - seenAfterSendMs: from the update's send to the keeper's oracle_update_pending line;
  * - fromUpdateBlockTickMs: from the keeper's tick of the update's block to the first liquidation_sent (negative
  *   for backrun: sent before the block existed).
@@ -67,6 +68,8 @@ interface ModeResult {
   reverted: number;
   firstBroadcastMs: number | null;
   fromUpdateSentMs: number | null;
+  /** From the pending update seen (default: its send) to the last liquidation_sent line. */
+  lastBroadcastMs: number | null;
   seenAfterSendMs: number | null;
   /** From the keeper's tick of the update's block to its first liquidation_sent (negative: sent before the block). */
   fromUpdateBlockTickMs: number | null;
@@ -214,6 +217,8 @@ async function runMode(mode: Mode): Promise<ModeResult> {
     }
     const pending = t.first("oracle_update_pending");
     const sent = t.first("liquidation_sent");
+    const sends = t.lines.filter((l) => l.line.event === "liquidation_sent");
+    const lastSent = sends[sends.length - 1];
     const seenAt = pending?.at;
     const fromSeen =
       sent && typeof sent.line.msSinceUpdateSeen === "number" ? (sent.line.msSinceUpdateSeen as number) : undefined;
@@ -223,6 +228,7 @@ async function runMode(mode: Mode): Promise<ModeResult> {
       reverted,
       firstBroadcastMs: round(fromSeen ?? (sent ? sent.at - sentAt : Number.NaN), 4),
       fromUpdateSentMs: sent ? round(sent.at - sentAt, 4) : null,
+      lastBroadcastMs: lastSent ? round(lastSent.at - (seenAt ?? sentAt), 4) : null,
       seenAfterSendMs: seenAt === undefined ? null : round(seenAt - sentAt, 4),
       fromUpdateBlockTickMs: (() => {
         const at = tickAt.get(updateBlock);

@@ -64,6 +64,28 @@ describe("config files", () => {
     const config = parseConfig(valid);
     expect(config.keeper.maxLogRange).toBe(2000);
     expect(config.keeper.dryRun).toBe(false);
+    expect(config.keeper.precompute).toEqual({
+      mode: "off",
+      simulation: "auto",
+      maxWaitBlocks: 3,
+      checkIntervalMs: 250,
+      txpoolPollMs: 250,
+    });
+  });
+
+  it("refuses a bad same-block liquidation setting, naming its path", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ precompute: { mode: "sometimes" } }, "keeper.precompute.mode"],
+      [{ precompute: { simulation: "debug_traceCall" } }, "keeper.precompute.simulation"],
+      [{ precompute: { maxWaitBlocks: 0 } }, "keeper.precompute.maxWaitBlocks"],
+      [{ precompute: { mode: "backrun", extra: 1 } }, "keeper.precompute"],
+    ];
+    for (const [keeper, path] of cases) {
+      expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(path);
+    }
+    expect(parseConfig({ ...valid, keeper: { precompute: { mode: "on-block" } } }).keeper.precompute.mode).toBe(
+      "on-block",
+    );
   });
 
   it("names every bad field with its path", () => {

@@ -14,12 +14,16 @@ import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
+import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
+let proxy: RpcProxy | undefined;
 
 afterEach(async () => {
+  proxy?.close();
+  proxy = undefined;
   await net?.ex.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never }).catch(() => {});
   await shutdown(keeper, net);
   keeper = undefined;
@@ -37,6 +41,8 @@ interface SetupOptions {
   readonly privateKeys?: readonly Hex[];
   /** More keeper config (dryRun, firstBatchPositions, batchGasLimit, stateDir). */
   readonly keeper?: Record<string, unknown>;
+  /** The keeper's HTTP endpoint, when not the node itself (a proxy); WebSocket still goes to the node. */
+  readonly rpcUrl?: string;
 }
 
 /** Starts a keeper on the fixture's devnet, its log printed if the test fails, and waits for its backfill. */
@@ -50,7 +56,7 @@ async function launch(
     fixture,
     { pollIntervalMs: 50, precompute, batching: true, ...options.keeper },
     options.privateKeys,
-    { wsUrl: fixture.anvil.rpcUrl.replace("http://", "ws://") },
+    { wsUrl: fixture.anvil.rpcUrl.replace("http://", "ws://"), rpcUrl: options.rpcUrl },
   );
   keeper = started.keeper;
   const k = keeper;
@@ -463,5 +469,34 @@ describe("same-block liquidations: edges", () => {
       .sort((a, b) => a - b);
     expect(minedNonces).toEqual(Array.from({ length: after.latest - before.latest }, (_, i) => before.latest + i));
     expect(second.k.executor.stats.reverted).toBe(0);
+  }, 120_000);
+  it("auto: a node without eth_simulateV1 gets eth_call with a state override, and backrun still lands in the block", async () => {
+    net = await startDevnet({ accounts: 16 });
+    await openPositions(net.ex, ethLongs(10));
+    await rpc("evm_setAutomine", [false]);
+    let refused = 0;
+    proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
+      const call = JSON.parse(body) as { id?: number; method?: string } | unknown[];
+      if (Array.isArray(call) || call.method !== "eth_simulateV1") return undefined;
+      refused++;
+      return {
+        status: 200,
+        text: JSON.stringify({ jsonrpc: "2.0", id: call.id, error: { code: -32601, message: "method not found" } }),
+      };
+    });
+    const { k, logs } = await launch(10, { mode: "backrun" }, { rpcUrl: proxy.url });
+    expect(refused).toBeGreaterThan(0); // the probe asked, and was refused
+    expect(logs.events("keeper_started")[0]?.precompute).toMatchObject({
+      mode: "backrun",
+      simulation: "stateOverride",
+    });
+    const update = await sendUpdate("2375");
+    await until("sent", () => positionsSent(logs) === 10, 20_000);
+    await rpc("evm_mine");
+    const { txs, receipts } = await minedBlock();
+    expect(txs[0]?.hash).toBe(update);
+    expect(receipts.every((r) => r.status === "success")).toBe(true);
+    expect(liquidatedTraders(receipts)).toHaveLength(10);
+    await until("confirmed", () => k.executor.stats.confirmed === 10);
   }, 120_000);
 });

@@ -9,17 +9,7 @@
  * nonce hole filled, so that no transaction ever wedges the lane. Every status change is journaled.
  */
 import PQueue from "p-queue";
-import {
-  type Address,
-  BaseError,
-  formatTransactionReceipt,
-  type Hex,
-  HttpRequestError,
-  type PublicClient,
-  type RpcTransactionReceipt,
-  type TransactionReceipt,
-  toHex,
-} from "viem";
+import { type Address, BaseError, type Hex, HttpRequestError, type PublicClient } from "viem";
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
@@ -27,10 +17,11 @@ import type { Candidate } from "../risk/scan.ts";
 import type { BookChange, TrackedPosition } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
-import { broadcastAll, known, type SendResult } from "./broadcast.ts";
+import { broadcastAll, type SendResult } from "./broadcast.ts";
 import { decidePending, decideStuck } from "./decide.ts";
 import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
 import { attemptIds, feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
+import { Inclusion } from "./inclusion.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane } from "./lane.ts";
 import { PendingWork } from "./pending.ts";
@@ -125,10 +116,6 @@ export interface UpdateStats {
 
 /** Blocks a position state the simulation refused waits before it is simulated again. */
 const REFUSED_COOLDOWN_BLOCKS = 3n;
-/** Blocks a mined attempt is kept, to re-check after a reorganisation. */
-const REORG_WINDOW_BLOCKS = 64n;
-/** Blocks of receipts one inclusion pass reads; past that, receipts are looked up per transaction. */
-const MAX_RECEIPT_BLOCKS = 16n;
 /** Sends of one unit across nonce conflicts before it is given up. */
 const MAX_SEND_TRIES = 3;
 /** Gas a position adds to a batch before it has been measured, and a single liquidation's guess. */
@@ -159,10 +146,6 @@ export class Executor {
   /** Position states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
   private readonly cooldown = new Map<string, { readonly position: TrackedPosition | undefined; until: bigint }>();
   private readonly attempts = new Map<string, Attempt>();
-  /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
-  private recent: Attempt[] = [];
-  /** What each settled attempt added to the counters, taken back if a reorganisation un-mines it. */
-  private readonly tallies = new WeakMap<Attempt, Partial<Record<keyof ExecutorStats, bigint | number>>>();
   private readonly lanesByAddress = new Map<string, NonceLane>();
   private readonly queues = new Map<NonceLane, Unit[]>();
   /** Units no lane had room for; dispatched again at the next head. */
@@ -174,10 +157,7 @@ export class Executor {
   private passQueued = false;
   /** Between a reorganisation and the next head: the book is being rebuilt and says nothing about positions. */
   private rebuilding = false;
-  /** Positions freed during this inclusion pass without being liquidated (cancelled, superseded). */
-  private freed: string[] = [];
   private head: Tick | undefined;
-  private checkedBlock: bigint | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
@@ -190,8 +170,23 @@ export class Executor {
   private readonly runId = Date.now().toString(36);
   private readonly broadcastClients: readonly PublicClient[];
   private readonly pendingWork: PendingWork;
+  private readonly inclusion: Inclusion;
 
   constructor(private readonly o: ExecutorOptions) {
+    this.inclusion = new Inclusion({
+      o,
+      stats: this.stats,
+      updateStats: this.updateStats,
+      lanesByAddress: this.lanesByAddress,
+      rebuilding: () => this.rebuilding,
+      release: (keys) => this.release(keys),
+      untrack: (lane, a) => this.untrack(lane, a),
+      record: (lane, records) => this.record(lane, records),
+      refreshBalance: (lane) => this.refreshBalance(lane),
+      coolDown: (key, fromBlock) =>
+        this.cooldown.set(key, { position: this.o.current(key), until: fromBlock + REFUSED_COOLDOWN_BLOCKS }),
+      describeTargets: (a) => this.describeTargets(a),
+    });
     this.pendingWork = new PendingWork({
       o,
       updateStats: this.updateStats,
@@ -247,7 +242,7 @@ export class Executor {
     tick: { blockNumber: bigint; baseFeePerGas: bigint },
   ) {
     const { client, log } = this.o;
-    this.checkedBlock = tick.blockNumber;
+    this.inclusion.startAt(tick.blockNumber);
     for (const lane of this.o.lanes) {
       const [{ latest, pending }, balance] = await Promise.all([
         NonceLane.chainNonces(client, lane.address),
@@ -259,7 +254,7 @@ export class Executor {
       const attempts = recovered.get(lane) ?? [];
       const answers = new Map<Attempt, boolean | undefined>();
       await Promise.all(
-        attempts.filter((a) => a.nonce >= latest).map(async (a) => answers.set(a, await this.anyKnown(a))),
+        attempts.filter((a) => a.nonce >= latest).map(async (a) => answers.set(a, await this.inclusion.anyKnown(a))),
       );
       const plan = planRecovery(attempts, { latest, pending }, (a) => answers.get(a));
       for (const a of [...plan.mined, ...plan.pending, ...plan.lost]) {
@@ -740,11 +735,9 @@ export class Executor {
       this.passQueued = false;
       const head = this.head as Tick;
       try {
-        this.freed = [];
-        await this.settle(head);
+        await this.inclusion.settle(head);
         // what this pass freed is planned again now: the normal path planned this head before the pass ran
-        const freed = this.freed.filter((key) => !this.busy.has(key));
-        this.freed = [];
+        const freed = this.inclusion.takeFreed().filter((key) => !this.busy.has(key));
         if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
         await this.judge(head);
         this.retryBacklog();
@@ -770,10 +763,9 @@ export class Executor {
   onReorg(): void {
     this.rebuilding = true;
     // what we mined lately may be open again in the rebuilt book: its positions stay ours until it is re-checked
-    for (const a of this.recent) this.reserve(a.targets, a);
+    for (const a of this.inclusion.recentAttempts()) this.reserve(a.targets, a);
     void this.blockWork.add(async () => {
-      const recent = this.recent;
-      this.recent = [];
+      const recent = this.inclusion.takeRecent();
       const checks = await Promise.all(
         recent.map((a) =>
           this.o.client.getTransactionReceipt({ hash: a.minedHash as Hex }).then(
@@ -788,7 +780,7 @@ export class Executor {
         const lane = this.lanesByAddress.get(a.signer.toLowerCase());
         if (receipt !== null || !lane) {
           // still mined (or the node cannot say now): settled as it was
-          this.recent.push(a);
+          this.inclusion.keep(a);
           this.releaseFrom(a);
           return;
         }
@@ -796,246 +788,15 @@ export class Executor {
           { event: "liquidation_reorged", ...attemptIds(a), txHash: a.minedHash, blockNumber: big(a.minedBlock ?? 0n) },
           `the block holding our transaction at nonce ${a.nonce} was reorganised away; tracking it again`,
         );
-        this.untally(a);
+        this.inclusion.untally(a);
         transition(a, "pending");
         for (const tx of a.txs) tx.sentAtBlock = 0n;
         this.track(lane, a);
         this.record(lane, recordsOf(a)); // whole: a compaction may have dropped it from the file
       });
-      this.checkedBlock = undefined;
+      this.inclusion.startAt(undefined);
       await Promise.all(this.o.lanes.map((lane) => this.resync(lane, "reorg")));
     });
-  }
-
-  /** Reads the new blocks' receipts and each busy lane's nonce; settles every attempt they decide. */
-  private async settle(head: Tick): Promise<void> {
-    const { client } = this.o;
-    // a signer skipped for its balance is re-read at every head, so that funding it is noticed even while idle
-    await Promise.all(this.o.lanes.filter((l) => l.lowBalance).map((l) => this.refreshBalance(l)));
-    const lanes = this.o.lanes.filter((l) => l.live.size > 0);
-    const from = this.checkedBlock === undefined ? head.blockNumber : this.checkedBlock + 1n;
-    if (lanes.length === 0) {
-      this.checkedBlock = head.blockNumber;
-      return;
-    }
-    const blocks: bigint[] = [];
-    if (head.blockNumber - from < MAX_RECEIPT_BLOCKS) for (let b = from; b <= head.blockNumber; b++) blocks.push(b);
-    const byHash = new Map<string, Attempt>();
-    for (const lane of lanes) for (const a of lane.live.values()) for (const tx of a.txs) byHash.set(tx.hash, a);
-    const [receiptLists, nonces] = await Promise.all([
-      Promise.all(blocks.map((b) => this.blockReceipts(b))),
-      Promise.all(lanes.map((l) => client.getTransactionCount({ address: l.address, blockTag: "latest" }))),
-    ]);
-    const minedLanes = new Set<NonceLane>();
-    for (const receipts of receiptLists) {
-      if (receipts === undefined) continue;
-      for (const r of receipts) {
-        const a = byHash.get(r.transactionHash);
-        if (a && !isTerminal(a.status)) {
-          this.settleMined(a, r);
-          const lane = this.lanesByAddress.get(a.signer.toLowerCase());
-          if (lane) minedLanes.add(lane);
-        }
-      }
-    }
-    const lookups: Promise<void>[] = [];
-    lanes.forEach((lane, i) => {
-      const chainNonce = nonces[i] as number;
-      lane.chainNonce = chainNonce;
-      for (const a of lane.live.values()) {
-        if (a.nonce < chainNonce && !isTerminal(a.status)) {
-          minedLanes.add(lane);
-          lookups.push(this.settleByLookup(a));
-        }
-      }
-      const before = lane.nextNonce;
-      if (lane.catchUp(chainNonce)) {
-        this.o.log.info(
-          {
-            event: "nonce_resynced",
-            signer: lane.address,
-            reason: "external_transaction",
-            from: before,
-            to: chainNonce,
-          },
-          `another sender used nonces of ${lane.address}; resynced from ${before} to ${chainNonce}`,
-        );
-      }
-    });
-    await Promise.all(lookups);
-    await Promise.all([...minedLanes].map((lane) => this.refreshBalance(lane)));
-    this.checkedBlock = head.blockNumber;
-    this.recent = this.recent.filter((a) => (a.minedBlock ?? 0n) + REORG_WINDOW_BLOCKS >= head.blockNumber);
-  }
-
-  /** The block's receipts (eth_getBlockReceipts), or undefined when the node does not serve them. */
-  private async blockReceipts(blockNumber: bigint): Promise<TransactionReceipt[] | undefined> {
-    try {
-      const raw = (await this.o.client.request({
-        method: "eth_getBlockReceipts" as never,
-        params: [toHex(blockNumber)] as never,
-      })) as RpcTransactionReceipt[] | null;
-      return raw?.map((r) => formatTransactionReceipt(r));
-    } catch {
-      // not served (unsupported, not allowed, too large) or failed: the nonce check and receipt lookups settle it
-      return undefined;
-    }
-  }
-
-  /** Settles an attempt whose nonce is used: one of its hashes has a receipt, or someone else took the nonce. */
-  private async settleByLookup(a: Attempt): Promise<void> {
-    let unanswered = false;
-    for (const tx of [...a.txs].reverse()) {
-      const receipt = await this.o.client.getTransactionReceipt({ hash: tx.hash }).catch((error: unknown) => {
-        if (!(error instanceof BaseError && error.name === "TransactionReceiptNotFoundError")) unanswered = true;
-        return undefined;
-      });
-      if (receipt) return this.settleMined(a, receipt);
-    }
-    if (unanswered) return; // a lookup failed: settled at a later head, never guessed
-    if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
-    const lane = this.lanesByAddress.get(a.signer.toLowerCase());
-    transition(a, "superseded");
-    for (const t of a.targets) this.freed.push(t.key);
-    this.o.log.warn(
-      { event: "liquidation_superseded", ...attemptIds(a) },
-      `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
-    );
-    if (lane) {
-      this.untrack(lane, a);
-      this.record(lane, [statusRecord(a)]);
-    }
-    this.release(a.targets.map((t) => t.key));
-  }
-
-  /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
-  private async anyKnown(a: Attempt): Promise<boolean | undefined> {
-    const answers = await Promise.all(a.txs.map((tx) => known(this.o.client, tx.hash)));
-    if (answers.includes(true)) return true;
-    return answers.includes(undefined) ? undefined : false;
-  }
-
-  /** One of the attempt's transactions was mined: what it did, per target. */
-  private settleMined(a: Attempt, receipt: TransactionReceipt): void {
-    const before = { ...this.stats };
-    this.settleMinedCounting(a, receipt);
-    const tally: Partial<Record<keyof ExecutorStats, bigint | number>> = {};
-    for (const key of Object.keys(this.stats) as (keyof ExecutorStats)[]) {
-      const delta =
-        typeof this.stats[key] === "bigint"
-          ? (this.stats[key] as bigint) - (before[key] as bigint)
-          : (this.stats[key] as number) - (before[key] as number);
-      if (delta) tally[key] = delta;
-    }
-    this.tallies.set(a, tally);
-  }
-
-  /** Takes back what a settlement counted (its block was reorganised away). */
-  private untally(a: Attempt): void {
-    const tally = this.tallies.get(a);
-    if (!tally) return;
-    const stats = this.stats as unknown as Record<string, bigint | number>;
-    for (const [key, delta] of Object.entries(tally)) {
-      stats[key] =
-        typeof delta === "bigint" ? (stats[key] as bigint) - delta : (stats[key] as number) - (delta as number);
-    }
-    this.tallies.delete(a);
-  }
-
-  private settleMinedCounting(a: Attempt, receipt: TransactionReceipt): void {
-    const { log, protocol } = this.o;
-    const tx = a.txs.find((t) => t.hash === receipt.transactionHash);
-    const gasPaid = receipt.gasUsed * receipt.effectiveGasPrice;
-    this.stats.gasPaidWei += gasPaid;
-    const figures = {
-      ...attemptIds(a),
-      txHash: receipt.transactionHash,
-      blockNumber: big(receipt.blockNumber),
-      gasUsed: big(receipt.gasUsed),
-      effectiveGasPrice: big(receipt.effectiveGasPrice),
-      gasPaidWei: big(gasPaid),
-    };
-    let status: Attempt["status"];
-    if (tx?.purpose === "cancel" || a.targets.length === 0) {
-      status = "cancelled";
-      for (const t of a.targets) this.freed.push(t.key);
-      this.stats.cancelled++;
-      log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
-    } else if (receipt.status === "success") {
-      const outcomes = protocol.outcomes(receipt.logs);
-      let won = 0;
-      for (const t of a.targets) {
-        const outcome = outcomes.get(t.key);
-        if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
-          won++;
-          const moved = this.o.priceMovedAt?.(t.marketId);
-          const distance = moved === undefined || moved > receipt.blockNumber ? undefined : receipt.blockNumber - moved;
-          if (distance !== undefined) this.updateStats.distance[distance >= 3n ? "3" : (String(distance) as "0")]++;
-          log.info(
-            {
-              event: "liquidation_confirmed",
-              ...figures,
-              trader: t.trader,
-              marketId: t.marketId,
-              reward: quote(outcome.reward),
-              badDebt: quote(outcome.badDebt),
-              blocksAfterPriceUpdate: distance === undefined ? undefined : Number(distance),
-            },
-            `liquidated ${this.o.marketName(t.marketId)} position of ${t.trader} in block ${receipt.blockNumber} ` +
-              `for ${quote(outcome.reward)}`,
-          );
-        } else {
-          this.lostRace(a, t, outcome?.kind === "skipped" ? outcome.reason : "skipped", receipt);
-        }
-      }
-      status = won > 0 ? "confirmed" : "lost_race";
-      this.stats.confirmed += won;
-    } else {
-      // reverted: a position gone from the book was settled by someone else first
-      const gone = !this.rebuilding && a.targets.every((t) => this.o.current(t.key) === undefined);
-      if (gone) {
-        status = "lost_race";
-        for (const t of a.targets) this.lostRace(a, t, "reverted", receipt);
-      } else {
-        status = "reverted";
-        this.stats.reverted++;
-        log.warn(
-          { event: "liquidation_reverted", ...figures },
-          `our liquidation of ${this.describeTargets(a)} reverted on chain`,
-        );
-        for (const t of a.targets) {
-          const position = this.o.current(t.key);
-          this.cooldown.set(t.key, { position, until: receipt.blockNumber + REFUSED_COOLDOWN_BLOCKS });
-        }
-      }
-    }
-    transition(a, status);
-    a.minedBlock = receipt.blockNumber;
-    a.minedHash = receipt.transactionHash;
-    this.recent.push(a);
-    const lane = this.lanesByAddress.get(a.signer.toLowerCase());
-    if (lane) {
-      this.untrack(lane, a);
-      this.record(lane, [statusRecord(a)]);
-    }
-    this.release(a.targets.map((t) => t.key));
-  }
-
-  private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {
-    this.stats.lostRace++;
-    this.o.log.info(
-      {
-        event: "liquidation_lost_race",
-        signer: a.signer,
-        nonce: a.nonce,
-        trader: t.trader,
-        marketId: t.marketId,
-        how,
-        txHash: receipt.transactionHash,
-        blockNumber: big(receipt.blockNumber),
-      },
-      `${this.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
-    );
   }
 
   /** Judges every unmined attempt at this head (decide.ts) and fills nonce holes. */
@@ -1120,7 +881,7 @@ export class Executor {
     now: Fees,
     head: Tick,
   ): Promise<void> {
-    const isKnown = await this.anyKnown(a);
+    const isKnown = await this.inclusion.anyKnown(a);
     if (isKnown === undefined) return; // the node cannot be asked now: judged again at the next head
     // a liquidation's bids are held to what its reward allows, as its first fees were
     const policy = { ...this.o.fees, maxFeePerGasCap: feeCeiling(this.o.fees, { reward: sumRewards(a), gas: a.gas }) };
@@ -1263,10 +1024,7 @@ export class Executor {
   private async maybeCompact(): Promise<void> {
     for (const lane of this.o.lanes) {
       if (lane.journal.recordsWritten < COMPACT_AFTER_RECORDS || lane.busy) continue;
-      await lane.journal.compact(() => [
-        ...lane.live.values(),
-        ...this.recent.filter((a) => a.signer === lane.address),
-      ]);
+      await lane.journal.compact(() => [...lane.live.values(), ...this.inclusion.recentAttempts(lane.address)]);
     }
     for (const [id, a] of this.attempts) if (isTerminal(a.status)) this.attempts.delete(id);
   }

@@ -1,0 +1,308 @@
+/**
+ * The inclusion pass: once per head, the new blocks' receipts (eth_getBlockReceipts) and each busy lane's nonce
+ * settle every transaction of ours they decide: confirmed, lost to a competitor, reverted, cancelled, or superseded
+ * (the nonce used by a transaction that is not ours). It keeps the mined attempts of the last REORG_WINDOW_BLOCKS,
+ * with what each added to the counters, so that a reorganisation can put them back. Judging what is not mined is
+ * decide.ts's and the executor's; lanes, journal and positions are reached through InclusionHost.
+ */
+import { BaseError, formatTransactionReceipt, type RpcTransactionReceipt, type TransactionReceipt, toHex } from "viem";
+import { big } from "../ops/logger.ts";
+import type { Tick } from "../watcher/watcher.ts";
+import { type Attempt, isTerminal, type TargetPlan, transition } from "./attempt.ts";
+import { known } from "./broadcast.ts";
+import type { ExecutorOptions, ExecutorStats, UpdateStats } from "./executor.ts";
+import { attemptIds, quote } from "./fields.ts";
+import { type JournalRecord, statusRecord } from "./journal.ts";
+import type { NonceLane } from "./lane.ts";
+
+/** Blocks a mined attempt is kept, to re-check after a reorganisation. */
+export const REORG_WINDOW_BLOCKS = 64n;
+/** Blocks of receipts one inclusion pass reads; past that, receipts are looked up per transaction. */
+const MAX_RECEIPT_BLOCKS = 16n;
+
+/** What the inclusion pass needs of the executor. */
+export interface InclusionHost {
+  readonly o: ExecutorOptions;
+  readonly stats: ExecutorStats;
+  readonly updateStats: UpdateStats;
+  readonly lanesByAddress: ReadonlyMap<string, NonceLane>;
+  /** Between a reorganisation and the next head: the book says nothing about positions. */
+  rebuilding(): boolean;
+  release(keys: readonly string[]): void;
+  untrack(lane: NonceLane, a: Attempt): void;
+  record(lane: NonceLane, records: readonly JournalRecord[]): void;
+  refreshBalance(lane: NonceLane): Promise<void>;
+  /** A position state our mined liquidation reverted on is not tried again for a few blocks. */
+  coolDown(key: string, fromBlock: bigint): void;
+  describeTargets(a: Attempt): string;
+}
+
+export class Inclusion {
+  /** The last block whose receipts were read. */
+  private checkedBlock: bigint | undefined;
+  /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
+  private recent: Attempt[] = [];
+  /** What each settled attempt added to the counters, taken back if a reorganisation un-mines it. */
+  private readonly tallies = new WeakMap<Attempt, Partial<Record<keyof ExecutorStats, bigint | number>>>();
+  /** Positions freed in this pass without being liquidated (our cancel mined, the nonce superseded). */
+  private freed: string[] = [];
+
+  constructor(private readonly h: InclusionHost) {}
+
+  /** Receipts are read from the block after this one. */
+  startAt(block: bigint | undefined): void {
+    this.checkedBlock = block;
+  }
+
+  /** The positions the last pass freed without liquidating them; cleared. */
+  takeFreed(): string[] {
+    const freed = this.freed;
+    this.freed = [];
+    return freed;
+  }
+
+  /** The mined attempts kept for a reorganisation (all, or one signer's). */
+  recentAttempts(signer?: string): Attempt[] {
+    return signer === undefined ? [...this.recent] : this.recent.filter((a) => a.signer === signer);
+  }
+
+  /** Takes the kept attempts out, to be re-checked after a reorganisation; `keep` puts back those still mined. */
+  takeRecent(): Attempt[] {
+    const recent = this.recent;
+    this.recent = [];
+    return recent;
+  }
+
+  keep(a: Attempt): void {
+    this.recent.push(a);
+  }
+
+  /** Reads the new blocks' receipts and each busy lane's nonce; settles every attempt they decide. */
+  async settle(head: Tick): Promise<void> {
+    this.freed = [];
+    const { client } = this.h.o;
+    // a signer skipped for its balance is re-read at every head, so that funding it is noticed even while idle
+    await Promise.all(this.h.o.lanes.filter((l) => l.lowBalance).map((l) => this.h.refreshBalance(l)));
+    const lanes = this.h.o.lanes.filter((l) => l.live.size > 0);
+    const from = this.checkedBlock === undefined ? head.blockNumber : this.checkedBlock + 1n;
+    if (lanes.length === 0) {
+      this.checkedBlock = head.blockNumber;
+      return;
+    }
+    const blocks: bigint[] = [];
+    if (head.blockNumber - from < MAX_RECEIPT_BLOCKS) for (let b = from; b <= head.blockNumber; b++) blocks.push(b);
+    const byHash = new Map<string, Attempt>();
+    for (const lane of lanes) for (const a of lane.live.values()) for (const tx of a.txs) byHash.set(tx.hash, a);
+    const [receiptLists, nonces] = await Promise.all([
+      Promise.all(blocks.map((b) => this.blockReceipts(b))),
+      Promise.all(lanes.map((l) => client.getTransactionCount({ address: l.address, blockTag: "latest" }))),
+    ]);
+    const minedLanes = new Set<NonceLane>();
+    for (const receipts of receiptLists) {
+      if (receipts === undefined) continue;
+      for (const r of receipts) {
+        const a = byHash.get(r.transactionHash);
+        if (a && !isTerminal(a.status)) {
+          this.settleMined(a, r);
+          const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
+          if (lane) minedLanes.add(lane);
+        }
+      }
+    }
+    const lookups: Promise<void>[] = [];
+    lanes.forEach((lane, i) => {
+      const chainNonce = nonces[i] as number;
+      lane.chainNonce = chainNonce;
+      for (const a of lane.live.values()) {
+        if (a.nonce < chainNonce && !isTerminal(a.status)) {
+          minedLanes.add(lane);
+          lookups.push(this.settleByLookup(a));
+        }
+      }
+      const before = lane.nextNonce;
+      if (lane.catchUp(chainNonce)) {
+        this.h.o.log.info(
+          {
+            event: "nonce_resynced",
+            signer: lane.address,
+            reason: "external_transaction",
+            from: before,
+            to: chainNonce,
+          },
+          `another sender used nonces of ${lane.address}; resynced from ${before} to ${chainNonce}`,
+        );
+      }
+    });
+    await Promise.all(lookups);
+    await Promise.all([...minedLanes].map((lane) => this.h.refreshBalance(lane)));
+    this.checkedBlock = head.blockNumber;
+    this.recent = this.recent.filter((a) => (a.minedBlock ?? 0n) + REORG_WINDOW_BLOCKS >= head.blockNumber);
+  }
+
+  /** The block's receipts (eth_getBlockReceipts), or undefined when the node does not serve them. */
+  private async blockReceipts(blockNumber: bigint): Promise<TransactionReceipt[] | undefined> {
+    try {
+      const raw = (await this.h.o.client.request({
+        method: "eth_getBlockReceipts" as never,
+        params: [toHex(blockNumber)] as never,
+      })) as RpcTransactionReceipt[] | null;
+      return raw?.map((r) => formatTransactionReceipt(r));
+    } catch {
+      // not served (unsupported, not allowed, too large) or failed: the nonce check and receipt lookups settle it
+      return undefined;
+    }
+  }
+
+  /** Settles an attempt whose nonce is used: one of its hashes has a receipt, or someone else took the nonce. */
+  private async settleByLookup(a: Attempt): Promise<void> {
+    let unanswered = false;
+    for (const tx of [...a.txs].reverse()) {
+      const receipt = await this.h.o.client.getTransactionReceipt({ hash: tx.hash }).catch((error: unknown) => {
+        if (!(error instanceof BaseError && error.name === "TransactionReceiptNotFoundError")) unanswered = true;
+        return undefined;
+      });
+      if (receipt) return this.settleMined(a, receipt);
+    }
+    if (unanswered) return; // a lookup failed: settled at a later head, never guessed
+    if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
+    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
+    transition(a, "superseded");
+    for (const t of a.targets) this.freed.push(t.key);
+    this.h.o.log.warn(
+      { event: "liquidation_superseded", ...attemptIds(a) },
+      `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
+    );
+    if (lane) {
+      this.h.untrack(lane, a);
+      this.h.record(lane, [statusRecord(a)]);
+    }
+    this.h.release(a.targets.map((t) => t.key));
+  }
+
+  /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
+  async anyKnown(a: Attempt): Promise<boolean | undefined> {
+    const answers = await Promise.all(a.txs.map((tx) => known(this.h.o.client, tx.hash)));
+    if (answers.includes(true)) return true;
+    return answers.includes(undefined) ? undefined : false;
+  }
+
+  /** One of the attempt's transactions was mined: what it did, per target. */
+  private settleMined(a: Attempt, receipt: TransactionReceipt): void {
+    const before = { ...this.h.stats };
+    this.settleMinedCounting(a, receipt);
+    const tally: Partial<Record<keyof ExecutorStats, bigint | number>> = {};
+    for (const key of Object.keys(this.h.stats) as (keyof ExecutorStats)[]) {
+      const delta =
+        typeof this.h.stats[key] === "bigint"
+          ? (this.h.stats[key] as bigint) - (before[key] as bigint)
+          : (this.h.stats[key] as number) - (before[key] as number);
+      if (delta) tally[key] = delta;
+    }
+    this.tallies.set(a, tally);
+  }
+
+  /** Takes back what a settlement counted (its block was reorganised away). */
+  untally(a: Attempt): void {
+    const tally = this.tallies.get(a);
+    if (!tally) return;
+    const stats = this.h.stats as unknown as Record<string, bigint | number>;
+    for (const [key, delta] of Object.entries(tally)) {
+      stats[key] =
+        typeof delta === "bigint" ? (stats[key] as bigint) - delta : (stats[key] as number) - (delta as number);
+    }
+    this.tallies.delete(a);
+  }
+
+  private settleMinedCounting(a: Attempt, receipt: TransactionReceipt): void {
+    const { log, protocol } = this.h.o;
+    const tx = a.txs.find((t) => t.hash === receipt.transactionHash);
+    const gasPaid = receipt.gasUsed * receipt.effectiveGasPrice;
+    this.h.stats.gasPaidWei += gasPaid;
+    const figures = {
+      ...attemptIds(a),
+      txHash: receipt.transactionHash,
+      blockNumber: big(receipt.blockNumber),
+      gasUsed: big(receipt.gasUsed),
+      effectiveGasPrice: big(receipt.effectiveGasPrice),
+      gasPaidWei: big(gasPaid),
+    };
+    let status: Attempt["status"];
+    if (tx?.purpose === "cancel" || a.targets.length === 0) {
+      status = "cancelled";
+      for (const t of a.targets) this.freed.push(t.key);
+      this.h.stats.cancelled++;
+      log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
+    } else if (receipt.status === "success") {
+      const outcomes = protocol.outcomes(receipt.logs);
+      let won = 0;
+      for (const t of a.targets) {
+        const outcome = outcomes.get(t.key);
+        if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
+          won++;
+          const moved = this.h.o.priceMovedAt?.(t.marketId);
+          const distance = moved === undefined || moved > receipt.blockNumber ? undefined : receipt.blockNumber - moved;
+          if (distance !== undefined) this.h.updateStats.distance[distance >= 3n ? "3" : (String(distance) as "0")]++;
+          log.info(
+            {
+              event: "liquidation_confirmed",
+              ...figures,
+              trader: t.trader,
+              marketId: t.marketId,
+              reward: quote(outcome.reward),
+              badDebt: quote(outcome.badDebt),
+              blocksAfterPriceUpdate: distance === undefined ? undefined : Number(distance),
+            },
+            `liquidated ${this.h.o.marketName(t.marketId)} position of ${t.trader} in block ${receipt.blockNumber} ` +
+              `for ${quote(outcome.reward)}`,
+          );
+        } else {
+          this.lostRace(a, t, outcome?.kind === "skipped" ? outcome.reason : "skipped", receipt);
+        }
+      }
+      status = won > 0 ? "confirmed" : "lost_race";
+      this.h.stats.confirmed += won;
+    } else {
+      // reverted: a position gone from the book was settled by someone else first
+      const gone = !this.h.rebuilding() && a.targets.every((t) => this.h.o.current(t.key) === undefined);
+      if (gone) {
+        status = "lost_race";
+        for (const t of a.targets) this.lostRace(a, t, "reverted", receipt);
+      } else {
+        status = "reverted";
+        this.h.stats.reverted++;
+        log.warn(
+          { event: "liquidation_reverted", ...figures },
+          `our liquidation of ${this.h.describeTargets(a)} reverted on chain`,
+        );
+        for (const t of a.targets) this.h.coolDown(t.key, receipt.blockNumber);
+      }
+    }
+    transition(a, status);
+    a.minedBlock = receipt.blockNumber;
+    a.minedHash = receipt.transactionHash;
+    this.recent.push(a);
+    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
+    if (lane) {
+      this.h.untrack(lane, a);
+      this.h.record(lane, [statusRecord(a)]);
+    }
+    this.h.release(a.targets.map((t) => t.key));
+  }
+
+  private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {
+    this.h.stats.lostRace++;
+    this.h.o.log.info(
+      {
+        event: "liquidation_lost_race",
+        signer: a.signer,
+        nonce: a.nonce,
+        trader: t.trader,
+        marketId: t.marketId,
+        how,
+        txHash: receipt.transactionHash,
+        blockNumber: big(receipt.blockNumber),
+      },
+      `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
+    );
+  }
+}

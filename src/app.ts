@@ -341,6 +341,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         drained = await executor.idle(k.shutdownGraceMs);
         await executor.shutdown();
         await closeOps();
+        connection?.close();
         const { gasPaidWei, ...counts } = executor.stats;
         log.info(
           {
@@ -359,7 +360,10 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     return stopping;
   };
   // a keeper that ended on a fatal error serves no more figures
-  done.catch(() => closeOps());
+  done.catch(() => {
+    void closeOps();
+    connection?.close();
+  });
   if (o.signal) {
     if (o.signal.aborted) void stop(String(o.signal.reason ?? "signal"));
     else o.signal.addEventListener("abort", () => void stop(String(o.signal?.reason ?? "signal")), { once: true });

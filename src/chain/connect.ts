@@ -36,6 +36,11 @@ export interface Connection {
   readonly rpcStats: RpcStats;
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
+  /**
+   * Stops the endpoint ranking's pings (viem's fallback ranks on a timer it never stops): after the keeper stops,
+   * nothing more is sent to any endpoint.
+   */
+  close(): void;
 }
 
 /** The endpoints of an RPC setting: one URL, or several separated by commas (tried in order of health). */
@@ -57,6 +62,7 @@ function overEndpoints(
   options: HttpTransportConfig,
   rankIntervalMs: number,
   stats: RpcStats,
+  closed: () => boolean,
   lag?: EndpointLag,
 ): Transport {
   const [only] = urls;
@@ -68,7 +74,12 @@ function overEndpoints(
         interval: rankIntervalMs,
         sampleCount: 3,
         weights: { stability: 0.8, latency: 0.2 },
-        ping: lag ? ({ transport }) => lag.ping(transport) : undefined,
+        // once closed, a ping asks nothing (and counts as a success: the ranking no longer matters)
+        ping: async ({ transport }) => {
+          if (closed()) return;
+          if (lag) return lag.ping(transport);
+          await transport.request({ method: "net_listening" });
+        },
       },
       retryCount: options.retryCount,
     },
@@ -80,6 +91,21 @@ function overEndpoints(
  * there: a wrong RPC or address fails here, with a clear message, before anything is indexed or signed.
  */
 export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger): Promise<Connection> {
+  const closing: { close?: () => void } = {};
+  try {
+    return await open(config, rpcUrl, closing, log);
+  } catch (error) {
+    closing.close?.(); // a connection that failed its checks (retried at start) pings nothing afterwards
+    throw error;
+  }
+}
+
+async function open(
+  config: KeeperConfig,
+  rpcUrl: string,
+  closing: { close?: () => void },
+  log?: Logger,
+): Promise<Connection> {
   const k = config.keeper;
   const chain = defineChain({
     id: config.network.chainId,
@@ -94,7 +120,12 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
       : undefined;
   const batched = { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } } as const;
   const rpcStats = new RpcStats();
-  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, rpcStats, lag);
+  let isClosed = false;
+  const closed = () => isClosed;
+  closing.close = () => {
+    isClosed = true;
+  };
+  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, rpcStats, closed, lag);
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
@@ -118,6 +149,7 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
       { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false },
       k.rpcRankIntervalMs,
       rpcStats,
+      closed,
     ),
   });
   // backfill ranges: one HTTP request each (a JSON-RPC batch of several would come back as one huge answer), and an
@@ -130,6 +162,7 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
       { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: false },
       k.rpcRankIntervalMs,
       rpcStats,
+      closed,
     ),
   });
   // a transaction goes to every endpoint: the first that takes it is enough, and one that is down costs nothing
@@ -149,5 +182,8 @@ export async function connect(config: KeeperConfig, rpcUrl: string, log?: Logger
     engine,
     multicall3,
     rpcStats,
+    close() {
+      isClosed = true;
+    },
   };
 }

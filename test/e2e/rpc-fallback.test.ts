@@ -19,7 +19,7 @@ beforeAll(async () => {
   net = await startDevnet({ accounts: 8 });
   await openPositions(net.ex, ethLongs(2));
   proxies.push(await startRpcProxy(net.anvil.rpcUrl), await startRpcProxy(net.anvil.rpcUrl));
-  ({ keeper } = await startTestKeeper(net, { pollIntervalMs: 50, batching: false }, undefined, {
+  ({ keeper } = await startTestKeeper(net, { pollIntervalMs: 50, batching: false, rpcRankIntervalMs: 250 }, undefined, {
     rpcUrl: proxies.map((p) => p.url).join(","),
   }));
   const k = keeper;
@@ -48,4 +48,15 @@ describe("several RPC endpoints", () => {
     ]);
     expect([latest, pending]).toEqual([2, 2]);
   }, 40_000);
+
+  it("sends nothing more to any endpoint once stopped (the endpoint ranking goes quiet too)", async () => {
+    const k = keeper as RunningKeeper;
+    const second = proxies[1] as RpcProxy;
+    await k.stop("test: quiet after stop");
+    keeper = undefined;
+    const after = second.calls;
+    // rpcRankIntervalMs is 250 here: several ranking rounds would have pinged by now
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(second.calls).toBe(after);
+  }, 20_000);
 });

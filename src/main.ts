@@ -46,6 +46,8 @@ Options:
   --status             the same as the status command
   --top <n>            rows of status (default 20)
   --keep-running       demo: keep following after the scenario until Ctrl-C
+  --precompute <mode>  demo: 1-second blocks, and liquidations prepared on the pending oracle updates
+                       (backrun: in the update's own block; on-block: sent the instant it lands); docs/precompute.md
   --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
   -h, --help           this text
 
@@ -64,6 +66,7 @@ async function main(): Promise<number> {
       "dry-run": { type: "boolean" },
       duration: { type: "string" },
       "keep-running": { type: "boolean" },
+      precompute: { type: "string" },
       status: { type: "boolean" },
       top: { type: "string" },
       "log-format": { type: "string" },
@@ -157,7 +160,16 @@ async function main(): Promise<number> {
     }
     if (demo) {
       const { runDemo } = await import("./demo/demo.ts");
-      const result = await runDemo({ log, keepRunning: values["keep-running"] ?? false, signal: controller.signal });
+      const precompute = values.precompute;
+      if (precompute !== undefined && precompute !== "backrun" && precompute !== "on-block") {
+        throw new ConfigError(`--precompute takes backrun or on-block, got "${precompute}"`);
+      }
+      const result = await runDemo({
+        log,
+        keepRunning: values["keep-running"] ?? false,
+        precompute,
+        signal: controller.signal,
+      });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
     }
     return await runConfigured(

@@ -37,6 +37,11 @@ export interface DemoOptions {
   readonly stepMs?: number;
   /** Keep the keeper running after the scenario until the signal aborts. */
   readonly keepRunning?: boolean;
+  /**
+   * Same-block liquidations (keeper.precompute): the chain mines a block a second once the positions are open, so
+   * that each oracle update waits in the pool where the keeper sees it; heads and pending transactions over WebSocket.
+   */
+  readonly precompute?: "on-block" | "backrun";
   readonly signal: AbortSignal;
 }
 
@@ -61,10 +66,25 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       `reference exchange deployed; ${specs.length} positions opened`,
     );
 
-    running = await startKeeper({
+    const config = devnetConfig(ex.d, anvil.rpcUrl, {
       // a fresh chain each run: its journal lives and dies with it
+      stateDir,
       // metrics on the default port, or a free one when another process holds it (see demo_metrics)
-      config: devnetConfig(ex.d, anvil.rpcUrl, { stateDir, metricsPort: await freeOr(9464) }),
+      metricsPort: await freeOr(9464),
+      ...(o.precompute ? { precompute: { mode: o.precompute } } : {}),
+    });
+    if (o.precompute) {
+      await ex.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+      await ex.publicClient.request({ method: "evm_setIntervalMining" as never, params: [1] as never });
+      log.info(
+        { event: "demo_precompute", mode: o.precompute },
+        `demo: 1-second blocks; liquidations prepared on pending oracle updates (${o.precompute})`,
+      );
+    }
+    running = await startKeeper({
+      config: o.precompute
+        ? { ...config, network: { ...config.network, wsUrl: anvil.rpcUrl.replace("http://", "ws://") } }
+        : config,
       rpcUrl: anvil.rpcUrl,
       privateKeys: [ANVIL_KEYS[1]],
       log,

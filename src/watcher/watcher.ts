@@ -306,7 +306,7 @@ export class Watcher {
    * undone, and the new branch is indexed from there. Only a reorganisation deeper than the blocks held (reorgDepth),
    * or one that removed a market's listing, rebuilds the state from the deployment block.
    */
-  async poll(): Promise<boolean> {
+  async poll(signal?: AbortSignal): Promise<boolean> {
     const announced = this.announced;
     let block: Head;
     let receivedAt: number;
@@ -365,11 +365,13 @@ export class Watcher {
     if (head > this.processed) {
       const from = this.checkpoint;
       try {
-        await this.index(head, live, () => {});
+        // a stop asked during a long index (a rebuild from the deployment block) ends it after the range applied
+        await this.index(head, live, () => {}, signal);
       } catch (error) {
         // a partial index is undone, so that what is applied always ends at the checkpoint: the next poll's
         // reorganisation check then covers every applied block
         if (from) this.undoAbove(from);
+        if (error instanceof BackfillStopped) return false;
         throw error;
       }
       if (!(await this.heldBlocksCanonical(from?.number ?? this.floor(head), head))) {
@@ -587,7 +589,7 @@ export class Watcher {
             performance.now() - a.at < idleMs;
           subscribed = false;
           const before = this.announced;
-          if (!quiet && (await this.poll())) {
+          if (!quiet && (await this.poll(signal))) {
             this.stall.arrived(this.lastTick);
             // the fallback poll found a head the live subscription never announced: count it against it
             if (

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { devnetPositions, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
+import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
 let slow: RpcProxy | undefined;
@@ -35,4 +36,56 @@ describe("stopping during a backfill", () => {
     expect(logs.lines.at(-1)?.event).toBe("keeper_stopped");
     expect(logs.events("backfill_completed")).toHaveLength(0);
   }, 30_000);
+});
+
+describe("stopping during a rebuild", () => {
+  it("a rebuild after a reorganisation deeper than the window stops within a range too", async () => {
+    // getLogs slowed once the reorganisation is made; the finalized tag refused, so that the window is reorgDepth
+    type Call = { id: number; method: string; params: unknown[] };
+    const isFinalized = (c: Call) => c.method === "eth_getBlockByNumber" && c.params[0] === "finalized";
+    let slowNow = false;
+    const proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
+      if (slowNow && body.includes("eth_getLogs")) await new Promise((r) => setTimeout(r, 400));
+      const parsed = JSON.parse(body) as Call | Call[];
+      const calls = Array.isArray(parsed) ? parsed : [parsed];
+      if (!calls.some(isFinalized)) return undefined;
+      const upstream = await fetch(net.anvil.rpcUrl, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      const answered = (await upstream.json()) as { id: number }[] | { id: number };
+      const answers = (Array.isArray(answered) ? answered : [answered]).map((a) =>
+        calls.find((c) => c.id === a.id && isFinalized(c))
+          ? { jsonrpc: "2.0", id: a.id, error: { code: -32602, message: "invalid block tag finalized" } }
+          : a,
+      );
+      return { status: 200, text: JSON.stringify(Array.isArray(answered) ? answers : answers[0]) };
+    });
+    try {
+      const { keeper: k, logs } = await startTestKeeper(
+        net,
+        { maxLogRange: 1, logConcurrency: 1, reorgDepth: 1, pollIntervalMs: 50, snapshotIntervalSeconds: 0 },
+        undefined,
+        { rpcUrl: proxy.url },
+      );
+      await until("backfill", () => logs.events("backfill_completed").length === 1);
+      await until("a tick", () => k.watcher.latestTick !== undefined);
+      slowNow = true;
+      await net.ex.publicClient.request({ method: "anvil_reorg" as never, params: [3, []] as never });
+      await until("the rebuild", () => logs.events("reorg_detected").some((l) => l.action === "rebuild"), 10_000).catch(
+        (e) => {
+          console.log(JSON.stringify(logs.events("reorg_detected")), JSON.stringify(logs.lines.slice(-5)));
+          throw e;
+        },
+      );
+      await new Promise((r) => setTimeout(r, 600)); // into the rebuild: dozens of one-block ranges at 400 ms each
+      const started = Date.now();
+      await k.stop("test stop");
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(logs.lines.at(-1)?.event).toBe("keeper_stopped");
+    } finally {
+      proxy.close();
+    }
+  }, 60_000);
 });

@@ -4,16 +4,21 @@
  * update that stays pending past maxWaitBlocks (expired: every backrun cancelled at its nonce), two signers sharing
  * the batches of one update, a dry run, and a keeper restarted on its journal while its backruns wait on an update.
  */
-import { type Address, decodeEventLog, type Hex, parseGwei, parseUnits } from "viem";
+import { type Address, type Hex, parseGwei } from "viem";
 import { afterEach, describe, expect, it, onTestFailed } from "vitest";
-import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { RunningKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
-import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
+import {
+  liquidatedTraders,
+  minedBlock as minedBlockOf,
+  nonces,
+  positionsPrepared,
+  positionsSent,
+  sendUpdate as sendUpdateTo,
+} from "../helpers/precompute.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
@@ -87,68 +92,10 @@ async function setup(
   return launch(count, precompute, options);
 }
 
-/** Puts an ETH oracle update in the pool (not mined), from the exchange's owner, at these fees. */
-async function sendUpdate(
-  price: string,
-  fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } = {
-    maxFeePerGas: parseGwei("20"),
-    maxPriorityFeePerGas: parseGwei("2"),
-  },
-  nonce?: number,
-): Promise<Hex> {
-  const ex = (net as DevnetFixture).ex;
-  return ex.owner.writeContract({
-    address: ex.d.markets[ETH]?.aggregator as Address,
-    abi: mockV3AggregatorAbi,
-    functionName: "updateAnswer",
-    args: [parseUnits(price, ORACLE_DECIMALS)],
-    gas: 200_000n,
-    ...fees,
-    ...(nonce === undefined ? {} : { nonce }),
-  });
-}
-
-/** Positions covered by the liquidation_sent lines so far. */
-function positionsSent(logs: CapturedLog): number {
-  return logs.events("liquidation_sent").reduce((n, l) => n + Number(l.positions ?? 1), 0);
-}
-
-function positionsPrepared(logs: CapturedLog): number {
-  return logs.events("liquidation_prepared").reduce((n, l) => n + Number(l.positions ?? 1), 0);
-}
-
-/** The latest block's transactions with their receipts, in block order. */
-async function minedBlock() {
-  const client = (net as DevnetFixture).ex.publicClient;
-  const block = await client.getBlock({ blockTag: "latest", includeTransactions: true });
-  const receipts = await Promise.all(block.transactions.map((tx) => client.getTransactionReceipt({ hash: tx.hash })));
-  return { block, txs: block.transactions, receipts };
-}
-
-type Receipts = Awaited<ReturnType<typeof minedBlock>>["receipts"];
-
-/** PositionLiquidated events by trader in these receipts. */
-function liquidatedTraders(receipts: Receipts): string[] {
-  const out: string[] = [];
-  for (const r of receipts) {
-    for (const log of r.logs) {
-      try {
-        const e = decodeEventLog({ abi: perpEngineAbi, data: log.data, topics: log.topics });
-        if (e.eventName === "PositionLiquidated") out.push((e.args as { trader: Address }).trader.toLowerCase());
-      } catch {}
-    }
-  }
-  return out;
-}
-
-async function nonceWhole(address: Address): Promise<{ latest: number; pending: number }> {
-  const client = (net as DevnetFixture).ex.publicClient;
-  const [latest, pending] = await Promise.all([
-    client.getTransactionCount({ address, blockTag: "latest" }),
-    client.getTransactionCount({ address, blockTag: "pending" }),
-  ]);
-  return { latest, pending };
-}
+const sendUpdate = (price: string, fees?: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }, nonce?: number) =>
+  sendUpdateTo((net as DevnetFixture).ex, price, fees, nonce);
+const minedBlock = (blockNumber?: bigint) => minedBlockOf((net as DevnetFixture).ex, blockNumber);
+const nonceWhole = (address: Address) => nonces((net as DevnetFixture).ex, address);
 
 /** Every block in [from, latest] with its transactions and their receipts, in order. */
 async function blocksSince(from: bigint) {

@@ -5,10 +5,9 @@
  * (on-block). Updates that are dropped or replaced, and a position closed before its update lands, are unwound with
  * no nonce left unused and nothing reverted on chain.
  */
-import { type Address, decodeEventLog, encodeFunctionData, type Hex, parseGwei, parseUnits } from "viem";
+import { type Address, encodeFunctionData, parseGwei, parseUnits } from "viem";
 import { afterEach, describe, expect, it, onTestFailed } from "vitest";
 import { eventfulAggregatorAbi, eventfulAggregatorBytecode } from "../../abi/EventfulAggregator.ts";
-import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { simpleAggregatorProxyAbi } from "../../abi/SimpleAggregatorProxy.ts";
 import type { RunningKeeper } from "../../src/app.ts";
@@ -16,6 +15,14 @@ import { DEVNET_MARKETS, type MarketSpec, ORACLE_DECIMALS } from "../../src/devn
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
+import {
+  liquidatedTraders,
+  minedBlock as minedBlockOf,
+  nonces,
+  positionsPrepared,
+  positionsSent,
+  sendUpdate as sendUpdateTo,
+} from "../helpers/precompute.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
@@ -64,66 +71,10 @@ async function setup(
   return { k, logs: started.logs };
 }
 
-/** Puts an ETH oracle update in the pool (not mined), from the exchange's owner, at these fees. */
-async function sendUpdate(
-  price: string,
-  fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } = {
-    maxFeePerGas: parseGwei("20"),
-    maxPriorityFeePerGas: parseGwei("2"),
-  },
-  nonce?: number,
-): Promise<Hex> {
-  const ex = (net as DevnetFixture).ex;
-  return ex.owner.writeContract({
-    address: ex.d.markets[ETH]?.aggregator as Address,
-    abi: mockV3AggregatorAbi,
-    functionName: "updateAnswer",
-    args: [parseUnits(price, ORACLE_DECIMALS)],
-    gas: 200_000n,
-    ...fees,
-    ...(nonce === undefined ? {} : { nonce }),
-  });
-}
-
-/** Positions covered by the liquidation_sent lines so far. */
-function positionsSent(logs: CapturedLog): number {
-  return logs.events("liquidation_sent").reduce((n, l) => n + Number(l.positions ?? 1), 0);
-}
-
-function positionsPrepared(logs: CapturedLog): number {
-  return logs.events("liquidation_prepared").reduce((n, l) => n + Number(l.positions ?? 1), 0);
-}
-
-/** The latest block's transactions with their receipts, in block order. */
-async function minedBlock() {
-  const client = (net as DevnetFixture).ex.publicClient;
-  const block = await client.getBlock({ blockTag: "latest", includeTransactions: true });
-  const receipts = await Promise.all(block.transactions.map((tx) => client.getTransactionReceipt({ hash: tx.hash })));
-  return { block, txs: block.transactions, receipts };
-}
-
-/** PositionLiquidated events by trader in these receipts. */
-function liquidatedTraders(receipts: Awaited<ReturnType<typeof minedBlock>>["receipts"]): string[] {
-  const out: string[] = [];
-  for (const r of receipts) {
-    for (const log of r.logs) {
-      try {
-        const e = decodeEventLog({ abi: perpEngineAbi, data: log.data, topics: log.topics });
-        if (e.eventName === "PositionLiquidated") out.push((e.args as { trader: Address }).trader.toLowerCase());
-      } catch {}
-    }
-  }
-  return out;
-}
-
-async function nonceWhole(address: Address): Promise<{ latest: number; pending: number }> {
-  const client = (net as DevnetFixture).ex.publicClient;
-  const [latest, pending] = await Promise.all([
-    client.getTransactionCount({ address, blockTag: "latest" }),
-    client.getTransactionCount({ address, blockTag: "pending" }),
-  ]);
-  return { latest, pending };
-}
+const sendUpdate = (price: string, fees?: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }, nonce?: number) =>
+  sendUpdateTo((net as DevnetFixture).ex, price, fees, nonce);
+const minedBlock = (blockNumber?: bigint) => minedBlockOf((net as DevnetFixture).ex, blockNumber);
+const nonceWhole = (address: Address) => nonces((net as DevnetFixture).ex, address);
 
 describe("same-block liquidations", () => {
   it("backrun: a pending update that makes 50 positions liquidatable lands with all 50 in its own block, after it", async () => {

@@ -15,7 +15,7 @@ import { Book } from "../../src/state/book.ts";
 import { readSnapshotFile, snapshotPath } from "../../src/state/snapshotFile.ts";
 import { type DevnetFixture, shutdown, startDevnet, startTestKeeper, testStateDir } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
-import { startRpcProxy } from "../helpers/rpcProxy.ts";
+import { refusingFinalized, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
@@ -162,26 +162,11 @@ describe("restart from a snapshot", () => {
   }, 90_000);
 
   it("where the RPC does not serve the finalized tag, takes the snapshot reorgDepth under the head", async () => {
-    type Call = { id: number; method: string; params: unknown[] };
-    const isFinalized = (c: Call) => c.method === "eth_getBlockByNumber" && c.params[0] === "finalized";
     let refused = 0;
     const proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
-      const parsed = JSON.parse(body) as Call | Call[];
-      const calls = Array.isArray(parsed) ? parsed : [parsed];
-      if (!calls.some(isFinalized)) return undefined;
-      refused++;
-      const upstream = await fetch(net.anvil.rpcUrl, {
-        method: "POST",
-        body,
-        headers: { "content-type": "application/json" },
-      });
-      const answered = (await upstream.json()) as { id: number }[] | { id: number };
-      const answers = (Array.isArray(answered) ? answered : [answered]).map((a) =>
-        calls.find((c) => c.id === a.id && isFinalized(c))
-          ? { jsonrpc: "2.0", id: a.id, error: { code: -32602, message: "invalid block tag finalized" } }
-          : a,
-      );
-      return { status: 200, text: JSON.stringify(Array.isArray(answered) ? answers : answers[0]) };
+      const refusal = await refusingFinalized(net.anvil.rpcUrl, body);
+      if (refusal) refused++;
+      return refusal;
     });
     try {
       const dir = testStateDir();

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { devnetPositions, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
-import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
+import { type RpcProxy, refusingFinalized, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
@@ -41,26 +41,10 @@ describe("stopping during a backfill", () => {
 describe("stopping during a rebuild", () => {
   it("a rebuild after a reorganisation deeper than the window stops within a range too", async () => {
     // getLogs slowed once the reorganisation is made; the finalized tag refused, so that the window is reorgDepth
-    type Call = { id: number; method: string; params: unknown[] };
-    const isFinalized = (c: Call) => c.method === "eth_getBlockByNumber" && c.params[0] === "finalized";
     let slowNow = false;
     const proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
       if (slowNow && body.includes("eth_getLogs")) await new Promise((r) => setTimeout(r, 400));
-      const parsed = JSON.parse(body) as Call | Call[];
-      const calls = Array.isArray(parsed) ? parsed : [parsed];
-      if (!calls.some(isFinalized)) return undefined;
-      const upstream = await fetch(net.anvil.rpcUrl, {
-        method: "POST",
-        body,
-        headers: { "content-type": "application/json" },
-      });
-      const answered = (await upstream.json()) as { id: number }[] | { id: number };
-      const answers = (Array.isArray(answered) ? answered : [answered]).map((a) =>
-        calls.find((c) => c.id === a.id && isFinalized(c))
-          ? { jsonrpc: "2.0", id: a.id, error: { code: -32602, message: "invalid block tag finalized" } }
-          : a,
-      );
-      return { status: 200, text: JSON.stringify(Array.isArray(answered) ? answers : answers[0]) };
+      return refusingFinalized(net.anvil.rpcUrl, body);
     });
     try {
       const { keeper: k, logs } = await startTestKeeper(

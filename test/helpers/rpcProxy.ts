@@ -59,3 +59,27 @@ export async function startRpcProxy(target: string, intercept?: Intercept): Prom
     },
   };
 }
+
+type Call = { id: number; method: string; params: unknown[] };
+const isFinalized = (c: Call) => c.method === "eth_getBlockByNumber" && c.params[0] === "finalized";
+
+/**
+ * The answer of an RPC that does not serve the `finalized` block tag, for a body that asks for it (alone or in a
+ * batch: the other calls are forwarded to `target` and answered as they come); undefined for any other body.
+ */
+export async function refusingFinalized(
+  target: string,
+  body: string,
+): Promise<{ status: number; text: string } | undefined> {
+  const parsed = JSON.parse(body) as Call | Call[];
+  const calls = Array.isArray(parsed) ? parsed : [parsed];
+  if (!calls.some(isFinalized)) return undefined;
+  const upstream = await fetch(target, { method: "POST", body, headers: { "content-type": "application/json" } });
+  const answered = (await upstream.json()) as { id: number }[] | { id: number };
+  const answers = (Array.isArray(answered) ? answered : [answered]).map((a) =>
+    calls.find((c) => c.id === a.id && isFinalized(c))
+      ? { jsonrpc: "2.0", id: a.id, error: { code: -32602, message: "invalid block tag finalized" } }
+      : a,
+  );
+  return { status: 200, text: JSON.stringify(Array.isArray(answered) ? answers : answers[0]) };
+}

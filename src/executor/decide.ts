@@ -16,6 +16,11 @@ export interface PendingView {
   readonly wanted: boolean | undefined;
   /** Blocks without inclusion after which a transaction counts as stuck. */
   readonly stuckBlocks: bigint;
+  /**
+   * Sent behind a pending oracle update (backrun): "hold" while the update is pending and a target is liquidatable
+   * at its price (never bumped: a bump would order it over the update), "cancel" when not; undefined: not tied.
+   */
+  readonly tied?: "hold" | "cancel";
 }
 
 export type PendingDecision =
@@ -26,6 +31,8 @@ export type PendingDecision =
   | { readonly type: "check" };
 
 export function decidePending(v: PendingView): PendingDecision {
+  if (v.tied === "hold") return { type: "wait" };
+  if (v.tied === "cancel") return v.status === "pending" ? { type: "cancel" } : { type: "wait" };
   if (v.status === "pending" && v.latest.purpose === "liquidate" && v.wanted === false) return { type: "cancel" };
   if (v.head - v.latest.sentAtBlock >= v.stuckBlocks) return { type: "check" };
   return { type: "wait" };

@@ -25,7 +25,7 @@ import { Inclusion } from "./inclusion.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane } from "./lane.ts";
 import { PendingWork } from "./pending.ts";
-import { pack, prioritise } from "./planner.ts";
+import { pack, prioritise, targetPlans } from "./planner.ts";
 import { planRecovery } from "./recovery.ts";
 import { excludeUnfunded } from "./signers.ts";
 import type { PendingPlan, PreparedUnit, Unit } from "./unit.ts";
@@ -372,12 +372,7 @@ export class Executor {
     const { protocol } = this.o;
     const client = this.o.simulationClient ?? this.o.client;
     const from = this.o.lanes[0]?.address;
-    const targets: TargetPlan[] = group.map((c) => ({
-      key: c.position.key,
-      trader: c.position.trader,
-      marketId: c.position.marketId,
-      expectedReward: c.keeperReward,
-    }));
+    const targets: TargetPlan[] = targetPlans(group);
     const single = targets.length === 1 || !protocol.encodeBatch;
     const kept = targets;
     let data: Hex;
@@ -420,7 +415,7 @@ export class Executor {
       this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
       this.gasMeasured = true;
     }
-    const reward = kept.reduce((sum, t) => sum + t.expectedReward, 0n);
+    const reward = sumRewards(kept);
     const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
     const ctx = await this.feeContext(tick);
     const fee = planFees(ctx, this.o.fees, { reward, gas: estimate });
@@ -507,8 +502,12 @@ export class Executor {
     for (const lane of this.o.lanes) {
       if (lane.lowBalance || !lane.initialised) continue;
       const load = lane.live.size + (this.queues.get(lane)?.length ?? 0);
-      // a lane holding a backrun waits for its update: later nonces there would wait too, so others go first
-      const penalty = unit.after === undefined && this.holdsTied(lane) ? this.o.maxPendingPerSigner : 0;
+      // a lane holding a backrun waits for its update: later nonces there would wait too, so others go first (only
+      // looked for when pending updates are acted on at all)
+      const penalty =
+        unit.after === undefined && this.o.tiedVerdict !== undefined && this.holdsTied(lane)
+          ? this.o.maxPendingPerSigner
+          : 0;
       if (load < this.o.maxPendingPerSigner && load + penalty < bestLoad) {
         best = lane;
         bestLoad = load + penalty;
@@ -660,13 +659,13 @@ export class Executor {
           event: "liquidation_sent",
           ...fields,
           targets: a.kind === "batch" ? a.targets.map(targetIds) : undefined,
-          reward: quote(sumRewards(a)),
+          reward: quote(sumRewards(a.targets)),
           gas: big(a.gas),
           afterUpdate: unit.after,
           msSinceUpdateSeen:
             unit.seenAt === undefined ? undefined : Math.round((performance.now() - unit.seenAt) * 10) / 10,
         },
-        `liquidating ${this.describeTargets(a)} (nonce ${a.nonce}) for a reward of ${quote(sumRewards(a))}`,
+        `liquidating ${this.describeTargets(a)} (nonce ${a.nonce}) for a reward of ${quote(sumRewards(a.targets))}`,
       );
       return;
     }
@@ -812,22 +811,18 @@ export class Executor {
       for (const a of [...lane.live.values()]) {
         const latest = latestTx(a);
         if (!latest || (a.status !== "pending" && a.status !== "cancelling")) continue;
-        if (a.after !== undefined) {
-          // tied to a pending update: judged at its price, never bumped over it; tied to one nobody follows any more
-          // (gone, or the keeper restarted), cancelled: a landed update unties its attempts first
-          const verdict = this.o.tiedVerdict?.(a);
-          if (verdict === "hold") continue;
-          a.after = undefined;
-          if (a.status === "pending") work.push(this.cancel(lane, a, latest, nowFees, head));
-          continue;
-        }
-        const wanted = this.wanted(a);
+        // tied to a pending update: judged at its price; tied to one nobody follows any more (gone, or the keeper
+        // restarted): cancelled, a landed update having untied its attempts first
+        const tied = a.after === undefined ? undefined : (this.o.tiedVerdict?.(a) ?? "cancel");
+        if (tied === "cancel") a.after = undefined;
+        const wanted = tied === undefined ? this.wanted(a) : undefined;
         const decision = decidePending({
           status: a.status,
           head: head.blockNumber,
           latest,
           wanted,
           stuckBlocks: this.o.stuckBlocks,
+          tied,
         });
         if (decision.type === "cancel") work.push(this.cancel(lane, a, latest, nowFees, head));
         else if (decision.type === "check") work.push(this.unstick(lane, a, latest, wanted, nowFees, head));
@@ -884,7 +879,10 @@ export class Executor {
     const isKnown = await this.inclusion.anyKnown(a);
     if (isKnown === undefined) return; // the node cannot be asked now: judged again at the next head
     // a liquidation's bids are held to what its reward allows, as its first fees were
-    const policy = { ...this.o.fees, maxFeePerGasCap: feeCeiling(this.o.fees, { reward: sumRewards(a), gas: a.gas }) };
+    const policy = {
+      ...this.o.fees,
+      maxFeePerGasCap: feeCeiling(this.o.fees, { reward: sumRewards(a.targets), gas: a.gas }),
+    };
     const resend = decideStuck(latest, isKnown, wanted, now, policy);
     if (resend.type === "hold") return this.holdAtCap(a, latest);
     if (!isKnown) {

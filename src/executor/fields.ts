@@ -26,8 +26,9 @@ export function feeFields(f: Fees) {
   return { maxFeePerGas: big(f.maxFeePerGas), maxPriorityFeePerGas: big(f.maxPriorityFeePerGas) };
 }
 
-export function sumRewards(a: Attempt): bigint {
-  return a.targets.reduce((s, t) => s + t.expectedReward, 0n);
+/** What these targets are expected to pay the keeper, WAD collateral. */
+export function sumRewards(targets: readonly TargetPlan[]): bigint {
+  return targets.reduce((s, t) => s + t.expectedReward, 0n);
 }
 
 /** Collateral amounts in log fields: 6 decimals, like the collateral itself. */

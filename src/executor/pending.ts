@@ -14,8 +14,9 @@ import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type SignedTx, type TargetPlan } from "./attempt.ts";
 import type { ExecutorOptions, UpdateStats } from "./executor.ts";
 import { expectedProfit, type FeeContext, type FeePlan, type Fees, feeCeiling, planFees } from "./fees.ts";
-import { feeFields, quote, targetIds } from "./fields.ts";
+import { feeFields, quote, sumRewards, targetIds } from "./fields.ts";
 import type { NonceLane } from "./lane.ts";
+import { targetPlans } from "./planner.ts";
 import type { PendingCallResult, PendingPlan, PreparedUnit, Unit } from "./unit.ts";
 
 /** What the pending-update work needs of the executor. */
@@ -54,12 +55,7 @@ export class PendingWork {
       return false;
     }
     const from = this.h.o.lanes[0]?.address as Address;
-    let targets: TargetPlan[] = group.map((c) => ({
-      key: c.position.key,
-      trader: c.position.trader,
-      marketId: c.position.marketId,
-      expectedReward: c.keeperReward,
-    }));
+    let targets: TargetPlan[] = targetPlans(group);
     const encodeBatch = protocol.encodeBatch?.bind(protocol);
     const batch = targets.length > 1 && encodeBatch !== undefined;
     let data = batch ? encodeBatch(targets) : protocol.encodeSingle(targets[0] as TargetPlan);
@@ -100,7 +96,7 @@ export class PendingWork {
     }
     const n = BigInt(targets.length);
     const estimate = result.gasUsed ?? this.h.gasGuess(batch, n);
-    const reward = targets.reduce((sum, t) => sum + t.expectedReward, 0n);
+    const reward = sumRewards(targets);
     const gas = (estimate * this.h.o.gasLimitMultiplierPercent) / 100n;
     const ctx = await this.h.feeContext(tick);
     let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.h.o.fees, { reward, gas: estimate });
@@ -188,7 +184,7 @@ export class PendingWork {
         live.length === unit.targets.length
           ? unit.call.data
           : (this.h.o.protocol.encodeBatch?.(live) ?? this.h.o.protocol.encodeSingle(live[0] as TargetPlan));
-      const reward = live.reduce((sum, t) => sum + t.expectedReward, 0n);
+      const reward = sumRewards(live);
       const estimate = (unit.call.gas * 100n) / this.h.o.gasLimitMultiplierPercent;
       const fee = planFees(
         { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: unit.fees.maxPriorityFeePerGas },

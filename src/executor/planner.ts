@@ -3,6 +3,17 @@
  * the batch sizing, no I/O.
  */
 import type { Candidate } from "../risk/scan.ts";
+import type { TargetPlan } from "./attempt.ts";
+
+/** The targets of a group of candidates, as the protocol addresses them, with the risk model's expected rewards. */
+export function targetPlans(group: readonly Candidate[]): TargetPlan[] {
+  return group.map((c) => ({
+    key: c.position.key,
+    trader: c.position.trader,
+    marketId: c.position.marketId,
+    expectedReward: c.keeperReward,
+  }));
+}
 
 /** Margin missing below maintenance (requirement - balance), WAD: the larger, the more urgent. */
 export function shortfall(c: Candidate): bigint {

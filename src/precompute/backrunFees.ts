@@ -39,9 +39,8 @@ export function backrunFees(
   ceiling: bigint | undefined,
   cancel?: { readonly cap: bigint | undefined; readonly bumpBps: bigint },
 ): BackrunFees {
-  const updateTip =
-    update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
-  if (updateTip <= 0n) return { ok: false, reason: "update_tip_zero" };
+  const tip = updateTip(update);
+  if (tip <= 0n) return { ok: false, reason: "update_tip_zero" };
   let maxFee = update.maxFeePerGas - 1n;
   if (ceiling !== undefined && ceiling < maxFee) maxFee = ceiling;
   if (cancel?.cap !== undefined) {
@@ -50,9 +49,13 @@ export function backrunFees(
     if (room < maxFee) maxFee = room;
   }
   if (maxFee <= baseFeePerGas) return { ok: false, reason: "fee_ceiling_below_base_fee" };
-  let tip = updateTip - 1n;
-  if (tip > maxFee) tip = maxFee;
-  return { ok: true, maxFeePerGas: maxFee, maxPriorityFeePerGas: tip };
+  const ours = tip - 1n < maxFee ? tip - 1n : maxFee;
+  return { ok: true, maxFeePerGas: maxFee, maxPriorityFeePerGas: ours };
+}
+
+/** The most the update can pay above any base fee: its tip, held to its fee cap. Zero: nothing orders under it. */
+export function updateTip(update: UpdateFees): bigint {
+  return update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
 }
 
 /** The effective tip a transaction pays at a base fee (what a fee-ordered builder sorts by). */

@@ -27,7 +27,7 @@ import type { Book, Market } from "../state/book.ts";
 import { formatAnswer } from "../watcher/markPrices.ts";
 import { markPriceOf } from "../watcher/oracle.ts";
 import type { Tick } from "../watcher/watcher.ts";
-import { backrunFees } from "./backrunFees.ts";
+import { backrunFees, updateTip } from "./backrunFees.ts";
 import { judgeUpdate, replaces } from "./lifecycle.ts";
 import type { PendingSource } from "./pendingSource.ts";
 import type { AggregatorMap, PendingUpdate } from "./pendingUpdates.ts";
@@ -181,10 +181,8 @@ export class Precomputer implements TickHook {
     }
     if (prices.size === 0) return;
     this.stats.seen++;
-    const updateTip =
-      update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
     // nothing can order after a zero tip by fees: that update is acted on at its block instead
-    const mode: PrecomputeMode = this.o.mode === "backrun" && updateTip > 0n ? "backrun" : "on-block";
+    const mode: PrecomputeMode = this.o.mode === "backrun" && updateTip(update) > 0n ? "backrun" : "on-block";
     const plan: PendingPlan = {
       id: update.txHash,
       mode,

@@ -27,12 +27,16 @@ let keeper: RunningKeeper | undefined;
 let proxy: RpcProxy | undefined;
 
 afterEach(async () => {
-  proxy?.close();
-  proxy = undefined;
-  await net?.ex.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never }).catch(() => {});
-  await shutdown(keeper, net);
-  keeper = undefined;
-  net = undefined;
+  // the keeper and its devnet are stopped whatever else fails on the way out: no Anvil outlives its test
+  try {
+    proxy?.close();
+    await net?.ex.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never }).catch(() => {});
+  } finally {
+    proxy = undefined;
+    await shutdown(keeper, net);
+    keeper = undefined;
+    net = undefined;
+  }
 });
 
 const rpc = (method: string, params: unknown[] = []) =>

@@ -46,6 +46,7 @@ describe("stopping during a rebuild", () => {
       if (slowNow && body.includes("eth_getLogs")) await new Promise((r) => setTimeout(r, 400));
       return refusingFinalized(net.anvil.rpcUrl, body);
     });
+    let keeper: { stop(reason?: string): Promise<void> } | undefined;
     try {
       const { keeper: k, logs } = await startTestKeeper(
         net,
@@ -53,22 +54,19 @@ describe("stopping during a rebuild", () => {
         undefined,
         { rpcUrl: proxy.url },
       );
+      keeper = k;
       await until("backfill", () => logs.events("backfill_completed").length === 1);
       await until("a tick", () => k.watcher.latestTick !== undefined);
       slowNow = true;
       await net.ex.publicClient.request({ method: "anvil_reorg" as never, params: [3, []] as never });
-      await until("the rebuild", () => logs.events("reorg_detected").some((l) => l.action === "rebuild"), 10_000).catch(
-        (e) => {
-          console.log(JSON.stringify(logs.events("reorg_detected")), JSON.stringify(logs.lines.slice(-5)));
-          throw e;
-        },
-      );
+      await until("the rebuild", () => logs.events("reorg_detected").some((l) => l.action === "rebuild"), 10_000);
       await new Promise((r) => setTimeout(r, 600)); // into the rebuild: dozens of one-block ranges at 400 ms each
       const started = Date.now();
       await k.stop("test stop");
       expect(Date.now() - started).toBeLessThan(2_000);
       expect(logs.lines.at(-1)?.event).toBe("keeper_stopped");
     } finally {
+      await keeper?.stop("test finished").catch(() => {}); // a failed assertion still stops it (stop is idempotent)
       proxy.close();
     }
   }, 60_000);

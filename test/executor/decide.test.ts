@@ -32,6 +32,14 @@ describe("a pending transaction at a new head", () => {
     expect(decidePending({ ...view, wanted: undefined })).toEqual({ type: "wait" });
   });
 
+  it("sent behind a pending oracle update: held however long it waits, cancelled once its update says so", () => {
+    expect(decidePending({ ...view, tied: "hold", head: 200n })).toEqual({ type: "wait" }); // never bumped
+    expect(decidePending({ ...view, tied: "hold", wanted: false })).toEqual({ type: "wait" });
+    expect(decidePending({ ...view, tied: "cancel" })).toEqual({ type: "cancel" });
+    const cancelling = { ...view, status: "cancelling" as const, latest: { ...latest, purpose: "cancel" as const } };
+    expect(decidePending({ ...cancelling, tied: "cancel", head: 200n })).toEqual({ type: "wait" });
+  });
+
   it("is not cancelled twice: a cancel in flight is only checked for being stuck", () => {
     const cancelling = { ...view, status: "cancelling" as const, latest: { ...latest, purpose: "cancel" as const } };
     expect(decidePending({ ...cancelling, wanted: false })).toEqual({ type: "wait" });

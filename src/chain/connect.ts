@@ -122,9 +122,10 @@ async function open(
   const rpcStats = new RpcStats();
   let isClosed = false;
   const closed = () => isClosed;
-  closing.close = () => {
+  const close = () => {
     isClosed = true;
   };
+  closing.close = close;
   const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, rpcStats, closed, lag);
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
@@ -182,8 +183,6 @@ async function open(
     engine,
     multicall3,
     rpcStats,
-    close() {
-      isClosed = true;
-    },
+    close,
   };
 }

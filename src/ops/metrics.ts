@@ -10,9 +10,10 @@ import type { RpcStats } from "../chain/rpcStats.ts";
 import type { ExecutorStats, UpdateStats } from "../executor/executor.ts";
 import type { PrecomputeStats } from "../precompute/precomputer.ts";
 import { fromWad } from "../risk/format.ts";
-import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
+import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
+import { roomToLiquidation } from "./status.ts";
 
 const PREFIX = "perp_keeper_";
 
@@ -95,11 +96,7 @@ export function positionsByMarket(
     const price = tick?.prices.get(p.marketId);
     const fundingIndex = indices.get(p.marketId);
     if (price === undefined || fundingIndex === undefined || price === 0n) continue;
-    const liq = Number(liquidationPriceUnits(p, market, fundingIndex) * market.priceScale);
-    const mark = Number(price);
-    // the same room as the status view: negative once liquidatable
-    const room = p.size > 0n ? (mark - liq) / mark : liq === 0 ? -1 : (liq - mark) / mark;
-    if (room <= distance) row.atRisk++;
+    if (roomToLiquidation(p, market, price, fundingIndex) <= distance) row.atRisk++;
   }
   return out;
 }

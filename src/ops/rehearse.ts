@@ -187,8 +187,9 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
     const deadline = Date.now() + (o.timeoutSeconds ?? 120) * 1000;
     let quietSince = Date.now();
     let last = "";
+    const never = new AbortController().signal; // the rehearsal's wait is bounded by its deadline, not a signal
     while (Date.now() < deadline) {
-      await sleep(1000, new AbortController().signal);
+      await sleep(1000, never);
       await rpc(client, "evm_mine", []);
       const now = JSON.stringify(running.executor.stats, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
       if (now !== last || running.executor.pendingAttempts.length > 0 || liquidatableAfterShock === undefined) {

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { describeError } from "../chain/errors.ts";
 import type { Logger } from "./logger.ts";
-import { type OpsReading, type OpsSources, reading } from "./metrics.ts";
+import { type OpsSources, reading } from "./metrics.ts";
 
 export interface HealthOptions {
   /** No head processed for longer than this (seconds) is unhealthy, once the backfill completed. */
@@ -32,7 +32,8 @@ export interface Health {
  * Healthy unless no new head was processed within maxHeadAgeSeconds (judged once the backfill completed: a long
  * backfill is /readyz's business), or a transaction of ours has been unresolved for more than maxPendingBlocks.
  */
-export function health(s: OpsSources, o: HealthOptions, r: OpsReading = reading(s)): Health {
+export function health(s: OpsSources, o: HealthOptions): Health {
+  const r = reading(s);
   const reasons: string[] = [];
   if (r.backfilled && r.headAgeSeconds > o.maxHeadAgeSeconds) {
     reasons.push(

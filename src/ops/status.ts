@@ -4,10 +4,20 @@
  */
 import { describePosition, type PositionView } from "../risk/format.ts";
 import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
-import type { Book } from "../state/book.ts";
+import type { Book, Market, TrackedPosition } from "../state/book.ts";
 
 export interface StatusRow extends PositionView {
   readonly marketId: number;
+}
+
+/**
+ * How far the mark price may move against a position before it reaches its liquidation price, as a fraction of the
+ * mark (0.05: 5%); negative once liquidatable. What the status view ranks by and the at-risk metric counts.
+ */
+export function roomToLiquidation(p: TrackedPosition, market: Market, markPrice: bigint, fundingIndex: bigint): number {
+  const liq = Number(liquidationPriceUnits(p, market, fundingIndex) * market.priceScale);
+  const mark = Number(markPrice);
+  return p.size > 0n ? (mark - liq) / mark : liq === 0 ? -1 : (liq - mark) / mark;
 }
 
 /**
@@ -31,10 +41,7 @@ export function positionsNearLiquidation(
     const price = prices.get(p.marketId);
     const fundingIndex = indices.get(p.marketId);
     if (!market || price === undefined || fundingIndex === undefined) continue;
-    const liq = Number(liquidationPriceUnits(p, market, fundingIndex) * market.priceScale);
-    const mark = Number(price);
-    const room = p.size > 0n ? (mark - liq) / mark : liq === 0 ? -1 : (liq - mark) / mark;
-    ranked.push({ room, key: p.key, fundingIndex, price });
+    ranked.push({ room: roomToLiquidation(p, market, price, fundingIndex), key: p.key, fundingIndex, price });
   }
   ranked.sort((a, b) => a.room - b.room);
   return ranked.slice(0, limit).flatMap(({ key, fundingIndex, price }) => {

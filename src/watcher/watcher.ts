@@ -8,6 +8,7 @@
 
 import { type Address, BlockNotFoundError, type Hex, type PublicClient } from "viem";
 import { describeError, InconsistentAnswerError, isRetryable, rpcRead } from "../chain/errors.ts";
+import type { Subscription } from "../chain/subscription.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
@@ -35,12 +36,8 @@ export interface Tick {
   readonly oracleUpdatedAt?: ReadonlyMap<number, bigint>;
 }
 
-/** A live head subscription. */
-export interface HeadSubscription {
-  stop(): void;
-  /** Drops the connection and subscribes anew: it was open but announced nothing while blocks came. */
-  renew(reason: string): void;
-}
+/** A live head subscription (renewed when it was open but announced nothing while blocks came). */
+export type HeadSubscription = Subscription;
 
 /** A block header, as far as the watcher needs it. */
 export interface Head {
@@ -145,7 +142,11 @@ export class Watcher {
   /** The last head the subscription announced, and when (performance.now()). */
   private announced: { readonly head: Head; readonly at: number } | undefined;
 
+  /** The exchange's address, lower-cased once. */
+  private readonly engine: string;
+
   constructor(private readonly o: WatcherOptions) {
+    this.engine = o.address.toLowerCase();
     this.processed = o.fromBlock - 1n;
     this.window = new UnfinalizedBlocks();
     this.prices = new MarkPrices(o.log);
@@ -427,7 +428,6 @@ export class Watcher {
   private async extend(block: Head, markets: Market[], receivedAt: number): Promise<void> {
     const check = this.feeds.checkDue(block.number);
     const oracles = this.feeds.addresses();
-    const engine = this.o.address.toLowerCase();
     const [logs, reads] = await Promise.all([
       rpcRead("eth_getLogs", () =>
         this.o.client.getLogs({
@@ -442,17 +442,21 @@ export class Watcher {
       ),
       this.askFinalized(block.number),
     ]);
+    // one pass: every log of the block asked for, the exchange's apart from the oracles'
+    const exchangeLogs: typeof logs = [];
+    const others: typeof logs = [];
     for (const l of logs) {
       if (l.blockHash !== block.hash || l.blockNumber !== block.number) {
         throw new InconsistentAnswerError(
           `eth_getLogs for block ${block.hash} answered a log of block ${l.blockNumber} (${l.blockHash})`,
         );
       }
+      (l.address.toLowerCase() === this.engine ? exchangeLogs : others).push(l);
     }
-    const oracleLogs = OracleFeeds.split(logs.filter((l) => l.address.toLowerCase() !== engine));
+    const oracleLogs = OracleFeeds.split(others);
     const from = this.checkpoint;
     try {
-      this.apply(this.o.decode(logs.filter((l) => l.address.toLowerCase() === engine)), true, 0n);
+      this.apply(this.o.decode(exchangeLogs), true, 0n);
     } catch (error) {
       if (from) this.undoAbove(from);
       throw error;
@@ -460,8 +464,10 @@ export class Watcher {
     this.processed = block.number;
     this.checkpoint = { number: block.number, hash: block.hash };
     const all = [...this.o.book.markets.values()];
-    const touched = new Set(this.feeds.proxiesTouched(all, oracleLogs));
-    const again = all.filter((m) => !markets.includes(m) || touched.has(m.id));
+    // listed in this block, or behind a proxy that logged (a new aggregator): resolved and read again; usually none
+    const listed = all.length > markets.length ? new Set(markets) : undefined;
+    const touched = oracleLogs.touched.size > 0 ? new Set(this.feeds.proxiesTouched(all, oracleLogs)) : undefined;
+    const again = listed || touched ? all.filter((m) => listed?.has(m) === false || touched?.has(m.id)) : [];
     if (again.length > 0) {
       for (const [id, read] of await this.readAndResolve(again, again, block.hash)) reads.set(id, read);
     }
@@ -570,11 +576,9 @@ export class Watcher {
     // new heads the fallback poll found that the subscription never announced: a silent subscription is renewed
     let unannounced = 0;
     try {
-      let first = true;
       while (!signal.aborted) {
-        // the fallback timer (not an announcement, nor the subscription's start) brought this step
-        const byTimer = !first && wake !== undefined && !wake.signal.aborted;
-        first = false;
+        // the fallback timer (not an announcement, nor the subscription's start) brought this step; none did the first
+        const byTimer = wake !== undefined && !wake.signal.aborted;
         // armed before the step: an announcement that comes while it runs cuts the sleep after it short
         wake = new AbortController();
         try {

@@ -84,7 +84,7 @@ const CASES: { name: string; args: string[]; env?: Record<string, string>; code:
     args: ["run", "--config", good],
     env: { KEEPER_PRIVATE_KEY: "0xabc123notakey" },
     code: 2,
-    message: /KEEPER_PRIVATE_KEY/,
+    message: /KEEPER_PRIVATE_KEY must be a valid 0x-prefixed 32-byte secp256k1 private key/,
   },
   {
     name: "both key variables",

@@ -89,7 +89,10 @@ describe("perp-keeper commands (built)", () => {
     expect(r.stderr).toMatch(/unknown command "frobnicate": run, demo, status, check-config/);
     const help = bin(["--help"]);
     expect(help.status).toBe(0);
-    for (const c of ["run", "status", "check-config"]) expect(help.stdout).toContain(c);
+    // each listed as a command, at the start of its own line
+    for (const c of ["run", "demo", "status", "check-config", "rehearse"]) {
+      expect(help.stdout).toMatch(new RegExp(`^ {2}${c} +\\S`, "m"));
+    }
   });
 });
 

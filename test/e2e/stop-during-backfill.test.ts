@@ -61,6 +61,8 @@ describe("stopping during a rebuild", () => {
       await net.ex.publicClient.request({ method: "anvil_reorg" as never, params: [3, []] as never });
       await until("the rebuild", () => logs.events("reorg_detected").some((l) => l.action === "rebuild"), 10_000);
       await new Promise((r) => setTimeout(r, 600)); // into the rebuild: dozens of one-block ranges at 400 ms each
+      // still rebuilding: the stop below is asked mid-rebuild, not after it
+      expect(k.watcher.processedBlock).toBeLessThan(await net.ex.publicClient.getBlockNumber({ cacheTime: 0 }));
       const started = Date.now();
       await k.stop("test stop");
       expect(Date.now() - started).toBeLessThan(2_000);

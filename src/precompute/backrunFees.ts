@@ -57,9 +57,3 @@ export function backrunFees(
 export function updateTip(update: UpdateFees): bigint {
   return update.maxPriorityFeePerGas < update.maxFeePerGas ? update.maxPriorityFeePerGas : update.maxFeePerGas;
 }
-
-/** The effective tip a transaction pays at a base fee (what a fee-ordered builder sorts by). */
-export function effectiveTip(fees: Fees, baseFeePerGas: bigint): bigint {
-  const headroom = fees.maxFeePerGas - baseFeePerGas;
-  return fees.maxPriorityFeePerGas < headroom ? fees.maxPriorityFeePerGas : headroom;
-}

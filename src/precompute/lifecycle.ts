@@ -3,13 +3,13 @@
  * the node say; the answer says whether the liquidations prepared on the update fire, wait, or are unwound.
  *
  * - `landed`: the head's mark price of every market the update feeds is the one it sets (or the node says it is
- *   mined): what was prepared on it is valid now.
- * - `gone`: the node no longer has it and it was not mined (dropped from the pool, or replaced: a transaction of the
- *   same sender at the same nonce took its place).
+ *   mined in a block the head has reached): what was prepared on it is valid now.
  * - `expired`: still pending after `maxWaitBlocks` heads: not worth holding nonces and positions for.
+ * An update the node no longer has (dropped, or replaced by its sender) is found between heads, by the precomputer's
+ * checks, and unwound there.
  */
 
-export type UpdateVerdict = "wait" | "landed" | "gone" | "expired";
+export type UpdateVerdict = "wait" | "landed" | "expired";
 
 export interface UpdateView {
   /** Head at which the update was first seen. */
@@ -19,20 +19,19 @@ export interface UpdateView {
   readonly maxWaitBlocks: bigint;
   /** By market, the mark price (WAD) the update will set. */
   readonly pendingPrices: ReadonlyMap<number, bigint>;
-  /** The head's valid mark prices (WAD) by market; undefined: judged between heads (no new prices). */
-  readonly headPrices: ReadonlyMap<number, bigint> | undefined;
-  /** What the node says of the update's hash: mined, still pending, unknown; undefined: not asked, or no answer. */
-  readonly node: "mined" | "pending" | "unknown" | undefined;
+  /** The head's valid mark prices (WAD) by market. */
+  readonly headPrices: ReadonlyMap<number, bigint>;
+  /** The node said it is mined, in a block this head has reached. */
+  readonly mined: boolean;
 }
 
 export function judgeUpdate(v: UpdateView): UpdateVerdict {
-  if (v.node === "mined") return "landed";
-  if (v.headPrices !== undefined && v.pendingPrices.size > 0) {
+  if (v.mined) return "landed";
+  if (v.pendingPrices.size > 0) {
     let all = true;
     for (const [marketId, price] of v.pendingPrices) if (v.headPrices.get(marketId) !== price) all = false;
     if (all) return "landed";
   }
-  if (v.node === "unknown") return "gone";
   if (v.head - v.seenAtBlock >= v.maxWaitBlocks) return "expired";
   return "wait";
 }

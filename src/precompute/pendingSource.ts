@@ -58,7 +58,7 @@ export class PendingSource {
         step: "subscribe_pending",
         onData: (result) => this.onNotification(result),
         // the subscription tells of new transactions only: what is in the pool already is read once, where served
-        onSubscribed: () => void this.readPool(),
+        onSubscribed: () => void this.readPool().catch(() => {}), // not served: the subscription covers what comes
       });
       return;
     }
@@ -101,10 +101,7 @@ export class PendingSource {
 
   private report(tx: unknown, seenAt: number): void {
     const update = updateOf(tx, this.o.aggregators());
-    if (!update || this.seen.has(update.txHash)) return;
-    this.seen.add(update.txHash);
-    if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
-    this.deliver(update, seenAt);
+    if (update && this.firstSight(update.txHash)) this.deliver(update, seenAt);
   }
 
   /** Hands an update on; a failure acting on it is logged, never thrown into the socket's callback. */
@@ -119,30 +116,26 @@ export class PendingSource {
     }
   }
 
-  /** One read of the pool (txpool_content), silently nothing on a node that does not serve it. */
+  /** Whether a hash is new (and now remembered; the oldest forgotten past SEEN_LIMIT). */
+  private firstSight(hash: string): boolean {
+    if (this.seen.has(hash)) return false;
+    this.seen.add(hash);
+    if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
+    return true;
+  }
+
+  /** One read of the pool (txpool_content): each update not reported yet is. */
   private async readPool(): Promise<void> {
-    try {
-      const seenAt = performance.now();
-      for (const update of await pendingOracleUpdates(this.o.client, this.o.aggregators())) {
-        if (this.seen.has(update.txHash)) continue;
-        this.seen.add(update.txHash);
-        this.deliver(update, seenAt);
-      }
-    } catch {
-      // not served, or failed: the subscription covers what comes from now on
+    const seenAt = performance.now();
+    for (const update of await pendingOracleUpdates(this.o.client, this.o.aggregators())) {
+      if (this.firstSight(update.txHash)) this.deliver(update, seenAt);
     }
   }
 
   private async poll(): Promise<void> {
     if (this.stopped) return;
     try {
-      const seenAt = performance.now();
-      for (const update of await pendingOracleUpdates(this.o.client, this.o.aggregators())) {
-        if (this.seen.has(update.txHash)) continue;
-        this.seen.add(update.txHash);
-        if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
-        this.deliver(update, seenAt);
-      }
+      await this.readPool();
       if (this.pollFailures > 0) {
         this.o.log.info({ event: "rpc_recovered", step: "txpool_poll" }, "pool polling answers again");
       }

@@ -249,7 +249,7 @@ export class Precomputer implements TickHook {
         maxWaitBlocks: this.o.maxWaitBlocks,
         pendingPrices: t.prices,
         headPrices: tick.prices,
-        node: t.minedAt !== undefined && tick.blockNumber >= t.minedAt ? "mined" : undefined,
+        mined: t.minedAt !== undefined && tick.blockNumber >= t.minedAt,
       });
       if (verdict === "landed") this.land(t, tick);
       else if (verdict === "expired") this.unwind(t, "expired");
@@ -265,11 +265,6 @@ export class Precomputer implements TickHook {
       if (price !== undefined && this.o.keeper.liquidatableAtPrice(target.key, price, t.timestamp)) return "hold";
     }
     return "cancel";
-  }
-
-  /** Updates pending now (for the status view and tests). */
-  get pending(): readonly PendingUpdate[] {
-    return [...this.tracked.values()].map((t) => t.update);
   }
 
   private land(t: Tracked, tick: Tick): void {

@@ -1,7 +1,13 @@
 import { parseGwei } from "viem";
 import { describe, expect, it } from "vitest";
-import { replacementFees } from "../../src/executor/fees.ts";
-import { backrunFees, effectiveTip } from "../../src/precompute/backrunFees.ts";
+import { type Fees, replacementFees } from "../../src/executor/fees.ts";
+import { backrunFees } from "../../src/precompute/backrunFees.ts";
+
+/** What a fee-ordered builder sorts by: the tip a transaction pays above the base fee. */
+function effectiveTip(fees: Fees, baseFeePerGas: bigint): bigint {
+  const headroom = fees.maxFeePerGas - baseFeePerGas;
+  return fees.maxPriorityFeePerGas < headroom ? fees.maxPriorityFeePerGas : headroom;
+}
 
 describe("backrun fees", () => {
   const update = { maxFeePerGas: parseGwei("20"), maxPriorityFeePerGas: parseGwei("2") };

@@ -7,7 +7,7 @@ const base = {
   maxWaitBlocks: 3n,
   pendingPrices: new Map([[1, 2375n]]),
   headPrices: new Map([[1, 2500n]]),
-  node: undefined,
+  mined: false,
 } as const;
 
 describe("a pending update's verdict", () => {
@@ -25,21 +25,13 @@ describe("a pending update's verdict", () => {
   });
 
   it("lands when the node says it is mined, even at another price (a later update in its block)", () => {
-    expect(judgeUpdate({ ...base, node: "mined" })).toBe("landed");
-  });
-
-  it("is gone when the node no longer knows it", () => {
-    expect(judgeUpdate({ ...base, node: "unknown" })).toBe("gone");
+    expect(judgeUpdate({ ...base, mined: true })).toBe("landed");
+    expect(judgeUpdate({ ...base, mined: true, head: 200n })).toBe("landed"); // landed beats expired
   });
 
   it("expires after maxWaitBlocks heads", () => {
     expect(judgeUpdate({ ...base, head: 102n })).toBe("wait");
     expect(judgeUpdate({ ...base, head: 103n })).toBe("expired");
-    expect(judgeUpdate({ ...base, head: 103n, node: "pending" })).toBe("expired");
-  });
-
-  it("between heads (no prices) only the node decides", () => {
-    expect(judgeUpdate({ ...base, headPrices: undefined, node: "pending" })).toBe("wait");
   });
 });
 

@@ -100,6 +100,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const book = new Book();
   const risk = new RiskEngine(book);
   let keeperRef: Keeper | undefined;
+  let watcherRef: Watcher | undefined;
   let precomputer: Precomputer | undefined;
   const executor = new Executor({
     client: publicClient,
@@ -135,6 +136,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     tiedVerdict: (a) => precomputer?.tiedVerdict(a),
     priceMovedAt: (marketId) => keeperRef?.priceMovedAt(marketId),
     replan: (keys) => keeperRef?.replan(keys),
+    contradicted: (block, detail) => watcherRef?.contradicted(block, detail),
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
@@ -159,6 +161,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       executor.onReorg();
     },
   });
+  watcherRef = watcher;
 
   const pc = k.precompute;
   if (pc.mode !== "off") {
@@ -332,14 +335,25 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       controller.abort();
       precomputer?.stop();
       executor.close();
+      // shutdownGraceMs is the whole budget, whatever the RPC does: a step waiting on an endpoint that never answers
+      // is left behind (the process exits), never waited for
+      const deadline = performance.now() + k.shutdownGraceMs;
+      const left = () => Math.max(0, deadline - performance.now());
       let drained = true;
       try {
-        await done;
-        // only a watcher that stopped cleanly has a book worth keeping
-        if (snapshots) await snapshotter.write("stop");
+        if (!(await within(done, left()))) {
+          drained = false;
+          log.warn(
+            { event: "stop_timed_out", waitedFor: "follow step", graceMs: k.shutdownGraceMs },
+            "the step under way did not end within the grace: stopping without it",
+          );
+        } else if (snapshots) {
+          // only a watcher that stopped cleanly has a book worth keeping
+          await within(snapshotter.write("stop"), left());
+        }
       } finally {
-        drained = await executor.idle(k.shutdownGraceMs);
-        await executor.shutdown();
+        drained = (await executor.idle(left())) && drained;
+        await within(executor.shutdown(), Math.max(left(), 1_000));
         await closeOps();
         connection?.close();
         const { gasPaidWei, ...counts } = executor.stats;
@@ -380,6 +394,19 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     done,
     stop,
   };
+}
+
+/** Whether `work` settled within `ms` (its failure counts as settled: the caller's own path reports it). */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

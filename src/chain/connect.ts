@@ -1,21 +1,29 @@
+import pino from "pino";
 import {
   type Address,
   type Chain,
   createPublicClient,
   defineChain,
   fallback,
+  type Hex,
   type HttpTransportConfig,
+  hexToBigInt,
   http,
   type PublicClient,
   type Transport,
 } from "viem";
-import { ConfigError } from "../config/load.ts";
+import { ConfigError, redactUrl } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/logger.ts";
 import { isPerpEngine } from "../protocol/perpEngine.ts";
 import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
-import { EndpointLag } from "./endpointLag.ts";
+import { type Endpoint, Endpoints } from "./endpoints.ts";
 import { RpcStats } from "./rpcStats.ts";
+
+/** A ranking ping refused for an endpoint the keeper does not trust now: viem's fallback ranks it last. */
+class EndpointRankedOutError extends Error {
+  override name = "EndpointRankedOutError";
+}
 
 export interface Connection {
   readonly chain: Chain;
@@ -34,6 +42,8 @@ export interface Connection {
   readonly broadcastClients: readonly PublicClient<Transport, Chain>[];
   /** JSON-RPC calls and failures per endpoint, for the metrics. */
   readonly rpcStats: RpcStats;
+  /** Each endpoint on its own, with its standing: what the watcher pins a step to, and demotes. */
+  readonly endpoints: Endpoints;
   /** Multicall3, when the chain has it at the configured (or canonical) address. */
   readonly multicall3: Address | undefined;
   /**
@@ -55,7 +65,7 @@ export function endpoints(rpcUrl: string): string[] {
  * One HTTP endpoint, or viem's fallback transport over several: a call goes to the best-ranked endpoint that
  * answers, and moves to the next when one fails. Endpoints are ranked every rankIntervalMs by the success of a ping
  * (weighted 0.8: one failed ping puts an endpoint behind every healthy one) and latency (0.2), over the last 3
- * pings; with `lag`, the ping fails for an endpoint whose head lags the others.
+ * pings; with `standing`, the ping fails for an endpoint that is demoted or whose head lags the others.
  */
 function overEndpoints(
   urls: readonly string[],
@@ -63,7 +73,7 @@ function overEndpoints(
   rankIntervalMs: number,
   stats: RpcStats,
   closed: () => boolean,
-  lag?: EndpointLag,
+  standing?: Endpoints,
 ): Transport {
   const [only] = urls;
   if (urls.length === 1 && only) return http(only, { ...options, fetchFn: stats.fetchFor(only) });
@@ -77,8 +87,15 @@ function overEndpoints(
         // once closed, a ping asks nothing (and counts as a success: the ranking no longer matters)
         ping: async ({ transport }) => {
           if (closed()) return;
-          if (lag) return lag.ping(transport);
-          await transport.request({ method: "net_listening" });
+          if (!standing) {
+            await transport.request({ method: "net_listening" });
+            return;
+          }
+          const url = String((transport.value as { url?: string } | undefined)?.url ?? "");
+          if (standing.isDemoted(url)) throw new EndpointRankedOutError("demoted");
+          const head = hexToBigInt((await transport.request({ method: "eth_blockNumber" })) as Hex);
+          standing.reportHead(url, head);
+          if (standing.isLagging(url)) throw new EndpointRankedOutError("lagging");
         },
       },
       retryCount: options.retryCount,
@@ -114,10 +131,6 @@ async function open(
     rpcUrls: { default: { http: endpoints(rpcUrl) } },
   });
   const urls = endpoints(rpcUrl);
-  const lag =
-    urls.length > 1 && log
-      ? new EndpointLag(BigInt(k.maxEndpointLagBlocks), k.rpcRankIntervalMs + k.rpcTimeoutMs, log)
-      : undefined;
   const batched = { timeout: k.rpcTimeoutMs, retryCount: 2, batch: { wait: 0 } } as const;
   const rpcStats = new RpcStats();
   let isClosed = false;
@@ -126,7 +139,24 @@ async function open(
     isClosed = true;
   };
   closing.close = close;
-  const transport = overEndpoints(urls, batched, k.rpcRankIntervalMs, rpcStats, closed, lag);
+  // each endpoint on its own too: the watcher pins each step to one, and judges its answers
+  const single = (url: string, options: HttpTransportConfig) =>
+    createPublicClient({ chain, transport: http(url, { ...options, fetchFn: rpcStats.fetchFor(url) }) });
+  const own: Endpoint[] = urls.map((url) => ({
+    url,
+    label: redactUrl(url),
+    client: single(url, batched),
+    logsClient: single(url, { timeout: k.rpcTimeoutMs, retryCount: 2, batch: false, maxResponseBodySize: false }),
+  }));
+  const standing = new Endpoints(own, log ?? pino({ enabled: false }), BigInt(k.maxEndpointLagBlocks));
+  const transport = overEndpoints(
+    urls,
+    batched,
+    k.rpcRankIntervalMs,
+    rpcStats,
+    closed,
+    urls.length > 1 ? standing : undefined,
+  );
   const publicClient = createPublicClient({ chain, transport, pollingInterval: Math.min(k.pollIntervalMs, 500) });
   const chainId = await publicClient.getChainId();
   if (chainId !== config.network.chainId) {
@@ -151,6 +181,7 @@ async function open(
       k.rpcRankIntervalMs,
       rpcStats,
       closed,
+      urls.length > 1 ? standing : undefined,
     ),
   });
   // backfill ranges: one HTTP request each (a JSON-RPC batch of several would come back as one huge answer), and an
@@ -164,15 +195,11 @@ async function open(
       k.rpcRankIntervalMs,
       rpcStats,
       closed,
+      urls.length > 1 ? standing : undefined,
     ),
   });
   // a transaction goes to every endpoint: the first that takes it is enough, and one that is down costs nothing
-  const broadcastClients =
-    urls.length === 1
-      ? [publicClient]
-      : urls.map((url) =>
-          createPublicClient({ chain, transport: http(url, { ...batched, fetchFn: rpcStats.fetchFor(url) }) }),
-        );
+  const broadcastClients = urls.length === 1 ? [publicClient] : urls.map((url) => single(url, batched));
   return {
     chain,
     transport,
@@ -181,6 +208,7 @@ async function open(
     logsClient,
     broadcastClients,
     engine,
+    endpoints: standing,
     multicall3,
     rpcStats,
     close,

@@ -18,6 +18,7 @@ import type { BookChange, TrackedPosition } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, transition } from "./attempt.ts";
 import { broadcastAll, type SendResult } from "./broadcast.ts";
+import { Claims, type Holder } from "./claims.ts";
 import { decidePending, decideStuck } from "./decide.ts";
 import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
 import { attemptIds, feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
@@ -84,6 +85,11 @@ export interface ExecutorOptions {
    * are still liquidatable at the head, not a block later.
    */
   readonly replan?: (keys: readonly string[]) => void;
+  /**
+   * The book still shows a position unchanged after the block in which our own receipt settled it: the log answers
+   * for that block are refuted (the watcher indexes it again from another endpoint).
+   */
+  readonly contradicted?: (blockNumber: bigint, detail: string) => void;
 }
 
 export interface ExecutorStats {
@@ -125,7 +131,7 @@ const SINGLE_GAS_RESAMPLE = 32;
 /** Journal records after which it is compacted to its live attempts. */
 const COMPACT_AFTER_RECORDS = 20_000;
 
-type Busy = "planning" | Attempt;
+type Busy = Holder;
 
 export class Executor {
   readonly stats: ExecutorStats = {
@@ -142,7 +148,8 @@ export class Executor {
   };
   readonly updateStats: UpdateStats = { distance: { "0": 0, "1": 0, "2": 0, "3": 0 }, prepared: 0 };
   /** Every position with work under way: never a second attempt at the same time. */
-  private readonly busy = new Map<string, Busy>();
+  /** Who holds each position (claims.ts): one owner at a time, freed only by its holder. */
+  private readonly busy = new Claims();
   /** Position states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
   private readonly cooldown = new Map<string, { readonly position: TrackedPosition | undefined; until: bigint }>();
   private readonly attempts = new Map<string, Attempt>();
@@ -179,7 +186,8 @@ export class Executor {
       updateStats: this.updateStats,
       lanesByAddress: this.lanesByAddress,
       rebuilding: () => this.rebuilding,
-      release: (keys) => this.release(keys),
+      releaseFrom: (a) => this.releaseFrom(a),
+      settled: (key, block) => this.busy.settledAt(key, block, this.o.current(key)),
       untrack: (lane, a) => this.untrack(lane, a),
       record: (lane, records) => this.record(lane, records),
       refreshBalance: (lane) => this.refreshBalance(lane),
@@ -308,6 +316,8 @@ export class Executor {
     for (const c of candidates) {
       const key = c.position.key;
       if (this.busy.has(key)) continue;
+      // our own receipt settled it and the book does not show that yet: never sent again until it does
+      if (this.busy.heldBack(key, c.position)) continue;
       const cool = this.cooldown.get(key);
       if (cool && cool.position === c.position && tick.blockNumber < cool.until) continue;
       if (c.keeperReward < this.o.minKeeperReward) {
@@ -317,7 +327,7 @@ export class Executor {
       fresh.push(c);
     }
     if (fresh.length === 0) return;
-    for (const c of fresh) this.busy.set(c.position.key, "planning");
+    for (const c of fresh) this.busy.claim([c.position.key], "planning");
     void this.feeContext(tick).catch(() => {}); // fetched while the simulations run
     const ordered = prioritise(fresh);
     if (!(this.o.batching && this.o.protocol.encodeBatch !== undefined)) {
@@ -554,6 +564,17 @@ export class Executor {
               unit.sent?.();
               continue;
             }
+            // one owner per position: a unit whose position a live attempt of ours holds is never signed
+            const taken = unit.targets.filter((t) => this.busy.heldByOther(t.key));
+            if (taken.length > 0) {
+              this.o.log.warn(
+                { event: "claim_refused", signer: lane.address, positions: taken.map(targetIds) },
+                `not sending: ${taken.length} of its positions are held by a transaction of ours already`,
+              );
+              this.release(unit.targets.map((t) => t.key));
+              unit.sent?.();
+              continue;
+            }
             const nonce = lane.take();
             const attempt: Attempt = {
               id: `${this.runId}-${++this.seq}`,
@@ -571,7 +592,17 @@ export class Executor {
             };
             this.attempts.set(attempt.id, attempt);
             this.track(lane, attempt);
-            const tx = await this.signTx(lane, attempt, "liquidate", unit.fees);
+            let tx: SignedTx;
+            try {
+              tx = await this.signTx(lane, attempt, "liquidate", unit.fees);
+            } catch (error) {
+              // nothing signed at this nonce: it is given back (the newest taken), never left taken and empty
+              transition(attempt, "failed");
+              this.untrack(lane, attempt);
+              lane.giveBack(nonce);
+              this.releaseFrom(attempt);
+              throw error;
+            }
             signed.push({ attempt, tx, unit });
           }
           await lane.journal.append(
@@ -603,6 +634,7 @@ export class Executor {
           transition(attempt, "failed");
           this.untrack(lane, attempt);
           lane.giveBack(attempt.nonce);
+          this.releaseFrom(attempt);
         }
         const onTheirWay = new Set(signed.filter((x) => x.attempt.status !== "failed").map((x) => x.unit));
         for (const unit of units) {
@@ -695,7 +727,7 @@ export class Executor {
       { event: "liquidation_failed", ...fields, reason: result.kind, error: result.error },
       `the node refused the liquidation of ${this.describeTargets(a)}: ${result.error}`,
     );
-    this.release(a.targets.map((t) => t.key));
+    this.releaseFrom(a);
     const block = this.head?.blockNumber ?? a.createdAtBlock;
     for (const t of a.targets) {
       this.cooldown.set(t.key, { position: this.o.current(t.key), until: block + REFUSED_COOLDOWN_BLOCKS });
@@ -735,6 +767,7 @@ export class Executor {
       const head = this.head as Tick;
       try {
         await this.inclusion.settle(head);
+        this.checkBookAgainstReceipts(head);
         // what this pass freed is planned again now: the normal path planned this head before the pass ran
         const freed = this.inclusion.takeFreed().filter((key) => !this.busy.has(key));
         if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
@@ -750,9 +783,26 @@ export class Executor {
     });
   }
 
+  /**
+   * Positions our receipts settled that the book, having processed their block, still shows unchanged: evidence that
+   * a log answer left events out. Said once each (book_contradicts_receipt), and handed to the watcher.
+   */
+  private checkBookAgainstReceipts(head: Tick): void {
+    for (const c of this.busy.contradictions(head.blockNumber, (key) => this.o.current(key))) {
+      this.o.log.warn(
+        { event: "book_contradicts_receipt", position: c.key, blockNumber: big(c.block), head: big(head.blockNumber) },
+        `our receipt in block ${c.block} settled ${c.key}, but the book still shows it open: not sent again; ` +
+          "indexing that block again",
+      );
+      this.o.contradicted?.(c.block, `position ${c.key} settled by our receipt`);
+    }
+  }
+
   /** Follows the book: a changed or closed position may be tried again. */
   onBookChange(change: BookChange): void {
-    if (change.type === "position") this.cooldown.delete(change.key);
+    if (change.type !== "position") return;
+    this.cooldown.delete(change.key);
+    this.busy.bookChanged(change.key);
   }
 
   /**
@@ -761,7 +811,9 @@ export class Executor {
    */
   onReorg(): void {
     this.rebuilding = true;
+    this.busy.forgetSettled();
     // what we mined lately may be open again in the rebuilt book: its positions stay ours until it is re-checked
+    // (never taken from a live attempt that holds one now)
     for (const a of this.inclusion.recentAttempts()) this.reserve(a.targets, a);
     void this.blockWork.add(async () => {
       const recent = this.inclusion.takeRecent();
@@ -1048,17 +1100,25 @@ export class Executor {
     if (lane.live.get(a.nonce) === a) lane.live.delete(a.nonce);
   }
 
-  private reserve(targets: readonly TargetPlan[], by: Busy): void {
-    for (const t of targets) this.busy.set(t.key, by);
+  /** Claims the positions for `by`; those a live attempt of ours already holds are never taken (returned). */
+  private reserve(targets: readonly TargetPlan[], by: Busy): string[] {
+    return this.busy.claim(
+      targets.map((t) => t.key),
+      by,
+    );
   }
 
   /** Frees the attempt's positions that it (still) holds. */
   private releaseFrom(a: Attempt): void {
-    for (const t of a.targets) if (this.busy.get(t.key) === a) this.busy.delete(t.key);
+    this.busy.release(
+      a.targets.map((t) => t.key),
+      a,
+    );
   }
 
+  /** Frees positions the planning pipeline holds (an attempt's are freed by releaseFrom only). */
   private release(keys: readonly string[]): void {
-    for (const key of keys) this.busy.delete(key);
+    this.busy.release(keys, "planning");
   }
 
   private refuse(
@@ -1069,7 +1129,7 @@ export class Executor {
   ): void {
     if (!position) return;
     this.stats.skipped++;
-    this.busy.delete(position.key);
+    this.busy.release([position.key], "planning");
     this.cooldown.set(position.key, { position, until: block + REFUSED_COOLDOWN_BLOCKS });
     this.o.log.info(
       { event: "liquidation_skipped", trader: position.trader, marketId: position.marketId, reason, ...detail },
@@ -1100,7 +1160,7 @@ export class Executor {
       { event: "executor_error", positions: group.length, error: describeError(error) },
       "planning a liquidation failed unexpectedly",
     );
-    this.release(group.map((c) => c.position.key).filter((k) => this.busy.get(k) === "planning"));
+    this.release(group.map((c) => c.position.key));
   }
 
   private async feeContext(tick: { blockNumber: bigint; baseFeePerGas: bigint }): Promise<FeeContext> {

@@ -28,7 +28,10 @@ export interface InclusionHost {
   readonly lanesByAddress: ReadonlyMap<string, NonceLane>;
   /** Between a reorganisation and the next head: the book says nothing about positions. */
   rebuilding(): boolean;
-  release(keys: readonly string[]): void;
+  /** Frees the positions the attempt holds. */
+  releaseFrom(a: Attempt): void;
+  /** Our receipt at `block` settled the position (liquidated, or found gone): held back until the book agrees. */
+  settled(key: string, block: bigint): void;
   untrack(lane: NonceLane, a: Attempt): void;
   record(lane: NonceLane, records: readonly JournalRecord[]): void;
   refreshBalance(lane: NonceLane): Promise<void>;
@@ -176,7 +179,7 @@ export class Inclusion {
       this.h.untrack(lane, a);
       this.h.record(lane, [statusRecord(a)]);
     }
-    this.h.release(a.targets.map((t) => t.key));
+    this.h.releaseFrom(a);
   }
 
   /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
@@ -237,6 +240,10 @@ export class Inclusion {
       let won = 0;
       for (const t of a.targets) {
         const outcome = outcomes.get(t.key);
+        // settled on chain, by us or by another first: never sent again until the book shows it
+        if (outcome?.kind === "liquidated" || (outcome?.kind === "skipped" && outcome.reason === "no_position")) {
+          this.h.settled(t.key, receipt.blockNumber);
+        }
         if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
           won++;
           const moved = this.h.o.priceMovedAt?.(t.marketId);
@@ -286,7 +293,7 @@ export class Inclusion {
       this.h.untrack(lane, a);
       this.h.record(lane, [statusRecord(a)]);
     }
-    this.h.release(a.targets.map((t) => t.key));
+    this.h.releaseFrom(a);
   }
 
   private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {

@@ -214,11 +214,15 @@ function fastDecoder(): (log: ChainLog) => ExchangeEvent | undefined | null {
 
 const decodeHot = fastDecoder();
 
+/** The selectors (first topics) of the events PerpEngine's ABI declares. */
+const KNOWN_SELECTORS = new Set(PERP_ENGINE_EVENTS.map((e) => toEventSelector(e).toLowerCase()));
+
 /**
  * Decodes PerpEngine logs (from one address) into exchange events, in the order given, in one pass. A log of an
- * unknown or malformed event is an error: the address or the ABI is wrong.
+ * event the ABI does not declare (an upgrade that added one) is handed to `onUnknown` and skipped: it changes nothing
+ * the keeper models. Without `onUnknown`, and for a declared event that does not decode, it is a LogDecodeError.
  */
-export function decodePerpEngineLogs(logs: readonly ChainLog[]): ExchangeEvent[] {
+export function decodePerpEngineLogs(logs: readonly ChainLog[], onUnknown?: (log: ChainLog) => void): ExchangeEvent[] {
   const events: ExchangeEvent[] = [];
   for (const log of logs) {
     const hot = decodeHot(log);
@@ -227,6 +231,10 @@ export function decodePerpEngineLogs(logs: readonly ChainLog[]): ExchangeEvent[]
       continue;
     }
     if (hot === null) throw new LogDecodeError("a malformed PerpEngine log: check exchange.address");
+    if (onUnknown && !KNOWN_SELECTORS.has(String(log.topics[0]).toLowerCase())) {
+      onUnknown(log);
+      continue;
+    }
     const decoded = decodeEvent(log);
     if (!decoded) throw new LogDecodeError("a log of an unknown or malformed event: check exchange.address");
     const a = decoded.args as unknown as PerpEngineArgs;

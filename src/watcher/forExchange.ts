@@ -3,7 +3,9 @@ import type { Connection } from "../chain/connect.ts";
 import { subscribe } from "../chain/subscription.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/logger.ts";
+import type { ChainLog } from "../protocol/adapter.ts";
 import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
+import { perpEngineBookCheck } from "../protocol/perpEngineCheck.ts";
 import type { Book } from "../state/book.ts";
 import { type Head, Watcher, type WatcherOptions } from "./watcher.ts";
 
@@ -15,13 +17,26 @@ export function watchExchange(
   log: Logger,
   handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore">,
 ): Watcher {
+  // an event the adapter does not know (an upgrade added one) is said once per kind and skipped, never a stop
+  const unknown = new Set<string>();
+  const onUnknown = (l: ChainLog) => {
+    const topic = String(l.topics[0]);
+    if (unknown.has(topic)) return;
+    unknown.add(topic);
+    log.warn(
+      { event: "exchange_event_unknown", topic, blockNumber: String(l.blockNumber), txHash: l.transactionHash },
+      `the exchange logged an event the keeper does not know (${topic}): skipped; is the keeper up to date?`,
+    );
+  };
   return new Watcher({
     client: connection.publicClient,
     address: connection.engine,
     fromBlock: BigInt(config.exchange.deployBlock),
     book,
     log,
-    decode: decodePerpEngineLogs,
+    decode: (logs) => decodePerpEngineLogs(logs, onUnknown),
+    endpoints: connection.endpoints,
+    checkBook: perpEngineBookCheck(connection.engine),
     maxLogRange: BigInt(config.keeper.maxLogRange),
     pollIntervalMs: config.keeper.pollIntervalMs,
     reorgDepth: BigInt(config.keeper.reorgDepth),
@@ -68,6 +83,7 @@ function headOf(raw: RpcBlock): Head | undefined {
       parentHash: b.parentHash,
       timestamp: b.timestamp,
       baseFeePerGas: b.baseFeePerGas,
+      logsBloom: b.logsBloom,
     };
   } catch {
     return undefined;

@@ -13,6 +13,8 @@ export interface LogRangeOptions {
   readonly concurrency?: number;
   /** Called with each range's logs, in block order. */
   readonly onRange: (logs: ChainLog[], fromBlock: bigint, toBlock: bigint) => void;
+  /** Checks a range's logs before they are handed over (a rejection ends the fetch, nothing of that range applied). */
+  readonly verify?: (logs: ChainLog[], fromBlock: bigint, toBlock: bigint) => Promise<void>;
 }
 
 /**
@@ -65,6 +67,7 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
     for (const [from, to] of ranges) {
       fill();
       const logs = await (inFlight.shift() as Promise<ChainLog[]>);
+      await options.verify?.(logs, from, to);
       options.onRange(logs, from, to);
     }
   } finally {

@@ -7,14 +7,16 @@
  */
 
 import { type Address, BlockNotFoundError, type Hex, type PublicClient } from "viem";
+import { type Endpoint, Endpoints } from "../chain/endpoints.ts";
 import { describeError, InconsistentAnswerError, isRetryable, rpcRead } from "../chain/errors.ts";
 import type { Subscription } from "../chain/subscription.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
-import type { Book, BookAtBlock, BookChange, BookState, Market } from "../state/book.ts";
+import { type Book, type BookAtBlock, type BookChange, BookError, type BookState, type Market } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
+import { checkLogsAgainstBloom } from "./bloom.ts";
 import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
 import { HeadStall } from "./headStall.ts";
 import { fetchLogRanges } from "./logs.ts";
@@ -46,7 +48,15 @@ export interface Head {
   readonly parentHash: Hex;
   readonly timestamp: bigint;
   readonly baseFeePerGas: bigint | null;
+  /** The header's logs bloom: what the block's logs are checked against (absent: not checked). */
+  readonly logsBloom?: Hex | null;
 }
+
+/**
+ * Reads the exchange's own state at a block and compares it with the book: a description of the first disagreement,
+ * or undefined when they agree. What the book is checked against after a backfill, before it is trusted.
+ */
+export type BookCheck = (client: PublicClient, blockHash: Hex, book: Book) => Promise<string | undefined>;
 
 export interface WatcherOptions {
   readonly client: PublicClient;
@@ -87,6 +97,13 @@ export interface WatcherOptions {
   readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => HeadSubscription;
   /** The client for backfill log ranges (one request each, large answers allowed); default `client`. */
   readonly logsClient?: PublicClient;
+  /**
+   * Every endpoint on its own, with its standing: each step is pinned to one (the one with the freshest head), and one
+   * whose answers the chain contradicts is demoted. Default: `client` (and `logsClient`) as the only endpoint.
+   */
+  readonly endpoints?: Endpoints;
+  /** The exchange's state read at the backfill's head and compared with the book (see BookCheck). */
+  readonly checkBook?: BookCheck;
   /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
   readonly multicall3?: Address;
   /** eth_getLogs ranges fetched at once (applied in block order). */
@@ -94,6 +111,9 @@ export interface WatcherOptions {
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
   readonly headStallMs?: number;
 }
+
+/** A gap of fewer blocks than this, while following, has every block's logs checked against its bloom. */
+const BLOOM_CHECKED_GAP = 64n;
 
 /** The finalized block is asked once every this many heads (one call more in that head's batch). */
 const FINALIZED_EVERY = 32n;
@@ -144,9 +164,23 @@ export class Watcher {
 
   /** The exchange's address, lower-cased once. */
   private readonly engine: string;
+  /** The endpoints, and the one the current step is pinned to (heads, logs and reads of one head from one). */
+  private readonly eps: Endpoints;
+  private ep: Endpoint;
+  /** Which endpoint answered the logs of which blocks lately: what a contradiction found later is laid at. */
+  private served: { readonly from: bigint; readonly to: bigint; readonly by: Endpoint }[] = [];
+  /** A block our own receipt says the book has wrong (see contradicted): indexed again, from another endpoint. */
+  private recheckAt: bigint | undefined;
+  /** The backfill's anchor (its floor when it started), and whether it must start over (its answers were refuted). */
+  private anchor: bigint | undefined;
+  private startOver = false;
 
   constructor(private readonly o: WatcherOptions) {
     this.engine = o.address.toLowerCase();
+    this.eps =
+      o.endpoints ??
+      new Endpoints([{ url: "", label: "rpc", client: o.client, logsClient: o.logsClient ?? o.client }], o.log);
+    this.ep = this.eps.preferred();
     this.processed = o.fromBlock - 1n;
     this.window = new UnfinalizedBlocks();
     this.prices = new MarkPrices(o.log);
@@ -202,7 +236,7 @@ export class Watcher {
   private askFinalized(head: bigint): Promise<void> | undefined {
     if (this.finalizedAskedAt !== undefined && head - this.finalizedAskedAt < FINALIZED_EVERY) return undefined;
     this.finalizedAskedAt = head;
-    return this.o.client.getBlock({ blockTag: "finalized" }).then(
+    return this.ep.client.getBlock({ blockTag: "finalized" }).then(
       (b) => {
         if (b.number !== null) this.finalized = b.number;
       },
@@ -237,27 +271,23 @@ export class Watcher {
    * `signal` ends it after the range being applied (a stop never waits for a long backfill).
    */
   async backfill(signal?: AbortSignal): Promise<void> {
-    if (this.backfillStarted) {
-      // an earlier attempt failed part way: what it applied may have been reorganised away since, so start over
-      this.o.onReorg();
-      this.window.clear();
-      this.processed = this.o.fromBlock - 1n;
-      this.checkpoint = undefined;
-      if (this.resumedFrom) this.restoreResumePoint();
-    }
+    if (this.backfillStarted) this.prepareRetry();
     this.backfillStarted = true;
     this.finalizedAskedAt = undefined;
-    const [headBlock] = await Promise.all([this.o.client.getBlock({ blockTag: "latest" }), this.askFinalized(0n)]);
+    const [{ block: headBlock, endpoint }] = await Promise.all([this.freshestHead(), this.askFinalized(0n)]);
+    this.ep = endpoint;
     const head = headBlock.number;
     this.finalizedAskedAt = head;
-    // the window's floor is held as its anchor: where a snapshot can be taken at once
-    const anchor = this.floor(head);
-    const anchorBlock = anchor > this.processed ? await this.o.client.getBlock({ blockNumber: anchor }) : undefined;
     if (this.processed > head) {
       throw new StartBlockError(
         `the exchange's deployBlock ${this.processed + 1n} is above the chain head ${head}: wrong chain or config`,
       );
     }
+    if (this.anchor === undefined) await this.checkStartBlock();
+    // the window's floor is held as its anchor: where a snapshot can be taken at once
+    const anchor = this.anchor ?? this.floor(head);
+    this.anchor = anchor;
+    const anchorBlock = anchor > this.processed ? await this.ep.client.getBlock({ blockNumber: anchor }) : undefined;
     const started = performance.now();
     this.o.log.info(
       {
@@ -265,6 +295,7 @@ export class Watcher {
         fromBlock: big(this.processed + 1n),
         toBlock: big(head),
         fromSnapshot: this.resumedFrom !== undefined,
+        endpoint: this.ep.label,
       },
       "backfilling exchange events",
     );
@@ -282,8 +313,13 @@ export class Watcher {
       if (error instanceof BackfillStopped) return;
       throw error;
     }
+    // evidence, not an answer: the book is trusted (and a snapshot written) only once the exchange's own state, read
+    // at the head's hash, agrees with it
+    await this.checkBookAt(headBlock.hash, head);
     this.checkpoint = { number: head, hash: headBlock.hash };
     this.window.record(head, headBlock.hash, this.o.book.cursor);
+    this.served = [{ from: 0n, to: head, by: this.ep }];
+    this.anchor = undefined;
     this.complete = true;
     this.o.log.info(
       {
@@ -296,6 +332,185 @@ export class Watcher {
       },
       "backfill complete",
     );
+  }
+
+  /**
+   * A backfill asked again after a failure. After an I/O failure it resumes: what it applied up to its anchor is
+   * final, and what it applied above the anchor (blocks a reorganisation could still remove) is undone. After its
+   * answers were refuted (the book disagreed with the chain) it starts over from the snapshot, or from the deployment
+   * block when the snapshot itself was part of what disagreed.
+   */
+  private prepareRetry(): void {
+    const start = this.resumedFrom?.blockNumber ?? this.o.fromBlock - 1n;
+    const anchor = this.anchor;
+    const resumable =
+      !this.startOver &&
+      anchor !== undefined &&
+      this.processed > start &&
+      (this.processed <= anchor || (anchor >= start && this.window.hashAt(anchor) !== undefined));
+    if (resumable) {
+      if (this.processed > anchor) {
+        const cut = this.window.cutAbove(anchor);
+        if (cut.blocks > 0) this.o.onRollback(cut.changes, cut.cursor);
+        this.processed = anchor;
+      }
+      this.o.log.info(
+        { event: "backfill_resumed", fromBlock: big(this.processed + 1n) },
+        `backfill resumes from block ${this.processed + 1n}`,
+      );
+      return;
+    }
+    this.startOver = false;
+    this.anchor = undefined;
+    this.o.onReorg();
+    this.window.clear();
+    this.processed = this.o.fromBlock - 1n;
+    this.checkpoint = undefined;
+    if (this.resumedFrom) this.restoreResumePoint();
+  }
+
+  /**
+   * The contract has no code before its deployment block: a deployBlock set too late (which would make the events
+   * not add up) fails here, plainly, instead of being taken for a lying endpoint. A node without that old state
+   * cannot say: then nothing is concluded.
+   */
+  private async checkStartBlock(): Promise<void> {
+    if (this.o.fromBlock === 0n || this.resumedFrom) return;
+    const code = await Promise.resolve()
+      .then(() => this.ep.client.getCode({ address: this.o.address, blockNumber: this.o.fromBlock - 1n }))
+      .catch(() => undefined);
+    if (code && code !== "0x") {
+      throw new StartBlockError(
+        `the exchange already has code at block ${this.o.fromBlock - 1n}: its deployBlock ${this.o.fromBlock} is too ` +
+          "late, and events before it would be missed (set exchange.deployBlock to its deployment block)",
+      );
+    }
+  }
+
+  /**
+   * Compares the book with the exchange's state read at `blockHash` (checkBook). A disagreement refutes the log
+   * answers the book was built from: their endpoint is demoted, the snapshot resumed from is set aside, and the work
+   * starts over (retried, never a stop: chain_state_inconsistent says it).
+   */
+  private async checkBookAt(blockHash: Hex, head: bigint): Promise<void> {
+    if (!this.o.checkBook) return;
+    const disagreement = await this.o.checkBook(this.ep.client, blockHash, this.o.book);
+    if (disagreement === undefined) return;
+    this.startOver = true;
+    if (this.resumedFrom) {
+      this.o.log.warn(
+        { event: "snapshot_set_aside", blockNumber: big(this.resumedFrom.blockNumber) },
+        "the book built on the snapshot disagrees with the chain: indexing again from the deployment block",
+      );
+      this.resumedFrom = undefined;
+    }
+    this.refuted("book_contradicts_chain", `at block ${head}: ${disagreement}`);
+  }
+
+  /**
+   * The current endpoint's answers are refuted by the chain: it is demoted, said as chain_state_inconsistent, and the
+   * step fails with a retryable error (another endpoint is asked next).
+   */
+  private refuted(reason: string, detail: string): never {
+    this.eps.demote(this.ep, reason, detail);
+    this.o.log.error(
+      { event: "chain_state_inconsistent", reason, detail, endpoint: this.ep.label },
+      `what the RPC answered disagrees with the chain (${reason}); asking again`,
+    );
+    throw new InconsistentAnswerError(`${reason}: ${detail}`);
+  }
+
+  /**
+   * The latest block, from the endpoint that has the freshest one: every usable endpoint is asked at once (one
+   * request each, in parallel), each one's lag is measured against the freshest head reported in that same round,
+   * and the step is pinned to the endpoint with the highest head (the first configured among equals).
+   */
+  private async freshestHead(): Promise<{ block: Head; endpoint: Endpoint }> {
+    if (!this.eps.many) {
+      const endpoint = this.eps.preferred();
+      return { block: await endpoint.client.getBlock({ blockTag: "latest" }), endpoint };
+    }
+    const asked = this.eps.usable();
+    const answers = await Promise.allSettled(asked.map((e) => e.client.getBlock({ blockTag: "latest" })));
+    let best: { block: Head; endpoint: Endpoint } | undefined;
+    let failure: unknown;
+    answers.forEach((a, i) => {
+      const e = asked[i] as Endpoint;
+      if (a.status === "rejected") {
+        this.eps.failed(e);
+        failure ??= a.reason;
+        return;
+      }
+      this.eps.reportHead(e.url, a.value.number);
+      if (!best || a.value.number > best.block.number) best = { block: a.value, endpoint: e };
+    });
+    if (!best) throw failure;
+    return best;
+  }
+
+  /**
+   * Our own receipt says the book is wrong at `blockNumber` (a position our liquidation found gone is still open in
+   * the book after that block): the endpoint that answered that block's logs is demoted, and the blocks from there
+   * are indexed again, from another endpoint, at the next step.
+   */
+  contradicted(blockNumber: bigint, detail: string): void {
+    if (blockNumber > this.processed) return; // not indexed yet: the book has not had its say
+    const by = this.served.find((r) => r.from <= blockNumber && blockNumber <= r.to)?.by;
+    if (by) this.eps.demote(by, "receipt_contradicts_logs", `block ${blockNumber}: ${detail}`);
+    if (this.recheckAt === undefined || blockNumber < this.recheckAt) this.recheckAt = blockNumber;
+  }
+
+  /**
+   * Acts on a contradiction our receipts found (see contradicted): the blocks from the contradicted one are undone, to
+   * be indexed again at this step from the endpoint it is pinned to (the one that answered them is demoted).
+   */
+  private recheck(): boolean {
+    const at = this.recheckAt;
+    if (at === undefined) return false;
+    this.recheckAt = undefined;
+    if (at > this.processed) return false;
+    const below = this.window.at(at - 1n);
+    let rebuilt = false;
+    if (below && this.checkpoint) {
+      this.undoAbove({ number: below.entry.number, hash: below.entry.hash });
+      this.lastTick = undefined; // the next head goes through the general path
+    } else {
+      this.forgetAll();
+      rebuilt = true;
+    }
+    this.o.log.warn(
+      { event: "reindex_requested", fromBlock: big(at), processedBlock: big(this.processed) },
+      `indexing again from block ${at}: ${rebuilt ? "rebuilding the book" : "undoing the blocks from there"}`,
+    );
+    return rebuilt;
+  }
+
+  /**
+   * A head below the block last followed: whether it is only behind (its chain holds the newest block we hold at or
+   * under its height) rather than on another branch. Only evidence, a different block at a height we hold, makes it
+   * a reorganisation; a node that is behind is waited for.
+   */
+  private async behindOnOurChain(block: Head): Promise<boolean> {
+    const held = this.window.at(block.number)?.entry;
+    if (!held) return true;
+    if (held.number === block.number) return held.hash === block.hash;
+    const canonical = await this.ep.client.getBlock({ blockNumber: held.number }).then(
+      (b) => b.hash,
+      (error: unknown) => {
+        if (error instanceof BlockNotFoundError) return undefined;
+        throw error;
+      },
+    );
+    return canonical === held.hash;
+  }
+
+  /** Remembers that the current endpoint answered the logs of [from, to] (for blame, see contradicted). */
+  private servedBy(from: bigint, to: bigint): void {
+    const last = this.served.at(-1);
+    if (last && last.by === this.ep && last.to + 1n >= from) this.served[this.served.length - 1] = { ...last, to };
+    else this.served.push({ from, to, by: this.ep });
+    const floor = this.floor(to);
+    while (this.served.length > 1 && (this.served[0]?.to ?? 0n) < floor) this.served.shift();
   }
 
   /**
@@ -314,10 +529,12 @@ export class Watcher {
     if (announced && announced.head.hash !== this.checkpoint?.hash) {
       block = announced.head;
       receivedAt = announced.at;
+      this.ep = this.eps.preferred();
     } else {
-      block = await this.o.client.getBlock({ blockTag: "latest" });
+      ({ block, endpoint: this.ep } = await this.freshestHead());
       receivedAt = performance.now();
     }
+    const rebuilt = this.recheck();
     const head = block.number;
     const seen = this.checkpoint;
     if (this.lastTick && seen && head === seen.number && block.hash === seen.hash) return false;
@@ -329,9 +546,10 @@ export class Watcher {
         return true;
       }
     }
-    // a node behind the one we followed (same block at that height): wait for it, nothing was reorganised
-    if (seen && head < seen.number && this.window.hashAt(head) === block.hash) return false;
-    let live = true;
+    // behind the block we followed: waited for, never taken for a reorganisation, unless the window holds another
+    // block at that height (evidence that the chain changed, not only that this answer is old)
+    if (seen && head < seen.number && (await this.behindOnOurChain(block))) return false;
+    let live = !rebuilt;
     if (seen && !(await this.stillCanonical(seen.number, seen.hash, block))) {
       const started = performance.now();
       const ancestor = await this.commonAncestor(block);
@@ -365,9 +583,12 @@ export class Watcher {
     }
     if (head > this.processed) {
       const from = this.checkpoint;
+      const first = this.processed + 1n;
       try {
         // a stop asked during a long index (a rebuild from the deployment block) ends it after the range applied
         await this.index(head, live, () => {}, signal);
+        // rebuilt from the deployment block: trusted only once the exchange's state agrees with the book
+        if (!live || !this.complete) await this.checkBookAt(block.hash, head);
       } catch (error) {
         // a partial index is undone, so that what is applied always ends at the checkpoint: the next poll's
         // reorganisation check then covers every applied block
@@ -382,6 +603,7 @@ export class Watcher {
           `eth_getLogs up to block ${head} answered events of blocks no longer on the chain; indexing them again`,
         );
       }
+      this.servedBy(first, head);
     }
     this.complete = true;
     // logs answered from another fork than the head: the next poll sees the mismatch and rolls it back
@@ -406,12 +628,12 @@ export class Watcher {
   ): Promise<Map<number, PromiseSettledResult<OracleReading>>> {
     const [readings, sources] = await Promise.all([
       readOracles(
-        this.o.client,
+        this.ep.client,
         read.map((m) => m.oracle),
         blockHash,
         this.o.multicall3,
       ),
-      Promise.all(resolve.map((m) => resolveSource(this.o.client, m.oracle, blockHash))),
+      Promise.all(resolve.map((m) => resolveSource(this.ep.client, m.oracle, blockHash))),
     ]);
     resolve.forEach((m, i) => {
       this.feeds.resolved(m.id, m.oracle, sources[i] as Address);
@@ -430,7 +652,7 @@ export class Watcher {
     const oracles = this.feeds.addresses();
     const [logs, reads] = await Promise.all([
       rpcRead("eth_getLogs", () =>
-        this.o.client.getLogs({
+        this.ep.client.getLogs({
           address: oracles.length > 0 ? [this.o.address, ...oracles] : this.o.address,
           blockHash: block.hash,
         }),
@@ -442,6 +664,7 @@ export class Watcher {
       ),
       this.askFinalized(block.number),
     ]);
+    await this.checkBlockLogs(block, oracles.length > 0 ? [this.o.address, ...oracles] : [this.o.address], logs);
     // one pass: every log of the block asked for, the exchange's apart from the oracles'
     const exchangeLogs: typeof logs = [];
     const others: typeof logs = [];
@@ -456,11 +679,12 @@ export class Watcher {
     const oracleLogs = OracleFeeds.split(others);
     const from = this.checkpoint;
     try {
-      this.apply(this.o.decode(exchangeLogs), true, 0n);
+      this.apply(this.decodeTrusted(exchangeLogs), true, 0n);
     } catch (error) {
       if (from) this.undoAbove(from);
       throw error;
     }
+    this.servedBy(block.number, block.number);
     this.processed = block.number;
     this.checkpoint = { number: block.number, hash: block.hash };
     const all = [...this.o.book.markets.values()];
@@ -491,7 +715,7 @@ export class Watcher {
     if (held.length === 0) return true;
     const canonical = await Promise.all(
       held.map((e) =>
-        this.o.client.getBlock({ blockNumber: e.number }).then(
+        this.ep.client.getBlock({ blockNumber: e.number }).then(
           (b) => b.hash,
           (error: unknown) => {
             if (error instanceof BlockNotFoundError) return undefined;
@@ -532,7 +756,7 @@ export class Watcher {
       const canonical =
         entry.number === head.number
           ? head.hash
-          : await this.o.client.getBlock({ blockNumber: entry.number }).then(
+          : await this.ep.client.getBlock({ blockNumber: entry.number }).then(
               (b) => b.hash,
               (error: unknown) => {
                 if (error instanceof BlockNotFoundError) return undefined;
@@ -548,7 +772,7 @@ export class Watcher {
     if (head.number === number) return head.hash === hash;
     if (head.number < number) return false;
     try {
-      return (await this.o.client.getBlock({ blockNumber: number })).hash === hash;
+      return (await this.ep.client.getBlock({ blockNumber: number })).hash === hash;
     } catch (error) {
       if (error instanceof BlockNotFoundError) return false;
       throw error;
@@ -640,20 +864,92 @@ export class Watcher {
     signal?: AbortSignal,
     holdFrom: bigint = live ? 0n : this.floor(head),
   ): Promise<void> {
-    await fetchLogRanges(this.o.logsClient ?? this.o.client, {
+    const from = this.processed + 1n;
+    // a short gap while following: every block's logs are checked against its header's bloom, as a head's are
+    const blooms = live && head - from < BLOOM_CHECKED_GAP ? this.gapBlooms(from, head) : undefined;
+    blooms?.catch(() => {}); // awaited below; a failure before then must not go unhandled
+    await fetchLogRanges(this.ep.logsClient, {
       address: this.o.address,
-      fromBlock: this.processed + 1n,
+      fromBlock: from,
       toBlock: head,
       maxRange: this.o.maxLogRange,
       concurrency: this.o.logConcurrency,
       onRange: (logs, _from, to) => {
         if (signal?.aborted) throw new BackfillStopped();
-        const events = this.o.decode(logs);
+        const events = this.decodeTrusted(logs);
         this.apply(events, live, holdFrom);
         count(events.length);
         this.processed = to;
       },
+      verify: blooms && (async (logs, rangeFrom, rangeTo) => this.checkRange(await blooms, logs, rangeFrom, rangeTo)),
     });
+  }
+
+  /** The headers of (from, to], by number, from the endpoint the step is pinned to: their blooms check the gap. */
+  private async gapBlooms(from: bigint, to: bigint): Promise<Map<bigint, Head>> {
+    const numbers: bigint[] = [];
+    for (let n = from; n <= to; n++) numbers.push(n);
+    const blocks = await Promise.all(numbers.map((n) => this.ep.client.getBlock({ blockNumber: n })));
+    return new Map(blocks.map((b) => [b.number, b]));
+  }
+
+  /** A range's logs against the blooms of its blocks (see extend): a refuted answer demotes its endpoint. */
+  private async checkRange(headers: Map<bigint, Head>, logs: ChainLog[], from: bigint, to: bigint): Promise<void> {
+    const byBlock = new Map<bigint, ChainLog[]>();
+    for (const l of logs) {
+      const n = BigInt(l.blockNumber as Hex);
+      if (headers.get(n)?.hash !== l.blockHash) {
+        this.refuted("logs_of_another_block", `a log of block ${n} with hash ${l.blockHash} in [${from}, ${to}]`);
+      }
+      byBlock.set(n, [...(byBlock.get(n) ?? []), l]);
+    }
+    for (let n = from; n <= to; n++) {
+      const header = headers.get(n);
+      if (header) await this.checkBlockLogs(header, [this.o.address], byBlock.get(n) ?? []);
+    }
+  }
+
+  /**
+   * One block's logs of `addresses`, as answered, against its header's bloom: a log the bloom rules out refutes the
+   * answer; an address the bloom may hold with no log answered is settled by the block's receipts (asked of another
+   * endpoint where there is one): logs there refute the answer, none there make it the bloom's false positive.
+   */
+  private async checkBlockLogs(
+    block: Head,
+    addresses: readonly Address[],
+    logs: readonly { readonly topics: readonly (Hex | null)[] }[],
+  ): Promise<void> {
+    if (!block.logsBloom) return;
+    const verdict = checkLogsAgainstBloom(block.logsBloom, addresses, logs);
+    if (verdict.foreign > 0) {
+      this.refuted(
+        "logs_not_in_bloom",
+        `${verdict.foreign} of the logs answered for block ${block.number} are not its`,
+      );
+    }
+    if (verdict.suspect.length === 0) return;
+    const witness = this.eps.ordered().find((e) => e !== this.ep) ?? this.ep;
+    const receipts = (await witness.client.request({
+      method: "eth_getBlockReceipts",
+      params: [block.hash],
+    } as never)) as { blockHash?: string; logs?: { address?: string }[] }[] | null;
+    if (!Array.isArray(receipts) || receipts.some((r) => r.blockHash !== block.hash)) {
+      throw new InconsistentAnswerError(`eth_getBlockReceipts for block ${block.number} answered another block`);
+    }
+    const suspect = new Set(verdict.suspect.map((a) => a.toLowerCase()));
+    const missed = receipts.flatMap((r) => r.logs ?? []).filter((l) => suspect.has(String(l.address).toLowerCase()));
+    if (missed.length > 0) {
+      this.refuted("logs_missing", `block ${block.number} has ${missed.length} logs its eth_getLogs answer left out`);
+    }
+  }
+
+  /** Decodes the exchange's logs; logs that do not add up to the book refute the answer they came in. */
+  private decodeTrusted(logs: readonly ChainLog[]): ExchangeEvent[] {
+    try {
+      return this.o.decode(logs);
+    } catch (error) {
+      return this.refuted("logs_do_not_decode", describeError(error));
+    }
   }
 
   /**
@@ -663,7 +959,17 @@ export class Watcher {
   private apply(events: readonly ExchangeEvent[], live: boolean, holdFrom: bigint): void {
     for (const event of events) {
       const cursor = this.o.book.cursor;
-      const change = this.o.onEvent(event, live);
+      let change: BookChange | undefined;
+      try {
+        change = this.o.onEvent(event, live);
+      } catch (error) {
+        // events that do not add up (a market never listed, a position never opened): some answer left events out
+        if (!(error instanceof BookError)) throw error;
+        // following: the book itself missed something earlier, so it is rebuilt; a backfill starts over
+        if (this.complete) this.recheckAt = this.o.fromBlock;
+        else this.startOver = true;
+        this.refuted("events_do_not_add_up", error.message);
+      }
       if (event.ref.blockNumber >= holdFrom) {
         this.window.record(event.ref.blockNumber, event.ref.blockHash, cursor, change);
       }

@@ -161,7 +161,8 @@ describe.each(ORDERS)("two endpoints, $order", ({ badFirst }) => {
   }, 120_000);
 
   it('transaction lookups answered "unknown" while liquidations are pending', async () => {
-    await withRun({ badFirst }, async (run) => {
+    // one transaction per position (no batches): several attempts pending at once, each looked up
+    await withRun({ badFirst, keeperConfig: { batching: false } }, async (run) => {
       await liveFault(run, { kind: "unknownTx" }, "rpc_endpoint_demoted");
       expect.soft(run.keeper.executor.stats.confirmed, "liquidations confirmed").toBeGreaterThan(0);
     });

@@ -6,7 +6,9 @@
  * is not JSON, well-formed answers whose results are null, the node's real answer cut in half (the node did the
  * work), the connection destroyed without an answer, an answer delayed, and a frozen head (eth_blockNumber and
  * eth_getBlockByNumber("latest") answered with the block seen when the freeze began, everything else forwarded).
- * JSON-RPC batches (arrays) are read call by call.
+ * JSON-RPC batches (arrays) are read call by call. Inconsistent answers (inconsistentAnswers.ts: well-formed, prompt
+ * and wrong, as a load balancer's backends at other heights or on other forks give): empty logs, a head lagging the
+ * node's by N blocks, logs of another fork, transactions unknown.
  *
  * WebSocket: each client connection gets its own connection to the node, messages both ways. cut() terminates all
  * of them; faults refuse new connections (the upgrade answered 503), or drop or delay what the node sends.
@@ -23,6 +25,9 @@ import type { DevExchange } from "../../src/devnet/exchange.ts";
 import { decodePerpEngineLogs } from "../../src/protocol/perpEngine.ts";
 import { positionKey } from "../../src/state/book.ts";
 import { compareRefs, type LogRef } from "../../src/state/events.ts";
+import { type InconsistentFault, inconsistentAnswer, isInconsistent, rewrites } from "./inconsistentAnswers.ts";
+
+export type { InconsistentFault } from "./inconsistentAnswers.ts";
 
 export type HttpFault =
   /** HTTP 429 with a JSON-RPC error body and Retry-After (seconds; default 1). */
@@ -40,7 +45,9 @@ export type HttpFault =
   /** Forwarded after `ms`. */
   | { readonly kind: "delay"; readonly ms: number }
   /** The head stays at the block the node had when the fault was set; everything else is forwarded. */
-  | { readonly kind: "frozenHead" };
+  | { readonly kind: "frozenHead" }
+  /** Wrong answers, well-formed and prompt: emptyLogs, laggingHead, otherForkLogs, unknownTx (inconsistentAnswers.ts). */
+  | InconsistentFault;
 
 export type WsFault =
   /** New WebSocket connections refused (the upgrade answered 503); open ones go on. */
@@ -68,7 +75,10 @@ export interface ProxyStats {
   httpRequests: number;
   /** JSON-RPC calls received over HTTP (each element of a batch). */
   calls: number;
-  /** HTTP requests a fault hit (for frozenHead: requests with a call answered from the frozen head). */
+  /**
+   * HTTP requests a fault hit (for frozenHead: requests with a call answered from the frozen head; for the
+   * inconsistent answers: requests with a call the fault rewrote).
+   */
   faulted: number;
   /** WebSocket connections accepted, and refused. */
   wsConnections: number;
@@ -148,6 +158,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (!http) return undefined;
     const { fault, scope } = http;
     if (fault.kind === "frozenHead") return fault;
+    // an inconsistent answer hits only the calls it rewrites (each counted when it did)
+    if (isInconsistent(fault) && !calls.some((c) => rewrites(fault, c))) return undefined;
     if (scope.methods && !calls.some((c) => c.method !== undefined && scope.methods?.includes(c.method))) {
       return undefined;
     }
@@ -199,7 +211,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       res.writeHead(status, json).end(text);
       return;
     }
-    if (fault.kind !== "frozenHead") stats.faulted++;
+    if (fault.kind !== "frozenHead" && !isInconsistent(fault)) stats.faulted++;
     switch (fault.kind) {
       case "429":
         res
@@ -240,6 +252,15 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       case "frozenHead": {
         const frozen = http?.frozen as string;
         const { status, text } = await frozenAnswer(parsed, calls, frozen);
+        res.writeHead(status, json).end(text);
+        return;
+      }
+      case "emptyLogs":
+      case "laggingHead":
+      case "otherForkLogs":
+      case "unknownTx": {
+        const { status, text, hit } = await inconsistentAnswer(fault, parsed, calls, forward);
+        if (hit) stats.faulted++;
         res.writeHead(status, json).end(text);
         return;
       }

@@ -169,7 +169,7 @@ function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
     pollIntervalMs: 10,
     reorgDepth,
   });
-  return { book, risk, w, actions };
+  return { book, risk, w, actions, exec };
 }
 function fresh(chain: FakeChain) {
   const b = new Book();
@@ -264,22 +264,35 @@ it("E: a lagging node after a partial index: no crash, and the canonical book on
   expect(snap(s.book)).toEqual(snap(fresh(c)));
 });
 
-it("F: a lagging head is waited out, not rolled back", async () => {
+it("F: a lagging head below the checkpoint, at a height the window did not record, is waited out, not rolled back", async () => {
   const c = new FakeChain();
   c.mine([listed]);
   c.mine([pos(1, 1n)]);
   const s = setup(c);
   await s.w.backfill();
   await s.w.poll();
-  c.mine([pos(2, 1n)]);
-  c.mine([pos(2, 2n)]);
+  c.mine([pos(2, 1n)]); // block 3: recorded (it has events)
+  c.mine(); // blocks 4 and 5: no events, and no head was ticked at them: never recorded
+  c.mine();
+  c.mine([pos(2, 2n)]); // block 6: recorded, the checkpoint
   await s.w.poll();
-  c.lagHead = 3n;
+  expect(s.w.latestTick?.blockNumber).toBe(6n);
+  const changes = s.book.positions.get(`0:${trader(2)}`);
+  const reorgsBefore = s.exec.reorgs;
+  c.lagHead = 4n; // a node two blocks behind the one followed: block 4 is canonical, only not recorded
   await s.w.poll();
+  expect.soft(s.actions, "a node behind is waited for, not taken for a reorganisation").not.toContain("rollback");
+  expect.soft(s.actions).not.toContain("rebuild");
+  expect.soft(s.exec.reorgs, "executor.onReorg called for a head that is only behind").toBe(reorgsBefore);
+  expect.soft(s.w.latestTick?.blockNumber, "the tick moved backwards").toBe(6n);
+  expect.soft(s.w.processedBlock, "processed blocks given back").toBe(6n);
+  expect.soft(s.book.positions.get(`0:${trader(2)}`), "block 6's change undone").toEqual(changes);
   c.lagHead = undefined;
+  c.mine();
   await s.w.poll();
-  expect(s.actions).not.toContain("rollback"); // a node behind is waited for, not taken for a reorganisation
-  expect(s.actions).not.toContain("rebuild");
+  expect.soft(s.actions).not.toContain("rollback");
+  expect.soft(s.exec.reorgs).toBe(reorgsBefore);
+  expect.soft(s.w.latestTick?.blockNumber).toBe(7n);
   expect(snap(s.book)).toEqual(snap(fresh(c)));
 });
 

@@ -169,6 +169,8 @@ export class Executor {
   private rebuilding = false;
   private head: Tick | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
+  /** Transactions a node refused for its own fee cap (tx_fee_cap): never broadcast again as they are. */
+  private readonly overNodeCap = new Set<Hex>();
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
   /** The largest gas estimate of a single liquidation seen, and how many single calls were simulated. */
@@ -905,7 +907,7 @@ export class Executor {
     if (!tx) return;
     transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     this.o.log.info(
       {
         event: "liquidation_cancelling",
@@ -942,6 +944,7 @@ export class Executor {
         `the node no longer has our transaction at nonce ${a.nonce}; sending it again`,
       );
     }
+    if (resend.type === "rebroadcast" && this.overNodeCap.has(latest.hash)) return this.holdAtCap(a, latest);
     if (resend.type === "rebroadcast") {
       latest.sentAtBlock = head.blockNumber;
       await lane.journal.append([txRecord(a, latest)]);
@@ -957,7 +960,7 @@ export class Executor {
     if (!tx) return;
     if (resend.purpose === "cancel" && a.status !== "cancelling") transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     const taken = result.kind === "accepted" || result.kind === "uncertain";
     if (taken && resend.type === "resign") this.stats.resent++;
     else if (taken) this.stats.replaced++;
@@ -984,6 +987,13 @@ export class Executor {
         resend.type === "resign" ? "signed again" : "replaced with higher fees"
       } (max fee ${tx.maxFeePerGas}, tip ${tx.maxPriorityFeePerGas})`,
     );
+  }
+
+  /** A per-head broadcast; what a node refused for its fee cap is remembered, so the same bytes are not sent again. */
+  private async send(tx: SignedTx): Promise<SendResult> {
+    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    if (result.kind === "tx_fee_cap") this.overNodeCap.add(tx.hash);
+    return result;
   }
 
   private holdAtCap(a: Attempt, latest: SignedTx): void {
@@ -1017,7 +1027,7 @@ export class Executor {
       return;
     }
     await lane.journal.append([attemptRecord(filler), txRecord(filler, tx)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     transition(filler, "pending");
     await lane.journal.append([statusRecord(filler)]);
     this.o.log.info(

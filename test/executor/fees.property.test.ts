@@ -12,14 +12,17 @@ import { describe, expect, it } from "vitest";
 import { decideStuck } from "../../src/executor/decide.ts";
 import {
   CANCEL_GAS,
+  ceilingFor,
   checkFees,
   currentFees,
   type FeeContext,
   type FeePolicy,
   type Fees,
+  feeCeiling,
   planFees,
   replacementFees,
 } from "../../src/executor/fees.ts";
+import { backrunFees } from "../../src/precompute/backrunFees.ts";
 
 const SEED = Number(process.env.FC_SEED ?? 20_240_601);
 const RUNS = Number(process.env.FC_RUNS ?? 500);
@@ -165,6 +168,33 @@ describe("fee invariant (property)", () => {
         }
         expectWithin(r, tx, p);
         expectOutbids(r, previous, p);
+      }),
+      options,
+    );
+  });
+
+  it("a backrun liquidation (pending.ts): within its caps, and a cancel of it always fits under the cancel's", () => {
+    const update = fc.record({ maxFeePerGas: spread(20_000n * GWEI), maxPriorityFeePerGas: spread(20_000n * GWEI) });
+    fc.assert(
+      fc.property(update, baseFee, policy, liquidation, (u, base, p, l) => {
+        const cancel = { cap: ceilingFor(p, { gas: CANCEL_GAS }), bumpBps: p.replacementBumpBps };
+        const ours = backrunFees(u, base, feeCeiling(p, l), cancel);
+        if (!ours.ok) return;
+        const liq = { gas: l.gasLimit, reward: l.reward };
+        expectWithin(ours, liq, p);
+        const r = decideStuck(
+          { ...ours, purpose: "liquidate" },
+          true,
+          false,
+          currentFees({ baseFeePerGas: base, priorityFeePerGas: 0n }, p),
+          p,
+          liq,
+        );
+        expect(r.type).toBe("replace");
+        if (r.type === "replace") {
+          expectWithin(r.fees, { gas: CANCEL_GAS }, p);
+          expectOutbids(r.fees, ours, p);
+        }
       }),
       options,
     );

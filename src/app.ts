@@ -118,6 +118,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       maxRewardShareBps: bps(k.maxRewardShareForGas),
       minProfit: parseUnits(k.minProfit, 18),
       replacementBumpBps: bps(k.replacementBumpPercent / 100),
+      txFeeCap: Number(k.txFeeCapEth) === 0 ? undefined : parseUnits(k.txFeeCapEth, 18),
     },
     tipSource: k.priorityFeeSource,
     tipPercentile: k.priorityFeePercentile,

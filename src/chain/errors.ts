@@ -1,7 +1,14 @@
 /** Classified failures of chain I/O: what the keeper does next depends on the class, not the message. */
 import { BaseError, HttpRequestError, RpcRequestError, TimeoutError } from "viem";
 
-export type RpcFailure = "timeout" | "range_too_large" | "unavailable" | "rejected";
+/**
+ * tx_fee_cap: the node refuses a transaction whose gas x maxFeePerGas is above its cap (geth, Erigon `rpc.txfeecap`):
+ * not to be sent again as it is.
+ */
+export type RpcFailure = "timeout" | "range_too_large" | "unavailable" | "rejected" | "tx_fee_cap";
+
+/** The node's words for a transaction above its fee cap (geth, Erigon). */
+export const TX_FEE_CAP_REFUSAL = /exceeds the configured cap/i;
 
 const RANGE_HINTS = [
   "range",
@@ -18,6 +25,7 @@ export function classifyRpcError(error: unknown): RpcFailure {
   if (error instanceof BaseError) {
     if (error.walk((e) => e instanceof TimeoutError)) return "timeout";
     const text = `${error.shortMessage} ${error.details ?? ""}`.toLowerCase();
+    if (TX_FEE_CAP_REFUSAL.test(text)) return "tx_fee_cap";
     if (error.name === "ResponseBodyTooLargeError" || RANGE_HINTS.some((h) => text.includes(h))) {
       return "range_too_large";
     }

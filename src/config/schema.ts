@@ -69,6 +69,11 @@ export const keeperConfigSchema = z
         minPriorityFeeGwei: decimalString.default("0.01"),
         /** Ceiling on maxFeePerGas; a base fee above it skips the liquidation. */
         maxFeePerGasGwei: decimalIn(0, 1_000_000, true).optional(),
+        /**
+         * Most one transaction may offer in all (gas limit x maxFeePerGas), in the gas token: the node refuses more
+         * (geth and Erigon `rpc.txfeecap`, 1 by default). Batches are sized to fit; "0": no cap (as in geth).
+         */
+        txFeeCapEth: decimalIn(0, 1_000_000).default("1"),
         /** Replacement bump on both fee fields, percent (the node's rule: geth 10, many 12.5). */
         replacementBumpPercent: z.number().min(10).max(100).default(12.5),
         /** Price of the chain's gas token in collateral (e.g. "3000" for ETH in USDC): enables the profit check. */

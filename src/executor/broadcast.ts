@@ -3,7 +3,7 @@
  * success; a reply that is lost, garbled or names another hash is settled by looking our hash up at the node.
  */
 import { BaseError, type Hex, type PublicClient, RpcRequestError } from "viem";
-import { describeError } from "../chain/errors.ts";
+import { describeError, TX_FEE_CAP_REFUSAL } from "../chain/errors.ts";
 
 export type SendResult =
   /** The node has it. */
@@ -13,6 +13,12 @@ export type SendResult =
   /** Another transaction at this nonce is in the pool and ours does not outbid it by the node's rule. */
   | { readonly kind: "underpriced"; readonly error: string }
   | { readonly kind: "insufficient_funds"; readonly error: string }
+  /**
+   * gas x maxFeePerGas above the node's own cap (geth, Erigon `rpc.txfeecap`, 1 ETH by default): the same transaction
+   * is refused every time; it must be smaller (fewer positions) or wait for lower fees, and keeper.txFeeCapEth is
+   * above the node's cap.
+   */
+  | { readonly kind: "tx_fee_cap"; readonly error: string }
   /** Fee cap under the node's minimum (base fee): it will not take it. */
   | { readonly kind: "fee_too_low"; readonly error: string }
   /** The node answered no, for another reason, and does not know the hash. */
@@ -25,6 +31,8 @@ const PATTERNS: readonly [SendResult["kind"], RegExp][] = [
   ["nonce_too_low", /nonce too low|nonce is too low|oldnonce|nonce has already been used/],
   ["underpriced", /replacement transaction underpriced|replacement underpriced|replacement transaction/],
   ["insufficient_funds", /insufficient funds|insufficient balance/],
+  // geth and Erigon: "tx fee (1.23 ether) exceeds the configured cap (1.00 ether)"
+  ["tx_fee_cap", TX_FEE_CAP_REFUSAL],
   [
     "fee_too_low",
     /less than (the )?block base fee|fee cap less than|max fee per gas less than|feecap too low|transaction underpriced/,
@@ -77,6 +85,7 @@ const TELLING: readonly SendResult["kind"][] = [
   "nonce_too_low",
   "underpriced",
   "insufficient_funds",
+  "tx_fee_cap",
   "fee_too_low",
   "rejected",
   "uncertain",

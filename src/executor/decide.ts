@@ -4,7 +4,7 @@
  * it does the I/O the answer calls for. Time is counted in blocks.
  */
 import type { AttemptStatus, SignedTx } from "./attempt.ts";
-import { type FeePolicy, type Fees, replacementFees } from "./fees.ts";
+import { CANCEL_GAS, ceilingFor, checkFees, type FeePolicy, type Fees, replacementFees, type TxShape } from "./fees.ts";
 
 export interface PendingView {
   readonly status: AttemptStatus;
@@ -51,6 +51,8 @@ export type Resend =
 /**
  * For a stuck transaction (`known`: the node still has it) or a dropped one, what to send at its nonce. A cancel is
  * a replacement like any other; a liquidation nobody wants is never sent again, its nonce is filled by a cancel.
+ * `liquidation`: the attempt's gas limit and expected reward. What is signed is held to the caps of what it is (a
+ * liquidation: every cap over its gas and reward; a cancel: over 21000 gas), whatever `now` offers.
  */
 export function decideStuck(
   latest: Pick<SignedTx, "purpose" | "maxFeePerGas" | "maxPriorityFeePerGas">,
@@ -58,23 +60,26 @@ export function decideStuck(
   wanted: boolean | undefined,
   now: Fees,
   policy: FeePolicy,
+  liquidation: { readonly gas: bigint; readonly reward: bigint },
 ): Resend {
   const purpose: SignedTx["purpose"] = latest.purpose === "liquidate" && wanted !== false ? "liquidate" : "cancel";
+  const tx: TxShape = purpose === "cancel" ? { gas: CANCEL_GAS } : liquidation;
   if (known) {
-    const fees = replacementFees(latest, now, policy);
+    const fees = replacementFees(latest, now, policy, tx);
     if (!fees.ok) return { type: "hold", reason: fees.reason };
     return { type: "replace", purpose, fees };
   }
-  const still = latest.maxFeePerGas >= now.maxFeePerGas && latest.maxPriorityFeePerGas >= now.maxPriorityFeePerGas;
-  if (purpose === latest.purpose && still) return { type: "rebroadcast" };
-  return {
-    type: "resign",
-    purpose,
-    fees: {
-      maxFeePerGas: max(latest.maxFeePerGas, now.maxFeePerGas),
-      maxPriorityFeePerGas: max(latest.maxPriorityFeePerGas, now.maxPriorityFeePerGas),
-    },
-  };
+  // dropped: nothing in the pool to outbid; today's fees (or its own, if higher), within the caps
+  const ceiling = ceilingFor(policy, tx);
+  let maxFee = max(latest.maxFeePerGas, now.maxFeePerGas);
+  if (ceiling !== undefined && maxFee > ceiling) maxFee = ceiling;
+  let tip = max(latest.maxPriorityFeePerGas, now.maxPriorityFeePerGas);
+  if (tip > maxFee) tip = maxFee;
+  const same = maxFee === latest.maxFeePerGas && tip === latest.maxPriorityFeePerGas;
+  // the caps allow nothing better than what it had: the same signed bytes again
+  if (purpose === latest.purpose && same && checkFees(latest, tx, policy).ok) return { type: "rebroadcast" };
+  if (maxFee === 0n) return { type: "hold", reason: "at_fee_cap" };
+  return { type: "resign", purpose, fees: { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip } };
 }
 
 function max(a: bigint, b: bigint): bigint {

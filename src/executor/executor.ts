@@ -20,13 +20,23 @@ import { type Attempt, isTerminal, latestTx, type SignedTx, type TargetPlan, tra
 import { broadcastAll, type SendResult } from "./broadcast.ts";
 import { Claims, type Holder } from "./claims.ts";
 import { decidePending, decideStuck } from "./decide.ts";
-import { expectedProfit, type FeeContext, type FeePolicy, type Fees, feeCeiling, pickTip, planFees } from "./fees.ts";
+import {
+  CANCEL_GAS,
+  checkFees,
+  currentFees,
+  expectedProfit,
+  type FeeContext,
+  type FeePolicy,
+  type Fees,
+  pickTip,
+  planFees,
+} from "./fees.ts";
 import { attemptIds, feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
 import { Inclusion } from "./inclusion.ts";
 import { attemptRecord, type JournalRecord, recordsOf, statusRecord, txRecord } from "./journal.ts";
 import { NonceLane } from "./lane.ts";
 import { PendingWork } from "./pending.ts";
-import { pack, prioritise, targetPlans } from "./planner.ts";
+import { batchCapacity, pack, prioritise, targetPlans } from "./planner.ts";
 import { planRecovery } from "./recovery.ts";
 import { excludeUnfunded } from "./signers.ts";
 import type { PendingPlan, PreparedUnit, Unit } from "./unit.ts";
@@ -166,6 +176,8 @@ export class Executor {
   private rebuilding = false;
   private head: Tick | undefined;
   private feeCache: { block: bigint; ctx: Promise<FeeContext> } | undefined;
+  /** Transactions a node refused for its own fee cap (tx_fee_cap): never broadcast again as they are. */
+  private readonly overNodeCap = new Set<Hex>();
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
   /** The largest gas estimate of a single liquidation seen, and how many single calls were simulated. */
@@ -336,7 +348,8 @@ export class Executor {
     }
     // the most urgent go first in a small batch, simulated alone; the rest is packed once that simulation has
     // measured what a position costs in a batch
-    const first = ordered.slice(0, Math.max(1, this.o.firstBatchPositions));
+    const sizing = { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: this.o.fees.minPriorityFeePerGas };
+    const first = ordered.slice(0, Math.max(1, Math.min(this.o.firstBatchPositions, this.maxBatchPositions(sizing))));
     const rest = ordered.slice(first.length);
     // the rest waits until the first batch is on its way, so that nothing competes with it for the event loop
     let firstSent: () => void = () => {};
@@ -345,9 +358,9 @@ export class Executor {
     });
     this.simulate(first, tick, firstSent, pending);
     if (rest.length === 0) return;
-    void probe.then(() => {
+    void probe.then(async () => {
+      const max = this.maxBatchPositions(await this.feeContext(tick));
       if (this.closed) return this.release(rest.map((c) => c.position.key));
-      const max = this.maxBatchPositions();
       for (const group of pack(rest, { batching: true, maxPositions: max, firstPositions: max })) {
         this.simulate(group, tick, undefined, pending);
       }
@@ -368,9 +381,13 @@ export class Executor {
       );
   }
 
-  private maxBatchPositions(): number {
-    const perPosition = (this.gasPerPosition * this.o.gasLimitMultiplierPercent) / 100n;
-    return Number(this.o.batchGasLimit / (perPosition > 0n ? perPosition : 1n));
+  private maxBatchPositions(ctx: FeeContext): number {
+    return batchCapacity({
+      batchGasLimit: this.o.batchGasLimit,
+      gasPerPosition: (this.gasPerPosition * this.o.gasLimitMultiplierPercent) / 100n,
+      maxFeePerGas: currentFees(ctx, this.o.fees).maxFeePerGas,
+      txFeeCap: this.o.fees.txFeeCap,
+    });
   }
 
   /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
@@ -428,7 +445,7 @@ export class Executor {
     const reward = sumRewards(kept);
     const gas = (estimate * this.o.gasLimitMultiplierPercent) / 100n;
     const ctx = await this.feeContext(tick);
-    const fee = planFees(ctx, this.o.fees, { reward, gas: estimate });
+    const fee = planFees(ctx, this.o.fees, { reward, gas: estimate, gasLimit: gas });
     const price = this.o.fees.gasTokenPrice;
     const profit =
       price === undefined
@@ -441,6 +458,12 @@ export class Executor {
       gas: big(gas),
       baseFeePerGas: big(ctx.baseFeePerGas),
     };
+    if (!fee.ok && fee.reason === "tx_fee_above_cap" && group.length > 1) {
+      // too much gas for the node's fee cap at this base fee: its halves are planned apart
+      const half = Math.ceil(group.length / 2);
+      for (const part of [group.slice(0, half), group.slice(half)]) this.simulate(part, tick);
+      return false;
+    }
     if (!fee.ok) {
       for (const t of kept) {
         const c = group.find((g) => g.position.key === t.key);
@@ -592,7 +615,7 @@ export class Executor {
             };
             this.attempts.set(attempt.id, attempt);
             this.track(lane, attempt);
-            let tx: SignedTx;
+            let tx: SignedTx | undefined;
             try {
               tx = await this.signTx(lane, attempt, "liquidate", unit.fees);
             } catch (error) {
@@ -602,6 +625,16 @@ export class Executor {
               lane.giveBack(nonce);
               this.releaseFrom(attempt);
               throw error;
+            }
+            if (!tx) {
+              // its fees break a cap (logged): nothing signed, its nonce and positions given back
+              transition(attempt, "failed");
+              this.untrack(lane, attempt);
+              lane.giveBack(nonce);
+              this.releaseFrom(attempt);
+              this.release(unit.targets.map((t) => t.key));
+              unit.sent?.();
+              continue;
             }
             signed.push({ attempt, tx, unit });
           }
@@ -653,8 +686,30 @@ export class Executor {
     void run.finally(() => this.pumps.delete(run));
   }
 
-  private async signTx(lane: NonceLane, a: Attempt, purpose: SignedTx["purpose"], fees: Fees): Promise<SignedTx> {
-    const call = purpose === "cancel" ? { to: lane.address, data: "0x" as Hex, gas: 21_000n } : a;
+  /** Signs at the attempt's nonce, if the fees pass checkFees (tip <= max fee <= every cap); else undefined, logged. */
+  private async signTx(
+    lane: NonceLane,
+    a: Attempt,
+    purpose: SignedTx["purpose"],
+    fees: Fees,
+  ): Promise<SignedTx | undefined> {
+    const call = purpose === "cancel" ? { to: lane.address, data: "0x" as Hex, gas: CANCEL_GAS } : a;
+    const reward = purpose === "cancel" ? undefined : sumRewards(a.targets);
+    const check = checkFees(fees, { gas: call.gas, reward }, this.o.fees);
+    if (!check.ok) {
+      this.o.log.error(
+        {
+          event: "fees_refused",
+          ...attemptIds(a),
+          purpose,
+          reason: check.reason,
+          gas: big(call.gas),
+          ...feeFields(fees),
+        },
+        `not signing the ${purpose} at nonce ${a.nonce}: its fees break a cap (${check.reason})`,
+      );
+      return undefined;
+    }
     const { raw, hash } = await lane.sign(call, a.nonce, fees);
     const tx: SignedTx = { hash, raw, purpose, ...fees, sentAtBlock: this.head?.blockNumber ?? a.createdAtBlock };
     a.txs.push(tx);
@@ -854,10 +909,8 @@ export class Executor {
   private async judge(head: Tick): Promise<void> {
     if (this.closed || this.o.lanes.every((lane) => lane.live.size === 0)) return; // idle: not even a fee read
     const ctx = await this.feeContext(head);
-    const now = planFees(ctx, this.o.fees);
-    const nowFees: Fees = now.ok
-      ? now
-      : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
+    // capped, never 2x base over the ceiling; each transaction is held to its own caps in decideStuck
+    const nowFees = currentFees(ctx, this.o.fees);
     const work: Promise<void>[] = [];
     for (const lane of this.o.lanes) {
       for (const a of [...lane.live.values()]) {
@@ -881,7 +934,8 @@ export class Executor {
       }
       // not while the pump hands out nonces: a nonce being signed is no hole
       if (lane.chainNonce !== undefined && !lane.busy) {
-        for (const nonce of lane.gaps(lane.chainNonce)) work.push(this.fillGap(lane, nonce, nowFees, head));
+        for (const nonce of lane.gaps(lane.chainNonce))
+          work.push(this.fillGap(lane, nonce, currentFees(ctx, this.o.fees, CANCEL_GAS), head));
       }
     }
     await Promise.all(work);
@@ -900,12 +954,13 @@ export class Executor {
   }
 
   private async cancel(lane: NonceLane, a: Attempt, latest: SignedTx, now: Fees, head: Tick): Promise<void> {
-    const resend = decideStuck(latest, true, false, now, this.o.fees);
+    const resend = decideStuck(latest, true, false, now, this.o.fees, { gas: a.gas, reward: sumRewards(a.targets) });
     if (resend.type !== "replace") return this.holdAtCap(a, latest);
     const tx = await this.signTx(lane, a, "cancel", resend.fees);
+    if (!tx) return;
     transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     this.o.log.info(
       {
         event: "liquidation_cancelling",
@@ -930,12 +985,11 @@ export class Executor {
   ): Promise<void> {
     const isKnown = await this.inclusion.anyKnown(a);
     if (isKnown === undefined) return; // the node cannot be asked now: judged again at the next head
-    // a liquidation's bids are held to what its reward allows, as its first fees were
-    const policy = {
-      ...this.o.fees,
-      maxFeePerGasCap: feeCeiling(this.o.fees, { reward: sumRewards(a.targets), gas: a.gas }),
-    };
-    const resend = decideStuck(latest, isKnown, wanted, now, policy);
+    // a liquidation's bids are held to what its reward and gas allow, as its first fees were
+    const resend = decideStuck(latest, isKnown, wanted, now, this.o.fees, {
+      gas: a.gas,
+      reward: sumRewards(a.targets),
+    });
     if (resend.type === "hold") return this.holdAtCap(a, latest);
     if (!isKnown) {
       this.o.log.warn(
@@ -943,6 +997,7 @@ export class Executor {
         `the node no longer has our transaction at nonce ${a.nonce}; sending it again`,
       );
     }
+    if (resend.type === "rebroadcast" && this.overNodeCap.has(latest.hash)) return this.holdAtCap(a, latest);
     if (resend.type === "rebroadcast") {
       latest.sentAtBlock = head.blockNumber;
       await lane.journal.append([txRecord(a, latest)]);
@@ -955,9 +1010,10 @@ export class Executor {
       return;
     }
     const tx = await this.signTx(lane, a, resend.purpose, resend.fees);
+    if (!tx) return;
     if (resend.purpose === "cancel" && a.status !== "cancelling") transition(a, "cancelling");
     await lane.journal.append([txRecord(a, tx), statusRecord(a)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     const taken = result.kind === "accepted" || result.kind === "uncertain";
     if (taken && resend.type === "resign") this.stats.resent++;
     else if (taken) this.stats.replaced++;
@@ -986,6 +1042,13 @@ export class Executor {
     );
   }
 
+  /** A per-head broadcast; what a node refused for its fee cap is remembered, so the same bytes are not sent again. */
+  private async send(tx: SignedTx): Promise<SendResult> {
+    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    if (result.kind === "tx_fee_cap") this.overNodeCap.add(tx.hash);
+    return result;
+  }
+
   private holdAtCap(a: Attempt, latest: SignedTx): void {
     this.o.log.warn(
       { event: "liquidation_stuck", ...attemptIds(a), txHash: latest.hash, reason: "at_fee_cap", ...feeFields(latest) },
@@ -1011,8 +1074,13 @@ export class Executor {
     this.attempts.set(filler.id, filler);
     this.track(lane, filler);
     const tx = await this.signTx(lane, filler, "cancel", now);
+    if (!tx) {
+      transition(filler, "failed");
+      this.untrack(lane, filler);
+      return;
+    }
     await lane.journal.append([attemptRecord(filler), txRecord(filler, tx)]);
-    const result = await broadcastAll(this.broadcastClients, tx.raw, tx.hash);
+    const result = await this.send(tx);
     transition(filler, "pending");
     await lane.journal.append([statusRecord(filler)]);
     this.o.log.info(

@@ -13,7 +13,17 @@ import type { Candidate } from "../risk/scan.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type SignedTx, type TargetPlan } from "./attempt.ts";
 import type { ExecutorOptions, UpdateStats } from "./executor.ts";
-import { expectedProfit, type FeeContext, type FeePlan, type Fees, feeCeiling, planFees } from "./fees.ts";
+import {
+  CANCEL_GAS,
+  ceilingFor,
+  currentFees,
+  expectedProfit,
+  type FeeContext,
+  type FeePlan,
+  type Fees,
+  feeCeiling,
+  planFees,
+} from "./fees.ts";
 import { feeFields, quote, sumRewards, targetIds } from "./fields.ts";
 import type { NonceLane } from "./lane.ts";
 import { targetPlans } from "./planner.ts";
@@ -99,10 +109,11 @@ export class PendingWork {
     const reward = sumRewards(targets);
     const gas = (estimate * this.h.o.gasLimitMultiplierPercent) / 100n;
     const ctx = await this.h.feeContext(tick);
-    let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.h.o.fees, { reward, gas: estimate });
+    const value = { reward, gas: estimate, gasLimit: gas };
+    let fee: FeePlan | { ok: false; reason: string } = planFees(ctx, this.h.o.fees, value);
     if (fee.ok && pending.fees) {
-      fee = pending.fees(feeCeiling(this.h.o.fees, { reward, gas: estimate }), ctx.baseFeePerGas, {
-        cap: this.h.o.fees.maxFeePerGasCap,
+      fee = pending.fees(feeCeiling(this.h.o.fees, value), ctx.baseFeePerGas, {
+        cap: ceilingFor(this.h.o.fees, { gas: CANCEL_GAS }), // a cancel's own ceiling, txFeeCap included
         bumpBps: this.h.o.fees.replacementBumpBps,
       });
       const price = this.h.o.fees.gasTokenPrice;
@@ -189,7 +200,7 @@ export class PendingWork {
       const fee = planFees(
         { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: unit.fees.maxPriorityFeePerGas },
         this.h.o.fees,
-        { reward, gas: estimate },
+        { reward, gas: estimate, gasLimit: unit.call.gas },
       );
       if (!fee.ok) {
         this.h.release(live.map((t) => t.key));
@@ -249,10 +260,7 @@ export class PendingWork {
     );
     if (!head || tied.length === 0) return;
     const ctx = await this.h.feeContext(head);
-    const now = planFees(ctx, this.h.o.fees);
-    const nowFees: Fees = now.ok
-      ? now
-      : { maxFeePerGas: ctx.baseFeePerGas * 2n, maxPriorityFeePerGas: ctx.priorityFeePerGas };
+    const nowFees: Fees = currentFees(ctx, this.h.o.fees); // capped; the cancel is held to its own caps
     await Promise.all(
       tied.map(async ({ lane, a }) => {
         const latest = latestTx(a);

@@ -44,6 +44,28 @@ export interface BatchSizing {
 }
 
 /**
+ * Most positions one batch may hold: its gas limit within batchGasLimit, and within what the node's transaction fee
+ * cap allows at the max fee a batch would offer now (gas limit x maxFeePerGas <= txFeeCap): the higher the fees, the
+ * fewer positions per batch. 0: not even one position fits (a single liquidation is then refused by its fee plan).
+ */
+export function batchCapacity(o: {
+  /** keeper.batchGasLimit. */
+  readonly batchGasLimit: bigint;
+  /** Gas limit one position adds to a batch (measured gas x the gas limit multiplier). */
+  readonly gasPerPosition: bigint;
+  /** The max fee per gas a new batch would offer at this head. */
+  readonly maxFeePerGas: bigint;
+  /** The node's cap on gas x maxFeePerGas, wei; undefined: none. */
+  readonly txFeeCap: bigint | undefined;
+}): number {
+  let gas = o.batchGasLimit;
+  if (o.txFeeCap !== undefined && o.maxFeePerGas > 0n && o.txFeeCap / o.maxFeePerGas < gas) {
+    gas = o.txFeeCap / o.maxFeePerGas;
+  }
+  return Number(gas / (o.gasPerPosition > 0n ? o.gasPerPosition : 1n));
+}
+
+/**
  * Groups prioritised candidates into transactions: one each without batching; with batching, a small first batch
  * and then full ones, in priority order. A group of one is sent as a single call.
  */

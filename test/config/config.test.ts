@@ -18,10 +18,15 @@ describe("config files", () => {
       [{ replacementBumpPercent: 5 }, "keeper.replacementBumpPercent"], // under every node's replacement rule
       [{ stuckBlocks: 0 }, "keeper.stuckBlocks"],
       [{ batchGasLimit: 1000 }, "keeper.batchGasLimit"],
+      [{ txFeeCapEth: "-1" }, "keeper.txFeeCapEth"],
+      [{ txFeeCapEth: "1e18" }, "keeper.txFeeCapEth"],
+      [{ txFeeCapEth: 1 }, "keeper.txFeeCapEth"],
     ];
     for (const [keeper, path] of cases) {
       expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(path);
     }
+    expect(parseConfig(valid).keeper.txFeeCapEth).toBe("1"); // geth's and Erigon's default rpc.txfeecap
+    expect(parseConfig({ ...valid, keeper: { txFeeCapEth: "0" } }).keeper.txFeeCapEth).toBe("0"); // none
     expect(
       parseConfig({ ...valid, keeper: { baseFeeMultiplier: "1", maxRewardShareForGas: "1" } }).keeper,
     ).toMatchObject({

@@ -1,8 +1,14 @@
-import type { PublicClient } from "viem";
+import { type PublicClient, RpcRequestError } from "viem";
 import { describe, expect, it } from "vitest";
-import { broadcastAll } from "../../src/executor/broadcast.ts";
+import { classifyRpcError } from "../../src/chain/errors.ts";
+import { broadcastAll, classifySendError } from "../../src/executor/broadcast.ts";
 
 const HASH = `0x${"11".repeat(32)}` as const;
+
+/** An error the node answered with (a JSON-RPC error object), as viem throws it. */
+function rpcError(message: string): RpcRequestError {
+  return new RpcRequestError({ body: {}, error: { code: -32000, message }, url: "http://node" });
+}
 
 /** A node that answers eth_sendRawTransaction after `ms` with our hash, or fails with `error`; knows no hash. */
 function node(ms: number, error?: string): PublicClient & { sent: number } {
@@ -12,7 +18,7 @@ function node(ms: number, error?: string): PublicClient & { sent: number } {
       await new Promise((r) => setTimeout(r, ms));
       if (method === "eth_sendRawTransaction") {
         n.sent++;
-        if (error) throw new Error(error);
+        if (error) throw error.startsWith("rpc:") ? rpcError(error.slice(4)) : new Error(error);
         return HASH;
       }
       return null; // eth_getTransactionByHash: unknown
@@ -38,5 +44,23 @@ describe("broadcast to every endpoint", () => {
   it("none takes it: the most telling refusal wins over a node that did not answer", async () => {
     const result = await broadcastAll([node(1, "fetch failed"), node(2, "nonce too low")], "0x01", HASH);
     expect(result.kind).toBe("nonce_too_low");
+  });
+});
+
+describe("the node's transaction fee cap (geth, Erigon rpc.txfeecap)", () => {
+  const refusal = "tx fee (1.23 ether) exceeds the configured cap (1.00 ether)";
+
+  it("is its own class, not a generic rejection (which the keeper sent again as is)", async () => {
+    expect(classifySendError(rpcError(refusal))).toBe("tx_fee_cap");
+    expect(classifyRpcError(rpcError(refusal))).toBe("tx_fee_cap");
+    const result = await broadcastAll([node(1, `rpc:${refusal}`)], "0x01", HASH);
+    expect(result).toMatchObject({ kind: "tx_fee_cap" });
+  });
+
+  it("says more than a node that did not answer, less than a used nonce", async () => {
+    const down = node(1, "fetch failed");
+    expect((await broadcastAll([down, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
+    const used = node(2, "rpc:nonce too low");
+    expect((await broadcastAll([used, node(1, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("nonce_too_low");
   });
 });

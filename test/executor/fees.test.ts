@@ -1,6 +1,14 @@
 import { parseGwei, parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { expectedProfit, pickTip, planFees, replacementFees } from "../../src/executor/fees.ts";
+import {
+  CANCEL_GAS,
+  checkFees,
+  currentFees,
+  expectedProfit,
+  pickTip,
+  planFees,
+  replacementFees,
+} from "../../src/executor/fees.ts";
 import { FEE_POLICY } from "../helpers/fees.ts";
 
 const policy = FEE_POLICY;
@@ -94,5 +102,81 @@ describe("replacement fees", () => {
     const r = replacementFees(previous, calm, { ...policy, maxFeePerGasCap: parseGwei("30") });
     expect(r).toMatchObject({ ok: true });
     if (r.ok) expect(r.maxFeePerGas).toBeLessThanOrEqual(parseGwei("30"));
+  });
+});
+
+describe("replacement fees under a ceiling (Trust 2)", () => {
+  it("never carry a tip above the max fee when the market's tip is above the ceiling", () => {
+    const previous = { maxFeePerGas: parseGwei("20"), maxPriorityFeePerGas: parseGwei("1") };
+    const now = { maxFeePerGas: parseGwei("80"), maxPriorityFeePerGas: parseGwei("40") };
+    const r = replacementFees(previous, now, { ...policy, maxFeePerGasCap: parseGwei("30") });
+    expect(r).toEqual({ ok: true, maxFeePerGas: parseGwei("30"), maxPriorityFeePerGas: parseGwei("30") });
+  });
+});
+
+describe("the node's transaction fee cap (Trust 3)", () => {
+  const ONE_ETH = 10n ** 18n;
+  const capped = { ...policy, txFeeCap: ONE_ETH };
+  const batch = { reward: parseUnits("1000", 18), gas: 2_300_000n, gasLimit: 3_000_000n };
+
+  it("a full 3M-gas batch at 200 gwei: held to gas x max fee <= 1 ETH (unchecked it offered 1.2 ETH)", () => {
+    // 3M gas x (2 x base + 0.01 gwei) passes 1 ETH from a base fee of (333.33 - 0.01) / 2 = 166.66 gwei
+    const plan = planFees({ baseFeePerGas: parseGwei("200"), priorityFeePerGas: parseGwei("0.01") }, capped, batch);
+    if (!plan.ok) throw new Error(`refused: ${plan.reason}`);
+    expect(batch.gasLimit * plan.maxFeePerGas).toBeLessThanOrEqual(ONE_ETH);
+    expect(plan.maxPriorityFeePerGas).toBeLessThanOrEqual(plan.maxFeePerGas - parseGwei("200"));
+    expect(checkFees(plan, { gas: batch.gasLimit, reward: batch.reward }, capped)).toEqual({ ok: true });
+    expect(planFees({ baseFeePerGas: parseGwei("166"), priorityFeePerGas: parseGwei("0.01") }, capped, batch)).toEqual({
+      ok: true,
+      maxFeePerGas: parseGwei("332.01"),
+      maxPriorityFeePerGas: parseGwei("0.01"),
+    });
+  });
+
+  it("refuses, as a value, what cannot fit at the current base fee", () => {
+    const ctx400 = { baseFeePerGas: parseGwei("400"), priorityFeePerGas: parseGwei("1") };
+    expect(planFees(ctx400, capped, batch)).toEqual({ ok: false, reason: "tx_fee_above_cap" });
+    // the limit is what the node prices: 2.3M gas used, 3M signed
+    expect(planFees(ctx400, capped, { ...batch, gasLimit: 2_400_000n })).toMatchObject({ ok: true });
+    expect(planFees(ctx400, { ...capped, txFeeCap: undefined }, batch)).toMatchObject({ ok: true });
+  });
+
+  it("is checked on a cancel's 21000 gas", () => {
+    const tiny = { ...policy, txFeeCap: 21_000n * parseGwei("5") };
+    const fees = currentFees({ baseFeePerGas: parseGwei("3"), priorityFeePerGas: parseGwei("1") }, tiny, CANCEL_GAS);
+    expect(fees).toEqual({ maxFeePerGas: parseGwei("5"), maxPriorityFeePerGas: parseGwei("1") });
+    expect(checkFees(fees, { gas: CANCEL_GAS }, tiny)).toEqual({ ok: true });
+  });
+});
+
+describe("the one check before signing (Trust 4)", () => {
+  const priced = { ...policy, gasTokenPrice: parseUnits("3000", 18), maxRewardShareBps: 5_000n };
+  const fees = (max: string, tip: string) => ({ maxFeePerGas: parseGwei(max), maxPriorityFeePerGas: parseGwei(tip) });
+
+  it("passes fees within every cap", () => {
+    expect(checkFees(fees("21", "1"), { gas: 100_000n }, policy)).toEqual({ ok: true });
+  });
+
+  it("names what a violation breaks", () => {
+    expect(checkFees(fees("1", "2"), { gas: 100_000n }, policy)).toEqual({ ok: false, reason: "tip_above_max_fee" });
+    expect(checkFees(fees("31", "1"), { gas: 100_000n }, { ...policy, maxFeePerGasCap: parseGwei("30") })).toEqual({
+      ok: false,
+      reason: "max_fee_above_cap",
+    });
+    // 100k gas x 17 gwei x 3000 = 5.1 USDC: more than half of a 10 USDC reward
+    const liquidation = { gas: 100_000n, reward: parseUnits("10", 18) };
+    expect(checkFees(fees("17", "1"), liquidation, priced)).toEqual({ ok: false, reason: "max_fee_above_cap" });
+    expect(checkFees(fees("16", "1"), liquidation, priced)).toEqual({ ok: true });
+    expect(checkFees(fees("16", "1"), { gas: 100_000n }, priced)).toEqual({ ok: true }); // a cancel: no reward share
+    const eth = { ...policy, txFeeCap: 10n ** 18n };
+    expect(checkFees(fees("400", "1"), { gas: 3_000_000n }, eth)).toEqual({ ok: false, reason: "tx_fee_above_cap" });
+  });
+
+  it("fees for a transaction without a reward: at the market, held to the caps even above them (Trust 1)", () => {
+    const ctx = { baseFeePerGas: parseGwei("100"), priorityFeePerGas: parseGwei("2") };
+    const cap = { ...policy, maxFeePerGasCap: parseGwei("50") };
+    expect(currentFees(ctx, policy)).toEqual(fees("202", "2"));
+    expect(currentFees(ctx, cap)).toEqual(fees("50", "2"));
+    expect(currentFees(ctx, { ...cap, maxFeePerGasCap: 1n })).toEqual({ maxFeePerGas: 1n, maxPriorityFeePerGas: 1n });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { pack, prioritise, shortfall } from "../../src/executor/planner.ts";
+import { batchCapacity, pack, prioritise, shortfall } from "../../src/executor/planner.ts";
 import type { Candidate } from "../../src/risk/scan.ts";
 
 function candidate(key: string, balance: bigint, requirement: bigint, reward: bigint): Candidate {
@@ -51,5 +51,22 @@ describe("packing", () => {
 
   it("a burst no larger than the first batch is one batch", () => {
     expect(pack(many.slice(0, 5), { batching: true, maxPositions: 100, firstPositions: 8 })).toHaveLength(1);
+  });
+});
+
+describe("batch size", () => {
+  const gwei = 1_000_000_000n;
+  const sizing = { batchGasLimit: 3_000_000n, gasPerPosition: 100_000n, txFeeCap: 10n ** 18n };
+
+  it("the batch gas limit over a position's gas while fees are low", () => {
+    expect(batchCapacity({ ...sizing, maxFeePerGas: 50n * gwei })).toBe(30);
+    expect(batchCapacity({ ...sizing, txFeeCap: undefined, maxFeePerGas: 10_000n * gwei })).toBe(30);
+  });
+
+  it("fewer positions when fees are high: gas x max fee stays within the node's cap", () => {
+    // 1 ETH / 400 gwei = 2.5M gas: 25 positions; 1 ETH / 5000 gwei = 200k gas: 2
+    expect(batchCapacity({ ...sizing, maxFeePerGas: 400n * gwei })).toBe(25);
+    expect(batchCapacity({ ...sizing, maxFeePerGas: 5_000n * gwei })).toBe(2);
+    expect(batchCapacity({ ...sizing, maxFeePerGas: 20_000n * gwei })).toBe(0);
   });
 });

@@ -138,6 +138,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     priceMovedAt: (marketId) => keeperRef?.priceMovedAt(marketId),
     replan: (keys) => keeperRef?.replan(keys),
     contradicted: (block, detail) => watcherRef?.contradicted(block, detail),
+    endpoints: connection.endpoints.many ? connection.endpoints : undefined,
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;

@@ -45,6 +45,7 @@ export class Endpoints {
   private readonly standing = new Map<Endpoint, Standing>();
   /** Demotions so far, for the metrics. */
   demotions = 0;
+  private turn = 0;
 
   constructor(
     readonly list: readonly Endpoint[],
@@ -187,6 +188,55 @@ export class Endpoints {
         );
       }
     }
+  }
+
+  /**
+   * Asks the usable endpoints in order until one knows the thing asked (a non-null answer). An endpoint that said
+   * "no such thing" (null) about a block it had passed, by its own head, answered against the chain: it is
+   * demoted. Returns the
+   * first answer known, null when every endpoint that answered said null, and throws only when none answered.
+   */
+  async firstKnown<T>(
+    what: string,
+    ask: (client: PublicClient) => Promise<T | null | undefined>,
+    /** The block the answer proves exists; a denier is blamed only when it reported a head past it (not lag). */
+    blockOf?: (answer: T) => bigint | undefined,
+  ): Promise<T | null> {
+    const denied: Endpoint[] = [];
+    let failure: unknown;
+    let answered = false;
+    const usable = this.usable();
+    // in turn: the load is spread and every endpoint's answers are put to the test
+    const start = this.turn++ % usable.length;
+    for (const e of [...usable.slice(start), ...usable.slice(0, start)]) {
+      let answer: T | null | undefined;
+      try {
+        answer = await ask(e.client);
+      } catch (error) {
+        this.failed(e);
+        failure ??= error;
+        continue;
+      }
+      answered = true;
+      if (answer === null || answer === undefined) {
+        denied.push(e);
+        if (!this.many) break;
+        continue;
+      }
+      const block = blockOf?.(answer);
+      if (block !== undefined) {
+        const now = this.now();
+        for (const d of denied) {
+          const head = this.of(d).head;
+          // a mempool differs from node to node, and a node one block behind is only behind: neither is blamed
+          if (!head || now - head.at > 5 * JUST_NOW_MS || head.number < block) continue;
+          this.demote(d, "unknown_to_endpoint", `${what}: answered null at head ${head.number}, another has it`);
+        }
+      }
+      return answer;
+    }
+    if (!answered) throw failure;
+    return null;
   }
 
   /** Each endpoint's standing, for the status view (labels only). */

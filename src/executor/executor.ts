@@ -10,6 +10,7 @@
  */
 import PQueue from "p-queue";
 import { type Address, BaseError, type Hex, HttpRequestError, type PublicClient } from "viem";
+import type { Endpoints } from "../chain/endpoints.ts";
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
@@ -100,6 +101,11 @@ export interface ExecutorOptions {
    * for that block are refuted (the watcher indexes it again from another endpoint).
    */
   readonly contradicted?: (blockNumber: bigint, detail: string) => void;
+  /**
+   * Every endpoint on its own: receipts and transaction lookups ask them in turn, and one that denies what another
+   * has (a block under the head, a transaction of ours) is demoted. Default: `client` alone.
+   */
+  readonly endpoints?: Endpoints;
 }
 
 export interface ExecutorStats {

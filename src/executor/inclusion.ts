@@ -5,7 +5,14 @@
  * with what each added to the counters, so that a reorganisation can put them back. Judging what is not mined is
  * decide.ts's and the executor's; lanes, journal and positions are reached through InclusionHost.
  */
-import { BaseError, formatTransactionReceipt, type RpcTransactionReceipt, type TransactionReceipt, toHex } from "viem";
+import {
+  formatTransactionReceipt,
+  type Hex,
+  type PublicClient,
+  type RpcTransactionReceipt,
+  type TransactionReceipt,
+  toHex,
+} from "viem";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, isTerminal, type TargetPlan, transition } from "./attempt.ts";
@@ -145,10 +152,15 @@ export class Inclusion {
   /** The block's receipts (eth_getBlockReceipts), or undefined when the node does not serve them. */
   private async blockReceipts(blockNumber: bigint): Promise<TransactionReceipt[] | undefined> {
     try {
-      const raw = (await this.h.o.client.request({
-        method: "eth_getBlockReceipts" as never,
-        params: [toHex(blockNumber)] as never,
-      })) as RpcTransactionReceipt[] | null;
+      const ask = (client: PublicClient) =>
+        client.request({
+          method: "eth_getBlockReceipts" as never,
+          params: [toHex(blockNumber)] as never,
+        }) as Promise<RpcTransactionReceipt[] | null>;
+      // a block under the head the watcher verified exists: an endpoint that says it does not is asked no more
+      const raw = this.h.o.endpoints
+        ? await this.h.o.endpoints.firstKnown(`eth_getBlockReceipts(${blockNumber})`, ask, () => blockNumber)
+        : await ask(this.h.o.client);
       return raw?.map((r) => formatTransactionReceipt(r));
     } catch {
       // not served (unsupported, not allowed, too large) or failed: the nonce check and receipt lookups settle it
@@ -160,8 +172,8 @@ export class Inclusion {
   private async settleByLookup(a: Attempt): Promise<void> {
     let unanswered = false;
     for (const tx of [...a.txs].reverse()) {
-      const receipt = await this.h.o.client.getTransactionReceipt({ hash: tx.hash }).catch((error: unknown) => {
-        if (!(error instanceof BaseError && error.name === "TransactionReceiptNotFoundError")) unanswered = true;
+      const receipt = await this.receipt(tx.hash).catch(() => {
+        unanswered = true;
         return undefined;
       });
       if (receipt) return this.settleMined(a, receipt);
@@ -183,8 +195,30 @@ export class Inclusion {
   }
 
   /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
+  /** A transaction's receipt, from the first endpoint that has it (see Endpoints.firstKnown); undefined: none has. */
+  private async receipt(hash: Hex): Promise<TransactionReceipt | undefined> {
+    const ask = (client: PublicClient) =>
+      client.request({ method: "eth_getTransactionReceipt", params: [hash] }) as Promise<RpcTransactionReceipt | null>;
+    const raw = this.h.o.endpoints
+      ? await this.h.o.endpoints.firstKnown(`eth_getTransactionReceipt(${hash})`, ask, (r) => BigInt(r.blockNumber))
+      : await ask(this.h.o.client);
+    return raw ? formatTransactionReceipt(raw) : undefined;
+  }
+
   async anyKnown(a: Attempt): Promise<boolean | undefined> {
-    const answers = await Promise.all(a.txs.map((tx) => known(this.h.o.client, tx.hash)));
+    const endpoints = this.h.o.endpoints;
+    const lookup = (hash: Hex) =>
+      endpoints
+        ? endpoints
+            .firstKnown(`eth_getTransactionByHash(${hash})`, (c) =>
+              c.request({ method: "eth_getTransactionByHash", params: [hash] }),
+            )
+            .then(
+              (tx) => tx !== null,
+              () => undefined,
+            )
+        : known(this.h.o.client, hash);
+    const answers = await Promise.all(a.txs.map((t) => lookup(t.hash)));
     if (answers.includes(true)) return true;
     return answers.includes(undefined) ? undefined : false;
   }

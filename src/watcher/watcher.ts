@@ -126,6 +126,11 @@ const SILENT_SUBSCRIPTION_HEADS = 2;
 /** With a head subscription, the fallback poll: what a missed notification costs at most. */
 const SUBSCRIBED_POLL_MS = 5_000;
 
+/** An answer the chain refuted (its endpoint demoted already): retried, elsewhere first. */
+class RefutedAnswerError extends InconsistentAnswerError {
+  override name = "RefutedAnswerError";
+}
+
 /** A backfill asked to stop: not a failure. */
 class BackfillStopped extends Error {
   override name = "BackfillStopped";
@@ -174,6 +179,8 @@ export class Watcher {
   /** The backfill's anchor (its floor when it started), and whether it must start over (its answers were refuted). */
   private anchor: bigint | undefined;
   private startOver = false;
+  /** Steps taken: which of the endpoints at the freshest head the next one is pinned to. */
+  private turn = 0;
 
   constructor(private readonly o: WatcherOptions) {
     this.engine = o.address.toLowerCase();
@@ -271,10 +278,19 @@ export class Watcher {
    * `signal` ends it after the range being applied (a stop never waits for a long backfill).
    */
   async backfill(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.backfillOnce(signal);
+    } catch (error) {
+      this.blame(error);
+      throw error;
+    }
+  }
+
+  private async backfillOnce(signal?: AbortSignal): Promise<void> {
     if (this.backfillStarted) this.prepareRetry();
     this.backfillStarted = true;
     this.finalizedAskedAt = undefined;
-    const [{ block: headBlock, endpoint }] = await Promise.all([this.freshestHead(), this.askFinalized(0n)]);
+    const [{ block: headBlock, endpoint }] = await Promise.all([this.freshestHead(true), this.askFinalized(0n)]);
     this.ep = endpoint;
     const head = headBlock.number;
     this.finalizedAskedAt = head;
@@ -417,7 +433,18 @@ export class Watcher {
       { event: "chain_state_inconsistent", reason, detail, endpoint: this.ep.label },
       `what the RPC answered disagrees with the chain (${reason}); asking again`,
     );
-    throw new InconsistentAnswerError(`${reason}: ${detail}`);
+    throw new RefutedAnswerError(`${reason}: ${detail}`);
+  }
+
+  /**
+   * A step failed: an answer that cannot be right (logs of another block, a malformed answer) demotes the endpoint
+   * the step was pinned to, as a refuted one does (already demoted); a transport failure only moves it behind.
+   */
+  private blame(error: unknown): void {
+    if (error instanceof RefutedAnswerError || error instanceof BackfillStopped) return;
+    if (error instanceof InconsistentAnswerError) {
+      this.eps.demote(this.ep, "inconsistent_answer", error.message.slice(0, 200));
+    } else if (isRetryable(error)) this.eps.failed(this.ep);
   }
 
   /**
@@ -425,14 +452,14 @@ export class Watcher {
    * request each, in parallel), each one's lag is measured against the freshest head reported in that same round,
    * and the step is pinned to the endpoint with the highest head (the first configured among equals).
    */
-  private async freshestHead(): Promise<{ block: Head; endpoint: Endpoint }> {
+  private async freshestHead(first = false): Promise<{ block: Head; endpoint: Endpoint }> {
     if (!this.eps.many) {
       const endpoint = this.eps.preferred();
       return { block: await endpoint.client.getBlock({ blockTag: "latest" }), endpoint };
     }
     const asked = this.eps.usable();
     const answers = await Promise.allSettled(asked.map((e) => e.client.getBlock({ blockTag: "latest" })));
-    let best: { block: Head; endpoint: Endpoint } | undefined;
+    const heads: { block: Head; endpoint: Endpoint }[] = [];
     let failure: unknown;
     answers.forEach((a, i) => {
       const e = asked[i] as Endpoint;
@@ -442,10 +469,16 @@ export class Watcher {
         return;
       }
       this.eps.reportHead(e.url, a.value.number);
-      if (!best || a.value.number > best.block.number) best = { block: a.value, endpoint: e };
+      heads.push({ block: a.value, endpoint: e });
     });
-    if (!best) throw failure;
-    return best;
+    if (heads.length === 0) throw failure;
+    // among those at the freshest head, in turn: the load is spread, and every endpoint's answers are put to the
+    // test (a bad one is demoted the first time it is caught, not trusted for as long as another is first)
+    const top = heads.reduce((m, h) => (h.block.number > m ? h.block.number : m), 0n);
+    // a backfill (`first`): the first configured endpoint that does not lag, the operator's primary
+    if (first) return heads.find((h) => !this.eps.isLagging(h.endpoint.url)) ?? (heads[0] as (typeof heads)[0]);
+    const tied = heads.filter((h) => h.block.number === top);
+    return tied[this.turn++ % tied.length] as { block: Head; endpoint: Endpoint };
   }
 
   /**
@@ -523,6 +556,15 @@ export class Watcher {
    * or one that removed a market's listing, rebuilds the state from the deployment block.
    */
   async poll(signal?: AbortSignal): Promise<boolean> {
+    try {
+      return await this.step(signal);
+    } catch (error) {
+      this.blame(error);
+      throw error;
+    }
+  }
+
+  private async step(signal?: AbortSignal): Promise<boolean> {
     const announced = this.announced;
     let block: Head;
     let receivedAt: number;

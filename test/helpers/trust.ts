@@ -56,6 +56,8 @@ export interface TrustRun {
   readonly traders: Traders;
   /** The block the keeper started at: our transactions are looked for above it. */
   readonly startBlock: bigint;
+  /** The bad endpoint is listed first. */
+  readonly badFirst: boolean;
   /** What keeper.done rejected with (undefined: it has not). */
   failure(): unknown;
   head(): Promise<bigint>;
@@ -133,6 +135,7 @@ export async function startTrustRun(o: TrustRunOptions): Promise<TrustRun> {
       trail,
       traders,
       startBlock,
+      badFirst: o.badFirst,
       failure: () => failed,
       head,
       stop,
@@ -278,14 +281,17 @@ export async function verdict(run: TrustRun, v: Verdict): Promise<void> {
   expect.soft(applied, "the events applied are the chain's, each once, in order").toEqual(canonical);
   expect.soft(run.trail.replays, "events handed to the keeper twice").toEqual([]);
   expect.soft(twice, "positions targeted by more than one of our mined transactions").toEqual([]);
-  // the case is void unless the keeper met the bad endpoint's wrong answers
-  expect(hits, "requests the bad endpoint answered wrongly").toBeGreaterThan(0);
-  expect
-    .soft(
-      demoted.filter((e) => e.endpoint === endpoint),
-      `${v.demotedEvent} naming the bad endpoint ${endpoint} (it answered ${hits} requests wrongly)`,
-    )
-    .not.toEqual([]);
+  // the case is void unless the keeper met the bad endpoint's wrong answers; listed second, an endpoint a keeper
+  // never needed to ask (a backfill pinned to the first listed one) may go unmet: then there is nothing to demote
+  if (run.badFirst) expect(hits, "requests the bad endpoint answered wrongly").toBeGreaterThan(0);
+  if (hits > 0) {
+    expect
+      .soft(
+        demoted.filter((e) => e.endpoint === endpoint),
+        `${v.demotedEvent} naming the bad endpoint ${endpoint} (it answered ${hits} requests wrongly)`,
+      )
+      .not.toEqual([]);
+  }
   expect
     .soft(
       demoted.filter((e) => e.endpoint === redactUrl(run.honest.url)),

@@ -94,7 +94,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   }
   if (!connection) throw new StartupError("stopped before the RPC answered");
   const { publicClient, unbatchedClient, engine } = connection;
-  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir);
+  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir, log);
   const lanes = opened.map((x) => x.lane);
 
   const book = new Book();

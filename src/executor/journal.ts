@@ -29,7 +29,7 @@ import {
   recordsOf,
   replay,
 } from "./journalCodec.ts";
-import { lock, unlock } from "./journalLock.ts";
+import { type JournalLock, type LeaseClock, type LockFs, lock, nodeLockFs } from "./journalLock.ts";
 
 export {
   attemptRecord,
@@ -53,16 +53,18 @@ export interface JournalFile {
   truncate(length: number): Promise<void>;
   close(): Promise<void>;
 }
-export interface JournalFs {
+/** The journal's file operations and its lock's (journalLock.ts). */
+export interface JournalFs extends LockFs {
   open(path: string, flags: "a" | "w" | "r"): Promise<JournalFile>;
-  rename(from: string, to: string): Promise<void>;
 }
-export const nodeFs: JournalFs = { open: (path, flags) => open(path, flags), rename };
+export const nodeFs: JournalFs = { ...nodeLockFs, open: (path, flags) => open(path, flags), rename };
 
 export interface JournalOptions {
   /** Where damage, torn lines and write faults are reported. */
   readonly log: Logger;
   readonly fs?: JournalFs;
+  /** The lock's lease: its clock and timer, how often it is renewed and after how long it expires (tests). */
+  readonly lease?: { readonly clock?: LeaseClock; readonly renewMs?: number; readonly ttlMs?: number };
 }
 
 export interface OpenedJournal {
@@ -156,6 +158,7 @@ export class Journal {
     private handle: JournalFile,
     private readonly fs: JournalFs,
     private readonly log: Logger,
+    private readonly held: JournalLock,
     replaced: Replaced,
   ) {
     this.size = replaced.size;
@@ -166,20 +169,22 @@ export class Journal {
   /**
    * Opens (creating) the journal, replays it and compacts it to the attempts still unresolved. The journal is held
    * under a lock (journalLock.ts): a second keeper on the same signer and chain would collide on nonces, so it is
-   * refused (JournalError) unless the lock's holder is known to be gone.
+   * refused (JournalError) unless the lock's holder is known to be gone or its lease expired. The lease is renewed
+   * until close; a journal whose lock was taken over meanwhile refuses every append and compaction.
    */
   static async open(path: string, options: JournalOptions): Promise<OpenedJournal> {
     mkdirSync(dirname(path), { recursive: true });
-    await lock(path);
+    const fs = options.fs ?? nodeFs;
+    const held = await lock(path, { fs, log: options.log, ...options.lease });
     try {
-      return await Journal.openLocked(path, options.fs ?? nodeFs, options.log);
+      return await Journal.openLocked(path, fs, options.log, held);
     } catch (error) {
-      await unlock(path);
+      await held.release();
       throw error;
     }
   }
 
-  private static async openLocked(path: string, fs: JournalFs, log: Logger): Promise<OpenedJournal> {
+  private static async openLocked(path: string, fs: JournalFs, log: Logger, held: JournalLock): Promise<OpenedJournal> {
     let text = "";
     try {
       text = readFileSync(path, "utf8");
@@ -217,7 +222,7 @@ export class Journal {
     const replaced = await replaceFile(fs, path, attempts).catch((error: unknown) => {
       throw new JournalError(`cannot rewrite journal ${path}: ${describeFault(error)}`, { cause: error });
     });
-    return { journal: new Journal(path, replaced.handle, fs, log, replaced), attempts, damage };
+    return { journal: new Journal(path, replaced.handle, fs, log, held, replaced), attempts, damage };
   }
 
   /** Resolves once the records are on disk (fsynced); rejects (JournalError) if they may not be. */
@@ -238,6 +243,9 @@ export class Journal {
     if (this.queued.length === 0) return;
     const records = this.queued;
     this.queued = [];
+    if (this.held.lost !== undefined) {
+      throw new JournalError(`${this.held.lost}: nothing is journaled or broadcast by this keeper any more`);
+    }
     const chunk = Buffer.from(records.map((r, i) => encodeLine(r, this.seq + 1 + i)).join(""));
     let step = "repair";
     try {
@@ -285,6 +293,7 @@ export class Journal {
   compact(live: () => readonly Attempt[]): Promise<boolean> {
     return this.turn(async () => {
       this.written = 0;
+      if (this.held.lost !== undefined) return false; // the file is another keeper's now: never rewritten from here
       let replaced: Replaced;
       try {
         replaced = await replaceFile(this.fs, this.path, live());
@@ -309,7 +318,7 @@ export class Journal {
   async close(): Promise<void> {
     await this.flushing?.catch(() => {});
     await this.handle.close();
-    await unlock(this.path);
+    await this.held.release();
   }
 }
 

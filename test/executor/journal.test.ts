@@ -1,4 +1,13 @@
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,12 +18,13 @@ import {
   JournalError,
   type JournalFile,
   type JournalFs,
+  type JournalOptions,
   nodeFs,
   statusRecord,
   txRecord,
 } from "../../src/executor/journal.ts";
 import { encodeLine } from "../../src/executor/journalCodec.ts";
-import { lockIdentity } from "../../src/executor/journalLock.ts";
+import { LEASE_TTL_MS, type LeaseClock, lockIdentity } from "../../src/executor/journalLock.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 const dirs: string[] = [];
@@ -59,9 +69,41 @@ function attempt(nonce: number): Attempt {
   };
 }
 
-function open(p: string, fs?: JournalFs) {
+function open(p: string, fs?: JournalFs, lease?: JournalOptions["lease"]) {
   const logs = captureLogs();
-  return Journal.open(p, { log: logs.log, fs }).then((opened) => ({ ...opened, logs }));
+  return Journal.open(p, { log: logs.log, fs, lease }).then((opened) => ({ ...opened, logs }));
+}
+
+/** A clock that moves only when told, running the lease's renewals that fall due on the way (and awaiting them). */
+function fakeClock(start = Date.now()) {
+  let t = start;
+  const timers: { ms: number; next: number; renew: () => Promise<void>; stopped: boolean }[] = [];
+  const clock: LeaseClock = {
+    now: () => t,
+    every(ms, renew) {
+      const timer = { ms, next: t + ms, renew, stopped: false };
+      timers.push(timer);
+      return () => {
+        timer.stopped = true;
+      };
+    },
+  };
+  return {
+    clock,
+    now: () => t,
+    running: () => timers.filter((x) => !x.stopped).length,
+    async advance(ms: number) {
+      const end = t + ms;
+      for (;;) {
+        const due = timers.filter((x) => !x.stopped && x.next <= end).sort((a, b) => a.next - b.next)[0];
+        if (!due) break;
+        t = due.next;
+        due.next += due.ms;
+        await due.renew();
+      }
+      t = end;
+    },
+  };
 }
 
 /** Each attempt as three lines: its intent, its transaction, its status (pending). */
@@ -104,6 +146,7 @@ function faultyFs(options: { slowWritesMs?: number } = {}) {
     return fault;
   };
   const fs: JournalFs = {
+    ...nodeFs,
     async open(p, flags) {
       await take("open");
       const h = await nodeFs.open(p, flags);
@@ -400,8 +443,13 @@ describe("journal on a failing disk", () => {
 
 describe("journal lock", () => {
   const me = lockIdentity();
-  const lock = (p: string, holder: object) => writeFileSync(`${p}.lock`, JSON.stringify(holder));
+  /** Writes a lock as `holder` would have, last renewed `ago` ms before `now`. */
+  const lock = (p: string, holder: object | string, now = Date.now(), ago = 0) => {
+    writeFileSync(`${p}.lock`, typeof holder === "string" ? holder : JSON.stringify(holder));
+    utimesSync(`${p}.lock`, new Date(now - ago), new Date(now - ago));
+  };
   const dead = 2 ** 22 + 12345;
+  const lease = (clock: LeaseClock) => ({ clock, renewMs: 5_000, ttlMs: 30_000 });
 
   it("refuses a second open while the first holds it, and releases it on close", async () => {
     const p = path();
@@ -415,16 +463,21 @@ describe("journal lock", () => {
     await again.close();
   });
 
-  it("takes over a lock of this host, boot and pid namespace whose process is gone", async () => {
+  it("takes over a lock of this host, boot and pid namespace whose process is gone at once, and logs it", async () => {
     const p = path();
     await write(p, []);
-    lock(p, { ...me, pid: dead, startedAt: "earlier" }); // SIGKILLed
-    const { journal: taken } = await open(p);
+    lock(p, { ...me, pid: dead, startedAt: "earlier", token: "x" }); // SIGKILLed, renewed just before
+    const { journal: taken, logs } = await open(p);
     await taken.close();
+    expect(logs.events("journal_lock_taken_over")).toMatchObject([
+      { level: "warn", file: `${p}.lock`, reason: "holder_gone", host: me.host, pid: dead, startedAt: "earlier" },
+    ]);
+    expect(logs.events("journal_lock_taken_over")[0]?.renewedAgoMs).toBeLessThan(LEASE_TTL_MS);
     // an earlier process of this namespace with our pid (a container restarted in the same namespace)
     lock(p, { ...me, startedAt: "earlier" });
-    const { journal: restarted } = await open(p);
+    const { journal: restarted, logs: again } = await open(p);
     await restarted.close();
+    expect(again.events("journal_lock_taken_over")).toMatchObject([{ reason: "holder_gone", pid: process.pid }]);
     expect(() => readFileSync(`${p}.lock`)).toThrow();
   });
 
@@ -433,22 +486,110 @@ describe("journal lock", () => {
     ["another pid namespace (another container on this host: also pid 1)", { pidNamespace: "pid:[4026530000]" }],
     ["another boot", { boot: "00000000-0000-0000-0000-000000000000" }],
     ["an earlier version, with no boot or namespace", { boot: undefined, pidNamespace: undefined }],
-  ])("never takes over a lock from %s, even when its pid is ours or dead here", async (_, other) => {
+  ])("refuses a fresh lease from %s, whatever its pid, and takes it over once it expired", async (_, other) => {
     const p = path();
     await write(p, []);
+    const { clock, now } = fakeClock();
     for (const pid of [process.pid, dead, 1]) {
-      lock(p, { ...me, ...other, pid, startedAt: "earlier" });
-      const refused = open(p);
+      lock(p, { ...me, ...other, pid, startedAt: "earlier", token: "x" }, now(), 12_000);
+      const refused = open(p, undefined, lease(clock));
       await expect(refused).rejects.toThrow(JournalError);
-      await expect(refused).rejects.toThrow(`remove ${p}.lock and start again`);
       await expect(refused).rejects.toThrow(`pid ${pid} on host ${"host" in other ? other.host : hostname()}`);
+      await expect(refused).rejects.toThrow("its lease was renewed 12 s ago and expires in 18 s unless renewed");
+      await expect(refused).rejects.toThrow(`remove ${p}.lock and start again`);
     }
+    lock(p, { ...me, ...other, pid: 1, startedAt: "earlier", token: "x" }, now(), 31_000);
+    const { journal, logs } = await open(p, undefined, lease(clock));
+    await journal.close();
+    expect(logs.events("journal_lock_taken_over")).toMatchObject([
+      {
+        level: "warn",
+        file: `${p}.lock`,
+        reason: "lease_expired",
+        host: "host" in other ? other.host : hostname(),
+        pid: 1,
+        startedAt: "earlier",
+        renewedAgoMs: 31_000,
+      },
+    ]);
+    expect(logs.events("journal_lock_taken_over")[0]?.msg).toMatch(/its lease expired \(not renewed for 30 s\)/);
   });
 
-  it("never takes over a lock it cannot read", async () => {
+  it("refuses a lock it cannot read while it is fresh, and takes it over once expired", async () => {
     const p = path();
     await write(p, []);
-    writeFileSync(`${p}.lock`, '{"pid":');
-    await expect(open(p)).rejects.toThrow(/a lock this keeper cannot read.*remove .*\.lock and start again/);
+    const { clock, now } = fakeClock();
+    lock(p, '{"pid":', now(), 29_000);
+    await expect(open(p, undefined, lease(clock))).rejects.toThrow(
+      /a lock this keeper cannot read; its lease was renewed 29 s ago.*remove .*\.lock and start again/,
+    );
+    lock(p, '{"pid":', now(), 30_001);
+    const { journal, logs } = await open(p, undefined, lease(clock));
+    await journal.close();
+    expect(logs.events("journal_lock_taken_over")).toMatchObject([{ reason: "lease_expired", host: null, pid: null }]);
+  });
+
+  it("the holder's heartbeat keeps its lease fresh, and close stops it", async () => {
+    const p = path();
+    const fake = fakeClock();
+    const { journal } = await open(p, undefined, lease(fake.clock));
+    const renewedAgo = () => fake.now() - statSync(`${p}.lock`).mtimeMs;
+    expect(fake.running()).toBe(1);
+    await fake.advance(4_999);
+    expect(renewedAgo()).toBeCloseTo(4_999, -1); // not renewed yet
+    await fake.advance(1);
+    expect(renewedAgo()).toBeCloseTo(0, -1);
+    await fake.advance(120_000); // four TTLs: still fresh
+    expect(renewedAgo()).toBeCloseTo(0, -1);
+    await journal.close();
+    expect(fake.running()).toBe(0);
+    expect(() => readFileSync(`${p}.lock`)).toThrow();
+    await fake.advance(60_000); // nothing renews a lock that is gone
+    expect(() => readFileSync(`${p}.lock`)).toThrow();
+  });
+
+  it("logs a failing renewal once per run of failures, and when it renews again", async () => {
+    const p = path();
+    const fake = fakeClock();
+    let failing = 0;
+    const fs: JournalFs = {
+      ...nodeFs,
+      async touch(file, ms) {
+        if (failing > 0 && file.endsWith(".lock")) {
+          failing--;
+          throw errno("EIO", "utime");
+        }
+        return nodeFs.touch(file, ms);
+      },
+    };
+    const { journal, logs } = await open(p, fs, lease(fake.clock));
+    failing = 3;
+    await fake.advance(15_000);
+    expect(logs.events("journal_lock_renew_failed")).toMatchObject([
+      { level: "error", file: `${p}.lock`, error: "EIO: i/o error, utime" },
+    ]);
+    expect(logs.events("journal_lock_renew_ok")).toEqual([]);
+    await fake.advance(5_000);
+    expect(logs.events("journal_lock_renew_failed")).toHaveLength(1);
+    expect(logs.events("journal_lock_renew_ok")).toMatchObject([{ level: "info", failedRenewals: 3 }]);
+    expect(fake.now() - statSync(`${p}.lock`).mtimeMs).toBeCloseTo(0, -1);
+    await journal.close();
+  });
+
+  it("a holder whose lock was taken over stops renewing it, journals nothing more, and leaves it in place", async () => {
+    const p = path();
+    const fake = fakeClock();
+    const { journal, logs } = await open(p, undefined, lease(fake.clock));
+    await journal.append([attemptRecord(attempt(0))]);
+    const theirs = { ...me, host: "other-container", pid: 1, startedAt: "later", token: "theirs" };
+    lock(p, theirs, fake.now(), 1_000); // it stalled past its lease; another keeper took over
+    await fake.advance(5_000);
+    expect(logs.events("journal_lock_lost")).toMatchObject([{ level: "error", file: `${p}.lock` }]);
+    expect(fake.running()).toBe(0);
+    expect(fake.now() - statSync(`${p}.lock`).mtimeMs).toBeCloseTo(6_000, -1); // theirs, not renewed by us
+    await expect(journal.append([attemptRecord(attempt(1))])).rejects.toThrow(/no longer this keeper's/);
+    expect(await journal.compact(() => [])).toBe(false);
+    await journal.close();
+    expect(JSON.parse(readFileSync(`${p}.lock`, "utf8"))).toEqual(theirs);
   });
 });

@@ -63,8 +63,18 @@ export interface JournalOptions {
   /** Where damage, torn lines and write faults are reported. */
   readonly log: Logger;
   readonly fs?: JournalFs;
-  /** The lock's lease: its clock and timer, how often it is renewed and after how long it expires (tests). */
-  readonly lease?: { readonly clock?: LeaseClock; readonly renewMs?: number; readonly ttlMs?: number };
+  /**
+   * The lock's lease: its clock and timer, how often it is renewed, after how long it expires, how often a fresh
+   * lease of another host is read while waiting for it to expire (tests).
+   */
+  readonly lease?: {
+    readonly clock?: LeaseClock;
+    readonly renewMs?: number;
+    readonly ttlMs?: number;
+    readonly pollMs?: number;
+  };
+  /** Aborts a wait for another keeper's lease to expire (the keeper was asked to stop): open rejects. */
+  readonly signal?: AbortSignal;
 }
 
 export interface OpenedJournal {
@@ -175,7 +185,7 @@ export class Journal {
   static async open(path: string, options: JournalOptions): Promise<OpenedJournal> {
     mkdirSync(dirname(path), { recursive: true });
     const fs = options.fs ?? nodeFs;
-    const held = await lock(path, { fs, log: options.log, ...options.lease });
+    const held = await lock(path, { fs, log: options.log, ...options.lease, signal: options.signal });
     try {
       return await Journal.openLocked(path, fs, options.log, held);
     } catch (error) {

@@ -10,7 +10,10 @@
  * So a lock of this host, boot and namespace whose holder is gone (no such process, a zombie, or our own pid under
  * a token this process does not hold) is taken over at once; any other lock (another host, boot or container, the
  * same container restarted, an earlier version's, an unreadable one) only once its lease has expired. While it is
- * fresh the keeper refuses to start and says what holds it and when it expires. Every takeover is logged
+ * fresh the keeper waits for it (`journal_lock_waiting`), watching the lock's mtime until the lease would expire
+ * (plus one poll): a keeper restarted within the TTL after a SIGKILL then heals by itself instead of exiting. If the
+ * holder renews meanwhile it runs, and the keeper refuses to start, saying what holds it and when it expires; if not,
+ * it is taken over. A live holder of this host, boot and namespace is refused at once. Every takeover is logged
  * (`journal_lock_taken_over`). Expiry compares the lock file's mtime with this keeper's clock: a skew between the
  * two hosts' clocks shorter than the TTL is absorbed by it.
  */
@@ -24,6 +27,8 @@ import { JournalError } from "./journalCodec.ts";
 export const LEASE_RENEW_MS = 5_000;
 /** A lease not renewed for this long has expired and may be taken over from any host, boot or namespace. */
 export const LEASE_TTL_MS = 30_000;
+/** While waiting for a fresh lease of another host, boot or namespace to expire, its mtime is read this often. */
+export const LEASE_POLL_MS = 1_000;
 
 export interface LockHolder {
   readonly pid: number;
@@ -61,15 +66,18 @@ export const nodeLockFs: LockFs = {
 /** Time and timers of the lease: the real ones by default, a fake one in tests. */
 export interface LeaseClock {
   now(): number;
-  /** Runs `renew` every `ms` until the returned function is called; the timer keeps no process alive. */
-  every(ms: number, renew: () => Promise<void>): () => void;
+  /**
+   * Runs `renew` every `ms` until the returned function is called; the timer keeps no process alive unless
+   * `keepAlive` (a wait the keeper's start is blocked on).
+   */
+  every(ms: number, renew: () => Promise<void>, keepAlive?: boolean): () => void;
 }
 
 export const realClock: LeaseClock = {
   now: () => Date.now(),
-  every(ms, renew) {
+  every(ms, renew, keepAlive = false) {
     const timer = setInterval(() => void renew(), ms);
-    timer.unref();
+    if (!keepAlive) timer.unref();
     return () => clearInterval(timer);
   },
 };
@@ -80,6 +88,10 @@ export interface LockOptions {
   readonly clock?: LeaseClock;
   readonly renewMs?: number;
   readonly ttlMs?: number;
+  /** How often a fresh lease of another host, boot or namespace is read while waiting for it to expire. */
+  readonly pollMs?: number;
+  /** Aborts a wait for a lease to expire (the keeper was asked to stop): the lock then rejects (JournalError). */
+  readonly signal?: AbortSignal;
 }
 
 function orNull(read: () => string): string | null {
@@ -138,6 +150,8 @@ interface Verdict {
   readonly takeOver?: "holder_gone" | "lease_expired";
   /** Refused: why its holder may still run. */
   readonly refuse?: string;
+  /** Refused, but its holder's pid says nothing from here: its lease is waited for (once) before refusing. */
+  readonly mayExpire?: boolean;
 }
 
 /** Whether the lock (its holder as read, or undefined when unreadable; renewed `age` ms ago) may be taken over. */
@@ -151,7 +165,7 @@ function judge(h: Partial<LockHolder> | undefined, me: Identity, lockPath: strin
   const lease =
     `its lease was renewed ${seconds(Math.max(0, age))} ago and expires in ${seconds(Math.max(0, ttl - age))} ` +
     `unless renewed (a lock not renewed for ${seconds(ttl)} is taken over)`;
-  if (!readable) return { refuse: `a lock this keeper cannot read; ${lease}` };
+  if (!readable) return { refuse: `a lock this keeper cannot read; ${lease}`, mayExpire: true };
   if (here) {
     return {
       refuse:
@@ -164,7 +178,7 @@ function judge(h: Partial<LockHolder> | undefined, me: Identity, lockPath: strin
       ? "written by an earlier version that did not record its boot and namespace"
       : `another host, boot or pid namespace than this keeper's (host ${me.host}, boot ${me.boot ?? "?"}, pid ` +
         `namespace ${me.pidNamespace ?? "?"}): from here its pid says nothing about whether it runs`;
-  return { refuse: `a lock by ${describe(h)}, ${what}; ${lease}` };
+  return { refuse: `a lock by ${describe(h)}, ${what}; ${lease}`, mayExpire: true };
 }
 
 function parse(text: string): Partial<LockHolder> | undefined {
@@ -283,10 +297,86 @@ function logTakeover(log: Logger, lockPath: string, { holder, age, reason }: Tak
   );
 }
 
+type WaitOutcome = "renewed" | "expired" | "gone";
+
+/**
+ * Reads the lock's mtime every `pollMs` until it moves ("renewed": its holder runs), the lock is gone ("gone":
+ * released), or it has stayed at `mtime` for the TTL plus one poll ("expired"). Rejects if `signal` aborts.
+ */
+function awaitExpiry(
+  o: { fs: LockFs; clock: LeaseClock; ttl: number; pollMs: number; signal: AbortSignal | undefined },
+  path: string,
+  lockPath: string,
+  mtime: number,
+): Promise<WaitOutcome> {
+  const { fs, clock, ttl, pollMs, signal } = o;
+  return new Promise((resolve, reject) => {
+    const stopped = () =>
+      new JournalError(`stopped while waiting for the lease of the lock of journal ${path} to expire`);
+    if (signal?.aborted) return reject(stopped());
+    let done = false;
+    let stop = () => {};
+    const finish = (outcome: WaitOutcome | JournalError) => {
+      if (done) return;
+      done = true;
+      stop();
+      signal?.removeEventListener("abort", onAbort);
+      if (outcome instanceof JournalError) reject(outcome);
+      else resolve(outcome);
+    };
+    const onAbort = () => finish(stopped());
+    signal?.addEventListener("abort", onAbort, { once: true });
+    stop = clock.every(
+      pollMs,
+      async () => {
+        if (done) return;
+        try {
+          const now = await fs.mtimeMs(lockPath);
+          if (now !== mtime) finish("renewed");
+          else if (clock.now() - mtime >= ttl + pollMs) finish("expired");
+        } catch (error) {
+          finish(
+            enoent(error)
+              ? "gone"
+              : new JournalError(`cannot read the lock of journal ${path}: ${(error as Error).message}`),
+          );
+        }
+      },
+      true,
+    );
+  });
+}
+
+function logWaiting(
+  log: Logger,
+  lockPath: string,
+  holder: Partial<LockHolder> | undefined,
+  age: number,
+  waitMs: number,
+): void {
+  log.warn(
+    {
+      event: "journal_lock_waiting",
+      file: lockPath,
+      host: holder?.host ?? null,
+      pid: holder?.pid ?? null,
+      boot: holder?.boot ?? null,
+      pidNamespace: holder?.pidNamespace ?? null,
+      startedAt: holder?.startedAt ?? null,
+      renewedAgoMs: Math.round(age),
+      waitMs: Math.round(waitMs),
+    },
+    `journal lock ${lockPath} is held by ${holder ? describe(holder) : "a lock this keeper cannot read"}, whose ` +
+      `pid says nothing from here, last renewed ${seconds(Math.max(0, age))} ago: waiting up to ${seconds(waitMs)} ` +
+      "for its lease to expire (taken over then; refused if it is renewed meanwhile)",
+  );
+}
+
 export async function lock(path: string, options: LockOptions): Promise<JournalLock> {
   const { fs, log } = options;
   const clock = options.clock ?? realClock;
   const ttl = options.ttlMs ?? LEASE_TTL_MS;
+  const pollMs = options.pollMs ?? LEASE_POLL_MS;
   const lockPath = `${path}.lock`;
   const me = lockIdentity();
   const mine: LockHolder = { ...me, startedAt: new Date(clock.now()).toISOString(), token: random() };
@@ -300,6 +390,18 @@ export async function lock(path: string, options: LockOptions): Promise<JournalL
     throw new JournalError(`cannot lock journal ${path}: ${(error as Error).message}`);
   }
   let takenOver: Takeover | undefined;
+  let waited = false;
+  /** The lock's text and how long ago it was renewed; undefined if it is gone (released meanwhile). */
+  const read = async (): Promise<{ text: string; mtime: number; age: number } | undefined> => {
+    try {
+      const text = await fs.readFile(lockPath);
+      const mtime = await fs.mtimeMs(lockPath);
+      return { text, mtime, age: clock.now() - mtime };
+    } catch (error) {
+      if (enoent(error)) return undefined;
+      throw new JournalError(`cannot read the lock of journal ${path}: ${(error as Error).message}`);
+    }
+  };
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -312,22 +414,44 @@ export async function lock(path: string, options: LockOptions): Promise<JournalL
           throw new JournalError(`cannot lock journal ${path}: ${(error as Error).message}`);
         }
       }
-      let text: string;
-      let age: number;
-      try {
-        text = await fs.readFile(lockPath);
-        age = clock.now() - (await fs.mtimeMs(lockPath));
-      } catch (error) {
-        if (enoent(error)) continue; // released meanwhile
-        throw new JournalError(`cannot read the lock of journal ${path}: ${(error as Error).message}`);
+      let found = await read();
+      if (!found) continue; // released meanwhile
+      let holder = parse(found.text);
+      let verdict = judge(holder, me, lockPath, found.age, ttl);
+      let renewedMeanwhile = "";
+      if (verdict.mayExpire && !waited) {
+        // A keeper restarted within the TTL after a SIGKILL (a container restarted, a host rebooted) finds its own
+        // earlier lock, fresh: it waits for the lease to expire rather than exiting for good.
+        waited = true;
+        const waitMs = Math.max(0, ttl + pollMs - found.age);
+        logWaiting(log, lockPath, holder, found.age, waitMs);
+        const started = clock.now();
+        const outcome = await awaitExpiry(
+          { fs, clock, ttl, pollMs, signal: options.signal },
+          path,
+          lockPath,
+          found.mtime,
+        );
+        if (outcome === "renewed") {
+          renewedMeanwhile =
+            `; it was renewed while this keeper waited ${seconds(clock.now() - started)} for its lease to ` +
+            "expire, so its holder runs";
+        }
+        // our own lock, written before the wait, would otherwise start out as old as the wait was long
+        await fs.touch(tmp, clock.now()).catch((error: unknown) => {
+          throw new JournalError(`cannot lock journal ${path}: ${(error as Error).message}`);
+        });
+        found = await read();
+        if (!found) continue;
+        holder = parse(found.text);
+        verdict = judge(holder, me, lockPath, found.age, ttl);
       }
-      const holder = parse(text);
-      const verdict = judge(holder, me, lockPath, age, ttl);
+      const { text, age } = found;
       if (verdict.refuse !== undefined) {
         throw new JournalError(
-          `journal ${path} is locked: ${verdict.refuse}. Two keepers on one key collide on nonces, so it is not ` +
-            `taken over while its lease is fresh. Stop that keeper; if you are sure none runs on this key and chain ` +
-            `any more and cannot wait, remove ${lockPath} and start again`,
+          `journal ${path} is locked: ${verdict.refuse}${renewedMeanwhile}. Two keepers on one key collide on ` +
+            "nonces, so it is not taken over while its lease is fresh. Stop that keeper; if you are sure none runs " +
+            `on this key and chain any more and cannot wait, remove ${lockPath} and start again`,
         );
       }
       // Moved aside, not removed: if another keeper took it over since we read it, what we moved is its fresh lock,

@@ -26,12 +26,17 @@ export async function openLanes(
   chainId: number,
   stateDir: string,
   log: Logger,
+  /** Aborts a wait for a journal lock's lease to expire (journalLock.ts). */
+  signal?: AbortSignal,
 ): Promise<OpenedLane[]> {
   const opened: OpenedLane[] = [];
   try {
     for (const key of keys) {
       const account = privateKeyToAccount(key);
-      const { journal, attempts } = await Journal.open(journalPath(stateDir, chainId, account.address), { log });
+      const { journal, attempts } = await Journal.open(journalPath(stateDir, chainId, account.address), {
+        log,
+        signal,
+      });
       const lane = new NonceLane(account.address, (tx) => account.signTransaction(tx), chainId, journal);
       opened.push({ lane, recovered: attempts });
     }

@@ -10,7 +10,7 @@ import {
 } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Attempt, transition } from "../../src/executor/attempt.ts";
 import {
   attemptRecord,
@@ -481,26 +481,63 @@ describe("journal lock", () => {
     expect(() => readFileSync(`${p}.lock`)).toThrow();
   });
 
+  /** Opens `p` over the fake clock, once it logged that it waits for a lease to expire. */
+  const waiting = async (p: string, fake: ReturnType<typeof fakeClock>, signal?: AbortSignal) => {
+    const logs = captureLogs();
+    const opening = Journal.open(p, { log: logs.log, lease: lease(fake.clock), signal });
+    opening.catch(() => {}); // asserted later
+    await vi.waitFor(() => expect(logs.events("journal_lock_waiting")).toHaveLength(1));
+    await vi.waitFor(() => expect(fake.running()).toBe(1)); // its poll
+    return { opening, logs };
+  };
+  const renew = (p: string, ms: number) => utimesSync(`${p}.lock`, new Date(ms), new Date(ms));
+
   it.each([
     ["another host", { host: "other-container" }],
     ["another pid namespace (another container on this host: also pid 1)", { pidNamespace: "pid:[4026530000]" }],
     ["another boot", { boot: "00000000-0000-0000-0000-000000000000" }],
     ["an earlier version, with no boot or namespace", { boot: undefined, pidNamespace: undefined }],
-  ])("refuses a fresh lease from %s, whatever its pid, and takes it over once it expired", async (_, other) => {
+  ])("waits for a fresh lease from %s, whatever its pid: refused if renewed meanwhile", async (_, other) => {
     const p = path();
     await write(p, []);
-    const { clock, now } = fakeClock();
+    const fake = fakeClock();
+    const host = "host" in other ? other.host : hostname();
     for (const pid of [process.pid, dead, 1]) {
-      lock(p, { ...me, ...other, pid, startedAt: "earlier", token: "x" }, now(), 12_000);
-      const refused = open(p, undefined, lease(clock));
-      await expect(refused).rejects.toThrow(JournalError);
-      await expect(refused).rejects.toThrow(`pid ${pid} on host ${"host" in other ? other.host : hostname()}`);
-      await expect(refused).rejects.toThrow("its lease was renewed 12 s ago and expires in 18 s unless renewed");
-      await expect(refused).rejects.toThrow(`remove ${p}.lock and start again`);
+      lock(p, { ...me, ...other, pid, startedAt: "earlier", token: "x" }, fake.now(), 12_000);
+      const { opening, logs } = await waiting(p, fake);
+      expect(logs.events("journal_lock_waiting")).toMatchObject([
+        { level: "warn", file: `${p}.lock`, host, pid, startedAt: "earlier", renewedAgoMs: 12_000, waitMs: 19_000 },
+      ]);
+      expect(logs.events("journal_lock_waiting")[0]?.msg).toMatch(/waiting up to 19 s for its lease to expire/);
+      await fake.advance(3_000);
+      expect(fake.running()).toBe(1); // still waiting
+      renew(p, fake.now()); // its holder runs
+      await fake.advance(1_000);
+      await expect(opening).rejects.toThrow(JournalError);
+      await expect(opening).rejects.toThrow(`pid ${pid} on host ${host}`);
+      await expect(opening).rejects.toThrow("its lease was renewed 1 s ago and expires in 29 s unless renewed");
+      await expect(opening).rejects.toThrow("it was renewed while this keeper waited 4 s for its lease to expire");
+      await expect(opening).rejects.toThrow(`remove ${p}.lock and start again`);
+      expect(fake.running()).toBe(0);
+      expect(logs.events("journal_lock_taken_over")).toEqual([]);
     }
-    lock(p, { ...me, ...other, pid: 1, startedAt: "earlier", token: "x" }, now(), 31_000);
-    const { journal, logs } = await open(p, undefined, lease(clock));
-    await journal.close();
+    expect(readdirSync(dirname(p)).sort()).toEqual(["31337-0xabc.jsonl", "31337-0xabc.jsonl.lock"]);
+  });
+
+  it.each([
+    ["another host", { host: "other-container" }],
+    ["an earlier version, with no boot or namespace", { boot: undefined, pidNamespace: undefined }],
+  ])("takes over a lease from %s once it expired unrenewed (a restart within the TTL heals)", async (_, other) => {
+    const p = path();
+    await write(p, []);
+    const fake = fakeClock();
+    lock(p, { ...me, ...other, pid: 1, startedAt: "earlier", token: "x" }, fake.now(), 12_000);
+    const { opening, logs } = await waiting(p, fake);
+    await fake.advance(18_000);
+    expect(fake.running()).toBe(1); // the lease expired at 18 s; one poll more
+    expect(logs.events("journal_lock_taken_over")).toEqual([]);
+    await fake.advance(1_000);
+    const { journal } = await opening;
     expect(logs.events("journal_lock_taken_over")).toMatchObject([
       {
         level: "warn",
@@ -513,20 +550,57 @@ describe("journal lock", () => {
       },
     ]);
     expect(logs.events("journal_lock_taken_over")[0]?.msg).toMatch(/its lease expired \(not renewed for 30 s\)/);
+    // ours now, and fresh: not as old as the wait
+    expect(JSON.parse(readFileSync(`${p}.lock`, "utf8")).pid).toBe(process.pid);
+    expect(fake.now() - statSync(`${p}.lock`).mtimeMs).toBeCloseTo(0, -1);
+    expect(fake.running()).toBe(1); // its heartbeat
+    await journal.close();
+    // an expired lease is taken over at once, without waiting
+    lock(p, { ...me, ...other, pid: 1, startedAt: "earlier", token: "x" }, fake.now(), 31_000);
+    const { journal: again, logs: reopened } = await open(p, undefined, lease(fake.clock));
+    await again.close();
+    expect(reopened.events("journal_lock_waiting")).toEqual([]);
+    expect(reopened.events("journal_lock_taken_over")).toMatchObject([
+      { reason: "lease_expired", renewedAgoMs: 31_000 },
+    ]);
   });
 
-  it("refuses a lock it cannot read while it is fresh, and takes it over once expired", async () => {
+  it("waits for a lock it cannot read: refused if renewed meanwhile, taken over once expired", async () => {
     const p = path();
     await write(p, []);
-    const { clock, now } = fakeClock();
-    lock(p, '{"pid":', now(), 29_000);
-    await expect(open(p, undefined, lease(clock))).rejects.toThrow(
-      /a lock this keeper cannot read; its lease was renewed 29 s ago.*remove .*\.lock and start again/,
+    const fake = fakeClock();
+    lock(p, '{"pid":', fake.now(), 29_000);
+    const renewed = await waiting(p, fake);
+    expect(renewed.logs.events("journal_lock_waiting")).toMatchObject([{ host: null, pid: null, waitMs: 2_000 }]);
+    renew(p, fake.now());
+    await fake.advance(1_000);
+    await expect(renewed.opening).rejects.toThrow(
+      /a lock this keeper cannot read; its lease was renewed 1 s ago.*remove .*\.lock and start again/,
     );
-    lock(p, '{"pid":', now(), 30_001);
-    const { journal, logs } = await open(p, undefined, lease(clock));
+    lock(p, '{"pid":', fake.now(), 29_000);
+    const { opening, logs } = await waiting(p, fake);
+    await fake.advance(2_000);
+    const { journal } = await opening;
     await journal.close();
-    expect(logs.events("journal_lock_taken_over")).toMatchObject([{ reason: "lease_expired", host: null, pid: null }]);
+    expect(logs.events("journal_lock_taken_over")).toMatchObject([
+      { reason: "lease_expired", host: null, pid: null, renewedAgoMs: 31_000 },
+    ]);
+  });
+
+  it("stops waiting for a lease when asked to stop, leaving the lock as it was", async () => {
+    const p = path();
+    await write(p, []);
+    const fake = fakeClock();
+    const theirs = { ...me, host: "other-container", pid: 1, startedAt: "earlier", token: "x" };
+    lock(p, theirs, fake.now(), 12_000);
+    const stop = new AbortController();
+    const { opening } = await waiting(p, fake, stop.signal);
+    await fake.advance(5_000);
+    stop.abort("SIGTERM");
+    await expect(opening).rejects.toThrow(`stopped while waiting for the lease of the lock of journal ${p} to expire`);
+    expect(fake.running()).toBe(0);
+    expect(JSON.parse(readFileSync(`${p}.lock`, "utf8"))).toEqual(theirs);
+    expect(readdirSync(dirname(p)).sort()).toEqual(["31337-0xabc.jsonl", "31337-0xabc.jsonl.lock"]);
   });
 
   it("the holder's heartbeat keeps its lease fresh, and close stops it", async () => {

@@ -94,7 +94,13 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   }
   if (!connection) throw new StartupError("stopped before the RPC answered");
   const { publicClient, unbatchedClient, engine } = connection;
-  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir);
+  // a journal lock of another container or boot, still fresh, is waited for (up to its TTL); a stop ends the wait
+  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir, log, o.signal).catch(
+    (error: unknown) => {
+      if (o.signal?.aborted) throw new StartupError("stopped while waiting for a journal lock", { cause: error });
+      throw error;
+    },
+  );
   const lanes = opened.map((x) => x.lane);
 
   const book = new Book();

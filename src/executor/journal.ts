@@ -1,203 +1,200 @@
 /**
  * A write-ahead journal of one signer's attempts: JSON Lines, append-only, fsynced before any broadcast it covers.
- * Records: an attempt (intent and nonce), each signed transaction (hash, raw bytes, fees), each status change.
- * On open the file is replayed into attempts; a torn last line (a crash mid-write) is dropped, any other bad line
- * is a JournalError, never silently skipped. The live attempts are then rewritten (tmp file, fsync, rename), so
- * the file holds only what is still unresolved plus what happened since.
+ * Records: an attempt (intent and nonce), each signed transaction (hash, raw bytes, fees), each status change. Each
+ * line carries its seq and a CRC-32 (journalCodec.ts).
  *
- * Writes are group-committed: records handed in while a write is in flight go out together in the next write,
- * with one fsync, so a burst of broadcasts pays for one or two fsyncs, not one each.
+ * On open the file is replayed into attempts. A torn last line (a crash mid-write) is dropped (`journal_torn_tail`).
+ * Damage anywhere else (a checksum mismatch, an unreadable line, seqs missing, records of an attempt whose intent
+ * is gone) is reported (`journal_damaged`, an error: attempts journaled there are forgotten), the damaged file is
+ * kept beside it, and the journal opens with everything it could read: a keeper that refused to start would
+ * liquidate nothing, and its operator could do no better than start it on a journal without the lost lines. The
+ * live attempts are then rewritten (tmp file, fsync, rename), so the file holds only what is still unresolved.
+ *
+ * Writes are group-committed: records handed in while a write is in flight go out together in the next write, with
+ * one fsync, so a burst of broadcasts pays for one or two fsyncs, not one each. A write that fails rejects every
+ * append it carried (their broadcasts must not happen) and whatever part of it reached the file is cut off before
+ * the next write, so later appends work again once the fault clears.
  */
 import { mkdirSync, readFileSync } from "node:fs";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { hostname } from "node:os";
+import { copyFile, open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { Address, Hex } from "viem";
-import { type Attempt, type AttemptStatus, isTerminal, type SignedTx, type TargetPlan } from "./attempt.ts";
+import type { Logger } from "../ops/logger.ts";
+import { type Attempt, isTerminal } from "./attempt.ts";
+import {
+  encodeLine,
+  type JournalDamage,
+  JournalError,
+  type JournalRecord,
+  readJournal,
+  recordsOf,
+  replay,
+} from "./journalCodec.ts";
+import { type JournalLock, type LeaseClock, type LockFs, lock, nodeLockFs } from "./journalLock.ts";
 
-export class JournalError extends Error {
-  override name = "JournalError";
+export {
+  attemptRecord,
+  type DamageReason,
+  type JournalDamage,
+  JournalError,
+  type JournalRecord,
+  parseJournal,
+  readJournal,
+  recordsOf,
+  replay,
+  statusRecord,
+  txRecord,
+} from "./journalCodec.ts";
+
+/** The file operations the journal needs: node:fs/promises by default, a fault injector in tests. */
+export interface JournalFile {
+  write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
+  datasync(): Promise<void>;
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
 }
+/** The journal's file operations and its lock's (journalLock.ts). */
+export interface JournalFs extends LockFs {
+  open(path: string, flags: "a" | "w" | "r"): Promise<JournalFile>;
+}
+export const nodeFs: JournalFs = { ...nodeLockFs, open: (path, flags) => open(path, flags), rename };
 
-type Wire<T> = {
-  [K in keyof T]: T[K] extends bigint ? string : T[K] extends bigint | undefined ? string | undefined : T[K];
-};
-
-export type JournalRecord =
-  | {
-      readonly t: "attempt";
-      readonly id: string;
-      readonly signer: Address;
-      readonly nonce: number;
-      readonly kind: Attempt["kind"];
-      readonly targets: readonly Wire<TargetPlan>[];
-      readonly to: Address;
-      readonly data: Hex;
-      readonly gas: string;
-      readonly createdAtBlock: string;
-      /** Backrun: the pending oracle update it was sent behind (after a restart it is cancelled unless mined). */
-      readonly after?: Hex;
-    }
-  | ({ readonly t: "tx"; readonly id: string } & Wire<SignedTx>)
-  | {
-      readonly t: "status";
-      readonly id: string;
-      readonly status: AttemptStatus;
-      readonly minedBlock?: string;
-      readonly minedHash?: Hex;
-    };
-
-export function attemptRecord(a: Attempt): JournalRecord {
-  return {
-    t: "attempt",
-    id: a.id,
-    signer: a.signer,
-    nonce: a.nonce,
-    kind: a.kind,
-    targets: a.targets.map((x) => ({ ...x, expectedReward: x.expectedReward.toString() })),
-    to: a.to,
-    data: a.data,
-    gas: a.gas.toString(),
-    createdAtBlock: a.createdAtBlock.toString(),
-    ...(a.after === undefined ? {} : { after: a.after }),
+export interface JournalOptions {
+  /** Where damage, torn lines and write faults are reported. */
+  readonly log: Logger;
+  readonly fs?: JournalFs;
+  /**
+   * The lock's lease: its clock and timer, how often it is renewed, after how long it expires, how often a fresh
+   * lease of another host is read while waiting for it to expire (tests).
+   */
+  readonly lease?: {
+    readonly clock?: LeaseClock;
+    readonly renewMs?: number;
+    readonly ttlMs?: number;
+    readonly pollMs?: number;
   };
+  /** Aborts a wait for another keeper's lease to expire (the keeper was asked to stop): open rejects. */
+  readonly signal?: AbortSignal;
 }
 
-export function txRecord(a: Attempt, tx: SignedTx): JournalRecord {
-  return {
-    t: "tx",
-    id: a.id,
-    hash: tx.hash,
-    raw: tx.raw,
-    purpose: tx.purpose,
-    maxFeePerGas: tx.maxFeePerGas.toString(),
-    maxPriorityFeePerGas: tx.maxPriorityFeePerGas.toString(),
-    sentAtBlock: tx.sentAtBlock.toString(),
-  };
+export interface OpenedJournal {
+  readonly journal: Journal;
+  readonly attempts: Attempt[];
+  /** What the file had lost (also logged as journal_damaged): the lane must not trust its own nonce count. */
+  readonly damage: readonly JournalDamage[];
 }
 
-export function statusRecord(a: Attempt): JournalRecord {
-  return {
-    t: "status",
-    id: a.id,
-    status: a.status,
-    minedBlock: a.minedBlock?.toString(),
-    minedHash: a.minedHash,
-  };
+function describeFault(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = e?.message ?? String(error);
+  return e?.code && !message.startsWith(e.code) ? `${e.code}: ${message}` : message;
 }
 
-/** Every record that rebuilds the attempt as it stands. */
-export function recordsOf(a: Attempt): JournalRecord[] {
-  return [attemptRecord(a), ...a.txs.map((tx) => txRecord(a, tx)), statusRecord(a)];
+function writeError(step: string, error: unknown, path: string): JournalError {
+  return new JournalError(
+    `journal ${step} failed (${describeFault(error)}) for ${path}: nothing is broadcast until it is written`,
+    { cause: error },
+  );
 }
 
-/** Folds records into attempts, in file order. */
-export function replay(records: readonly JournalRecord[], source = "journal"): Map<string, Attempt> {
-  const attempts = new Map<string, Attempt>();
-  const get = (id: string, line: number) => {
-    const a = attempts.get(id);
-    if (!a) throw new JournalError(`${source}:${line}: record for unknown attempt ${id}`);
-    return a;
-  };
-  records.forEach((r, i) => {
-    const line = i + 1;
-    switch (r.t) {
-      case "attempt":
-        if (attempts.has(r.id)) return; // written again after a compaction: the first holds its transactions
-        attempts.set(r.id, {
-          id: r.id,
-          signer: r.signer,
-          nonce: r.nonce,
-          kind: r.kind,
-          targets: r.targets.map((x) => ({ ...x, expectedReward: BigInt(x.expectedReward) })),
-          to: r.to,
-          data: r.data,
-          gas: BigInt(r.gas),
-          txs: [],
-          status: "signed",
-          createdAtBlock: BigInt(r.createdAtBlock),
-          ...(typeof r.after === "string" ? { after: r.after } : {}),
-        });
-        return;
-      case "tx": {
-        const a = get(r.id, line);
-        const tx: SignedTx = {
-          hash: r.hash,
-          raw: r.raw,
-          purpose: r.purpose,
-          maxFeePerGas: BigInt(r.maxFeePerGas),
-          maxPriorityFeePerGas: BigInt(r.maxPriorityFeePerGas),
-          sentAtBlock: BigInt(r.sentAtBlock),
-        };
-        const same = a.txs.findIndex((t) => t.hash === tx.hash);
-        if (same >= 0) a.txs[same] = tx;
-        else a.txs.push(tx);
-        return;
-      }
-      case "status": {
-        const a = get(r.id, line);
-        a.status = r.status;
-        a.minedBlock = r.minedBlock === undefined ? undefined : BigInt(r.minedBlock);
-        a.minedHash = r.minedHash;
-        return;
-      }
-      default:
-        throw new JournalError(`${source}:${line}: unknown record type`);
-    }
-  });
-  return attempts;
-}
-
-/** Parses the file's text; a torn last line is dropped, anything else malformed is an error. */
-export function parseJournal(text: string, source: string): JournalRecord[] {
-  const lines = text.split("\n");
-  const complete = text.endsWith("\n") || text === "";
-  const records: JournalRecord[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (line === "") continue;
-    try {
-      const r = JSON.parse(line) as JournalRecord;
-      if (typeof r !== "object" || r === null || typeof r.t !== "string" || typeof r.id !== "string") {
-        throw new Error("not a journal record");
-      }
-      records.push(r);
-    } catch (error) {
-      if (i === lines.length - 1 && !complete) break; // torn by a crash mid-write: it was never acted on
-      throw new JournalError(`${source}:${i + 1}: unreadable journal line (${(error as Error).message})`);
-    }
+/** Writes all of `chunk`: a write may take less than it was given. */
+async function writeAll(file: JournalFile, chunk: Uint8Array): Promise<void> {
+  for (let off = 0; off < chunk.length; ) {
+    const { bytesWritten } = await file.write(chunk, off, chunk.length - off);
+    if (!(bytesWritten > 0)) throw new Error(`short write: 0 of ${chunk.length - off} bytes written`);
+    off += bytesWritten;
   }
-  return records;
+}
+
+async function syncDir(fs: JournalFs, path: string): Promise<void> {
+  const dir = await fs.open(dirname(path), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+interface Replaced {
+  readonly handle: JournalFile;
+  readonly size: number;
+  readonly seq: number;
+  readonly dirSynced: boolean;
+}
+
+/**
+ * Writes the attempts' records (seq from 1) to `<path>.tmp`, fsyncs it, opens it for appending and renames it over
+ * the journal. Until the rename the journal is untouched; a failure before it throws and leaves it as it was.
+ */
+async function replaceFile(fs: JournalFs, path: string, attempts: readonly Attempt[]): Promise<Replaced> {
+  const tmp = `${path}.tmp`;
+  const records = attempts.flatMap(recordsOf);
+  const chunk = Buffer.from(records.map((r, i) => encodeLine(r, i + 1)).join(""));
+  let file: JournalFile | undefined;
+  let handle: JournalFile | undefined;
+  try {
+    file = await fs.open(tmp, "w");
+    await writeAll(file, chunk);
+    await file.sync();
+    handle = await fs.open(tmp, "a");
+    await fs.rename(tmp, path);
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
+    throw error;
+  } finally {
+    await file?.close().catch(() => {});
+  }
+  const dirSynced = await syncDir(fs, path).then(
+    () => true,
+    () => false, // the rename is done but maybe not durable: synced again before the next write
+  );
+  return { handle, size: chunk.length, seq: records.length, dirSynced };
 }
 
 export class Journal {
-  private queued: string[] = [];
-  private flushing: Promise<void> | undefined;
+  private queued: JournalRecord[] = [];
+  private flushing: Promise<unknown> | undefined;
   private written = 0;
+  /** Bytes of the file known good; a failed write may have left more, cut off before the next one. */
+  private size: number;
+  private dirty = false;
+  private dirSynced: boolean;
+  private seq: number;
+  private failing = 0;
 
   private constructor(
     readonly path: string,
-    private handle: FileHandle,
-  ) {}
+    private handle: JournalFile,
+    private readonly fs: JournalFs,
+    private readonly log: Logger,
+    private readonly held: JournalLock,
+    replaced: Replaced,
+  ) {
+    this.size = replaced.size;
+    this.seq = replaced.seq;
+    this.dirSynced = replaced.dirSynced;
+  }
 
   /**
    * Opens (creating) the journal, replays it and compacts it to the attempts still unresolved. The journal is held
-   * under a lock (`<path>.lock`, naming the holder's process): a second keeper on the same signer and chain would
-   * collide on nonces, so it is refused (JournalError) while the holder lives; a lock left by a process that is gone
-   * (SIGKILL) is taken over.
+   * under a lock (journalLock.ts): a second keeper on the same signer and chain would collide on nonces, so it is
+   * refused (JournalError) unless the lock's holder is known to be gone or its lease expired. The lease is renewed
+   * until close; a journal whose lock was taken over meanwhile refuses every append and compaction.
    */
-  static async open(path: string): Promise<{ journal: Journal; attempts: Attempt[] }> {
+  static async open(path: string, options: JournalOptions): Promise<OpenedJournal> {
     mkdirSync(dirname(path), { recursive: true });
-    await lock(path);
+    const fs = options.fs ?? nodeFs;
+    const held = await lock(path, { fs, log: options.log, ...options.lease, signal: options.signal });
     try {
-      return await Journal.openLocked(path);
+      return await Journal.openLocked(path, fs, options.log, held);
     } catch (error) {
-      await unlock(path);
+      await held.release();
       throw error;
     }
   }
 
-  private static async openLocked(path: string): Promise<{ journal: Journal; attempts: Attempt[] }> {
+  private static async openLocked(path: string, fs: JournalFs, log: Logger, held: JournalLock): Promise<OpenedJournal> {
     let text = "";
     try {
       text = readFileSync(path, "utf8");
@@ -206,31 +203,90 @@ export class Journal {
         throw new JournalError(`cannot read journal ${path}: ${(error as Error).message}`);
       }
     }
-    const attempts = [...replay(parseJournal(text, path), path).values()].filter((a) => !isTerminal(a.status));
-    await rewrite(path, attempts);
-    const handle = await open(path, "a");
-    return { journal: new Journal(path, handle), attempts };
+    const read = readJournal(text);
+    const orphans: { id: string; line: number }[] = [];
+    const all = replay(read.records, path, (r, i) => orphans.push({ id: r.id, line: read.lines[i] as number }));
+    const damage = [...read.damage];
+    const first = orphans[0];
+    if (first) {
+      const ids = [...new Set(orphans.map((o) => o.id))];
+      damage.push({
+        line: first.line,
+        lines: orphans.length,
+        reason: "unknown_attempt",
+        lastGoodSeq: null,
+        lastNonce: null,
+        attemptIds: ids.slice(0, 20),
+        detail: `${orphans.length} record(s) of ${ids.length} attempt(s) whose intent record is missing, skipped`,
+      });
+    }
+    if (read.torn) {
+      log.warn(
+        { event: "journal_torn_tail", file: path, line: read.torn.line, bytes: read.torn.bytes },
+        `journal ${path}: its last line (${read.torn.line}, ${read.torn.bytes} bytes) was cut short by a crash ` +
+          "mid-write and is dropped; it covered a broadcast that never happened",
+      );
+    }
+    if (damage.length > 0) await reportDamage(path, damage, log);
+    const attempts = [...all.values()].filter((a) => !isTerminal(a.status));
+    const replaced = await replaceFile(fs, path, attempts).catch((error: unknown) => {
+      throw new JournalError(`cannot rewrite journal ${path}: ${describeFault(error)}`, { cause: error });
+    });
+    return { journal: new Journal(path, replaced.handle, fs, log, held, replaced), attempts, damage };
   }
 
-  /** Resolves once the records are on disk (fsynced). */
+  /** Resolves once the records are on disk (fsynced); rejects (JournalError) if they may not be. */
   append(records: readonly JournalRecord[]): Promise<void> {
-    for (const r of records) this.queued.push(`${JSON.stringify(r)}\n`);
+    this.queued.push(...records);
     this.written += records.length;
-    return this.flush();
+    return this.turn(() => this.flush());
   }
 
-  private flush(): Promise<void> {
-    // chain behind the write in flight; records queued meanwhile share the next write and fsync
-    const run = async (): Promise<void> => {
-      if (this.queued.length === 0) return;
-      const chunk = this.queued.join("");
-      this.queued = [];
-      await this.handle.write(chunk);
-      await this.handle.datasync();
-    };
+  /** Runs `run` after everything handed in before it; records queued meanwhile share the next write and fsync. */
+  private turn<T>(run: () => Promise<T>): Promise<T> {
     const next = (this.flushing ?? Promise.resolve()).then(run, run);
     this.flushing = next;
     return next;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.queued.length === 0) return;
+    const records = this.queued;
+    this.queued = [];
+    if (this.held.lost !== undefined) {
+      throw new JournalError(`${this.held.lost}: nothing is journaled or broadcast by this keeper any more`);
+    }
+    const chunk = Buffer.from(records.map((r, i) => encodeLine(r, this.seq + 1 + i)).join(""));
+    let step = "repair";
+    try {
+      if (this.dirty) await this.handle.truncate(this.size); // what a failed write left: never acted on
+      this.dirty = false;
+      if (!this.dirSynced) await syncDir(this.fs, this.path);
+      this.dirSynced = true;
+      step = "write";
+      this.dirty = true;
+      await writeAll(this.handle, chunk);
+      await this.handle.datasync();
+      this.dirty = false;
+    } catch (error) {
+      const failure = writeError(step, error, this.path);
+      if (this.failing++ === 0) {
+        this.log.error(
+          { event: "journal_write_failed", file: this.path, error: failure.message },
+          `${failure.message}; later writes are tried again`,
+        );
+      }
+      throw failure;
+    }
+    this.size += chunk.length;
+    this.seq += records.length;
+    if (this.failing > 0) {
+      this.log.info(
+        { event: "journal_write_ok", file: this.path, failedWrites: this.failing },
+        `journal ${this.path} writes again after ${this.failing} failed write(s)`,
+      );
+      this.failing = 0;
+    }
   }
 
   /** Records appended since open or the last compaction. */
@@ -240,127 +296,69 @@ export class Journal {
 
   /**
    * Rewrites the file with only the attempts `live()` returns when the rewrite runs, atomically. It takes its turn
-   * in the write chain: appends made meanwhile wait for it and go to the new file.
+   * in the write chain: appends made meanwhile wait for it and go to the new file. A compaction that fails leaves
+   * the file as it was and the journal appending to it (`journal_compaction_failed`); it resolves false and is
+   * tried again after as many records again.
    */
-  compact(live: () => readonly Attempt[]): Promise<void> {
-    const run = async (): Promise<void> => {
-      await this.handle.close();
-      await rewrite(this.path, live());
-      this.handle = await open(this.path, "a");
+  compact(live: () => readonly Attempt[]): Promise<boolean> {
+    return this.turn(async () => {
       this.written = 0;
-    };
-    const next = (this.flushing ?? Promise.resolve()).then(run, run);
-    this.flushing = next;
-    return next;
+      if (this.held.lost !== undefined) return false; // the file is another keeper's now: never rewritten from here
+      let replaced: Replaced;
+      try {
+        replaced = await replaceFile(this.fs, this.path, live());
+      } catch (error) {
+        this.log.warn(
+          { event: "journal_compaction_failed", file: this.path, error: describeFault(error) },
+          `compacting journal ${this.path} failed (${describeFault(error)}); it keeps appending to the file as it is`,
+        );
+        return false;
+      }
+      const old = this.handle;
+      this.handle = replaced.handle;
+      this.size = replaced.size;
+      this.seq = replaced.seq;
+      this.dirSynced = replaced.dirSynced;
+      this.dirty = false;
+      await old.close().catch(() => {});
+      return true;
+    });
   }
 
   async close(): Promise<void> {
     await this.flushing?.catch(() => {});
     await this.handle.close();
-    await unlock(this.path);
+    await this.held.release();
   }
 }
 
-interface LockHolder {
-  readonly pid: number;
-  readonly host: string;
-  readonly startedAt: string;
-}
-
-/**
- * Whether a process of this machine still runs (EPERM: it does, under another user). A zombie (killed, not yet
- * reaped: common in containers whose PID 1 reaps nothing) does not: on Linux its state in /proc says so.
- */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return true; // no /proc (not Linux): the signal's answer stands
-  }
-}
-
-/** The journals this process holds locked: a lock naming this pid but not in here was left by an earlier process
- * that had the same pid (a restarted container is pid 1 again). */
-const held = new Set<string>();
-
-async function lock(path: string): Promise<void> {
-  const lockPath = `${path}.lock`;
-  const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const file = await open(lockPath, "wx", 0o600);
-      try {
-        await file.write(`${JSON.stringify(me)}\n`);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      held.add(lockPath);
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new JournalError(`cannot lock journal ${path}: ${(error as Error).message}`);
-      }
-    }
-    let holder: Partial<LockHolder> = {};
-    try {
-      holder = JSON.parse(readFileSync(lockPath, "utf8")) as Partial<LockHolder>;
-    } catch {
-      // torn or foreign: treated as left behind
-    }
-    // the holder lives: another process with that pid, or this very process (a second keeper in it). The host is
-    // not compared: a container gets a new hostname at every start, and a state directory shared between machines
-    // is not supported.
-    const self = holder.pid === process.pid;
-    if (typeof holder.pid === "number" && ((self && held.has(lockPath)) || (!self && alive(holder.pid)))) {
-      throw new JournalError(
-        `another keeper (pid ${holder.pid}, started ${holder.startedAt ?? "?"}) holds this signer on this chain: ` +
-          `${lockPath}. Two keepers on one key collide on nonces; stop it first`,
-      );
-    }
-    await rm(lockPath, { force: true }); // its holder is gone (killed, or an earlier process with our pid)
-  }
-  throw new JournalError(`cannot lock journal ${path}: the lock keeps coming back`);
-}
-
-/** Removes the lock if this process holds it. */
-async function unlock(path: string): Promise<void> {
-  const lockPath = `${path}.lock`;
-  try {
-    const holder = JSON.parse(readFileSync(lockPath, "utf8")) as Partial<LockHolder>;
-    if (holder.pid === process.pid && held.has(lockPath)) await rm(lockPath, { force: true });
-    held.delete(lockPath);
-  } catch {
-    // gone already
-  }
-}
-
-async function rewrite(path: string, attempts: readonly Attempt[]): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await open(tmp, "w");
-  try {
-    await file.write(
-      attempts
-        .flatMap(recordsOf)
-        .map((r) => `${JSON.stringify(r)}\n`)
-        .join(""),
+/** Logs each damaged stretch (journal_damaged) and keeps the file as it was, for a look by hand. */
+async function reportDamage(path: string, damage: readonly JournalDamage[], log: Logger): Promise<void> {
+  const keptAs = `${path}.damaged-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  const kept = await copyFile(path, keptAs).then(
+    () => keptAs,
+    () => null,
+  );
+  for (const d of damage) {
+    const after = d.lastGoodSeq === null ? "" : ` after seq ${d.lastGoodSeq}`;
+    const nonces = d.lastNonce === null ? "any nonce" : `nonces above ${d.lastNonce}`;
+    log.error(
+      {
+        event: "journal_damaged",
+        file: path,
+        line: d.line,
+        lines: d.lines,
+        reason: d.reason,
+        detail: d.detail,
+        lastGoodSeq: d.lastGoodSeq,
+        lastNonce: d.lastNonce,
+        attemptIds: d.attemptIds,
+        keptAs: kept,
+      },
+      `journal ${path} is damaged at line ${d.line} (${d.reason}: ${d.detail}); ${d.lines} line(s)${after} ` +
+        `skipped. Attempts journaled there are forgotten: transactions at ${nonces} may be in flight without the ` +
+        "keeper knowing them, so the lane must take its nonce from the chain, and their positions may be targeted " +
+        `again. ${kept ? `The damaged file is kept as ${kept}` : "The damaged file could not be kept"}`,
     );
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(tmp, path);
-  const dir = await open(dirname(path), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
   }
 }

@@ -21,12 +21,22 @@ export function journalPath(stateDir: string, chainId: number, address: string):
   return join(stateDir, "journal", `${chainId}-${address.toLowerCase()}.jsonl`);
 }
 
-export async function openLanes(keys: readonly Hex[], chainId: number, stateDir: string): Promise<OpenedLane[]> {
+export async function openLanes(
+  keys: readonly Hex[],
+  chainId: number,
+  stateDir: string,
+  log: Logger,
+  /** Aborts a wait for a journal lock's lease to expire (journalLock.ts). */
+  signal?: AbortSignal,
+): Promise<OpenedLane[]> {
   const opened: OpenedLane[] = [];
   try {
     for (const key of keys) {
       const account = privateKeyToAccount(key);
-      const { journal, attempts } = await Journal.open(journalPath(stateDir, chainId, account.address));
+      const { journal, attempts } = await Journal.open(journalPath(stateDir, chainId, account.address), {
+        log,
+        signal,
+      });
       const lane = new NonceLane(account.address, (tx) => account.signTransaction(tx), chainId, journal);
       opened.push({ lane, recovered: attempts });
     }

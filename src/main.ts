@@ -8,10 +8,11 @@
  */
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
+import pino from "pino";
 import { StartupError, startKeeper } from "./app.ts";
 import { type Connection, connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
-import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl } from "./config/load.ts";
+import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl, redactUrls } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
@@ -35,10 +36,13 @@ Commands:
   check-config         run's start-up checks, and what run would use: config, environment (keys included),
                        overrides, state directory writable, chain id, the exchange's code, start block, signers
                        and their balances; exit 0 (ok), 2 (bad) or 1 (the RPC did not answer); sends nothing
-  rehearse             a dress rehearsal on a fork: --fork-url <rpc> [--fork-block N] --config <file>
-                       --shock BTC-USD=-10% [--shock ...] [--json]; Anvil forks the chain, the shocks move the
-                       oracles on the fork, the keeper runs there with a funded Anvil key, and a report says what
-                       it liquidated; nothing is sent to the live chain
+  rehearse             a dress rehearsal on a fork: --fork-url <rpc> [--fork-block N|latest] --config <file>
+                       --shock BTC-USD=-10% [--shock ...] [--timeout <sec>] [--json]; Anvil forks the chain, the
+                       shocks move the oracles on the fork, the keeper runs there with a funded Anvil key, and a
+                       report says what it liquidated; nothing is sent to the live chain. Needs Anvil, a
+                       devDependency (npm ci in a checkout): it does not run in the production image. --timeout
+                       (default 120 s) bounds the whole rehearsal, backfill included; a backfill that did not
+                       finish by then is exit 1 with no result. Ctrl-C stops the fork: exit 130
 
 Options:
   --config <file>      keeper config (config/*.json); env KEEPER_CONFIG
@@ -136,6 +140,8 @@ async function main(): Promise<number> {
   const log = createLogger({
     level: env.logLevel,
     format: env.logFormat ?? (demo && process.stdout.isTTY ? "pretty" : "json"),
+    // rehearse prints its report on stdout: its own lines (a signal's shutdown_requested) go to stderr
+    ...(command === "rehearse" ? { destination: pino.destination({ dest: 2, sync: true }) } : {}),
   });
 
   const controller = new AbortController();
@@ -169,13 +175,31 @@ async function main(): Promise<number> {
       const forkUrl = values["fork-url"] ?? env.rpcUrl?.split(",")[0];
       if (!forkUrl) throw new ConfigError("rehearse needs --fork-url (or RPC_URL): the chain to fork");
       // loaded on demand: the devnet tooling (viem/chains, the contracts' bytecode) costs a run's start-up ~300 ms
-      const { parseShock, rehearse, renderRehearsal } = await import("./ops/rehearse.ts");
+      const { parseShock, rehearse, renderRehearsal, RehearsalInterrupted, DEFAULT_REHEARSAL_TIMEOUT_SECONDS } =
+        await import("./ops/rehearse.ts");
       const shocks = (values.shock ?? []).map(parseShock);
       if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
       const forkBlock = parseForkBlock(values["fork-block"]);
-      const report = await rehearse({ config: loadConfigFile(configPath as string), forkUrl, forkBlock, shocks });
-      console.log(values.json ? JSON.stringify(report) : renderRehearsal(report));
-      return 0;
+      const timeoutSeconds = parseSeconds("--timeout", values.timeout) ?? DEFAULT_REHEARSAL_TIMEOUT_SECONDS;
+      try {
+        const report = await rehearse({
+          config: loadConfigFile(configPath as string),
+          forkUrl,
+          forkBlock,
+          shocks,
+          timeoutSeconds,
+          signal: controller.signal,
+          progress: (message) => console.error(`rehearse: ${message}`),
+        });
+        console.log(values.json ? JSON.stringify(report) : renderRehearsal(report));
+        if (report.settled) return 0;
+        console.error(`rehearse: the deadline (--timeout ${timeoutSeconds} s) came before the keeper was done`);
+        return 1;
+      } catch (error) {
+        if (!(error instanceof RehearsalInterrupted)) throw error;
+        console.error(`rehearse: ${error.message}; nothing is left behind`);
+        return 130;
+      }
     }
     const inputs = {
       configPath: configPath as string,
@@ -287,7 +311,8 @@ main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     // viem's short message only: its details can carry the RPC URL, and with it a provider's API key
-    const message = describeError(error);
+    // and every URL in it redacted: an RPC's or a child's (Anvil's) error text may quote one whole
+    const message = redactUrls(describeError(error));
     const setup =
       error instanceof ConfigError ||
       error instanceof StartBlockError ||

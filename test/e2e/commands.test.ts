@@ -243,7 +243,8 @@ describe("deployment files", () => {
   it("the Dockerfile: multi-stage, non-root, runs the built bin, state directory a volume, SIGTERM", () => {
     const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8");
     expect(docker.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
-    expect(docker).toMatch(/^USER (?!root)\w+/m);
+    // numeric, not root: what Kubernetes' runAsNonRoot can verify
+    expect(docker).toMatch(/^USER [1-9]\d*(:\d+)?$/m);
     expect(docker).toMatch(/^ENTRYPOINT \["node", "dist\/src\/main\.js"\]/m);
     expect(docker).toMatch(/^VOLUME \["\/data"\]/m);
     expect(docker).toMatch(/KEEPER_STATE_DIR=\/data/);
@@ -251,5 +252,34 @@ describe("deployment files", () => {
     // what the image builds and runs is what npm run build gives here
     expect(docker).toContain("npm run build");
     expect(existsSync(BIN)).toBe(true);
+    // the final stage runs JavaScript only: no TypeScript of ours copied in, the dependencies' deleted in the build
+    const [build, final] = docker.split(/^FROM .*$/m).slice(1) as [string, string];
+    expect(build).toMatch(/npm prune --omit=dev[^\n]*\\\n\s*&& find node_modules -type f \\\( -name "\*\.ts"/);
+    expect(final).not.toMatch(/^COPY (--from=build \/app\/)?src/m);
+    expect(final).toMatch(/^COPY --from=build \/app\/node_modules/m);
+  });
+
+  it("the build context leaves out secrets and what the image does not need", () => {
+    const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#"));
+    for (const entry of [".env", ".env.*", ".git", "node_modules", "dist", "data", "test"]) {
+      expect(ignored).toContain(entry);
+    }
+    // what the Dockerfile copies stays in
+    for (const needed of ["src", "abi", "config", "package.json", "package-lock.json", "tsconfig.json"]) {
+      expect(ignored).not.toContain(needed);
+    }
+  });
+
+  it("the unit's install steps create /etc/perp-keeper before writing into it", () => {
+    const steps = readFileSync(join(ROOT, "deploy/perp-keeper.service"), "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("#   sudo "));
+    const mkdir = steps.findIndex((l) => /install -d .*\/etc\/perp-keeper$/.test(l));
+    const firstWrite = steps.findIndex((l) => /\/etc\/perp-keeper\//.test(l));
+    expect(mkdir).toBeGreaterThanOrEqual(0);
+    expect(mkdir).toBeLessThan(firstWrite);
   });
 });

@@ -8,7 +8,6 @@
  */
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
-import pino from "pino";
 import { StartupError, startKeeper } from "./app.ts";
 import { type Connection, connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
@@ -54,7 +53,7 @@ Options:
   --keep-running       demo: keep following after the scenario until Ctrl-C
   --precompute <mode>  demo: 1-second blocks, and liquidations prepared on the pending oracle updates
                        (backrun: in the update's own block; on-block: sent the instant it lands); docs/precompute.md
-  --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
+  --log-format <fmt>   json | pretty (default: pretty on a terminal, json otherwise); env LOG_FORMAT
   --dotenv <file>      read environment variables from this file (variables already set win); env
                        KEEPER_ENV_FILE. No .env is read unless asked for
   -v, --version        the version
@@ -139,9 +138,9 @@ async function main(): Promise<number> {
   const demo = command === "demo" || (command === undefined && configPath === undefined);
   const log = createLogger({
     level: env.logLevel,
-    format: env.logFormat ?? (demo && process.stdout.isTTY ? "pretty" : "json"),
+    format: env.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
     // rehearse prints its report on stdout: its own lines (a signal's shutdown_requested) go to stderr
-    ...(command === "rehearse" ? { destination: pino.destination({ dest: 2, sync: true }) } : {}),
+    stderr: command === "rehearse",
   });
 
   const controller = new AbortController();

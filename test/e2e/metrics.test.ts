@@ -91,7 +91,7 @@ describe("the operations endpoint", () => {
     }
     expect(m.get('perp_keeper_transactions_total{kind="sent"}')).toBe(0);
     expect(m.get("perp_keeper_gas_spent_wei_total")).toBe(0);
-    expect(m.get("perp_keeper_keeper_rewards_total")).toBe(0);
+    expect(m.get("perp_keeper_rewards_collateral_total")).toBe(0);
     // each market's oracle answer age at the last head: head timestamp - the answer's updatedAt
     const tick = k.watcher.latestTick;
     for (const market of k.book.markets.values()) {

@@ -804,11 +804,11 @@ function tapLogs(mode: string): LogTap {
     destination: {
       write(line: string) {
         keeperLogFile?.write(`${line.trimEnd().replace(/^\{/, `{"benchMode":"${mode}",`)}\n`);
-        const parsed = JSON.parse(line) as { event?: string; level?: string; msg?: string };
+        const parsed = JSON.parse(line) as { event?: string; level?: number; levelName?: string; msg?: string };
         const name = parsed.event ?? "(none)";
         events.set(name, (events.get(name) ?? 0) + 1);
-        if ((parsed.level === "warn" || parsed.level === "error") && problems.length < 10) {
-          problems.push(`${parsed.level} ${name}: ${parsed.msg ?? ""}`);
+        if (Number(parsed.level) >= 40 && problems.length < 10) {
+          problems.push(`${parsed.levelName} ${name}: ${parsed.msg ?? ""}`);
         }
       },
     },

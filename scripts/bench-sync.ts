@@ -169,7 +169,12 @@ class LogTap {
           const at = now();
           keeperLogFile?.write(`${line.trimEnd().replace(/^\{/, `{"benchKeeper":"${label}",`)}\n`);
           const fields = JSON.parse(line) as Record<string, unknown>;
-          this.lines.push({ event: String(fields.event ?? "(none)"), level: String(fields.level ?? ""), at, fields });
+          this.lines.push({
+            event: String(fields.event ?? "(none)"),
+            level: String(fields.levelName ?? ""),
+            at,
+            fields,
+          });
         },
       },
     });

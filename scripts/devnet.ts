@@ -1,7 +1,7 @@
 /**
  * npm run devnet: a standing local chain for the keeper. Starts Anvil on 127.0.0.1 (port 8545, or --port),
  * deploys the reference exchange, opens the devnet's positions, writes config/devnet.json and keeps the chain
- * up until Ctrl-C. Then, in another terminal: cp .env.example .env && npm start -- --config config/devnet.json
+ * up until Ctrl-C. Then, in another terminal: cp .env.example .env && npm start -- --config config/devnet.json --dotenv .env
  */
 import { writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -50,7 +50,7 @@ try {
   console.log(`PerpEngine ${ex.d.engine}, collateral ${ex.d.collateral}, deployed at block ${ex.d.deployBlock}`);
   for (const m of ex.d.markets) console.log(`market ${m.id} ${m.name}: oracle ${m.oracle}`);
   console.log(`${specs.length} positions open; wrote ${values.out}`);
-  console.log(`run the keeper: npm start -- --config ${values.out}   (Ctrl-C here stops the chain)`);
+  console.log(`run the keeper: npm start -- --config ${values.out} --dotenv .env   (Ctrl-C here stops the chain)`);
 } catch (error) {
   console.error(`devnet failed: ${(error as Error).message}`);
   await anvil.stop();

@@ -44,6 +44,8 @@ export interface KeeperRunOptions {
   readonly rpcSource?: string;
   /** Aborting it stops the keeper, at any point, also while it is still connecting. */
   readonly signal?: AbortSignal;
+  /** The start-up checks check-config makes too (src/ops/preflight.ts), run as soon as the RPC answers. */
+  readonly preflight?: (connection: Awaited<ReturnType<typeof connect>>) => Promise<unknown>;
 }
 
 export interface RunningKeeper {
@@ -78,7 +80,12 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   try {
     await retry(
       async () => {
-        connection = await connect(config, o.rpcUrl, log);
+        const c = await connect(config, o.rpcUrl, log);
+        await o.preflight?.(c).catch((error: unknown) => {
+          c.close();
+          throw error;
+        });
+        connection = c;
       },
       o.signal ?? new AbortController().signal,
       log,

@@ -8,15 +8,16 @@
  */
 import { parseArgs } from "node:util";
 import { config as loadDotenv } from "dotenv";
-import { perpEngineAbi } from "../abi/PerpEngine.ts";
 import { StartupError, startKeeper } from "./app.ts";
-import { connect, endpoints } from "./chain/connect.ts";
-import { describeError } from "./chain/errors.ts";
-import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl } from "./config/load.ts";
+import { type Connection, connect, endpoints } from "./chain/connect.ts";
+import { describeError, isRetryable } from "./chain/errors.ts";
+import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl, redactUrls } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
+import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
+import { packageVersion } from "./ops/version.ts";
 import { LogDecodeError } from "./protocol/perpEngine.ts";
 import { BookError } from "./state/book.ts";
 import { StartBlockError } from "./watcher/watcher.ts";
@@ -31,12 +32,16 @@ Commands:
   run                  run the keeper against the chain the config names (needs --config and a key)
   demo                 the embedded demo
   status               print the open positions nearest to liquidation and exit (needs --config; no key)
-  check-config         validate the config and environment, check the chain id and the exchange's code at the
-                       RPC, and exit 0 (ok) or 2 (bad); sends nothing, needs no key
-  rehearse             a dress rehearsal on a fork: --fork-url <rpc> [--fork-block N] --config <file>
-                       --shock BTC-USD=-10% [--shock ...] [--json]; Anvil forks the chain, the shocks move the
-                       oracles on the fork, the keeper runs there with a funded Anvil key, and a report says what
-                       it liquidated; nothing is sent to the live chain
+  check-config         run's start-up checks, and what run would use: config, environment (keys included),
+                       overrides, state directory writable, chain id, the exchange's code, start block, signers
+                       and their balances; exit 0 (ok), 2 (bad) or 1 (the RPC did not answer); sends nothing
+  rehearse             a dress rehearsal on a fork: --fork-url <rpc> [--fork-block N|latest] --config <file>
+                       --shock BTC-USD=-10% [--shock ...] [--timeout <sec>] [--json]; Anvil forks the chain, the
+                       shocks move the oracles on the fork, the keeper runs there with a funded Anvil key, and a
+                       report says what it liquidated; nothing is sent to the live chain. Needs Anvil, a
+                       devDependency (npm ci in a checkout): it does not run in the production image. --timeout
+                       (default 120 s) bounds the whole rehearsal, backfill included; a backfill that did not
+                       finish by then is exit 1 with no result. Ctrl-C stops the fork: exit 130
 
 Options:
   --config <file>      keeper config (config/*.json); env KEEPER_CONFIG
@@ -48,61 +53,94 @@ Options:
   --keep-running       demo: keep following after the scenario until Ctrl-C
   --precompute <mode>  demo: 1-second blocks, and liquidations prepared on the pending oracle updates
                        (backrun: in the update's own block; on-block: sent the instant it lands); docs/precompute.md
-  --log-format <fmt>   json | pretty (default: pretty for the demo on a terminal, json otherwise); env LOG_FORMAT
+  --log-format <fmt>   json | pretty (default: pretty on a terminal, json otherwise); env LOG_FORMAT
+  --dotenv <file>      read environment variables from this file (variables already set win); env
+                       KEEPER_ENV_FILE. No .env is read unless asked for
+  -v, --version        the version
   -h, --help           this text
 
 Signer keys come only from the environment: KEEPER_PRIVATE_KEY, or KEEPER_PRIVATE_KEYS (comma-separated, one
 nonce lane each; see .env.example).
 SIGINT and SIGTERM stop the keeper cleanly: no new work, broadcasts under way get keeper.shutdownGraceMs;
-pending transactions stay in the journal (keeper.stateDir) and are picked up at the next start.`;
+pending transactions stay in the journal (keeper.stateDir) and are picked up at the next start.
+
+Exit codes: 0 stopped cleanly; 1 failed (an RPC unreachable, an unexpected error: a restart may help); 2 a bad
+setup a restart cannot fix (command line, config, environment, state directory, chain, exchange, signers, a
+journal locked by another keeper); 130 stopped at once by a second signal.`;
+
+/** The options every command takes (node:util parseArgs); anything else is an error (exit 2). */
+const OPTIONS = {
+  config: { type: "string" },
+  "rpc-url": { type: "string" },
+  "dry-run": { type: "boolean" },
+  duration: { type: "string" },
+  "keep-running": { type: "boolean" },
+  precompute: { type: "string" },
+  status: { type: "boolean" },
+  top: { type: "string" },
+  "log-format": { type: "string" },
+  dotenv: { type: "string" },
+  "fork-url": { type: "string" },
+  "fork-block": { type: "string" },
+  timeout: { type: "string" },
+  shock: { type: "string", multiple: true },
+  json: { type: "boolean" },
+  version: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function parseCommandLine(args: string[]) {
+  try {
+    return parseArgs({ args, allowPositionals: true, options: OPTIONS });
+  } catch (error) {
+    // an unknown flag (run --dryrun), a flag without its value: a restart cannot fix the command line
+    throw new ConfigError(`${(error as Error).message.split("\n")[0]} (see --help)`);
+  }
+}
 
 async function main(): Promise<number> {
-  loadDotenv({ quiet: true });
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      config: { type: "string" },
-      "rpc-url": { type: "string" },
-      "dry-run": { type: "boolean" },
-      duration: { type: "string" },
-      "keep-running": { type: "boolean" },
-      precompute: { type: "string" },
-      status: { type: "boolean" },
-      top: { type: "string" },
-      "log-format": { type: "string" },
-      "fork-url": { type: "string" },
-      "fork-block": { type: "string" },
-      shock: { type: "string", multiple: true },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const { values, positionals } = parseCommandLine(process.argv.slice(2));
   if (values.help) {
     console.log(USAGE);
     return 0;
+  }
+  if (values.version) {
+    console.log(packageVersion());
+    return 0;
+  }
+  // a .env file only where the operator asks for one: a copied development .env never reaches production. (Not
+  // named --env-file: Node 20 reads its own --env-file even after the script's name.)
+  const envFile = values.dotenv ?? process.env.KEEPER_ENV_FILE?.trim();
+  if (envFile) {
+    const loaded = loadDotenv({ path: envFile, quiet: true });
+    if (loaded.error) throw new ConfigError(`cannot read the env file ${envFile}: ${loaded.error.message}`);
   }
   const [given, ...extra] = positionals;
   if (extra.length > 0 || (given !== undefined && !COMMANDS.includes(given as Command))) {
     throw new ConfigError(`unknown command "${positionals.join(" ")}": ${COMMANDS.join(", ")} (see --help)`);
   }
   const command: Command | undefined = values.status ? "status" : (given as Command | undefined);
-  // commands that sign nothing neither need a key nor read one (a malformed key does not stop them)
-  const readOnly = command === "status" || command === "check-config" || command === "rehearse";
+  // status and rehearse sign nothing with the operator's keys: they neither need one nor read one (a malformed key
+  // does not stop them). check-config reads them as run does: it makes run's start-up checks.
+  const keyless = command === "status" || command === "rehearse";
+  const needsConfig = keyless || command === "run" || command === "check-config";
   const env = readEnv({
     ...process.env,
-    ...(readOnly ? { KEEPER_PRIVATE_KEY: undefined, KEEPER_PRIVATE_KEYS: undefined } : {}),
+    ...(keyless ? { KEEPER_PRIVATE_KEY: undefined, KEEPER_PRIVATE_KEYS: undefined } : {}),
     ...(values["rpc-url"] ? { RPC_URL: values["rpc-url"] } : {}),
     ...(values["log-format"] ? { LOG_FORMAT: values["log-format"] } : {}),
   });
   const configPath = values.config ?? env.configPath;
-  if ((command === "run" || readOnly) && configPath === undefined) {
+  if (needsConfig && configPath === undefined) {
     throw new ConfigError(`${command} needs --config (or KEEPER_CONFIG)`);
   }
   const runSeconds = parseSeconds("--duration", values.duration) ?? env.runSeconds;
   const demo = command === "demo" || (command === undefined && configPath === undefined);
   const log = createLogger({
     level: env.logLevel,
-    format: env.logFormat ?? (demo && process.stdout.isTTY ? "pretty" : "json"),
+    format: env.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
+    // rehearse prints its report on stdout: its own lines (a signal's shutdown_requested) go to stderr
+    stderr: command === "rehearse",
   });
 
   const controller = new AbortController();
@@ -136,16 +174,40 @@ async function main(): Promise<number> {
       const forkUrl = values["fork-url"] ?? env.rpcUrl?.split(",")[0];
       if (!forkUrl) throw new ConfigError("rehearse needs --fork-url (or RPC_URL): the chain to fork");
       // loaded on demand: the devnet tooling (viem/chains, the contracts' bytecode) costs a run's start-up ~300 ms
-      const { parseShock, rehearse, renderRehearsal } = await import("./ops/rehearse.ts");
+      const { parseShock, rehearse, renderRehearsal, RehearsalInterrupted, DEFAULT_REHEARSAL_TIMEOUT_SECONDS } =
+        await import("./ops/rehearse.ts");
       const shocks = (values.shock ?? []).map(parseShock);
       if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
-      const forkBlock = values["fork-block"] === undefined ? undefined : BigInt(values["fork-block"]);
-      const report = await rehearse({ config: loadConfigFile(configPath as string), forkUrl, forkBlock, shocks });
-      console.log(values.json ? JSON.stringify(report) : renderRehearsal(report));
-      return 0;
+      const forkBlock = parseForkBlock(values["fork-block"]);
+      const timeoutSeconds = parseSeconds("--timeout", values.timeout) ?? DEFAULT_REHEARSAL_TIMEOUT_SECONDS;
+      try {
+        const report = await rehearse({
+          config: loadConfigFile(configPath as string),
+          forkUrl,
+          forkBlock,
+          shocks,
+          timeoutSeconds,
+          signal: controller.signal,
+          progress: (message) => console.error(`rehearse: ${message}`),
+        });
+        console.log(values.json ? JSON.stringify(report) : renderRehearsal(report));
+        if (report.settled) return 0;
+        console.error(`rehearse: the deadline (--timeout ${timeoutSeconds} s) came before the keeper was done`);
+        return 1;
+      } catch (error) {
+        if (!(error instanceof RehearsalInterrupted)) throw error;
+        console.error(`rehearse: ${error.message}; nothing is left behind`);
+        return 130;
+      }
     }
+    const inputs = {
+      configPath: configPath as string,
+      env,
+      rpcFlag: values["rpc-url"] !== undefined,
+      dryRunFlag: values["dry-run"],
+    };
     if (command === "check-config") {
-      console.log(await checkConfig(configPath as string, env));
+      console.log(await checkConfig(resolveRun(inputs)));
       return 0;
     }
     if (command === "status") {
@@ -172,14 +234,7 @@ async function main(): Promise<number> {
       });
       return result.stillLiquidatable === 0 || controller.signal.aborted ? 0 : 1;
     }
-    return await runConfigured(
-      configPath as string,
-      env,
-      values["rpc-url"] !== undefined,
-      values["dry-run"],
-      controller.signal,
-      log,
-    );
+    return await runConfigured(resolveRun(inputs), controller.signal, log);
   } finally {
     clearTimeout(timer);
     log.flush();
@@ -189,10 +244,12 @@ async function main(): Promise<number> {
 const COMMANDS = ["run", "demo", "status", "check-config", "rehearse"] as const;
 type Command = (typeof COMMANDS)[number];
 
-/** Where the RPC endpoints in use were set: the --rpc-url flag, RPC_URL(S), or the config file. */
-function rpcSourceOf(config: KeeperConfig, env: ReturnType<typeof readEnv>, flag: boolean): string {
-  if (env.rpcUrl === undefined) return config.network.rpcUrls ? "config network.rpcUrls" : "config network.rpcUrl";
-  return flag ? "--rpc-url" : "environment";
+/** --fork-block: a block number, or "latest" (the default: the fork's head). */
+function parseForkBlock(value: string | undefined): bigint | undefined {
+  if (value === undefined || value.trim() === "latest") return undefined;
+  if (!/^\d+$/.test(value.trim()))
+    throw new ConfigError(`--fork-block takes a block number or "latest", got "${value}"`);
+  return BigInt(value.trim());
 }
 
 /** The RPC endpoint(s) in use: RPC_URL(S) or --rpc-url, else the config's. */
@@ -203,56 +260,41 @@ function rpcUrlOf(config: KeeperConfig, env: ReturnType<typeof readEnv>, configP
 }
 
 /**
- * check-config: the config and environment are valid, the RPC answers on the config's chain, and the exchange
- * address holds a PerpEngine. A bad config, environment, chain or address is a ConfigError (exit 2); an RPC that
- * does not answer is exit 1. Nothing is signed or sent.
+ * check-config: run's start-up checks (src/ops/preflight.ts), the same functions run calls, and what run would
+ * use. A bad config, environment, state directory, chain, address, start block or set of signers is exit 2; an
+ * RPC that does not answer is exit 1, naming the endpoint (redacted). Nothing is signed or sent.
  */
-async function checkConfig(configPath: string, env: ReturnType<typeof readEnv>): Promise<string> {
-  const config = loadConfigFile(configPath);
-  const rpcUrl = rpcUrlOf(config, env, configPath);
-  const source = env.rpcUrl !== undefined ? "environment" : "config";
-  const connection = await connect(config, rpcUrl);
-  const markets = await connection.publicClient.readContract({
-    address: connection.engine,
-    abi: perpEngineAbi,
-    functionName: "marketCount",
-  });
-  return [
-    `config ${configPath}: ok`,
-    `  network ${config.network.name}, chain ${config.network.chainId}`,
-    `  RPC (from the ${source}): ${endpoints(rpcUrl).map(redactUrl).join(", ")}`,
-    `  exchange ${connection.engine}: a PerpEngine with ${markets} markets, indexed from block ${config.exchange.deployBlock}`,
-    `  Multicall3: ${connection.multicall3 ?? "none (one eth_call per oracle)"}`,
-    `  state directory: ${config.keeper.stateDir}; dry run: ${config.keeper.dryRun}`,
-  ].join("\n");
+async function checkConfig(settings: RunSettings): Promise<string> {
+  checkStateDir(settings.config.keeper.stateDir);
+  const endpoint = endpoints(settings.rpcUrl).map(redactUrl).join(", ");
+  let connection: Connection;
+  try {
+    connection = await connect(settings.config, settings.rpcUrl);
+  } catch (error) {
+    if (!isRetryable(error)) throw error;
+    throw new Error(`cannot reach the RPC at ${endpoint}: ${describeError(error)}`);
+  }
+  try {
+    const facts = await checkChain(connection, settings.config, settings.signers).catch((error: unknown) => {
+      if (!isRetryable(error)) throw error;
+      throw new Error(`the RPC at ${endpoint} failed: ${describeError(error)}`);
+    });
+    return describeRun(settings, connection, facts);
+  } finally {
+    connection.close();
+  }
 }
 
-async function runConfigured(
-  configPath: string,
-  env: ReturnType<typeof readEnv>,
-  rpcFlag: boolean,
-  dryRunFlag: boolean | undefined,
-  signal: AbortSignal,
-  log: Logger,
-): Promise<number> {
-  const config = loadConfigFile(configPath);
-  const rpcUrl = rpcUrlOf(config, env, configPath);
-  if (env.privateKeys.length === 0) {
-    throw new ConfigError("KEEPER_PRIVATE_KEY is not set, nor KEEPER_PRIVATE_KEYS (see .env.example)");
-  }
-  const dryRun = dryRunFlag ?? env.dryRun ?? config.keeper.dryRun;
-  const wsUrl = env.wsUrl ?? config.network.wsUrl;
+async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Logger): Promise<number> {
+  checkStateDir(settings.config.keeper.stateDir);
   const running = await startKeeper({
-    config: {
-      ...config,
-      network: { ...config.network, wsUrl },
-      keeper: { ...config.keeper, dryRun, stateDir: env.stateDir ?? config.keeper.stateDir },
-    },
-    rpcUrl,
-    rpcSource: rpcSourceOf(config, env, rpcFlag),
-    privateKeys: env.privateKeys,
+    config: settings.config,
+    rpcUrl: settings.rpcUrl,
+    rpcSource: settings.rpcSource,
+    privateKeys: settings.privateKeys,
     log,
     signal,
+    preflight: (connection) => checkChain(connection, settings.config, settings.signers),
   }).catch((error: unknown) => {
     if (signal.aborted && error instanceof StartupError) return undefined; // asked to stop while still connecting
     throw error;
@@ -268,7 +310,8 @@ main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     // viem's short message only: its details can carry the RPC URL, and with it a provider's API key
-    const message = describeError(error);
+    // and every URL in it redacted: an RPC's or a child's (Anvil's) error text may quote one whole
+    const message = redactUrls(describeError(error));
     const setup =
       error instanceof ConfigError ||
       error instanceof StartBlockError ||

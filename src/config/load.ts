@@ -96,6 +96,14 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Every URL in a text (an error message, a child's stderr) redacted as redactUrl does. */
+export function redactUrls(text: string): string {
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>()[\]{},;]+/gi, (url) => {
+    const redacted = redactUrl(url.replace(/[.:]+$/, ""));
+    return redacted === "(not a URL)" ? "(a URL)" : redacted + (url.match(/[.:]+$/)?.[0] ?? "");
+  });
+}
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {

@@ -45,6 +45,10 @@ export interface AnvilOptions {
   startTimeoutMs?: number;
   /** More command-line options (e.g. `--prune-history 256` for a benchmark's large chain). */
   extraArgs?: readonly string[];
+  /** Anvil's environment (default: this process's). A rehearsal passes a clean one: no signer key inherited. */
+  env?: NodeJS.ProcessEnv;
+  /** Aborting it while Anvil is still starting stops it (and startAnvil rejects). */
+  signal?: AbortSignal;
 }
 
 export interface Anvil {
@@ -95,7 +99,7 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<Anvil> {
   if (options.blockTime !== undefined) args.push("--block-time", String(options.blockTime));
   if (options.timestamp !== undefined) args.push("--timestamp", options.timestamp.toString());
   args.push(...(options.extraArgs ?? []));
-  const child = spawn(anvilBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(anvilBinary(), args, { stdio: ["ignore", "ignore", "pipe"], env: options.env ?? process.env });
   running.add(child);
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
@@ -115,6 +119,10 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<Anvil> {
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   while (Date.now() < deadline) {
+    if (options.signal?.aborted) {
+      await stop();
+      throw new Error("anvil: stopped while starting");
+    }
     if (child.exitCode !== null) {
       running.delete(child);
       throw new Error(`anvil exited with code ${child.exitCode} on port ${port}: ${stderr.trim()}`);

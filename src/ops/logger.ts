@@ -4,10 +4,12 @@ export type { Logger };
 
 export interface LoggerOptions {
   readonly level?: string;
-  /** "json" (default): one JSON object a line; "pretty": human-readable, for a terminal. */
+  /** "json" (default): one JSON object a line; "pretty": one readable line an event, for a terminal. */
   readonly format?: "json" | "pretty";
   /** Where JSON lines go (default stdout); tests pass a stream to read them back. */
   readonly destination?: pino.DestinationStream;
+  /** Write to stderr instead of stdout (a command whose stdout is its report). */
+  readonly stderr?: boolean;
 }
 
 /**
@@ -32,25 +34,32 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     base: { service: "perp-keeper" },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT, censor: "[redacted]" },
-    formatters: { level: (label) => ({ level: label }) },
+    // pino's numeric level (10 trace .. 60 fatal: alert on level >= 40), its name beside it for people
+    formatters: { level: (label, number) => ({ level: number, levelName: label }) },
   };
+  const fd = options.stderr ? 2 : 1;
   if (options.format === "pretty") {
+    // colours only on a terminal (the transport's worker thread cannot tell: decided here)
+    const tty = Boolean((options.stderr ? process.stderr : process.stdout).isTTY);
     return pino({
       ...base,
       transport: {
         target: "pino-pretty",
         options: {
-          colorize: true,
-          singleLine: true,
+          destination: fd,
+          sync: true,
+          colorize: tty,
+          // one readable line an event: time, level, event and message; the fields stay in the JSON format
+          hideObject: true,
           translateTime: "HH:MM:ss.l",
-          ignore: "pid,hostname,service",
-          messageFormat: "{event}: {msg}",
+          ignore: "pid,hostname,service,levelName",
+          messageFormat: "{if event}{event}: {end}{msg}",
         },
       },
     });
   }
-  // synchronous stdout: the lines written just before process.exit (keeper_stopped) are never lost in a buffer
-  return pino(base, options.destination ?? pino.destination({ dest: 1, sync: true }));
+  // synchronous output: the lines written just before process.exit (keeper_stopped) are never lost in a buffer
+  return pino(base, options.destination ?? pino.destination({ dest: fd, sync: true }));
 }
 
 /** Bigints as decimal strings, for log fields (JSON has no bigint). */

@@ -14,11 +14,14 @@ import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { roomToLiquidation } from "./status.ts";
+import { buildCommit, packageVersion } from "./version.ts";
 
 const PREFIX = "perp_keeper_";
 
 /** What the metrics, the health checks and the heartbeat read; all of it owned by the keeper's parts. */
 export interface OpsSources {
+  /** The protocol adapter (config exchange.adapter), for build_info; default perp-engine. */
+  readonly adapter?: string;
   readonly book: Book;
   readonly watcher: { readonly processedBlock: bigint; readonly latestTick: Tick | undefined };
   readonly executor: {
@@ -220,8 +223,8 @@ export function keeperMetrics(s: OpsSources): Registry {
   });
   const gasFollow = new Follower(gas);
   const rewards: Counter<string> = new Counter({
-    name: `${PREFIX}keeper_rewards_total`,
-    help: "Keeper rewards earned by our liquidations (seen live on chain), collateral units",
+    name: `${PREFIX}rewards_collateral_total`,
+    help: "Keeper rewards earned by our liquidations (seen live on chain), in collateral tokens",
     registers,
     collect() {
       rewardsFollow.to({}, fromWad(s.rewardsEarned()).toNumber());
@@ -364,6 +367,24 @@ export function keeperMetrics(s: OpsSources): Registry {
     collect() {
       this.reset();
       for (const x of s.signers) if (x.balance !== undefined) this.set({ signer: x.address }, Number(x.balance));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}build_info`,
+    help: "Always 1; labels: the keeper's version, the commit it was built from (GIT_COMMIT), its protocol adapter",
+    labelNames: ["version", "commit", "adapter", "node"],
+    registers,
+    collect() {
+      this.reset();
+      this.set(
+        {
+          version: packageVersion(),
+          commit: buildCommit(),
+          adapter: s.adapter ?? "perp-engine",
+          node: process.version,
+        },
+        1,
+      );
     },
   });
   return registry;

@@ -17,6 +17,7 @@ import {
   createPublicClient,
   encodeDeployData,
   encodeFunctionData,
+  formatUnits,
   type Hex,
   hexToString,
   http,
@@ -27,10 +28,11 @@ import {
 import { privateKeyToAccount } from "viem/accounts";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
-import { startKeeper } from "../app.ts";
-import { ConfigError } from "../config/load.ts";
+import { type RunningKeeper, startKeeper } from "../app.ts";
+import { describeError } from "../chain/errors.ts";
+import { ConfigError, redactUrl, redactUrls } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
-import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
+import { ANVIL_KEYS, anvilBinary, startAnvil } from "../devnet/anvil.ts";
 import { placeCode } from "../devnet/exchange.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { createLogger } from "./logger.ts";
@@ -58,12 +60,17 @@ export interface RehearsalReport {
   readonly liquidatableAfterShock: number;
   readonly liquidated: number;
   readonly lostRace: number;
+  /** Keeper rewards in collateral units, an exact decimal string (from the chain's events, WAD). */
   readonly rewards: string;
   readonly gasPaidWei: string;
   readonly transactions: number;
   readonly reverted: number;
   readonly skipped: Record<string, number>;
   readonly stillLiquidatable: number;
+  /** The keeper had nothing left to do before the deadline (false: the figures are as of the deadline). */
+  readonly settled: boolean;
+  /** Our transactions still unresolved at the end. */
+  readonly pendingAtEnd: number;
 }
 
 export interface RehearseOptions {
@@ -71,8 +78,15 @@ export interface RehearseOptions {
   readonly forkUrl: string;
   readonly forkBlock?: bigint;
   readonly shocks: readonly Shock[];
-  /** Give up waiting for the keeper after this long. */
+  /**
+   * The rehearsal's deadline, the keeper's backfill on the fork included (default 120 s, --timeout). A backfill
+   * that did not finish by then is RehearsalIncomplete, never a result.
+   */
   readonly timeoutSeconds?: number;
+  /** Aborting it (Ctrl-C) stops the keeper and the fork and removes the rehearsal's state: RehearsalInterrupted. */
+  readonly signal?: AbortSignal;
+  /** Where a line of progress goes (the command line: stderr). */
+  readonly progress?: (message: string) => void;
 }
 
 const rpc = (client: PublicClient, method: string, params: unknown[]) =>
@@ -114,15 +128,78 @@ async function shockOracle(client: PublicClient, oracle: Address, answer: bigint
   return "mock installed at the feed's address";
 }
 
+/** Ctrl-C during a rehearsal: the fork and the keeper were stopped, nothing is left behind (exit 130). */
+export class RehearsalInterrupted extends Error {
+  override name = "RehearsalInterrupted";
+}
+
+/** The keeper's backfill on the fork did not finish within the deadline: there is no result to report. */
+export class RehearsalIncomplete extends Error {
+  override name = "RehearsalIncomplete";
+}
+
+/** What Anvil may inherit: enough to run and reach the fork (a proxy), never a signer key or another RPC URL. */
+const ANVIL_ENV = [
+  "PATH",
+  "HOME",
+  "TMPDIR",
+  "LANG",
+  "TZ",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+];
+
+/** Anvil's environment: the few variables of ANVIL_ENV, nothing else (no KEEPER_*, no RPC_*). */
+export function anvilEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(ANVIL_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]]));
+}
+
+/** A message with the fork URL, and any other URL, redacted (Anvil's own error text quotes the URL whole). */
+export function redactForkUrl(text: string, forkUrl: string): string {
+  return redactUrls(text.split(forkUrl).join(redactUrl(forkUrl)));
+}
+
+/** The default deadline of a rehearsal (--timeout): the backfill on the fork included. */
+export const DEFAULT_REHEARSAL_TIMEOUT_SECONDS = 120;
+
 export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
+  const signal = o.signal ?? new AbortController().signal;
+  const progress = o.progress ?? (() => {});
+  const timeoutSeconds = o.timeoutSeconds ?? DEFAULT_REHEARSAL_TIMEOUT_SECONDS;
+  const interrupted = () => {
+    if (signal.aborted) throw new RehearsalInterrupted("rehearsal interrupted: the fork and the keeper were stopped");
+  };
   const args = [
     "--fork-url",
     o.forkUrl,
     ...(o.forkBlock === undefined ? [] : ["--fork-block-number", `${o.forkBlock}`]),
   ];
-  const anvil = await startAnvil({ extraArgs: args, startTimeoutMs: 60_000 });
-  const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-rehearsal-"));
   try {
+    anvilBinary();
+  } catch {
+    throw new ConfigError(
+      "rehearse needs Anvil, a devDependency (@foundry-rs/anvil): run it from a checkout after npm ci, " +
+        "not in the production image",
+    );
+  }
+  progress(`forking ${redactUrl(o.forkUrl)} at ${o.forkBlock ?? "its latest block"}`);
+  let anvil: Awaited<ReturnType<typeof startAnvil>>;
+  try {
+    anvil = await startAnvil({ extraArgs: args, startTimeoutMs: 60_000, env: anvilEnv(process.env), signal });
+  } catch (error) {
+    interrupted();
+    throw new Error(redactForkUrl(`cannot fork: ${describeError(error)}`, o.forkUrl));
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-rehearsal-"));
+  let running: RunningKeeper | undefined;
+  try {
+    interrupted();
     const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
     const forkBlock = await client.getBlockNumber();
     const engine = o.config.exchange.address as Address;
@@ -144,6 +221,7 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
     await rpc(client, "anvil_impersonateAccount", [sender]);
     const shocks = [];
     for (const s of o.shocks) {
+      interrupted();
       const oracle = markets.get(s.market);
       if (!oracle) {
         throw new ConfigError(
@@ -159,6 +237,7 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
       const how = await shockOracle(client, oracle, to, sender);
       shocks.push({ market: s.market, percent: s.percent, from: from.toString(), to: to.toString(), how });
     }
+    interrupted();
 
     const lines: Record<string, unknown>[] = [];
     const log = createLogger({
@@ -170,64 +249,100 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
       network: { ...o.config.network, rpcUrl: anvil.rpcUrl, rpcUrls: undefined, wsUrl: undefined },
       keeper: { ...o.config.keeper, stateDir, metricsEnabled: false, snapshotIntervalSeconds: 0, dryRun: false },
     };
-    const running = await startKeeper({ config, rpcUrl: anvil.rpcUrl, privateKeys: [key], log });
+    progress(`fork at block ${forkBlock}, shocks applied; the keeper backfills and runs on the fork`);
+    const keeper = await startKeeper({ config, rpcUrl: anvil.rpcUrl, privateKeys: [key], log });
+    running = keeper;
+    let failed: { error: unknown } | undefined;
+    keeper.done.catch((error: unknown) => {
+      failed = { error };
+    });
     let liquidatableAfterShock: number | undefined;
-    const handleTick = running.keeper.handleTick.bind(running.keeper);
-    running.keeper.handleTick = (tick: Tick) => {
+    const handleTick = keeper.keeper.handleTick.bind(keeper.keeper);
+    keeper.keeper.handleTick = (tick: Tick) => {
       handleTick(tick);
       // after the keeper's own pass (which brings its index up to date): nothing of it is mined yet
       if (liquidatableAfterShock === undefined) {
         liquidatableAfterShock = [...tick.prices].reduce(
-          (n, [market, price]) => n + running.risk.liquidatable(market, price, tick.timestamp).length,
+          (n, [market, price]) => n + keeper.risk.liquidatable(market, price, tick.timestamp).length,
           0,
         );
       }
     };
-    // time moves on the fork (a block a second) until the keeper has nothing left to do
-    const deadline = Date.now() + (o.timeoutSeconds ?? 120) * 1000;
+    // the rewards of our liquidations, exact (WAD collateral), as the chain's events carry them
+    let rewardsWad = 0n;
+    const handleEvent = keeper.keeper.handleEvent.bind(keeper.keeper);
+    keeper.keeper.handleEvent = (event, live) => {
+      if (event.kind === "positionLiquidated" && event.keeper.toLowerCase() === keeperAddress.toLowerCase()) {
+        rewardsWad += event.keeperReward;
+      }
+      return handleEvent(event, live);
+    };
+    const backfilled = () => lines.some((l) => l.event === "backfill_completed");
+    // time moves on the fork (a block a second) until the keeper has nothing left to do, or the deadline
+    const deadline = Date.now() + timeoutSeconds * 1000;
     let quietSince = Date.now();
     let last = "";
-    const never = new AbortController().signal; // the rehearsal's wait is bounded by its deadline, not a signal
+    let settled = false;
     while (Date.now() < deadline) {
-      await sleep(1000, never);
+      await sleep(1000, signal);
+      interrupted();
+      if (failed) throw failed.error;
       await rpc(client, "evm_mine", []);
-      const now = JSON.stringify(running.executor.stats, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
-      if (now !== last || running.executor.pendingAttempts.length > 0 || liquidatableAfterShock === undefined) {
+      const now = JSON.stringify(keeper.executor.stats, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+      if (
+        now !== last ||
+        keeper.executor.pendingAttempts.length > 0 ||
+        !backfilled() ||
+        liquidatableAfterShock === undefined
+      ) {
         last = now;
         quietSince = Date.now();
-      } else if (Date.now() - quietSince > 3000) break;
+      } else if (Date.now() - quietSince > 3000) {
+        settled = true;
+        break;
+      }
     }
-    await running.stop("rehearsal finished");
-    const tick = running.watcher.latestTick;
+    if (!backfilled() || liquidatableAfterShock === undefined) {
+      throw new RehearsalIncomplete(
+        `the keeper's backfill on the fork did not finish within --timeout ${timeoutSeconds} s: no result. ` +
+          "Raise --timeout (a fork backfills from exchange.deployBlock, every range fetched from the live RPC)",
+      );
+    }
+    await keeper.stop("rehearsal finished");
+    const tick = keeper.watcher.latestTick;
     let stillLiquidatable = 0;
-    for (const p of running.book.positions.values()) {
+    for (const p of keeper.book.positions.values()) {
       const price = tick?.prices.get(p.marketId);
-      if (tick && price !== undefined && running.risk.isLiquidatable(p, price, tick.timestamp)) stillLiquidatable++;
+      if (tick && price !== undefined && keeper.risk.isLiquidatable(p, price, tick.timestamp)) stillLiquidatable++;
     }
     const skipped: Record<string, number> = {};
     for (const l of lines.filter((x) => x.event === "liquidation_skipped")) {
       const reason = String(l.reason);
       skipped[reason] = (skipped[reason] ?? 0) + 1;
     }
-    const rewards = lines
-      .filter((x) => x.event === "liquidation_confirmed")
-      .reduce((sum, l) => sum + Number(l.reward ?? 0), 0);
-    const s = running.executor.stats;
+    const s = keeper.executor.stats;
     return {
       forkBlock: forkBlock.toString(),
       shocks,
-      positions: running.book.positions.size + s.confirmed,
-      liquidatableAfterShock: liquidatableAfterShock ?? 0,
+      positions: keeper.book.positions.size + s.confirmed,
+      liquidatableAfterShock,
       liquidated: s.confirmed,
       lostRace: s.lostRace,
-      rewards: rewards.toString(),
+      rewards: formatUnits(rewardsWad, 18),
       gasPaidWei: s.gasPaidWei.toString(),
       transactions: s.sent,
       reverted: s.reverted,
       skipped,
       stillLiquidatable,
+      settled,
+      pendingAtEnd: keeper.executor.pendingAttempts.length,
     };
+  } catch (error) {
+    if (signal.aborted) throw new RehearsalInterrupted("rehearsal interrupted: the fork and the keeper were stopped");
+    if (error instanceof ConfigError || error instanceof RehearsalIncomplete) throw error;
+    throw new Error(redactForkUrl(describeError(error), o.forkUrl));
   } finally {
+    await running?.stop("rehearsal over").catch(() => {});
     await anvil.stop();
     rmSync(stateDir, { recursive: true, force: true });
   }
@@ -252,6 +367,10 @@ export function renderRehearsal(r: RehearsalReport): string {
         .join(", ") || "none",
     ],
     ["still liquidatable at the end", String(r.stillLiquidatable)],
+    [
+      "finished",
+      r.settled ? "yes: nothing left to do" : `no: the deadline came first (${r.pendingAtEnd} transactions pending)`,
+    ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");

@@ -52,6 +52,8 @@ function run(args: string[], env: Record<string, string>): Promise<{ code: numbe
 }
 
 const good = file("good.json", JSON.stringify(base));
+// a development .env in the working directory: read only when asked for (--dotenv, KEEPER_ENV_FILE)
+file(".env", "LOG_LEVEL=loud\n");
 const CASES: { name: string; args: string[]; env?: Record<string, string>; code: number; message: RegExp }[] = [
   {
     name: "an unknown config field",
@@ -135,10 +137,82 @@ const CASES: { name: string; args: string[]; env?: Record<string, string>; code:
     message: /unknown command "launch"/,
   },
   {
-    name: "an RPC that does not answer (check-config)",
+    name: "an RPC that does not answer (check-config): the endpoint named, its credentials not",
     args: ["check-config", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: KEY, RPC_URL: "http://user:hunter2@127.0.0.1:1/v3/abc123notakey?key=abc123notakey" },
     code: 1,
-    message: /perp-keeper failed: .*(HTTP request failed|fetch failed)/,
+    message:
+      /perp-keeper failed: cannot reach the RPC at http:\/\/127\.0\.0\.1:1\/… *: .*(HTTP request failed|fetch failed)/,
+  },
+  {
+    name: "an unknown flag (run --dryrun)",
+    args: ["run", "--dryrun", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: KEY },
+    code: 2,
+    message: /configuration error: Unknown option '--dryrun'.*see --help/,
+  },
+  {
+    name: "a flag without its value",
+    args: ["run", "--config"],
+    code: 2,
+    message: /configuration error: Option '--config <value>' argument missing/,
+  },
+  {
+    name: "check-config with a malformed key",
+    args: ["check-config", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: "0xabc123notakey" },
+    code: 2,
+    message: /KEEPER_PRIVATE_KEY must be a valid 0x-prefixed 32-byte secp256k1 private key/,
+  },
+  {
+    name: "a state directory under a file (check-config)",
+    args: ["check-config", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: KEY, KEEPER_STATE_DIR: join(file("blocker", "x"), "state") },
+    code: 2,
+    message: /the state directory is not writable: .*blocker\/state \(ENOTDIR\)/,
+  },
+  {
+    name: "a .env in the working directory is not read unless asked for",
+    args: ["check-config", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: KEY, LOG_LEVEL: "" },
+    code: 1,
+    message: /cannot reach the RPC at http:\/\/127\.0\.0\.1:1/,
+  },
+  {
+    name: "a .env asked for with --dotenv is read",
+    args: ["check-config", "--config", good, "--dotenv", join(dir, ".env")],
+    env: { KEEPER_PRIVATE_KEY: KEY },
+    code: 2,
+    message: /LOG_LEVEL must be one of/,
+  },
+  {
+    name: "a .env asked for with KEEPER_ENV_FILE is read",
+    args: ["check-config", "--config", good],
+    env: { KEEPER_PRIVATE_KEY: KEY, KEEPER_ENV_FILE: join(dir, ".env") },
+    code: 2,
+    message: /LOG_LEVEL must be one of/,
+  },
+  {
+    name: "an env file asked for that is not there",
+    args: ["check-config", "--config", good, "--dotenv", join(dir, "missing.env")],
+    code: 2,
+    message: /cannot read the env file .*missing\.env/,
+  },
+  {
+    name: "a --fork-block that is not a number",
+    args: [
+      "rehearse",
+      "--config",
+      good,
+      "--fork-url",
+      "http://127.0.0.1:1",
+      "--fork-block",
+      "soon",
+      "--shock",
+      "ETH-USD=-1%",
+    ],
+    code: 2,
+    message: /--fork-block takes a block number or "latest", got "soon"/,
   },
 ];
 
@@ -151,6 +225,7 @@ describe("bad setups", () => {
       expect(out).toMatch(c.message);
       expect(out).not.toContain(KEY.slice(2));
       expect(out).not.toContain("abc123notakey");
+      expect(out).not.toContain("hunter2");
     },
     60_000,
   );

@@ -1,4 +1,6 @@
 /** The health rules and the counters' scrape-time mirroring, on fake keeper parts (no chain). */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ExecutorStats } from "../../src/executor/executor.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
@@ -83,5 +85,27 @@ describe("counters", () => {
     expect((await registry.getSingleMetric("perp_keeper_gas_spent_wei_total")?.get())?.values[0]?.value).toBe(
       21_000 * 1e9,
     );
+  });
+
+  it("perp_keeper_build_info: 1, labelled with the package's version, the commit and the adapter", async () => {
+    const registry = keeperMetrics(sources({ s: stats() }));
+    const text = await registry.metrics();
+    const version = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")).version;
+    expect(text).toMatch(
+      new RegExp(
+        `^perp_keeper_build_info\\{version="${version}",commit="[^"]+",adapter="perp-engine",node="v[\\d.]+"\\} 1$`,
+        "m",
+      ),
+    );
+  });
+
+  it("every metric name follows Prometheus' conventions: counters end in _total, units are suffixes", async () => {
+    const registry = keeperMetrics(sources({ s: stats() }));
+    const metrics = (await registry.getMetricsAsJSON()).filter((m) => !/_(process|nodejs)_/.test(m.name));
+    for (const m of metrics) {
+      if (String(m.type) === "counter") expect(m.name).toMatch(/_total$/);
+      expect(m.name).not.toMatch(/keeper_rewards_total$/); // renamed with its unit: rewards_collateral_total
+    }
+    expect(metrics.map((m) => m.name)).toContain("perp_keeper_rewards_collateral_total");
   });
 });

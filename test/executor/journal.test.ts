@@ -251,7 +251,7 @@ describe("journal", () => {
     await journal.close();
     expect(attempts.map((x) => [x.id, x.status])).toEqual([["a0", "pending"]]);
     expect(damage).toEqual([]);
-    expect(logs.events("journal_torn_tail")).toMatchObject([{ level: "warn", file: p, line: 4, bytes: 29 }]);
+    expect(logs.events("journal_torn_tail")).toMatchObject([{ levelName: "warn", file: p, line: 4, bytes: 29 }]);
   });
 
   it("opens a journal damaged mid-file with everything else, and reports what the lane may have lost", async () => {
@@ -268,7 +268,7 @@ describe("journal", () => {
       { line: 5, lines: 2, reason: "unknown_attempt", attemptIds: ["a1"] },
     ]);
     const [logged] = logs.events("journal_damaged");
-    expect(logged).toMatchObject({ level: "error", file: p, line: 4, reason: "checksum", lastGoodSeq: 3 });
+    expect(logged).toMatchObject({ levelName: "error", file: p, line: 4, reason: "checksum", lastGoodSeq: 3 });
     expect(logged?.msg).toMatch(/nonces above 0 may be in flight.*take its nonce from the chain.*targeted again/);
     // the damaged file is kept for a look by hand; the journal itself is whole again
     expect(readFileSync(logged?.keptAs as string, "utf8")).toBe(`${text.join("\n")}\n`);
@@ -360,7 +360,7 @@ describe("journal on a failing disk", () => {
       await journal.append([attemptRecord(attempt(0))]);
       faults.push({ op, code: "EIO" });
       expect(await journal.compact(() => [attempt(0)])).toBe(false);
-      expect(logs.events("journal_compaction_failed")).toMatchObject([{ level: "warn", file: p }]);
+      expect(logs.events("journal_compaction_failed")).toMatchObject([{ levelName: "warn", file: p }]);
       expect(logs.events("journal_compaction_failed")[0]?.error).toMatch(/^EIO: i\/o error/);
       await journal.append([attemptRecord(attempt(1))]); // the handle still works
       expect(await journal.compact(() => [attempt(1)])).toBe(true); // and a later compaction does
@@ -410,7 +410,7 @@ describe("journal on a failing disk", () => {
       await expect(failed).rejects.toThrow(JournalError);
       await expect(failed).rejects.toThrow(message);
       await expect(failed).rejects.toThrow(`for ${p}: nothing is broadcast until it is written`);
-      expect(logs.events("journal_write_failed")).toMatchObject([{ level: "error", file: p }]);
+      expect(logs.events("journal_write_failed")).toMatchObject([{ levelName: "error", file: p }]);
       // the fault cleared: the next append works, and nothing of the failed one is left in the file
       await journal.append([attemptRecord(c)]);
       expect(logs.events("journal_write_ok")).toMatchObject([{ file: p, failedWrites: 1 }]);
@@ -470,7 +470,7 @@ describe("journal lock", () => {
     const { journal: taken, logs } = await open(p);
     await taken.close();
     expect(logs.events("journal_lock_taken_over")).toMatchObject([
-      { level: "warn", file: `${p}.lock`, reason: "holder_gone", host: me.host, pid: dead, startedAt: "earlier" },
+      { levelName: "warn", file: `${p}.lock`, reason: "holder_gone", host: me.host, pid: dead, startedAt: "earlier" },
     ]);
     expect(logs.events("journal_lock_taken_over")[0]?.renewedAgoMs).toBeLessThan(LEASE_TTL_MS);
     // an earlier process of this namespace with our pid (a container restarted in the same namespace)
@@ -506,7 +506,7 @@ describe("journal lock", () => {
       lock(p, { ...me, ...other, pid, startedAt: "earlier", token: "x" }, fake.now(), 12_000);
       const { opening, logs } = await waiting(p, fake);
       expect(logs.events("journal_lock_waiting")).toMatchObject([
-        { level: "warn", file: `${p}.lock`, host, pid, startedAt: "earlier", renewedAgoMs: 12_000, waitMs: 19_000 },
+        { levelName: "warn", file: `${p}.lock`, host, pid, startedAt: "earlier", renewedAgoMs: 12_000, waitMs: 19_000 },
       ]);
       expect(logs.events("journal_lock_waiting")[0]?.msg).toMatch(/waiting up to 19 s for its lease to expire/);
       await fake.advance(3_000);
@@ -540,7 +540,7 @@ describe("journal lock", () => {
     const { journal } = await opening;
     expect(logs.events("journal_lock_taken_over")).toMatchObject([
       {
-        level: "warn",
+        levelName: "warn",
         file: `${p}.lock`,
         reason: "lease_expired",
         host: "host" in other ? other.host : hostname(),
@@ -640,12 +640,12 @@ describe("journal lock", () => {
     failing = 3;
     await fake.advance(15_000);
     expect(logs.events("journal_lock_renew_failed")).toMatchObject([
-      { level: "error", file: `${p}.lock`, error: "EIO: i/o error, utime" },
+      { levelName: "error", file: `${p}.lock`, error: "EIO: i/o error, utime" },
     ]);
     expect(logs.events("journal_lock_renew_ok")).toEqual([]);
     await fake.advance(5_000);
     expect(logs.events("journal_lock_renew_failed")).toHaveLength(1);
-    expect(logs.events("journal_lock_renew_ok")).toMatchObject([{ level: "info", failedRenewals: 3 }]);
+    expect(logs.events("journal_lock_renew_ok")).toMatchObject([{ levelName: "info", failedRenewals: 3 }]);
     expect(fake.now() - statSync(`${p}.lock`).mtimeMs).toBeCloseTo(0, -1);
     await journal.close();
   });
@@ -658,7 +658,7 @@ describe("journal lock", () => {
     const theirs = { ...me, host: "other-container", pid: 1, startedAt: "later", token: "theirs" };
     lock(p, theirs, fake.now(), 1_000); // it stalled past its lease; another keeper took over
     await fake.advance(5_000);
-    expect(logs.events("journal_lock_lost")).toMatchObject([{ level: "error", file: `${p}.lock` }]);
+    expect(logs.events("journal_lock_lost")).toMatchObject([{ levelName: "error", file: `${p}.lock` }]);
     expect(fake.running()).toBe(0);
     expect(fake.now() - statSync(`${p}.lock`).mtimeMs).toBeCloseTo(6_000, -1); // theirs, not renewed by us
     await expect(journal.append([attemptRecord(attempt(1))])).rejects.toThrow(/no longer this keeper's/);

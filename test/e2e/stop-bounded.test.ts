@@ -1,0 +1,62 @@
+/**
+ * Stop is bounded by keeper.shutdownGraceMs, whatever the RPC does: behind an endpoint that takes connections and
+ * never answers (every call delayed far past the grace), a stop ends within the grace's order of magnitude, says
+ * that the step under way was left behind (stop_timed_out), and keeper_stopped says drained: false. Before, it
+ * waited for the follow step's RPC timeouts (three 10 s timeouts against a 10 s grace).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningKeeper } from "../../src/app.ts";
+import { openPositions } from "../../src/devnet/positions.ts";
+import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
+import { type FaultProxy, startFaultProxy } from "../helpers/faultProxy.ts";
+import type { CapturedLog } from "../helpers/logs.ts";
+import { until } from "../helpers/wait.ts";
+
+/** Far longer than the test itself may take: an answer that never comes, for the keeper's purposes. */
+const NEVER_MS = 600_000;
+const GRACE_MS = 1_000;
+
+let net: DevnetFixture;
+let proxy: FaultProxy;
+let keeper: RunningKeeper | undefined;
+let logs: CapturedLog;
+
+beforeAll(async () => {
+  net = await startDevnet({ accounts: 4 });
+  await openPositions(net.ex, ethLongs(1));
+  proxy = await startFaultProxy(net.anvil.rpcUrl);
+  ({ keeper, logs } = await startTestKeeper(
+    net,
+    { pollIntervalMs: 50, rpcTimeoutMs: NEVER_MS, shutdownGraceMs: GRACE_MS, snapshotIntervalSeconds: 0 },
+    undefined,
+    { rpcUrl: proxy.url },
+  ));
+  const k = keeper;
+  await until("backfill", () => k.watcher.latestTick !== undefined, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  proxy?.clear();
+  await proxy?.close();
+  await shutdown(keeper, net);
+});
+
+describe("a stop behind an RPC that never answers", () => {
+  it("ends within the grace, and says it did not drain", async () => {
+    const k = keeper as RunningKeeper;
+    await proxy.set({ kind: "delay", ms: NEVER_MS });
+    // a follow step is now waiting on an answer that will not come in this test's lifetime
+    const asked = proxy.stats.calls;
+    await until("a call held by the proxy", () => proxy.stats.calls > asked, 5_000);
+    const started = performance.now();
+    await k.stop("test");
+    const took = performance.now() - started;
+    // bounded by the grace (and the journals' close), not by the RPC: the answer would come after NEVER_MS
+    expect(took).toBeLessThan(NEVER_MS);
+    expect(logs.events("stop_timed_out")).toHaveLength(1);
+    const stopped = logs.events("keeper_stopped");
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]?.drained).toBe(false);
+    console.info(`stop-bounded: stopped in ${Math.round(took)} ms with a ${GRACE_MS} ms grace`);
+  }, 60_000);
+});

@@ -338,6 +338,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
           aggregators: () => precomputer?.aggregators() ?? new Map(),
           onUpdate: (update, seenAt) => precomputer?.onPending(update, seenAt),
           pollMs: pc.txpoolPollMs,
+          lookupClients: connection.endpoints.many ? connection.endpoints.list.map((e) => e.client) : undefined,
         }),
       );
     }

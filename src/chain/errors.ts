@@ -5,7 +5,10 @@ import { BaseError, HttpRequestError, RpcRequestError, TimeoutError } from "viem
  * tx_fee_cap: the node refuses a transaction whose gas x maxFeePerGas is above its cap (geth, Erigon `rpc.txfeecap`):
  * not to be sent again as it is.
  */
-export type RpcFailure = "timeout" | "range_too_large" | "unavailable" | "rejected" | "tx_fee_cap";
+export type RpcFailure = "timeout" | "range_too_large" | "rate_limited" | "unavailable" | "rejected" | "tx_fee_cap";
+
+/** A provider's rate limit (HTTP 429, or its words for it): asked again after a back-off, never split smaller. */
+const RATE_LIMIT_HINTS = ["too many requests", "rate limit", "rate-limit", "ratelimit", "request limit reached"];
 
 /** The node's words for a transaction above its fee cap (geth, Erigon). */
 export const TX_FEE_CAP_REFUSAL = /exceeds the configured cap/i;
@@ -26,6 +29,9 @@ export function classifyRpcError(error: unknown): RpcFailure {
     if (error.walk((e) => e instanceof TimeoutError)) return "timeout";
     const text = `${error.shortMessage} ${error.details ?? ""}`.toLowerCase();
     if (TX_FEE_CAP_REFUSAL.test(text)) return "tx_fee_cap";
+    // before the range hints: "Too Many Requests" is a rate limit, not a range too large
+    const http = error.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null;
+    if (http?.status === 429 || RATE_LIMIT_HINTS.some((h) => text.includes(h))) return "rate_limited";
     if (error.name === "ResponseBodyTooLargeError" || RANGE_HINTS.some((h) => text.includes(h))) {
       return "range_too_large";
     }

@@ -26,6 +26,8 @@ export interface PendingSourceOptions {
   readonly onUpdate: (update: PendingUpdate, seenAt: number) => void;
   /** txpool_content polling interval. */
   readonly pollMs: number;
+  /** One client per endpoint: `lookup` asks them all (default: `client`). */
+  readonly lookupClients?: readonly PublicClient[];
 }
 
 /** Hashes remembered as reported; older ones are forgotten past this. */
@@ -74,13 +76,33 @@ export class PendingSource {
 
   /** What the node knows of a transaction now: mined (in which block), pending, or unknown. */
   async lookup(hash: Hex): Promise<{ status: "mined" | "pending" | "unknown"; blockNumber?: bigint }> {
-    const tx = (await this.o.client.request({
-      method: "eth_getTransactionByHash",
-      params: [hash],
-    })) as { blockNumber?: unknown } | null;
-    if (tx === null) return { status: "unknown" };
-    if (typeof tx.blockNumber !== "string") return { status: "pending" };
-    return { status: "mined", blockNumber: BigInt(tx.blockNumber) };
+    // every endpoint at once: behind a load balancer one backend's "unknown" is only its own pool's view, so an
+    // update is unknown only when no endpoint that answered knows it
+    const clients = this.o.lookupClients?.length ? this.o.lookupClients : [this.o.client];
+    const answers = await Promise.allSettled(
+      clients.map(
+        (c) =>
+          c.request({ method: "eth_getTransactionByHash", params: [hash] }) as Promise<{
+            blockNumber?: unknown;
+          } | null>,
+      ),
+    );
+    let answered = false;
+    let pending = false;
+    let failure: unknown;
+    for (const a of answers) {
+      if (a.status === "rejected") {
+        failure ??= a.reason;
+        continue;
+      }
+      answered = true;
+      const tx = a.value;
+      if (tx === null || tx === undefined) continue;
+      if (typeof tx.blockNumber === "string") return { status: "mined", blockNumber: BigInt(tx.blockNumber) };
+      pending = true;
+    }
+    if (!answered) throw failure;
+    return { status: pending ? "pending" : "unknown" };
   }
 
   private onNotification(result: unknown): void {

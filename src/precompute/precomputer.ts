@@ -58,7 +58,10 @@ export interface PrecomputerOptions {
 }
 
 interface Tracked {
-  readonly update: PendingUpdate;
+  /** The update as last seen: a sender's replacement setting the same answers (a gas bump) takes its place. */
+  update: PendingUpdate;
+  /** Every hash this update was known by (its replacements' too): attempts tied to any of them are tied to it. */
+  readonly hashes: Hex[];
   readonly plan: PendingPlan;
   readonly seenAtBlock: bigint;
   /** By market fed, the mark price (WAD) the update sets. */
@@ -87,6 +90,8 @@ const INTERVALS = 8;
 export class Precomputer implements TickHook {
   readonly stats: PrecomputeStats = { seen: 0, landed: 0, replaced: 0, dropped: 0, expired: 0 };
   private readonly tracked = new Map<Hex, Tracked>();
+  /** Hashes an update was known by before a same-answer replacement took its place (see adopt). */
+  private readonly aliases = new Map<Hex, Tracked>();
   private readonly intervals: bigint[] = [];
   private previousTimestamp: bigint | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -135,6 +140,7 @@ export class Precomputer implements TickHook {
       this.o.executor.discard(t.plan.held.splice(0));
     }
     this.tracked.clear();
+    this.aliases.clear();
   }
 
   /** The next block's expected timestamp: the head's plus the usual interval, and not before the wall clock. */
@@ -145,15 +151,21 @@ export class Precomputer implements TickHook {
     if (interval > 60n) interval = 60n;
     const next = tick.timestamp + interval;
     const now = BigInt(Math.floor(Date.now() / 1000));
-    // a wall clock far from the chain's (a test chain set in time) is not trusted
-    return now > next && now - next < 600n ? now : next;
+    // a wall clock far from the chain's (a test chain set in time, or a host clock gone wrong) is not trusted: ahead
+    // of the chain's own estimate by more than two intervals, the estimate stands
+    return now > next && now - next <= 2n * interval ? now : next;
   }
 
   /** A pending update to a market's aggregator, as the source saw it. */
   onPending(update: PendingUpdate, seenAt: number): void {
     const tick = this.o.keeper.tick;
     if (!tick) return; // not following heads yet
-    for (const t of [...this.tracked.values()]) if (replaces(update, t.update)) this.unwind(t, "replaced");
+    for (const t of [...this.tracked.values()]) {
+      if (!replaces(update, t.update)) continue;
+      // the same answers at a higher bid (a transmitter's gas bump): what was prepared on it stays valid and tied
+      if (sameAnswers(update, t.update)) return this.adopt(t, update);
+      this.unwind(t, "replaced");
+    }
     const timestamp = this.nextTimestamp(tick);
     const prices = new Map<number, bigint>();
     const markets: Market[] = [];
@@ -199,6 +211,7 @@ export class Precomputer implements TickHook {
     };
     const t: Tracked = {
       update,
+      hashes: [update.txHash],
       plan,
       seenAtBlock: tick.blockNumber,
       prices,
@@ -258,7 +271,7 @@ export class Precomputer implements TickHook {
 
   /** For the executor: a backrun attempt is held while its update is pending and it is still wanted at its price. */
   tiedVerdict(a: Attempt): "hold" | "cancel" | undefined {
-    const t = a.after === undefined ? undefined : this.tracked.get(a.after);
+    const t = a.after === undefined ? undefined : (this.tracked.get(a.after) ?? this.aliases.get(a.after));
     if (t?.plan.state !== "pending") return undefined;
     for (const target of a.targets) {
       const price = t.prices.get(target.marketId);
@@ -267,15 +280,42 @@ export class Precomputer implements TickHook {
     return "cancel";
   }
 
+  /**
+   * A replacement of a tracked update by its sender that sets the same answers: it takes the update's place (checks
+   * and landing follow the new hash), and attempts tied to the old hash stay tied to it (by alias), never cancelled
+   * as if the update were gone.
+   */
+  private adopt(t: Tracked, update: PendingUpdate): void {
+    const previous = t.update.txHash;
+    this.tracked.delete(previous);
+    this.aliases.set(previous, t);
+    t.update = update;
+    t.hashes.push(update.txHash);
+    t.unknown = 0;
+    t.minedAt = undefined;
+    this.tracked.set(update.txHash, t);
+    this.o.log.info(
+      { event: "oracle_update_rebid", txHash: update.txHash, replaces: previous, nonce: big(update.nonce) },
+      `pending oracle update ${previous} replaced by ${update.txHash} with the same answer: what was prepared on it ` +
+        "stays",
+    );
+  }
+
+  /** Forgets a tracked update and its aliases. */
+  private forget(t: Tracked): boolean {
+    for (const h of t.hashes) this.aliases.delete(h);
+    return this.tracked.delete(t.update.txHash);
+  }
+
   private land(t: Tracked, tick: Tick): void {
-    this.tracked.delete(t.update.txHash);
+    this.forget(t);
     t.plan.state = "landed";
     this.stats.landed++;
     let fired: number | undefined;
     if (t.plan.mode === "on-block") {
       fired = this.o.executor.fire(t.plan.held.splice(0), tick);
     } else {
-      this.o.executor.untie(t.update.txHash);
+      for (const h of t.hashes) this.o.executor.untie(h);
     }
     this.o.log.info(
       {
@@ -293,12 +333,12 @@ export class Precomputer implements TickHook {
   }
 
   private unwind(t: Tracked, reason: "replaced" | "dropped" | "expired"): void {
-    if (!this.tracked.delete(t.update.txHash)) return;
+    if (!this.forget(t)) return;
     t.plan.state = "gone";
     this.stats[reason]++;
     const held = t.plan.held.splice(0);
     if (held.length > 0) this.o.executor.discard(held);
-    if (t.plan.mode === "backrun") this.o.executor.unwind(t.update.txHash);
+    if (t.plan.mode === "backrun") for (const h of t.hashes) this.o.executor.unwind(h);
     this.o.log.info(
       {
         event: "oracle_update_gone",
@@ -331,6 +371,15 @@ export class Precomputer implements TickHook {
       this.checking = false;
     }
   }
+}
+
+/** Whether two updates set the same answer in the same markets. */
+function sameAnswers(a: PendingUpdate, b: PendingUpdate): boolean {
+  return (
+    a.answer === b.answer &&
+    a.marketIds.length === b.marketIds.length &&
+    a.marketIds.every((id) => b.marketIds.includes(id))
+  );
 }
 
 /** The oracle's decimals, from the market's price scale (10^(18 - decimals)). */

@@ -231,6 +231,29 @@ describe("same-block liquidations", () => {
     expect(after.latest - before.latest).toBe(attempts);
   }, 120_000);
 
+  it("backrun: a transmitter's gas bump with the same answer keeps what was sent on it, all in its block", async () => {
+    const { k, logs } = await setup(8, { mode: "backrun" });
+    const update = await sendUpdate("2375");
+    await until("sent", () => positionsSent(logs) === 8, 20_000);
+    const attempts = logs.events("liquidation_sent").length;
+    const tx = await (net as DevnetFixture).ex.publicClient.getTransaction({ hash: update });
+    const bump = await sendUpdate(
+      "2375",
+      { maxFeePerGas: parseGwei("40"), maxPriorityFeePerGas: parseGwei("4") },
+      tx.nonce,
+    );
+    await until("the bump adopted", () => logs.events("oracle_update_rebid").some((l) => l.txHash === bump), 10_000);
+    expect(logs.events("oracle_update_rebid")[0]?.replaces).toBe(update);
+    await rpc("evm_mine");
+    const { txs, receipts } = await minedBlock();
+    expect(txs.map((t) => t.hash)).toContain(bump);
+    expect(txs.map((t) => t.hash)).not.toContain(update);
+    expect(liquidatedTraders(receipts)).toHaveLength(8);
+    expect(logs.events("liquidation_cancelling")).toHaveLength(0);
+    expect(logs.events("oracle_update_gone")).toHaveLength(0);
+    expect(logs.events("liquidation_sent")).toHaveLength(attempts);
+  }, 120_000);
+
   it("follows the aggregator behind a market's proxy, and the new one once the proxy is re-pointed", async () => {
     const markets = [
       DEVNET_MARKETS[0] as MarketSpec,

@@ -412,15 +412,23 @@ export class Watcher {
     if (!this.o.checkBook) return;
     const disagreement = await this.o.checkBook(this.ep.client, blockHash, this.o.book);
     if (disagreement === undefined) return;
-    this.startOver = true;
-    if (this.resumedFrom) {
-      this.o.log.warn(
-        { event: "snapshot_set_aside", blockNumber: big(this.resumedFrom.blockNumber) },
-        "the book built on the snapshot disagrees with the chain: indexing again from the deployment block",
-      );
-      this.resumedFrom = undefined;
-    }
+    this.setAsideSnapshot();
     this.refuted("book_contradicts_chain", `at block ${head}: ${disagreement}`);
+  }
+
+  /**
+   * What the backfill applied does not hold up: it starts over, and not from the snapshot it resumed from (which
+   * may itself be what disagrees: one written by an older keeper from an incomplete answer). The file stays until a
+   * verified snapshot replaces it.
+   */
+  private setAsideSnapshot(): void {
+    this.startOver = true;
+    if (!this.resumedFrom) return;
+    this.o.log.warn(
+      { event: "snapshot_set_aside", blockNumber: big(this.resumedFrom.blockNumber) },
+      "the book built on the snapshot disagrees with the chain: indexing again from the deployment block",
+    );
+    this.resumedFrom = undefined;
   }
 
   /**
@@ -1009,7 +1017,7 @@ export class Watcher {
         if (!(error instanceof BookError)) throw error;
         // following: the book itself missed something earlier, so it is rebuilt; a backfill starts over
         if (this.complete) this.recheckAt = this.o.fromBlock;
-        else this.startOver = true;
+        else this.setAsideSnapshot();
         this.refuted("events_do_not_add_up", error.message);
       }
       if (event.ref.blockNumber >= holdFrom) {

@@ -157,6 +157,7 @@ function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
     decode: (logs) => logs.map((l) => ((l as { event?: ExchangeEvent }).event ?? l) as ExchangeEvent),
     onEvent: (e, live) => keeper.handleEvent(e, live),
     onTick: (t) => keeper.handleTick(t),
+    onRestore: (state) => keeper.restore(state),
     onRollback: (c, cur) => {
       keeper.rollback(c, cur);
       exec.onReorg();
@@ -344,4 +345,20 @@ it("I: heads that extend the last one take one round trip each; a reorganisation
   await s.w.poll();
   expect(snap(s.book)).toEqual(snap(fresh(c)));
   expect(s.risk.index.size).toBe(s.book.positions.size);
+});
+
+it("J: a snapshot built from an incomplete answer (no markets) is set aside, never an exit: the canonical book", async () => {
+  const c = new FakeChain();
+  c.mine([listed]); // block 1
+  c.mine([pos(1, 1n)]); // block 2
+  c.mine([fund(3n)]); // block 3: funding of market 0, which the bad snapshot never saw listed
+  const s = setup(c);
+  const at = c.blocks[2] as Blk;
+  s.w.resume({ blockNumber: at.number, blockHash: at.hash, state: { markets: [], positions: [], cursor: undefined } });
+  // the events after the snapshot do not add up to it: retried (an I/O-class error), not a BookError that stops
+  await expect(s.w.backfill()).rejects.toThrow(/events_do_not_add_up/);
+  expect(s.actions).toContain("snapshot_set_aside");
+  await s.w.backfill(); // from the deployment block this time
+  expect(snap(s.book)).toEqual(snap(fresh(c)));
+  expect(s.book.markets.size).toBe(1);
 });

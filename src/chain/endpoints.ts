@@ -45,7 +45,6 @@ export class Endpoints {
   private readonly standing = new Map<Endpoint, Standing>();
   /** Demotions so far, for the metrics. */
   demotions = 0;
-  private turn = 0;
 
   constructor(
     readonly list: readonly Endpoint[],
@@ -121,10 +120,11 @@ export class Endpoints {
     return this.ordered()[0] as Endpoint;
   }
 
-  /** Endpoints worth asking now: not demoted (all of them when every one is). */
+  /** Endpoints worth asking now, best first: not demoted (all of them when every one is). */
   usable(): Endpoint[] {
-    const ok = this.list.filter((e) => !this.demoted(e));
-    return ok.length > 0 ? ok : [...this.list];
+    const ordered = this.ordered();
+    const ok = ordered.filter((e) => !this.demoted(e));
+    return ok.length > 0 ? ok : ordered;
   }
 
   /** A transport failure (no answer, or an error): behind the others for a moment. */
@@ -205,10 +205,7 @@ export class Endpoints {
     const denied: Endpoint[] = [];
     let failure: unknown;
     let answered = false;
-    const usable = this.usable();
-    // in turn: the load is spread and every endpoint's answers are put to the test
-    const start = this.turn++ % usable.length;
-    for (const e of [...usable.slice(start), ...usable.slice(0, start)]) {
+    for (const e of this.usable()) {
       let answer: T | null | undefined;
       try {
         answer = await ask(e.client);

@@ -179,8 +179,6 @@ export class Watcher {
   /** The backfill's anchor (its floor when it started), and whether it must start over (its answers were refuted). */
   private anchor: bigint | undefined;
   private startOver = false;
-  /** Steps taken: which of the endpoints at the freshest head the next one is pinned to. */
-  private turn = 0;
 
   constructor(private readonly o: WatcherOptions) {
     this.engine = o.address.toLowerCase();
@@ -480,13 +478,11 @@ export class Watcher {
       heads.push({ block: a.value, endpoint: e });
     });
     if (heads.length === 0) throw failure;
-    // among those at the freshest head, in turn: the load is spread, and every endpoint's answers are put to the
-    // test (a bad one is demoted the first time it is caught, not trusted for as long as another is first)
-    const top = heads.reduce((m, h) => (h.block.number > m ? h.block.number : m), 0n);
-    // a backfill (`first`): the first configured endpoint that does not lag, the operator's primary
+    // a backfill (`first`): the first listed endpoint that does not lag, the operator's primary; following: the first
+    // listed of those at the freshest head (the primary while it keeps up and is not refuted, the next one otherwise)
     if (first) return heads.find((h) => !this.eps.isLagging(h.endpoint.url)) ?? (heads[0] as (typeof heads)[0]);
-    const tied = heads.filter((h) => h.block.number === top);
-    return tied[this.turn++ % tied.length] as { block: Head; endpoint: Endpoint };
+    const top = heads.reduce((m, h) => (h.block.number > m ? h.block.number : m), 0n);
+    return heads.find((h) => h.block.number === top) as { block: Head; endpoint: Endpoint };
   }
 
   /**

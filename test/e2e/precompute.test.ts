@@ -232,7 +232,7 @@ describe("same-block liquidations", () => {
   }, 120_000);
 
   it("backrun: a transmitter's gas bump with the same answer keeps what was sent on it, all in its block", async () => {
-    const { k, logs } = await setup(8, { mode: "backrun" });
+    const { logs } = await setup(8, { mode: "backrun" });
     const update = await sendUpdate("2375");
     await until("sent", () => positionsSent(logs) === 8, 20_000);
     const attempts = logs.events("liquidation_sent").length;

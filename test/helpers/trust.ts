@@ -270,6 +270,13 @@ export async function verdict(run: TrustRun, v: Verdict): Promise<void> {
   const endpoint = redactUrl(run.bad.url);
   const demoted = run.logs.events(v.demotedEvent);
 
+  console.info(
+    `trust: bad ${run.badFirst ? "first" : "second"}: ${hits} wrong answers met, ${
+      demoted.filter((e) => e.endpoint === endpoint).length
+    } ${v.demotedEvent}, recovered in ${typeof recovery === "number" ? `${recovery} ms` : "never"}, ${
+      sent.length
+    } liquidation transactions, ${twice.length} positions sent twice, ${mismatches.length} book mismatches`,
+  );
   expect.soft(run.failure(), "keeper.done rejected: a fatal end (exit 2)").toBeUndefined();
   expect.soft(recovery, "processing again within 5 s of the fault ending").not.toBeInstanceOf(Error);
   if (typeof recovery === "number")

@@ -300,7 +300,13 @@ async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Lo
     throw error;
   });
   if (!running) return 0;
-  await running.done;
+  // a signal stops the keeper within keeper.shutdownGraceMs, whatever the follow step under way waits for: done may
+  // settle only when that step's RPC call times out, so it is not waited for once a stop was asked
+  const asked = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await Promise.race([running.done, asked]);
   await running.stop();
   return 0;
 }

@@ -221,19 +221,30 @@ export class Endpoints {
         continue;
       }
       const block = blockOf?.(answer);
-      if (block !== undefined) {
-        const now = this.now();
-        for (const d of denied) {
-          const head = this.of(d).head;
-          // a mempool differs from node to node, and a node one block behind is only behind: neither is blamed
-          if (!head || now - head.at > 5 * JUST_NOW_MS || head.number < block) continue;
-          this.demote(d, "unknown_to_endpoint", `${what}: answered null at head ${head.number}, another has it`);
-        }
-      }
+      if (block !== undefined) await Promise.all(denied.map((d) => this.blameDenial(d, block, what)));
       return answer;
     }
     if (!answered) throw failure;
     return null;
+  }
+
+  /**
+   * An endpoint said a block's worth of data does not exist while another had it. A node behind is only behind:
+   * blamed (demoted) only when its own head is at or past that block, as it reported just now or, if it reported
+   * nothing that recent, as it answers when asked. A mempool differs from node to node: only mined data is judged.
+   */
+  private async blameDenial(d: Endpoint, block: bigint, what: string): Promise<void> {
+    const reported = this.of(d).head;
+    let head = reported && this.now() - reported.at <= JUST_NOW_MS ? reported.number : undefined;
+    if (head === undefined || head < block) {
+      head = await Promise.resolve()
+        .then(() => d.client.getBlockNumber({ cacheTime: 0 }))
+        .catch(() => undefined);
+      if (head === undefined) return;
+      this.reportHead(d.url, head);
+    }
+    if (head < block) return;
+    this.demote(d, "unknown_to_endpoint", `${what}: answered null at head ${head}, another endpoint has it`);
   }
 
   /** Each endpoint's standing, for the status view (labels only). */

@@ -163,7 +163,10 @@ export class Precomputer implements TickHook {
     for (const t of [...this.tracked.values()]) {
       if (!replaces(update, t.update)) continue;
       // the same answers at a higher bid (a transmitter's gas bump): what was prepared on it stays valid and tied
-      if (sameAnswers(update, t.update)) return this.adopt(t, update);
+      if (sameAnswers(update, t.update)) {
+        this.adopt(t, update);
+        return;
+      }
       this.unwind(t, "replaced");
     }
     const timestamp = this.nextTimestamp(tick);

@@ -12,14 +12,19 @@ function setup(n: number) {
   const events: Record<string, unknown>[] = [];
   const log = pino({ level: "info" }, { write: (line: string) => events.push(JSON.parse(line)) }) as Logger;
   let now = 1_000_000;
-  const list: Endpoint[] = Array.from({ length: n }, (_, i) => ({
-    url: `http://user:secret@node${i}.example/key${i}`,
-    label: `http://node${i}.example/<redacted>`,
-    client: { id: i } as unknown as PublicClient,
-    logsClient: { id: i } as unknown as PublicClient,
-  }));
+  /** What each endpoint answers when asked for its head now. */
+  const heads: bigint[] = Array.from({ length: n }, () => 0n);
+  const list: Endpoint[] = Array.from({ length: n }, (_, i) => {
+    const client = { id: i, getBlockNumber: async () => heads[i] } as unknown as PublicClient;
+    return {
+      url: `http://user:secret@node${i}.example/key${i}`,
+      label: `http://node${i}.example/<redacted>`,
+      client,
+      logsClient: client,
+    };
+  });
   const eps = new Endpoints(list, log, 5n, () => now);
-  return { eps, list, events, advance: (ms: number) => (now += ms) };
+  return { eps, list, events, heads, advance: (ms: number) => (now += ms) };
 }
 
 describe("endpoint standing", () => {
@@ -57,15 +62,19 @@ describe("endpoint standing", () => {
   });
 
   it("firstKnown demotes an endpoint that denied a block it had passed, not one that is merely behind", async () => {
-    const { eps, list } = setup(2);
+    const { eps, list, heads } = setup(2);
     const [a, b] = list as [Endpoint, Endpoint];
     const answer = (c: PublicClient) => Promise.resolve((c as unknown as { id: number }).id === 0 ? null : "receipts");
     eps.reportHead(a.url, 10n);
-    eps.reportHead(b.url, 10n);
-    // a is asked first (listed first), says null, and b has it
-    expect(await eps.firstKnown("block 12", answer, () => 12n)).toBe("receipts"); // a is at 10: behind, not blamed
+    eps.reportHead(b.url, 12n);
+    heads[0] = 11n;
+    // a is asked first (listed first), says null, and b has it; a reported 10 and answers 11 now: behind, not blamed
+    expect(await eps.firstKnown("block 12", answer, () => 12n)).toBe("receipts");
     expect(eps.isDemoted(a.url)).toBe(false);
-    expect(await eps.firstKnown("block 9", answer, () => 9n)).toBe("receipts");
+    // now past the block by its own word, it still denies it
+    heads[0] = 13n;
+    expect(await eps.firstKnown("block 12", answer, () => 12n)).toBe("receipts");
+    expect(eps.isDemoted(a.url)).toBe(true);
     expect(eps.isDemoted(a.url)).toBe(true);
     expect(eps.isDemoted(b.url)).toBe(false);
   });

@@ -1,0 +1,106 @@
+/**
+ * What the watcher's parts share: the head it is handed, the tick it hands on, the checkpoint it follows from, and
+ * the options it is built with. Types only: no behaviour.
+ */
+
+import type { Address, Hex, PublicClient } from "viem";
+import type { Endpoints } from "../chain/endpoints.ts";
+import type { Subscription } from "../chain/subscription.ts";
+import type { Logger } from "../ops/logger.ts";
+import type { ChainLog } from "../protocol/adapter.ts";
+import type { Book, BookChange, BookState } from "../state/book.ts";
+import type { ExchangeEvent, LogRef } from "../state/events.ts";
+
+/** A block by number and hash: the last block followed (the checkpoint), or one the window holds. */
+export interface Checkpoint {
+  readonly number: bigint;
+  readonly hash: Hex;
+}
+
+/** What the chain says at one head. */
+export interface Tick {
+  readonly blockNumber: bigint;
+  readonly timestamp: bigint;
+  /** The head's base fee, wei (0 before London): what the executor prices gas from. */
+  readonly baseFeePerGas: bigint;
+  /** Valid mark prices (WAD) by market id; a market whose oracle was refused is absent. */
+  readonly prices: ReadonlyMap<number, bigint>;
+  /** performance.now() when the keeper learned of this head (its announcement, or the poll's answer). */
+  readonly receivedAt?: number;
+  /** Each market's oracle answer time (updatedAt, unix seconds) known at this head, refused answers included. */
+  readonly oracleUpdatedAt?: ReadonlyMap<number, bigint>;
+}
+
+/** A live head subscription (renewed when it was open but announced nothing while blocks came). */
+export type HeadSubscription = Subscription;
+
+/** A block header, as far as the watcher needs it. */
+export interface Head {
+  readonly number: bigint;
+  readonly hash: Hex;
+  readonly parentHash: Hex;
+  readonly timestamp: bigint;
+  readonly baseFeePerGas: bigint | null;
+  /** The header's logs bloom: what the block's logs are checked against (absent: not checked). */
+  readonly logsBloom?: Hex | null;
+}
+
+/**
+ * Reads the exchange's own state at a block and compares it with the book: a description of the first disagreement,
+ * or undefined when they agree. What the book is checked against after a backfill, before it is trusted.
+ */
+export type BookCheck = (client: PublicClient, blockHash: Hex, book: Book) => Promise<string | undefined>;
+
+export interface WatcherOptions {
+  readonly client: PublicClient;
+  readonly address: Address;
+  /** First block to index (the engine's deployment block). */
+  readonly fromBlock: bigint;
+  readonly book: Book;
+  readonly log: Logger;
+  readonly decode: (logs: readonly ChainLog[]) => ExchangeEvent[];
+  /**
+   * Applies each decoded event, in chain order, and returns what it changed in the book (undefined: nothing, e.g. an
+   * event already applied). `live`: seen while following the head, not replayed by a backfill or a rebuild.
+   */
+  readonly onEvent: (event: ExchangeEvent, live: boolean) => BookChange | undefined;
+  /**
+   * The chain reorganised above a block the watcher still holds: undo these changes (in the order they were
+   * applied; undo newest first) and set the book's cursor back to `cursor`. The new branch's events follow.
+   */
+  readonly onRollback: (changes: readonly BookChange[], cursor: LogRef | undefined) => void;
+  /** Replaces all state with a snapshot's (see resume); needed only when resuming. */
+  readonly onRestore?: (state: BookState) => void;
+  readonly onTick: (tick: Tick) => void;
+  /**
+   * The chain reorganised deeper than the blocks the watcher holds (or un-listed a market): forget all state; the
+   * watcher re-indexes from the deployment block.
+   */
+  readonly onReorg: () => void;
+  readonly maxLogRange: bigint;
+  readonly pollIntervalMs: number;
+  /** Blocks under the head kept with their book changes, so that a reorganisation is rolled back, not rebuilt. */
+  readonly reorgDepth: bigint;
+  /**
+   * Subscribes to new heads: each call of `onHead` wakes the watcher at once with the
+   * head's header, or without one when the subscription is (re)established: the watcher then asks for the head, to
+   * fill whatever came while it was not subscribed. A poll for the head covers what a subscription misses: after
+   * 5 s (or pollIntervalMs, if longer) without an announcement.
+   */
+  readonly subscribeHeads?: (onHead: (head: Head | undefined) => void) => HeadSubscription;
+  /** The client for backfill log ranges (one request each, large answers allowed); default `client`. */
+  readonly logsClient?: PublicClient;
+  /**
+   * Every endpoint on its own, with its standing: each step is pinned to one (the one with the freshest head), and one
+   * whose answers the chain contradicts is demoted. Default: `client` (and `logsClient`) as the only endpoint.
+   */
+  readonly endpoints?: Endpoints;
+  /** The exchange's state read at the backfill's head and compared with the book (see BookCheck). */
+  readonly checkBook?: BookCheck;
+  /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
+  readonly multicall3?: Address;
+  /** eth_getLogs ranges fetched at once (applied in block order). */
+  readonly logConcurrency?: number;
+  /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
+  readonly headStallMs?: number;
+}

@@ -13,6 +13,7 @@ import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
 import { startHeartbeat } from "./ops/heartbeat.ts";
+import { LeftBehind } from "./ops/leftBehind.ts";
 import type { Logger } from "./ops/logger.ts";
 import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops/server.ts";
@@ -155,6 +156,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
+  const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log });
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
   const watcher = watchExchange(config, connection, book, log, {
@@ -166,13 +168,17 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       }
       return change;
     },
-    onTick: (tick) => keeper.handleTick(tick),
+    onTick: (tick) => {
+      keeper.handleTick(tick);
+      leftBehind.update(tick.blockNumber, keeper.liquidatableKeys());
+    },
     onRollback: (changes, cursor) => {
       keeper.rollback(changes, cursor);
       executor.onReorg();
     },
     onReorg: () => {
       keeper.reset();
+      leftBehind.reset();
       executor.onReorg();
     },
   });
@@ -265,6 +271,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     atRiskDistance: Number(k.atRiskDistance),
     rpcStats: connection.rpcStats,
     precompute: () => precomputer?.stats,
+    leftBehind: () => leftBehind.read(),
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {

@@ -111,6 +111,8 @@ export const keeperConfigSchema = z
         metricsPort: z.number().int().min(0).max(65_535).default(9464),
         /** A position whose liquidation price is within this fraction of the mark price counts as at risk. */
         atRiskDistance: decimalIn(0, 1).default("0.05"),
+        /** A position liquidatable (and open) for this many blocks is left behind: liquidatable_left_behind. */
+        leftBehindBlocks: z.number().int().min(1).max(100_000).default(5),
         /** /healthz fails when no new head was processed for this long (after the backfill). */
         healthMaxHeadAgeSeconds: z.number().min(1).max(86_400).default(60),
         /** keeper_heartbeat is logged this often; 0: never. */

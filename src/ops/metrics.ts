@@ -13,6 +13,7 @@ import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
+import type { LeftBehindReading } from "./leftBehind.ts";
 import { roomToLiquidation } from "./status.ts";
 import { buildCommit, packageVersion } from "./version.ts";
 
@@ -46,6 +47,8 @@ export interface OpsSources {
   readonly rpcStats?: RpcStats;
   /** Pending oracle updates acted on (keeper.precompute; absent: off). */
   readonly precompute?: () => Readonly<PrecomputeStats> | undefined;
+  /** Positions liquidatable at the last tick and still open, and the age of the oldest (absent: none counted). */
+  readonly leftBehind?: () => LeftBehindReading;
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
@@ -281,6 +284,41 @@ export function keeperMetrics(s: OpsSources): Registry {
     collect() {
       this.reset();
       for (const [market, row] of byMarket()) this.set({ market }, row.atRisk);
+    },
+  });
+
+  // the keeper's core failure: liquidatable positions it has not liquidated
+  let left: { at: number; reading: LeftBehindReading | undefined } | undefined;
+  const leftBehind = () => {
+    const now = performance.now();
+    if (!left || now - left.at > 100) left = { at: now, reading: s.leftBehind?.() };
+    return left.reading;
+  };
+  new Gauge({
+    name: `${PREFIX}liquidatable_positions`,
+    help: "Open positions below maintenance margin by the risk model at the last tick (not yet liquidated), by market",
+    labelNames: ["market"],
+    registers,
+    collect() {
+      this.reset();
+      const r = leftBehind();
+      for (const market of s.book.markets.values()) this.set({ market: market.name }, r?.byMarket.get(market.id) ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}liquidatable_oldest_age_seconds`,
+    help: "Seconds since the oldest still-open liquidatable position was first found liquidatable (0: none)",
+    registers,
+    collect() {
+      this.set(leftBehind()?.oldestAgeSeconds ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}liquidatable_oldest_age_blocks`,
+    help: "Blocks since the oldest still-open liquidatable position was first found liquidatable (0: none)",
+    registers,
+    collect() {
+      this.set(leftBehind()?.oldestAgeBlocks ?? 0);
     },
   });
 

@@ -83,6 +83,10 @@ describe("the operations endpoint", () => {
     expect(m.get("perp_keeper_processing_lag_blocks")).toBe(0);
     expect(m.get("perp_keeper_head_age_seconds")).toBeGreaterThanOrEqual(0);
     expect(m.get("perp_keeper_backfill_completed")).toBe(1);
+    // at risk but above maintenance: nothing liquidatable is left behind
+    expect(m.get('perp_keeper_liquidatable_positions{market="ETH-USD"}')).toBe(0);
+    expect(m.get("perp_keeper_liquidatable_oldest_age_seconds")).toBe(0);
+    expect(m.get("perp_keeper_liquidatable_oldest_age_blocks")).toBe(0);
     expect(m.get("perp_keeper_backfill_target_block")).toBeLessThanOrEqual(m.get("perp_keeper_head_block") as number);
     expect(m.get(`perp_keeper_pending_transactions{signer="${signer}"}`)).toBe(0);
     expect(m.get(`perp_keeper_signer_balance_wei{signer="${signer}"}`)).toBeGreaterThan(0);

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { ExecutorStats } from "../../src/executor/executor.ts";
+import { LeftBehind } from "../../src/ops/leftBehind.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { Book } from "../../src/state/book.ts";
 
@@ -308,5 +309,78 @@ describe("docs/prometheus-alerts.yml", () => {
     ]);
     expect(unknownMetrics("perp_keeper_gas_spent_wei_total_bucket > 0", exported)).toHaveLength(1);
     expect(unknownMetrics("perp_keeper_head_age_seconds > 60", exported)).toEqual([]);
+  });
+});
+
+/**
+ * Evaluates a rule of the form `metric op number (and metric op number)*` (unlabelled gauges) against one scrape of
+ * the keeper's registry, as Prometheus would at one instant: the alert's value (the first operand's) when every
+ * comparison holds, undefined (no alert) otherwise. Anything else throws.
+ */
+async function evaluate(expr: string, registry: ReturnType<typeof keeperMetrics>): Promise<number | undefined> {
+  const values = new Map<string, number>();
+  for (const m of await registry.getMetricsAsJSON()) {
+    const v = m.values.find((x) => Object.keys(x.labels).length === 0);
+    if (v) values.set(m.name, v.value);
+  }
+  let first: number | undefined;
+  for (const part of expr.trim().split(/\s+and\s+/)) {
+    const m = /^(perp_keeper_\w+)\s*(>=|<=|>|<|==)\s*([\d.e+]+)$/.exec(part.trim());
+    if (!m) throw new Error(`not a simple comparison: ${part}`);
+    const value = values.get(m[1] as string);
+    if (value === undefined) throw new Error(`no series ${m[1]}`);
+    const limit = Number(m[3]);
+    const holds = {
+      ">": value > limit,
+      ">=": value >= limit,
+      "<": value < limit,
+      "<=": value <= limit,
+      "==": value === limit,
+    }[m[2] as ">"];
+    if (!holds) return undefined;
+    first ??= value;
+  }
+  return first;
+}
+
+describe("PerpKeeperLiquidatableLeftBehind", () => {
+  const rule = rulesOf(parseYaml(readFileSync(RULES_PATH, "utf8"))).find(
+    (r) => r.alert === "PerpKeeperLiquidatableLeftBehind",
+  ) as Rule;
+
+  function keeperWith(lb: LeftBehind) {
+    return keeperMetrics({ ...sources(), leftBehind: () => lb.read() });
+  }
+
+  it("is a critical rule on the left-behind gauges", () => {
+    expect(rule.labels.severity).toBe("critical");
+    expect(metricNames(rule.expr).sort()).toEqual([
+      "perp_keeper_liquidatable_oldest_age_blocks",
+      "perp_keeper_liquidatable_oldest_age_seconds",
+    ]);
+  });
+
+  it("fires on a position liquidatable for minutes and blocks, with its age in seconds as the value", async () => {
+    let now = 0;
+    const lb = new LeftBehind({ warnAfterBlocks: 5n, now: () => now });
+    for (let b = 100n; b <= 110n; b++) {
+      lb.update(b, [{ key: "0:0xabc", marketId: 0 }]);
+      now += 12_000;
+    }
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBe(132);
+  });
+
+  it("stays quiet with none, with a young one, and once it was liquidated", async () => {
+    let now = 0;
+    const lb = new LeftBehind({ warnAfterBlocks: 5n, now: () => now });
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
+    lb.update(100n, [{ key: "0:0xabc", marketId: 0 }]);
+    now += 300_000; // a quiet chain: old in seconds, but no block has come to settle it
+    lb.update(101n, [{ key: "0:0xabc", marketId: 0 }]);
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
+    for (let b = 102n; b <= 106n; b++) lb.update(b, [{ key: "0:0xabc", marketId: 0 }]);
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBe(300);
+    lb.update(107n, []); // liquidated
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
   });
 });

@@ -13,8 +13,9 @@ import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
 import { startHeartbeat } from "./ops/heartbeat.ts";
+import { Latency } from "./ops/latency.ts";
 import { LeftBehind } from "./ops/leftBehind.ts";
-import type { Logger } from "./ops/logger.ts";
+import { type Logger, tapOf } from "./ops/logger.ts";
 import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "./ops/server.ts";
 import { sleep } from "./ops/sleep.ts";
@@ -157,6 +158,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
   const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log });
+  const latency = new Latency();
+  const untap = tapOf(log)?.on((_level, fields, at) => latency.onLog(fields, at));
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
   const watcher = watchExchange(config, connection, book, log, {
@@ -170,6 +173,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     },
     onTick: (tick) => {
       keeper.handleTick(tick);
+      latency.tick(tick.receivedAt);
       leftBehind.update(tick.blockNumber, keeper.liquidatableKeys());
     },
     onRollback: (changes, cursor) => {
@@ -272,6 +276,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     rpcStats: connection.rpcStats,
     precompute: () => precomputer?.stats,
     leftBehind: () => leftBehind.read(),
+    latency,
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {
@@ -306,6 +311,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const closeOps = () => {
     opsClosed ??= (async () => {
       heartbeat.stop();
+      untap?.();
       await server?.close();
     })();
     return opsClosed;

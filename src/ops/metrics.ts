@@ -13,6 +13,7 @@ import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
+import { Latency } from "./latency.ts";
 import type { LeftBehindReading } from "./leftBehind.ts";
 import { roomToLiquidation } from "./status.ts";
 import { buildCommit, packageVersion } from "./version.ts";
@@ -49,6 +50,8 @@ export interface OpsSources {
   readonly precompute?: () => Readonly<PrecomputeStats> | undefined;
   /** Positions liquidatable at the last tick and still open, and the age of the oldest (absent: none counted). */
   readonly leftBehind?: () => LeftBehindReading;
+  /** The latency histograms (absent: exported, never observed). */
+  readonly latency?: Latency;
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
@@ -160,6 +163,7 @@ export function keeperMetrics(s: OpsSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
   const registers = [registry];
+  for (const h of (s.latency ?? new Latency()).histograms.values()) registry.registerMetric(h);
 
   const liquidations: Counter<string> = new Counter({
     name: `${PREFIX}liquidations_total`,

@@ -3,7 +3,7 @@
  * passing dependencies by hand, and runs it until stopped.
  */
 
-import { type Address, type Hex, parseUnits } from "viem";
+import { type Address, type Hex, hexToBigInt, parseUnits } from "viem";
 import { connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
@@ -12,6 +12,7 @@ import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
+import { Freshness } from "./ops/freshness.ts";
 import { startHeartbeat } from "./ops/heartbeat.ts";
 import { Latency } from "./ops/latency.ts";
 import { LeftBehind } from "./ops/leftBehind.ts";
@@ -174,6 +175,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     onTick: (tick) => {
       keeper.handleTick(tick);
       latency.tick(tick.receivedAt);
+      freshness.progressed(tick.blockNumber);
       leftBehind.update(tick.blockNumber, keeper.liquidatableKeys());
     },
     onRollback: (changes, cursor) => {
@@ -263,6 +265,17 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const controller = new AbortController();
   let backfilled = false;
+  // the /healthz and head_behind rule: judged once backfilled, the endpoints asked while no head is processed
+  const headClients = connection.broadcastClients;
+  const freshness = new Freshness(
+    {
+      limitMs: k.healthMaxHeadAgeSeconds * 1000,
+      probeMs: Math.min(5_000, Math.max(250, k.healthMaxHeadAgeSeconds * 500)),
+      heads: () => headClients.map(async (c) => hexToBigInt(await c.request({ method: "eth_blockNumber" }))),
+      log,
+    },
+    startHead,
+  );
   const sources: OpsSources = {
     book,
     watcher,
@@ -277,6 +290,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     precompute: () => precomputer?.stats,
     leftBehind: () => leftBehind.read(),
     latency,
+    freshness: () => freshness.verdict(),
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {
@@ -311,6 +325,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const closeOps = () => {
     opsClosed ??= (async () => {
       heartbeat.stop();
+      freshness.stop();
       untap?.();
       await server?.close();
     })();
@@ -337,7 +352,11 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       );
     }
     await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
-    if (!controller.signal.aborted) backfilled = true;
+    if (!controller.signal.aborted) {
+      backfilled = true;
+      freshness.progressed(watcher.processedBlock);
+      freshness.start();
+    }
     if (snapshots && !controller.signal.aborted) {
       void snapshotter.write("backfilled");
       void snapshotter.run(controller.signal);

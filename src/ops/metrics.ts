@@ -13,6 +13,7 @@ import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
+import type { FreshnessVerdict } from "./freshness.ts";
 import { Latency } from "./latency.ts";
 import type { LeftBehindReading } from "./leftBehind.ts";
 import { roomToLiquidation } from "./status.ts";
@@ -50,6 +51,8 @@ export interface OpsSources {
   readonly precompute?: () => Readonly<PrecomputeStats> | undefined;
   /** Positions liquidatable at the last tick and still open, and the age of the oldest (absent: none counted). */
   readonly leftBehind?: () => LeftBehindReading;
+  /** The shared freshness rule's verdict (src/ops/freshness.ts), for /healthz and the metrics. */
+  readonly freshness?: () => FreshnessVerdict;
   /** The latency histograms (absent: exported, never observed). */
   readonly latency?: Latency;
 }
@@ -348,6 +351,25 @@ export function keeperMetrics(s: OpsSources): Registry {
     registers,
     collect() {
       this.set(Number(reading(s).headBlock));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}endpoint_head_block`,
+    help: "Freshest head any RPC endpoint reported (asked while no new head is processed); 0 before any answer",
+    registers,
+    collect() {
+      this.set(Number(s.freshness?.().reportedHead ?? 0n));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}head_behind`,
+    help:
+      "1 when the keeper is behind what the endpoints report, or no endpoint answers (once backfilled); 0 when it " +
+      "is current or the chain is quiet: the /healthz rule",
+    registers,
+    collect() {
+      const v = s.backfilled() ? s.freshness?.() : undefined;
+      this.set(v && !v.healthy ? 1 : 0);
     },
   });
   new Gauge({

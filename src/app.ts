@@ -18,6 +18,7 @@ import { Latency } from "./ops/latency.ts";
 import { LeftBehind } from "./ops/leftBehind.ts";
 import { type Logger, tapOf } from "./ops/logger.ts";
 import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
+import { Notifier } from "./ops/notify.ts";
 import { type OpsServer, startOpsServer } from "./ops/server.ts";
 import { sleep } from "./ops/sleep.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
@@ -161,6 +162,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log });
   const latency = new Latency();
   const untap = tapOf(log)?.on((_level, fields, at) => latency.onLog(fields, at));
+  const notifier = k.notify === undefined ? undefined : new Notifier(k.notify, log, config.network.name);
+  const unnotify = notifier?.follow(log);
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
   const watcher = watchExchange(config, connection, book, log, {
@@ -327,7 +330,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       heartbeat.stop();
       freshness.stop();
       untap?.();
-      await server?.close();
+      unnotify?.();
+      await Promise.all([server?.close(), notifier?.flush(2_000)]);
     })();
     return opsClosed;
   };

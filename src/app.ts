@@ -3,7 +3,7 @@
  * passing dependencies by hand, and runs it until stopped.
  */
 
-import { type Address, type Hex, parseUnits } from "viem";
+import { type Address, type Hex, hexToBigInt, parseUnits } from "viem";
 import { connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
@@ -12,9 +12,13 @@ import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
+import { Freshness } from "./ops/freshness.ts";
 import { startHeartbeat } from "./ops/heartbeat.ts";
-import type { Logger } from "./ops/logger.ts";
+import { Latency } from "./ops/latency.ts";
+import { LeftBehind } from "./ops/leftBehind.ts";
+import { type Logger, tapOf } from "./ops/logger.ts";
 import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
+import { Notifier } from "./ops/notify.ts";
 import { type OpsServer, startOpsServer } from "./ops/server.ts";
 import { sleep } from "./ops/sleep.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
@@ -155,6 +159,11 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;
+  const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log });
+  const latency = new Latency();
+  const untap = tapOf(log)?.on((_level, fields, at) => latency.onLog(fields, at));
+  const notifier = k.notify === undefined ? undefined : new Notifier(k.notify, log, config.network.name);
+  const unnotify = notifier?.follow(log);
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
   const watcher = watchExchange(config, connection, book, log, {
@@ -166,13 +175,19 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       }
       return change;
     },
-    onTick: (tick) => keeper.handleTick(tick),
+    onTick: (tick) => {
+      keeper.handleTick(tick);
+      latency.tick(tick.receivedAt);
+      freshness.progressed(tick.blockNumber);
+      leftBehind.update(tick.blockNumber, keeper.liquidatableKeys());
+    },
     onRollback: (changes, cursor) => {
       keeper.rollback(changes, cursor);
       executor.onReorg();
     },
     onReorg: () => {
       keeper.reset();
+      leftBehind.reset();
       executor.onReorg();
     },
   });
@@ -253,6 +268,17 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   });
   const controller = new AbortController();
   let backfilled = false;
+  // the /healthz and head_behind rule: judged once backfilled, the endpoints asked while no head is processed
+  const headClients = connection.broadcastClients;
+  const freshness = new Freshness(
+    {
+      limitMs: k.healthMaxHeadAgeSeconds * 1000,
+      probeMs: Math.min(5_000, Math.max(250, k.healthMaxHeadAgeSeconds * 500)),
+      heads: () => headClients.map(async (c) => hexToBigInt(await c.request({ method: "eth_blockNumber" }))),
+      log,
+    },
+    startHead,
+  );
   const sources: OpsSources = {
     book,
     watcher,
@@ -265,6 +291,9 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     atRiskDistance: Number(k.atRiskDistance),
     rpcStats: connection.rpcStats,
     precompute: () => precomputer?.stats,
+    leftBehind: () => leftBehind.read(),
+    latency,
+    freshness: () => freshness.verdict(),
   };
   let server: OpsServer | undefined;
   if (k.metricsEnabled) {
@@ -299,7 +328,10 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const closeOps = () => {
     opsClosed ??= (async () => {
       heartbeat.stop();
-      await server?.close();
+      freshness.stop();
+      untap?.();
+      unnotify?.();
+      await Promise.all([server?.close(), notifier?.flush(2_000)]);
     })();
     return opsClosed;
   };
@@ -324,7 +356,11 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       );
     }
     await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
-    if (!controller.signal.aborted) backfilled = true;
+    if (!controller.signal.aborted) {
+      backfilled = true;
+      freshness.progressed(watcher.processedBlock);
+      freshness.start();
+    }
     if (snapshots && !controller.signal.aborted) {
       void snapshotter.write("backfilled");
       void snapshotter.run(controller.signal);

@@ -148,6 +148,17 @@ export class Keeper {
     return this.priceMoved.get(marketId);
   }
 
+  /**
+   * The positions found below maintenance at the last tick that are still open, with their market (read-only, for
+   * the operations figures: src/ops/leftBehind.ts).
+   */
+  *liquidatableKeys(): Iterable<{ key: string; marketId: number }> {
+    for (const [marketId, keys] of this.flagged) {
+      if (!this.lastTick?.prices.has(marketId)) continue;
+      for (const key of keys) if (this.p.book.positions.has(key)) yield { key, marketId };
+    }
+  }
+
   /** The last head's tick. */
   get tick(): Tick | undefined {
     return this.lastTick;

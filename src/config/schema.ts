@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NOTIFY_EVENTS } from "../ops/notify.ts";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const decimalString = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decimal string, e.g. "1.5"');
@@ -111,10 +112,38 @@ export const keeperConfigSchema = z
         metricsPort: z.number().int().min(0).max(65_535).default(9464),
         /** A position whose liquidation price is within this fraction of the mark price counts as at risk. */
         atRiskDistance: decimalIn(0, 1).default("0.05"),
+        /** A position liquidatable (and open) for this many blocks is left behind: liquidatable_left_behind. */
+        leftBehindBlocks: z.number().int().min(1).max(100_000).default(5),
         /** /healthz fails when no new head was processed for this long (after the backfill). */
         healthMaxHeadAgeSeconds: z.number().min(1).max(86_400).default(60),
         /** keeper_heartbeat is logged this often; 0: never. */
         heartbeatSeconds: z.number().min(0).max(86_400).default(60),
+        /**
+         * Webhook notifications (docs/operations.md, "Notifications"); absent: none. The URL may come from
+         * KEEPER_NOTIFY_URL instead (a Slack or Discord webhook URL is a secret), Telegram's token only from
+         * TELEGRAM_BOT_TOKEN.
+         */
+        notify: z
+          .object({
+            preset: z.enum(["json", "slack", "discord", "telegram"]).default("json"),
+            url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+            telegramChatId: z.string().min(1).optional(),
+            telegramApiUrl: z.url({ protocol: /^https?$/ }).default("https://api.telegram.org"),
+            events: z
+              .array(z.enum(NOTIFY_EVENTS))
+              .min(1)
+              .default([...NOTIFY_EVENTS]),
+            maxPerMinute: z.number().int().min(1).max(600).default(20),
+            retries: z.number().int().min(0).max(10).default(3),
+            timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+            retryBaseMs: z.number().int().min(1).max(60_000).default(1_000),
+          })
+          .strict()
+          .refine((n) => n.preset !== "telegram" || n.telegramChatId !== undefined, {
+            message: "preset telegram needs telegramChatId",
+            path: ["telegramChatId"],
+          })
+          .optional(),
         /**
          * Same-block liquidations: act on oracle updates still in the mempool (docs/precompute.md). Off by default.
          */

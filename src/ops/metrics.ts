@@ -13,6 +13,9 @@ import { fromWad } from "../risk/format.ts";
 import { fundingIndexAt } from "../risk/math.ts";
 import type { Book } from "../state/book.ts";
 import type { Tick } from "../watcher/watcher.ts";
+import type { FreshnessVerdict } from "./freshness.ts";
+import { Latency } from "./latency.ts";
+import type { LeftBehindReading } from "./leftBehind.ts";
 import { roomToLiquidation } from "./status.ts";
 import { buildCommit, packageVersion } from "./version.ts";
 
@@ -46,6 +49,12 @@ export interface OpsSources {
   readonly rpcStats?: RpcStats;
   /** Pending oracle updates acted on (keeper.precompute; absent: off). */
   readonly precompute?: () => Readonly<PrecomputeStats> | undefined;
+  /** Positions liquidatable at the last tick and still open, and the age of the oldest (absent: none counted). */
+  readonly leftBehind?: () => LeftBehindReading;
+  /** The shared freshness rule's verdict (src/ops/freshness.ts), for /healthz and the metrics. */
+  readonly freshness?: () => FreshnessVerdict;
+  /** The latency histograms (absent: exported, never observed). */
+  readonly latency?: Latency;
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */
@@ -157,6 +166,7 @@ export function keeperMetrics(s: OpsSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
   const registers = [registry];
+  for (const h of (s.latency ?? new Latency()).histograms.values()) registry.registerMetric(h);
 
   const liquidations: Counter<string> = new Counter({
     name: `${PREFIX}liquidations_total`,
@@ -284,6 +294,41 @@ export function keeperMetrics(s: OpsSources): Registry {
     },
   });
 
+  // the keeper's core failure: liquidatable positions it has not liquidated
+  let left: { at: number; reading: LeftBehindReading | undefined } | undefined;
+  const leftBehind = () => {
+    const now = performance.now();
+    if (!left || now - left.at > 100) left = { at: now, reading: s.leftBehind?.() };
+    return left.reading;
+  };
+  new Gauge({
+    name: `${PREFIX}liquidatable_positions`,
+    help: "Open positions below maintenance margin by the risk model at the last tick (not yet liquidated), by market",
+    labelNames: ["market"],
+    registers,
+    collect() {
+      this.reset();
+      const r = leftBehind();
+      for (const market of s.book.markets.values()) this.set({ market: market.name }, r?.byMarket.get(market.id) ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}liquidatable_oldest_age_seconds`,
+    help: "Seconds since the oldest still-open liquidatable position was first found liquidatable (0: none)",
+    registers,
+    collect() {
+      this.set(leftBehind()?.oldestAgeSeconds ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}liquidatable_oldest_age_blocks`,
+    help: "Blocks since the oldest still-open liquidatable position was first found liquidatable (0: none)",
+    registers,
+    collect() {
+      this.set(leftBehind()?.oldestAgeBlocks ?? 0);
+    },
+  });
+
   new Gauge({
     name: `${PREFIX}oracle_answer_age_seconds`,
     help: "Age of each market's oracle answer at the last processed head (head timestamp - updatedAt), by market",
@@ -306,6 +351,25 @@ export function keeperMetrics(s: OpsSources): Registry {
     registers,
     collect() {
       this.set(Number(reading(s).headBlock));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}endpoint_head_block`,
+    help: "Freshest head any RPC endpoint reported (asked while no new head is processed); 0 before any answer",
+    registers,
+    collect() {
+      this.set(Number(s.freshness?.().reportedHead ?? 0n));
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}head_behind`,
+    help:
+      "1 when the keeper is behind what the endpoints report, or no endpoint answers (once backfilled); 0 when it " +
+      "is current or the chain is quiet: the /healthz rule",
+    registers,
+    collect() {
+      const v = s.backfilled() ? s.freshness?.() : undefined;
+      this.set(v && !v.healthy ? 1 : 0);
     },
   });
   new Gauge({

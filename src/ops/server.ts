@@ -26,16 +26,25 @@ export interface Health {
   readonly headAgeSeconds: number;
   readonly backfilled: boolean;
   readonly pendingTransactions: number;
+  /** The shared freshness rule's state (current, quiet, behind, no_answer), once backfilled. */
+  readonly chain?: string;
+  /** The freshest head any endpoint reported. */
+  readonly reportedHead?: string;
 }
 
 /**
- * Healthy unless no new head was processed within maxHeadAgeSeconds (judged once the backfill completed: a long
- * backfill is /readyz's business), or a transaction of ours has been unresolved for more than maxPendingBlocks.
+ * Healthy unless the keeper is behind what the endpoints report, or cannot tell (src/ops/freshness.ts; judged once
+ * the backfill completed: a long backfill is /readyz's business; without that rule: no new head processed within
+ * maxHeadAgeSeconds), or a transaction of ours has been unresolved for more than maxPendingBlocks.
  */
 export function health(s: OpsSources, o: HealthOptions): Health {
   const r = reading(s);
   const reasons: string[] = [];
-  if (r.backfilled && r.headAgeSeconds > o.maxHeadAgeSeconds) {
+  const fresh = r.backfilled ? s.freshness?.() : undefined;
+  if (fresh) {
+    // the shared rule (src/ops/freshness.ts): a quiet chain with the keeper at its head is healthy
+    if (!fresh.healthy && fresh.reason) reasons.push(fresh.reason);
+  } else if (r.backfilled && !s.freshness && r.headAgeSeconds > o.maxHeadAgeSeconds) {
     reasons.push(
       `no new head processed for ${Math.round(r.headAgeSeconds)} s (limit ${o.maxHeadAgeSeconds} s; last ` +
         `block ${r.processedBlock})`,
@@ -61,6 +70,7 @@ export function health(s: OpsSources, o: HealthOptions): Health {
     headAgeSeconds: Math.round(r.headAgeSeconds * 10) / 10,
     backfilled: r.backfilled,
     pendingTransactions: pending.length,
+    ...(fresh ? { chain: fresh.state, reportedHead: fresh.reportedHead?.toString() } : {}),
   };
 }
 

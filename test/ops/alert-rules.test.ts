@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { ExecutorStats } from "../../src/executor/executor.ts";
+import { LeftBehind } from "../../src/ops/leftBehind.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { Book } from "../../src/state/book.ts";
 
@@ -198,7 +199,7 @@ interface Rule {
   readonly expr: string;
   readonly for?: string;
   readonly labels: { readonly severity: string };
-  readonly annotations: { readonly summary: string };
+  readonly annotations: { readonly summary: string; readonly runbook_url?: string };
 }
 
 function rulesOf(doc: Yaml): Rule[] {
@@ -308,5 +309,162 @@ describe("docs/prometheus-alerts.yml", () => {
     ]);
     expect(unknownMetrics("perp_keeper_gas_spent_wei_total_bucket > 0", exported)).toHaveLength(1);
     expect(unknownMetrics("perp_keeper_head_age_seconds > 60", exported)).toEqual([]);
+  });
+});
+
+/**
+ * Evaluates a rule of the form `metric op number (and metric op number)*` (unlabelled gauges) against one scrape of
+ * the keeper's registry, as Prometheus would at one instant: the alert's value (the first operand's) when every
+ * comparison holds, undefined (no alert) otherwise. Anything else throws.
+ */
+async function evaluate(expr: string, registry: ReturnType<typeof keeperMetrics>): Promise<number | undefined> {
+  const values = new Map<string, number>();
+  for (const m of await registry.getMetricsAsJSON()) {
+    const v = m.values.find((x) => Object.keys(x.labels).length === 0);
+    if (v) values.set(m.name, v.value);
+  }
+  let first: number | undefined;
+  for (const part of expr.trim().split(/\s+and\s+/)) {
+    const m = /^(perp_keeper_\w+)\s*(>=|<=|>|<|==)\s*([\d.e+]+)$/.exec(part.trim());
+    if (!m) throw new Error(`not a simple comparison: ${part}`);
+    const value = values.get(m[1] as string);
+    if (value === undefined) throw new Error(`no series ${m[1]}`);
+    const limit = Number(m[3]);
+    const holds = {
+      ">": value > limit,
+      ">=": value >= limit,
+      "<": value < limit,
+      "<=": value <= limit,
+      "==": value === limit,
+    }[m[2] as ">"];
+    if (!holds) return undefined;
+    first ??= value;
+  }
+  return first;
+}
+
+describe("PerpKeeperLiquidatableLeftBehind", () => {
+  const rule = rulesOf(parseYaml(readFileSync(RULES_PATH, "utf8"))).find(
+    (r) => r.alert === "PerpKeeperLiquidatableLeftBehind",
+  ) as Rule;
+
+  function keeperWith(lb: LeftBehind) {
+    return keeperMetrics({ ...sources(), leftBehind: () => lb.read() });
+  }
+
+  it("is a critical rule on the left-behind gauges", () => {
+    expect(rule.labels.severity).toBe("critical");
+    expect(metricNames(rule.expr).sort()).toEqual([
+      "perp_keeper_liquidatable_oldest_age_blocks",
+      "perp_keeper_liquidatable_oldest_age_seconds",
+    ]);
+  });
+
+  it("fires on a position liquidatable for minutes and blocks, with its age in seconds as the value", async () => {
+    let now = 0;
+    const lb = new LeftBehind({ warnAfterBlocks: 5n, now: () => now });
+    for (let b = 100n; b <= 110n; b++) {
+      lb.update(b, [{ key: "0:0xabc", marketId: 0 }]);
+      now += 12_000;
+    }
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBe(132);
+  });
+
+  it("stays quiet with none, with a young one, and once it was liquidated", async () => {
+    let now = 0;
+    const lb = new LeftBehind({ warnAfterBlocks: 5n, now: () => now });
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
+    lb.update(100n, [{ key: "0:0xabc", marketId: 0 }]);
+    now += 300_000; // a quiet chain: old in seconds, but no block has come to settle it
+    lb.update(101n, [{ key: "0:0xabc", marketId: 0 }]);
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
+    for (let b = 102n; b <= 106n; b++) lb.update(b, [{ key: "0:0xabc", marketId: 0 }]);
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBe(300);
+    lb.update(107n, []); // liquidated
+    expect(await evaluate(rule.expr, keeperWith(lb))).toBeUndefined();
+  });
+});
+
+describe("alert annotations", () => {
+  const rules = rulesOf(parseYaml(readFileSync(RULES_PATH, "utf8")));
+
+  it("show $value only through humanize, humanizeDuration, humanizePercentage or printf (no 5e+15 wei)", () => {
+    const bare: string[] = [];
+    for (const r of rules) {
+      for (const m of r.annotations.summary.matchAll(/\{\{\s*\$value\s*(\|[^}]*)?\}\}/g)) {
+        if (!/^\|\s*(humanize|humanizeDuration|humanizePercentage|printf)\b/.test((m[1] ?? "").trim())) {
+          bare.push(`${r.alert}: ${m[0]}`);
+        }
+      }
+      expect(r.annotations.summary, r.alert).not.toMatch(/\bwei\b/);
+    }
+    expect(bare).toEqual([]);
+  });
+
+  it("divide by nothing that can be zero while the numerator is not (no +Inf%)", () => {
+    const ratio = rules.find((r) => r.alert === "PerpKeeperLiquidationFailureRatio") as Rule;
+    // refused broadcasts (failed) are counted in the denominator too: it covers every failure of the numerator
+    expect(ratio.expr).toMatch(/\/\s*\([\s\S]*kind="sent"[\s\S]*\+[\s\S]*outcome="failed"[\s\S]*\)\s*>/);
+  });
+
+  it("link their runbook entry under a configurable base: {{ $externalLabels.runbook_base }}#<alert>", () => {
+    const runbook = readFileSync(new URL("../../docs/operations.md", import.meta.url), "utf8");
+    // GitHub's anchors: the heading lower-cased
+    const anchors = new Set([...runbook.matchAll(/^### (\S+)$/gm)].map((m) => (m[1] as string).toLowerCase()));
+    for (const r of rules) {
+      const link = r.annotations.runbook_url;
+      expect(link, r.alert).toBe(`{{ $externalLabels.runbook_base }}#${r.alert.toLowerCase()}`);
+      expect(anchors.has(r.alert.toLowerCase()), r.alert).toBe(true);
+    }
+    const rulesText = readFileSync(RULES_PATH, "utf8");
+    expect(rulesText).toMatch(/external_labels:\n#\s+runbook_base: https:\/\//); // how to set it, in the file
+  });
+});
+
+describe("deploy/grafana-dashboard.json", () => {
+  const dashboard = JSON.parse(readFileSync(new URL("../../deploy/grafana-dashboard.json", import.meta.url), "utf8"));
+  const exprs: string[] = (dashboard.panels as { targets?: { expr: string }[] }[]).flatMap((p) =>
+    (p.targets ?? []).map((t) => t.expr),
+  );
+
+  it("has panels with Prometheus expressions, the left-behind gauges and the latency histograms among them", () => {
+    expect(exprs.length).toBeGreaterThan(10);
+    const all = exprs.join("\n");
+    for (const name of [
+      "perp_keeper_liquidatable_positions",
+      "perp_keeper_liquidatable_oldest_age_seconds",
+      "perp_keeper_head_behind",
+      "perp_keeper_head_to_tick_seconds_bucket",
+      "perp_keeper_tick_to_broadcast_seconds_bucket",
+      "perp_keeper_broadcast_to_inclusion_seconds_bucket",
+      "perp_keeper_pending_update_to_broadcast_seconds_bucket",
+    ]) {
+      expect(all).toContain(name);
+    }
+  });
+
+  it("names only metrics the keeper exports in every expression", async () => {
+    const exported = await exportedNames();
+    for (const expr of exprs) expect(metricNames(expr).length, expr).toBeGreaterThan(0);
+    expect(exprs.flatMap((e) => unknownMetrics(e, exported))).toEqual([]);
+    // the instance variable's query too
+    const variables = dashboard.templating.list as { query?: string }[];
+    expect(variables.flatMap((v) => unknownMetrics(v.query ?? "", exported))).toEqual([]);
+  });
+});
+
+describe("deploy/alertmanager.yml", () => {
+  const config = parseYaml(readFileSync(new URL("../../deploy/alertmanager.yml", import.meta.url), "utf8")) as {
+    route: { receiver: string; routes?: { receiver: string }[] };
+    receivers: { name: string; webhook_configs?: { url?: string; url_file?: string; send_resolved?: string }[] }[];
+  };
+
+  it("routes every alert to a receiver it defines, a webhook that also says when an alert resolves", () => {
+    const names = new Set(config.receivers.map((r) => r.name));
+    expect(names.has(config.route.receiver)).toBe(true);
+    for (const r of config.route.routes ?? []) expect(names.has(r.receiver)).toBe(true);
+    const hook = config.receivers.find((r) => r.name === config.route.receiver)?.webhook_configs?.[0];
+    expect(hook?.url_file ?? hook?.url).toBeTruthy();
+    expect(hook?.send_resolved).toBe("true");
   });
 });

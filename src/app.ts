@@ -166,7 +166,9 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const unnotify = notifier?.follow(log);
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
+  let freshnessRef: Freshness | undefined;
   const watcher = watchExchange(config, connection, book, log, {
+    freshness: () => freshnessRef?.verdict(),
     onRestore: (state) => keeper.restore(state),
     onEvent: (event, live) => {
       const change = keeper.handleEvent(event, live);
@@ -279,6 +281,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     },
     startHead,
   );
+  freshnessRef = freshness;
   const sources: OpsSources = {
     book,
     watcher,

@@ -16,6 +16,7 @@ import type { KeeperConfig } from "./config/schema.ts";
 import { SignerError } from "./executor/executor.ts";
 import { JournalError } from "./executor/journal.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
+import { NotifyConfigError } from "./ops/notify.ts";
 import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
 import { packageVersion } from "./ops/version.ts";
 import { LogDecodeError } from "./protocol/perpEngine.ts";
@@ -323,7 +324,8 @@ main().then(
       error instanceof StartBlockError ||
       error instanceof BookError ||
       error instanceof SignerError ||
-      error instanceof JournalError;
+      error instanceof JournalError ||
+      error instanceof NotifyConfigError;
     console.error(setup ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
     process.exit(setup || error instanceof LogDecodeError ? 2 : 1);
   },

@@ -10,6 +10,11 @@
 import { backoffMs } from "./backoff.ts";
 import { type Logger, tapOf } from "./logger.ts";
 
+/** A notifier setting that cannot work (a preset without its URL, token or chat): a setup error, exit 2. */
+export class NotifyConfigError extends Error {
+  override name = "NotifyConfigError";
+}
+
 export const NOTIFY_EVENTS = [
   "liquidation_confirmed",
   "liquidation_failed",
@@ -95,12 +100,14 @@ export class Notifier {
   ) {
     if (c.preset === "telegram") {
       const token = env.TELEGRAM_BOT_TOKEN;
-      if (!token) throw new Error("keeper.notify.preset telegram needs TELEGRAM_BOT_TOKEN in the environment");
-      if (!c.telegramChatId) throw new Error("keeper.notify.preset telegram needs keeper.notify.telegramChatId");
+      if (!token)
+        throw new NotifyConfigError("keeper.notify.preset telegram needs TELEGRAM_BOT_TOKEN in the environment");
+      if (!c.telegramChatId)
+        throw new NotifyConfigError("keeper.notify.preset telegram needs keeper.notify.telegramChatId");
       this.target = `${c.telegramApiUrl.replace(/\/$/, "")}/bot${token}/sendMessage`;
     } else {
       const url = env.KEEPER_NOTIFY_URL ?? c.url;
-      if (!url) throw new Error("keeper.notify needs keeper.notify.url or KEEPER_NOTIFY_URL");
+      if (!url) throw new NotifyConfigError("keeper.notify needs keeper.notify.url or KEEPER_NOTIFY_URL");
       this.target = url;
     }
   }

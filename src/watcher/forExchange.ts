@@ -15,7 +15,7 @@ export function watchExchange(
   connection: Connection,
   book: Book,
   log: Logger,
-  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore">,
+  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore" | "freshness">,
 ): Watcher {
   // an event the adapter does not know (an upgrade added one) is said once per kind and skipped, never a stop
   const unknown = new Set<string>();

@@ -30,6 +30,9 @@ export interface SeenAt {
   readonly receivedAt: number;
 }
 
+/** How often the stall is judged while a step runs (a blocked step never reaches the check after it). */
+const STALL_CHECK_MS = 1_000;
+
 export class HeadSource {
   /** The last head the subscription announced, and when (performance.now()). */
   private announced: { readonly head: Head; readonly at: number } | undefined;
@@ -105,6 +108,10 @@ export class HeadSource {
     const idleMs = subscription ? Math.max(o.pollIntervalMs, SUBSCRIBED_POLL_MS) : o.pollIntervalMs;
     // new heads the fallback poll found that the subscription never announced: a silent subscription is renewed
     let unannounced = 0;
+    // the stall is judged on its own clock too: a step blocked on an endpoint that never answers is a stall
+    const judge = () => this.stall.check(this.s.lastTick?.blockNumber, this.s.o.freshness?.()?.healthy);
+    const judging = setInterval(judge, STALL_CHECK_MS);
+    judging.unref();
     try {
       while (!signal.aborted) {
         // the fallback timer (not an announcement, nor the subscription's start) brought this step; none did the first
@@ -148,10 +155,11 @@ export class HeadSource {
             "follow step failed; retrying",
           );
         }
-        this.stall.check(this.s.lastTick?.blockNumber);
+        judge();
         await sleep(failures ? backoffMs(failures, o.pollIntervalMs) : idleMs, AbortSignal.any([signal, wake.signal]));
       }
     } finally {
+      clearInterval(judging);
       subscription?.stop();
     }
   }

@@ -46,8 +46,10 @@ export class HeadStall {
   }
 
   /** Checks the silence since the last head; says head_stalled once when it is too long. */
-  check(lastBlock: bigint | undefined): void {
+  check(lastBlock: bigint | undefined, healthy?: boolean): void {
     if (this.stalledSince !== undefined) return;
+    // the rule /healthz follows (src/ops/freshness.ts): a quiet chain whose head the keeper has is no stall
+    if (healthy === true) return;
     const limit = this.limitMs ?? Math.max(30_000, Number(this.blockSeconds ?? 0n) * 3_000);
     const silent = Date.now() - this.lastHeadAt;
     if (silent < limit) return;

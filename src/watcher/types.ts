@@ -103,4 +103,9 @@ export interface WatcherOptions {
   readonly logConcurrency?: number;
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */
   readonly headStallMs?: number;
+  /**
+   * The keeper's freshness by the rule /healthz follows (src/ops/freshness.ts): while it is healthy (current, or a
+   * quiet chain whose head every endpoint agrees the keeper has), no head_stalled is said.
+   */
+  readonly freshness?: () => { readonly healthy: boolean } | undefined;
 }

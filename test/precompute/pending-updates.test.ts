@@ -44,8 +44,17 @@ describe("pending oracle updates from the pool", () => {
     expect(pending[0]).toMatchObject({ kind: "updateAnswer", answer, marketIds: [ETH], txHash: hash });
     expect(await net.ex.price(ETH)).not.toBe(answer); // not mined yet
     await rpc("evm_mine");
+    // the answer is read at the update's own block (a read of "latest" raced the mined block under load)
+    const mined = await net.ex.publicClient.getTransactionReceipt({ hash });
     await rpc("evm_setAutomine", [true]);
     expect(await pendingOracleUpdates(net.ex.publicClient, aggregators)).toEqual([]);
-    expect(await net.ex.price(ETH)).toBe(answer);
+    const atBlock = await net.ex.publicClient.readContract({
+      address: net.ex.d.markets[ETH]?.aggregator as Address,
+      abi: mockV3AggregatorAbi,
+      functionName: "latestAnswer",
+      blockNumber: mined.blockNumber,
+    });
+    expect(mined.status).toBe("success");
+    expect(atBlock).toBe(answer);
   }, 30_000);
 });

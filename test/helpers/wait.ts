@@ -14,7 +14,7 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 /**
  * The positive condition behind a "nothing happened" assertion: the keeper ticks the chain's head as it is now, then
  * `heads` more, mined one at a time (`mine`, evm_mine unless given; a mined block takes what the pool holds), each
- * waited for before the next so that every one is a tick of its own; then its executor is idle (every simulation
+ * waited for before the next so that every one is a tick of its own; then its executor is settled (every simulation
  * done, every broadcast under way finished). What the keeper decided at any of those heads is then signed and sent.
  * Returns the last block ticked.
  */
@@ -40,8 +40,28 @@ export async function ticked(
     head = next;
     await tickedAt(head);
   }
-  await keeper.executor.idle();
+  await settled(keeper);
   return head;
+}
+
+/**
+ * The executor idle and staying so: executor.idle() looks at the simulations before the per-head work, and an
+ * inclusion pass there can hand positions back to planning (a cancel mined, a race lost), so it is asked again until
+ * a round changes none of its counts. Every simulation, broadcast and per-head pass the keeper has started is over.
+ */
+export async function settled(keeper: RunningKeeper): Promise<void> {
+  const e = keeper.executor;
+  const counts = () =>
+    JSON.stringify([e.stats, e.updateStats, e.pendingAttempts.length], (_, v) =>
+      typeof v === "bigint" ? v.toString() : v,
+    );
+  await e.idle();
+  for (let round = 0; round < 20; round++) {
+    const before = counts();
+    await e.idle();
+    if (counts() === before) return;
+  }
+  throw new Error("the executor never settled: every round of idle() changed its counts");
 }
 
 /** JSON-RPC calls of `method` the keeper has sent to any endpoint, from its /metrics (perp_keeper_rpc_requests_total). */

@@ -12,7 +12,7 @@ import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { MULTICALL3_ADDRESS } from "../../src/watcher/oracle.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
-import { until } from "../helpers/wait.ts";
+import { settled, until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
@@ -53,7 +53,7 @@ async function follow(withMulticall: boolean) {
     if (send) await send();
     else await n.ex.publicClient.request({ method: "evm_mine", params: [] } as never);
     await until(`tick at block ${head + 1n}`, () => (k.watcher.latestTick?.blockNumber ?? 0n) === head + 1n, 5_000);
-    await k.executor.idle(); // what the tick set off is done: nothing of this head comes later
+    await settled(k); // what the tick set off is done: nothing of this head comes later
     return calls.slice(before);
   };
   // start-up is over once a head comes over the subscription: a fresh subscription brings one more poll for the head

@@ -12,7 +12,7 @@ import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { MULTICALL3_ADDRESS } from "../../src/watcher/oracle.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
-import { until } from "../helpers/wait.ts";
+import { settled, until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
@@ -46,17 +46,27 @@ async function follow(withMulticall: boolean) {
   keeper = started.keeper;
   const k = keeper;
   await until("backfill and first tick", () => k.book.positions.size === 2 && k.watcher.latestTick !== undefined);
-  await new Promise((r) => setTimeout(r, 300)); // start-up requests settle
-  const perHead: Call[][][] = [];
-  for (let i = 0; i < 4; i++) {
+  /** Mines a block (or lets `send` mine it); the HTTP requests from then until the keeper ticked it and is idle. */
+  const followed = async (send?: () => Promise<unknown>): Promise<Call[][]> => {
     const before = calls.length;
     const head = await n.ex.publicClient.getBlockNumber({ cacheTime: 0 });
-    // the third block carries a price update (automine: its own block): the tick must show it, read at that block
-    if (i === 2) await n.ex.setPrice(ETH, parseUnits("2490", ORACLE_DECIMALS));
+    if (send) await send();
     else await n.ex.publicClient.request({ method: "evm_mine", params: [] } as never);
     await until(`tick at block ${head + 1n}`, () => (k.watcher.latestTick?.blockNumber ?? 0n) === head + 1n, 5_000);
-    await new Promise((r) => setTimeout(r, 200));
-    perHead.push(calls.slice(before));
+    await settled(k); // what the tick set off is done: nothing of this head comes later
+    return calls.slice(before);
+  };
+  // start-up is over once a head comes over the subscription: a fresh subscription brings one more poll for the head
+  // (eth_getBlockByNumber), and a head the keeper followed without asking for it was announced by a live one
+  await until(
+    "a head followed over the subscription",
+    async () => !(await followed()).flat().some((c) => c.method === "eth_getBlockByNumber"),
+    20_000,
+  );
+  const perHead: Call[][][] = [];
+  for (let i = 0; i < 4; i++) {
+    // the third block carries a price update (automine: its own block): the tick must show it, read at that block
+    perHead.push(await followed(i === 2 ? () => n.ex.setPrice(ETH, parseUnits("2490", ORACLE_DECIMALS)) : undefined));
   }
   return { perHead, k };
 }

@@ -16,7 +16,7 @@ import { BTC, ETH, openPositions } from "../../src/devnet/positions.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
-import { until } from "../helpers/wait.ts";
+import { settled, until } from "../helpers/wait.ts";
 
 type Call = { method: string; params: unknown[] };
 
@@ -45,7 +45,10 @@ function oraclesRead(calls: Call[]): string[] {
     });
 }
 
-/** Mines one block (or lets `send` mine it), waits for the keeper's tick at it, returns that head's requests. */
+/**
+ * Mines one block (or lets `send` mine it), waits for the keeper's tick at it and then for its executor to settle,
+ * returns that head's requests: what the tick needed came before it, what the tick set off is done once settled.
+ */
 async function head(send?: () => Promise<unknown>): Promise<Call[]> {
   const k = keeper as RunningKeeper;
   const before = requests.length;
@@ -53,7 +56,7 @@ async function head(send?: () => Promise<unknown>): Promise<Call[]> {
   if (send) await send();
   else await rpc("evm_mine");
   await until(`the tick at ${at + 1n}`, () => (k.watcher.latestTick?.blockNumber ?? 0n) >= at + 1n, 5_000);
-  await new Promise((r) => setTimeout(r, 150));
+  await settled(k);
   return requests.slice(before).flat();
 }
 

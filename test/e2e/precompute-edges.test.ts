@@ -20,7 +20,7 @@ import {
   sendUpdate as sendUpdateTo,
 } from "../helpers/precompute.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
-import { until } from "../helpers/wait.ts";
+import { rpcCalls, settled, ticked, until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
@@ -79,7 +79,8 @@ async function launch(
     );
   });
   await until("backfill", () => k.book.positions.size === count && k.watcher.latestTick !== undefined);
-  await new Promise((r) => setTimeout(r, 300)); // the pending subscription is established
+  // the pending subscription is established: the pool's first read (txpool_content) is asked once it is
+  await until("the pending subscription established", async () => (await rpcCalls(k, "txpool_content")) > 0, 10_000);
   return { k, logs: started.logs, stateDir: started.stateDir };
 }
 
@@ -114,11 +115,15 @@ async function blocksSince(from: bigint) {
   return out;
 }
 
-/** Waits until the keeper has processed the chain's latest block. */
+/**
+ * Waits until the keeper has ticked the chain's latest block and its executor is settled: what it did at that head
+ * (the liquidations it planned, the cancels it decided, the positions a mined cancel freed) is in the pool by then.
+ */
 async function headSeen(k: RunningKeeper): Promise<bigint> {
   const client = (net as DevnetFixture).ex.publicClient;
   const head = await client.getBlockNumber({ cacheTime: 0 });
-  await until(`head ${head} processed`, () => k.watcher.processedBlock === head, 10_000);
+  await until(`head ${head} ticked`, () => (k.watcher.latestTick?.blockNumber ?? -1n) >= head, 10_000);
+  await settled(k);
   return head;
 }
 
@@ -151,8 +156,9 @@ describe("same-block liquidations: edges", () => {
       liquidatable: COUNT,
     });
     expect(logs.events("liquidation_prepared").every((l) => l.mode === "on-block" && l.update === update)).toBe(true);
-    // held: nothing signed, nothing in the pool from our signer while the update is pending
-    await new Promise((r) => setTimeout(r, 500));
+    // held: nothing signed, nothing in the pool from our signer while the update is pending, once the preparation
+    // is over (every simulation done, any broadcast under way finished)
+    await settled(k);
     expect(positionsSent(logs)).toBe(0);
     expect(await nonceWhole(signer)).toEqual(before);
 
@@ -201,12 +207,10 @@ describe("same-block liquidations: edges", () => {
     expect(sent.map((l) => BigInt(String(l.gas))).every((g) => g > 100_000n)).toBe(true);
     expect((await nonceWhole(signer)).pending).toBe(before.latest + attempts);
 
-    await mineSmall(); // one head with the update still pending: waiting
-    const firstSmall = await minedBlock();
+    // one head with the update still pending, ticked (the update judged there) and the executor idle: waiting
+    const firstSmall = await minedBlock(await ticked(k, net as DevnetFixture, 1, mineSmall));
     expect(firstSmall.txs.map((t) => t.hash)).not.toContain(update);
     expect(liquidatedTraders(firstSmall.receipts)).toHaveLength(0);
-    await headSeen(k);
-    await new Promise((r) => setTimeout(r, 300));
     expect(logs.events("oracle_update_gone")).toHaveLength(0);
     expect(logs.events("liquidation_cancelling")).toHaveLength(0);
 
@@ -226,13 +230,11 @@ describe("same-block liquidations: edges", () => {
     await rpc("evm_mine");
     const landing = await minedBlock();
     expect(landing.txs.map((t) => t.hash)).toContain(update);
-    await headSeen(k);
+    await headSeen(k); // the keeper's liquidations at the update's block reach the pool
     // then the normal path liquidates, within a few blocks
     for (let i = 0; i < 4 && k.executor.stats.confirmed < COUNT; i++) {
-      await new Promise((r) => setTimeout(r, 500)); // the keeper's liquidations reach the pool
       await rpc("evm_mine");
-      await headSeen(k);
-      await until("settled", () => k.executor.pendingAttempts.length === 0, 2_000).catch(() => {});
+      await headSeen(k); // ticked, its receipts judged and the executor idle: confirmed counts what this block settled
     }
     await until("confirmed", () => k.executor.stats.confirmed === COUNT, 10_000);
     await until("cancels settled", () => k.executor.stats.cancelled === attempts, 10_000);
@@ -329,7 +331,7 @@ describe("same-block liquidations: edges", () => {
     const prepared = logs.events("liquidation_prepared");
     expect(prepared.every((l) => l.dryRun === true && l.update === update && l.mode === "backrun")).toBe(true);
     expect(logs.events("oracle_update_pending")[0]).toMatchObject({ txHash: update, mode: "backrun" });
-    await new Promise((r) => setTimeout(r, 500));
+    await settled(k); // the preparation is over: a backrun it signed would be broadcast by now
     expect(positionsSent(logs)).toBe(0);
     expect(await nonceWhole(signer)).toEqual(before);
 
@@ -341,8 +343,7 @@ describe("same-block liquidations: edges", () => {
     await until("dry run at the mined block", () => logs.events("liquidation_dry_run").length > 0, 10_000);
     await rpc("evm_mine");
     const next = await minedBlock();
-    await headSeen(k);
-    await new Promise((r) => setTimeout(r, 300));
+    await headSeen(k); // ticked, the executor idle: a liquidation it planned at this head would be in the pool
     expect(next.txs.filter((t) => lower(t.from) === lower(signer))).toEqual([]);
     expect(liquidatedTraders([...landing.receipts, ...next.receipts])).toHaveLength(0);
     expect(positionsSent(logs)).toBe(0);
@@ -380,22 +381,18 @@ describe("same-block liquidations: edges", () => {
       tracked: attempts,
       abandoned: 0,
     });
-    // whatever it decides at its first head (the doc: the price has not moved, so it cancels), give it time
-    await until(
-      "the recovered attempts judged",
-      () => second.logs.events("liquidation_cancelling").length === attempts,
-      5_000,
-    ).catch(() => {});
+    // whatever it decides at its first head (the doc: the price has not moved, so it cancels), it has decided once
+    // that head is ticked and its executor idle: what it sent is in the pool before the next block is mined
+    await headSeen(second.k);
 
     // the update is mined; then blocks until every position is closed (a few at most)
     for (let i = 0; i < 5; i++) {
       await rpc("evm_mine");
-      await headSeen(second.k);
+      await headSeen(second.k); // ticked, the executor idle: its liquidations at this head are in the pool
       const open = (await Promise.all(traders.map((t) => ex.position(t as Address, ETH)))).filter(
         (p) => p.size !== 0n,
       ).length;
       if (open === 0 && i > 0) break;
-      await new Promise((r) => setTimeout(r, 500)); // the keeper's liquidations reach the pool
     }
 
     const blocks = await blocksSince(startBlock + 1n);

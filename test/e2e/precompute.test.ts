@@ -23,7 +23,7 @@ import {
   positionsSent,
   sendUpdate as sendUpdateTo,
 } from "../helpers/precompute.ts";
-import { until } from "../helpers/wait.ts";
+import { rpcCalls, ticked, until } from "../helpers/wait.ts";
 
 let net: DevnetFixture | undefined;
 let keeper: RunningKeeper | undefined;
@@ -67,7 +67,9 @@ async function setup(
     );
   });
   await until("backfill", () => k.book.positions.size === count && k.watcher.latestTick !== undefined);
-  await new Promise((r) => setTimeout(r, 300)); // the pending subscription is established
+  // the pool source is live: the pool's first read (txpool_content) is asked once the pending subscription is
+  // established, or at once when the pool is polled
+  await until("the pending source live", async () => (await rpcCalls(k, "txpool_content")) > 0, 10_000);
   return { k, logs: started.logs };
 }
 
@@ -193,13 +195,9 @@ describe("same-block liquidations", () => {
     await until("prepared", () => positionsPrepared(logs) === 6, 20_000);
     await rpc("anvil_dropTransaction", [update]);
     await until("unwound", () => logs.events("oracle_update_gone").length === 1, 10_000);
-    await rpc("evm_mine");
-    await until(
-      "head seen",
-      async () =>
-        k.watcher.processedBlock === (await (net as DevnetFixture).ex.publicClient.getBlockNumber({ cacheTime: 0 })),
-    );
-    await new Promise((r) => setTimeout(r, 300));
+    expect(logs.events("oracle_update_gone")[0]).toMatchObject({ txHash: update, reason: "dropped", discarded: 6 });
+    // two heads after it ticked, the executor idle: a held liquidation that fired at either would be sent by now
+    await ticked(k, net as DevnetFixture, 2);
     expect(positionsSent(logs)).toBe(0);
     expect(await nonceWhole(signer)).toEqual(before);
     expect(k.book.positions.size).toBe(6); // all still open: the price never moved

@@ -1,6 +1,7 @@
 /**
  * Several RPC endpoints: when the first dies mid-run, reads and broadcasts go on through the next, and the keeper
- * still liquidates once, with no gap.
+ * still liquidates once, with no gap. Once stopped, it sends nothing more to any endpoint: the endpoint ranking's
+ * pings (eth_blockNumber, asked by nothing else of the keeper), seen at each proxy while it runs, end too.
  */
 import { parseUnits } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,11 +15,20 @@ import { until } from "../helpers/wait.ts";
 let net: DevnetFixture;
 let keeper: RunningKeeper | undefined;
 const proxies: RpcProxy[] = [];
+/** Per proxy, the endpoint ranking's pings (eth_blockNumber) received. */
+const pings = [0, 0];
 
 beforeAll(async () => {
   net = await startDevnet({ accounts: 8 });
   await openPositions(net.ex, ethLongs(2));
-  proxies.push(await startRpcProxy(net.anvil.rpcUrl), await startRpcProxy(net.anvil.rpcUrl));
+  for (const i of [0, 1]) {
+    proxies.push(
+      await startRpcProxy(net.anvil.rpcUrl, (body) => {
+        if (body.includes('"eth_blockNumber"')) pings[i] = (pings[i] ?? 0) + 1;
+        return undefined;
+      }),
+    );
+  }
   ({ keeper } = await startTestKeeper(net, { pollIntervalMs: 50, batching: false, rpcRankIntervalMs: 250 }, undefined, {
     rpcUrl: proxies.map((p) => p.url).join(","),
   }));
@@ -52,12 +62,18 @@ describe("several RPC endpoints", () => {
   it("sends nothing more to any endpoint once stopped (the endpoint ranking goes quiet too)", async () => {
     const k = keeper as RunningKeeper;
     const second = proxies[1] as RpcProxy;
+    // the control: while it runs, the ranking pings this endpoint; how long three pings take sizes the quiet window
+    const live = { pings: pings[1] ?? 0, at: performance.now() };
+    await until("three ranking pings of the live endpoint", () => (pings[1] ?? 0) >= live.pings + 3, 10_000);
+    const windowMs = Math.max(1_500, performance.now() - live.at);
     await k.stop("test: quiet after stop");
     keeper = undefined;
-    await new Promise((r) => setTimeout(r, 400)); // a ping already on its way when it stopped arrives
+    // the scenario, not a condition: a request already on the wire when it stopped may still land (not one sent after)
+    await new Promise((r) => setTimeout(r, 400));
     const after = second.calls;
-    // rpcRankIntervalMs is 250 here: several ranking rounds would have pinged by now
-    await new Promise((r) => setTimeout(r, 1_500));
+    // the scenario, not a condition: quiet for as long as three live pings took (rpcRankIntervalMs is 250 here), at
+    // least 1.5 s; nothing the keeper does shows that rounds it no longer runs would have come
+    await new Promise((r) => setTimeout(r, windowMs));
     expect(second.calls).toBe(after);
   }, 20_000);
 });

@@ -7,13 +7,17 @@ import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
 let slow: RpcProxy | undefined;
+/** eth_getLogs requests the slow proxy has answered: the backfill's ranges, one block each. */
+let rangesAnswered = 0;
 
 beforeAll(async () => {
   net = await startDevnet({ accounts: 30 });
   await openPositions(net.ex, devnetPositions().slice(0, 10));
   // every eth_getLogs answers after 400 ms: one block per range makes the backfill take many seconds
   slow = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
-    if (body.includes("eth_getLogs")) await new Promise((r) => setTimeout(r, 400));
+    if (!body.includes("eth_getLogs")) return undefined;
+    await new Promise((r) => setTimeout(r, 400)); // the fault itself: a slow node, not a wait for a condition
+    rangesAnswered++;
     return undefined;
   });
 }, 60_000);
@@ -28,7 +32,10 @@ describe("stopping during a backfill", () => {
     const { keeper: k, logs } = await startTestKeeper(net, { maxLogRange: 1, logConcurrency: 1 }, undefined, {
       rpcUrl: (slow as RpcProxy).url,
     });
-    await new Promise((r) => setTimeout(r, 600)); // well into the backfill (dozens of blocks at 400 ms each)
+    // into the backfill: two ranges answered, and more left than a stop could wait for within its bound
+    await until("two ranges of the backfill answered", () => rangesAnswered >= 2, 10_000);
+    const head = await net.ex.publicClient.getBlockNumber({ cacheTime: 0 });
+    expect(k.watcher.processedBlock).toBeLessThan(head - 5n); // 5+ ranges left: over 2 s at 400 ms each
     expect(logs.events("backfill_completed")).toHaveLength(0);
     const started = Date.now();
     await k.stop("test stop");
@@ -42,8 +49,12 @@ describe("stopping during a rebuild", () => {
   it("a rebuild after a reorganisation deeper than the window stops within a range too", async () => {
     // getLogs slowed once the reorganisation is made; the finalized tag refused, so that the window is reorgDepth
     let slowNow = false;
+    let slowAnswered = 0;
     const proxy = await startRpcProxy(net.anvil.rpcUrl, async (body) => {
-      if (slowNow && body.includes("eth_getLogs")) await new Promise((r) => setTimeout(r, 400));
+      if (slowNow && body.includes("eth_getLogs")) {
+        await new Promise((r) => setTimeout(r, 400)); // the fault itself: a slow node, not a wait for a condition
+        slowAnswered++;
+      }
       return refusingFinalized(net.anvil.rpcUrl, body);
     });
     let keeper: { stop(reason?: string): Promise<void> } | undefined;
@@ -60,9 +71,12 @@ describe("stopping during a rebuild", () => {
       slowNow = true;
       await net.ex.publicClient.request({ method: "anvil_reorg" as never, params: [3, []] as never });
       await until("the rebuild", () => logs.events("reorg_detected").some((l) => l.action === "rebuild"), 10_000);
-      await new Promise((r) => setTimeout(r, 600)); // into the rebuild: dozens of one-block ranges at 400 ms each
-      // still rebuilding: the stop below is asked mid-rebuild, not after it
-      expect(k.watcher.processedBlock).toBeLessThan(await net.ex.publicClient.getBlockNumber({ cacheTime: 0 }));
+      // into the rebuild: two of its slowed one-block ranges answered
+      const rebuilding = slowAnswered;
+      await until("two ranges of the rebuild answered", () => slowAnswered >= rebuilding + 2, 10_000);
+      // still rebuilding, with more left than a stop could wait for within its bound: the stop is asked mid-rebuild
+      const head = await net.ex.publicClient.getBlockNumber({ cacheTime: 0 });
+      expect(k.watcher.processedBlock).toBeLessThan(head - 5n);
       const started = Date.now();
       await k.stop("test stop");
       expect(Date.now() - started).toBeLessThan(2_000);

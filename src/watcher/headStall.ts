@@ -1,6 +1,10 @@
 /**
- * Whether heads still come: no new head for the stall time (configured, or 3 block times and at least 30 s) is
- * said once (head_stalled), and head_resumed when one comes. The block time is learnt from the heads' timestamps.
+ * Whether heads still come: said once (head_stalled), and head_resumed when one comes.
+ * - With keeper.headStallSeconds set, the operator declared the chain's cadence: no new head for that long is a stall,
+ *   whatever the endpoints say (a single endpoint frozen at an old head is caught this way).
+ * - Otherwise the rule /healthz follows decides (src/ops/freshness.ts): a quiet chain whose head the keeper has is no
+ *   stall however long it lasts; a keeper behind the head its endpoints report is one at once. Before that rule has a
+ *   verdict: 3 block times (learnt from the heads' timestamps), at least 30 s.
  */
 import { big, type Logger } from "../ops/logger.ts";
 
@@ -48,9 +52,9 @@ export class HeadStall {
   /** Checks the silence since the last head; says head_stalled once when it is too long. */
   check(lastBlock: bigint | undefined, healthy?: boolean): void {
     if (this.stalledSince !== undefined) return;
-    // the rule /healthz follows (src/ops/freshness.ts): a quiet chain whose head the keeper has is no stall
-    if (healthy === true) return;
-    const limit = this.limitMs ?? Math.max(30_000, Number(this.blockSeconds ?? 0n) * 3_000);
+    const shared = this.limitMs === undefined && healthy !== undefined;
+    if (shared && healthy) return;
+    const limit = shared ? 0 : (this.limitMs ?? Math.max(30_000, Number(this.blockSeconds ?? 0n) * 3_000));
     const silent = Date.now() - this.lastHeadAt;
     if (silent < limit) return;
     this.stalledSince = this.lastHeadAt;

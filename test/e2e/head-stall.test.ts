@@ -1,7 +1,8 @@
 /**
- * head_stalled and /healthz share one rule (src/ops/freshness.ts): a quiet chain whose head the keeper has is healthy
- * and no stall, however long it stays quiet; a keeper behind the head its endpoints report is unhealthy and says
- * head_stalled once, and head_resumed when it moves again.
+ * head_stalled and /healthz share one rule (src/ops/freshness.ts) unless keeper.headStallSeconds is set: a quiet chain
+ * whose head the keeper has is healthy and no stall, however long it stays quiet; a keeper behind the head its
+ * endpoints report is unhealthy and says head_stalled once, and head_resumed when it moves again. (With
+ * headStallSeconds set, silence that long is a stall whatever the endpoints say: test/e2e/faults-http.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningKeeper } from "../../src/app.ts";
@@ -25,12 +26,9 @@ async function healthz(): Promise<{ status: number; body: Record<string, unknown
 beforeAll(async () => {
   net = await startDevnet({ accounts: 4 });
   proxy = await startFaultProxy(net.anvil.rpcUrl);
-  ({ keeper, logs } = await startTestKeeper(
-    net,
-    { pollIntervalMs: 50, headStallSeconds: LIMIT_S, healthMaxHeadAgeSeconds: LIMIT_S },
-    undefined,
-    { rpcUrl: proxy.url },
-  ));
+  ({ keeper, logs } = await startTestKeeper(net, { pollIntervalMs: 50, healthMaxHeadAgeSeconds: LIMIT_S }, undefined, {
+    rpcUrl: proxy.url,
+  }));
   const k = keeper;
   await until("backfill", () => k.watcher.latestTick !== undefined, 20_000);
 }, 60_000);
@@ -45,9 +43,9 @@ describe("the shared freshness rule", () => {
   it("a quiet chain with the keeper at its head: healthy, and no head_stalled however long it lasts", async () => {
     // automine with no transactions: the chain does not move
     await until("chain_quiet", () => logs.events("chain_quiet").length > 0, 10_000);
-    // quiet for three times the stall limit, by the keeper's own /healthz
+    // quiet for three times the health limit, by the keeper's own /healthz
     await until(
-      "quiet for three stall limits",
+      "quiet for three health limits",
       async () => {
         const h = await healthz();
         return h.body.chain === "quiet" && Number(h.body.headAgeSeconds) >= 3 * LIMIT_S;

@@ -3,7 +3,7 @@
  * settle every transaction of ours they decide: confirmed, lost to a competitor, reverted, cancelled, or superseded
  * (the nonce used by a transaction that is not ours). It keeps the mined attempts of the last REORG_WINDOW_BLOCKS,
  * with what each added to the counters, so that a reorganisation can put them back. Judging what is not mined is
- * decide.ts's and the executor's; lanes, journal and positions are reached through InclusionHost.
+ * pendingDecision.ts's and the monitor's (monitor.ts); statuses change and are journaled through attempts.ts.
  */
 import {
   formatTransactionReceipt,
@@ -15,15 +15,13 @@ import {
 } from "viem";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
-import { type Attempt, isTerminal, type TargetPlan, transition } from "./attempt.ts";
+import { type Attempt, isTerminal, type TargetPlan } from "./attempt.ts";
+import type { Attempts } from "./attempts.ts";
 import { known } from "./broadcast.ts";
-import type { ExecutorOptions, ExecutorStats, UpdateStats } from "./executor.ts";
 import { attemptIds, quote } from "./fields.ts";
-import { type JournalRecord, statusRecord } from "./journal.ts";
 import type { NonceLane } from "./lane.ts";
+import { type ExecutorOptions, type ExecutorStats, REORG_WINDOW_BLOCKS, type UpdateStats } from "./types.ts";
 
-/** Blocks a mined attempt is kept, to re-check after a reorganisation. */
-export const REORG_WINDOW_BLOCKS = 64n;
 /** Blocks of receipts one inclusion pass reads; past that, receipts are looked up per transaction. */
 const MAX_RECEIPT_BLOCKS = 16n;
 
@@ -32,15 +30,12 @@ export interface InclusionHost {
   readonly o: ExecutorOptions;
   readonly stats: ExecutorStats;
   readonly updateStats: UpdateStats;
-  readonly lanesByAddress: ReadonlyMap<string, NonceLane>;
+  /** The attempts: their statuses change (and are journaled) there, and their claims are freed there. */
+  readonly attempts: Attempts;
   /** Between a reorganisation and the next head: the book says nothing about positions. */
   rebuilding(): boolean;
-  /** Frees the positions the attempt holds. */
-  releaseFrom(a: Attempt): void;
   /** Our receipt at `block` settled the position (liquidated, or found gone): held back until the book agrees. */
   settled(key: string, block: bigint): void;
-  untrack(lane: NonceLane, a: Attempt): void;
-  record(lane: NonceLane, records: readonly JournalRecord[]): void;
   refreshBalance(lane: NonceLane): Promise<void>;
   /** A position state our mined liquidation reverted on is not tried again for a few blocks. */
   coolDown(key: string, fromBlock: bigint): void;
@@ -114,7 +109,7 @@ export class Inclusion {
         const a = byHash.get(r.transactionHash);
         if (a && !isTerminal(a.status)) {
           this.settleMined(a, r);
-          const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
+          const lane = this.h.attempts.laneOf(a);
           if (lane) minedLanes.add(lane);
         }
       }
@@ -180,18 +175,13 @@ export class Inclusion {
     }
     if (unanswered) return; // a lookup failed: settled at a later head, never guessed
     if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
-    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
-    transition(a, "superseded");
+    void this.h.attempts.setStatus(a, "superseded", { background: true });
     for (const t of a.targets) this.freed.push(t.key);
     this.h.o.log.warn(
       { event: "liquidation_superseded", ...attemptIds(a) },
       `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
     );
-    if (lane) {
-      this.h.untrack(lane, a);
-      this.h.record(lane, [statusRecord(a)]);
-    }
-    this.h.releaseFrom(a);
+    this.h.attempts.releaseFrom(a);
   }
 
   /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
@@ -318,16 +308,12 @@ export class Inclusion {
         for (const t of a.targets) this.h.coolDown(t.key, receipt.blockNumber);
       }
     }
-    transition(a, status);
-    a.minedBlock = receipt.blockNumber;
-    a.minedHash = receipt.transactionHash;
+    void this.h.attempts.setStatus(a, status, {
+      mined: { block: receipt.blockNumber, hash: receipt.transactionHash },
+      background: true,
+    });
     this.recent.push(a);
-    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
-    if (lane) {
-      this.h.untrack(lane, a);
-      this.h.record(lane, [statusRecord(a)]);
-    }
-    this.h.releaseFrom(a);
+    this.h.attempts.releaseFrom(a);
   }
 
   private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {

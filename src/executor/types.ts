@@ -73,8 +73,18 @@ export interface ExecutorOptions {
    * has (a block under the head, a transaction of ours) is demoted. Default: `client` alone.
    */
   readonly endpoints?: Endpoints;
+  /**
+   * Blocks under the head a mined attempt is kept, to be re-checked after a reorganisation: the watcher's window
+   * (the chain's finalized block, up to MAX_REORG_WINDOW_BLOCKS under the head, or reorgDepth). Default
+   * REORG_WINDOW_BLOCKS.
+   */
+  readonly reorgWindowBlocks?: (head: bigint) => bigint;
 }
 
+/**
+ * The executor's counters. They only ever rise (Prometheus counters follow them): a settlement a reorganisation took
+ * away stays counted, and the same attempt settled again adds only what it did not count before.
+ */
 export interface ExecutorStats {
   /** Liquidation transactions broadcast (first sends; replacements are counted apart). */
   sent: number;
@@ -115,6 +125,8 @@ export const SINGLE_GAS_RESAMPLE = 32;
 export const COMPACT_AFTER_RECORDS = 20_000;
 /** Blocks a mined attempt is kept by default, to re-check after a reorganisation (see reorgWindowBlocks). */
 export const REORG_WINDOW_BLOCKS = 64n;
+/** The most blocks the watcher's window holds, however far behind the chain's finality lags. */
+export const MAX_REORG_WINDOW_BLOCKS = 8192n;
 
 export function newStats(): ExecutorStats {
   return {
@@ -148,4 +160,14 @@ export class Cooldown {
   delete(key: string): void {
     this.until.delete(key);
   }
+}
+
+/**
+ * The watcher's window under `head`: down to the chain's finalized block (at most MAX_REORG_WINDOW_BLOCKS), or
+ * `reorgDepth` where the RPC does not say what is finalized. A mined attempt is kept that long for a reorganisation.
+ */
+export function reorgWindow(head: bigint, finalized: bigint | undefined, reorgDepth: bigint): bigint {
+  if (finalized === undefined || finalized > head) return reorgDepth;
+  const depth = head - finalized;
+  return depth > MAX_REORG_WINDOW_BLOCKS ? MAX_REORG_WINDOW_BLOCKS : depth;
 }

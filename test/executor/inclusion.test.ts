@@ -72,7 +72,7 @@ function setup(outcome: "liquidated" | "none" = "liquidated") {
     node.pool.add(hash);
     return a;
   };
-  return { node, log, l, p, attempts, stats, inclusion, send };
+  return { node, log, l, p, attempts, stats, inclusion, send, o };
 }
 
 describe("Inclusion", () => {
@@ -121,5 +121,46 @@ describe("Inclusion", () => {
     await new Promise((r) => setTimeout(r, 5));
     expect(a.status).toBe("confirmed");
     expect(log.lines.find((x) => x.event === "executor_error")).toMatchObject({ step: "journal" });
+  });
+
+  it("counters never fall and one settlement is never counted twice across a reorganisation", async () => {
+    const { node, inclusion, send, stats, attempts, l } = setup();
+    const a = await send();
+    const hash = a.txs[0]?.hash as Hex;
+    inclusion.startAt(100n);
+    node.mine(hash, 101n, SIGNER_A, 0);
+    await inclusion.settle(tick(101n));
+    expect(stats.confirmed).toBe(1);
+    const gas = stats.gasPaidWei;
+    // a reorganisation takes the block away, and the same transaction is mined again in the new chain
+    inclusion.untally(a);
+    expect(stats.confirmed).toBe(1); // a counter read by Prometheus never goes down
+    a.status = "pending";
+    attempts.track(l, a);
+    node.unmine(hash, SIGNER_A, 0);
+    node.mine(hash, 102n, SIGNER_A, 0);
+    inclusion.startAt(101n);
+    await inclusion.settle(tick(102n));
+    expect(a.status).toBe("confirmed");
+    expect(stats.confirmed).toBe(1);
+    expect(stats.gasPaidWei).toBe(gas);
+    // a later liquidation is counted as usual
+    const b = await send();
+    node.mine(b.txs[0]?.hash as Hex, 103n, SIGNER_A, 1);
+    await inclusion.settle(tick(103n));
+    expect(stats.confirmed).toBe(2);
+  });
+
+  it("keeps mined attempts for the watcher's window, not a fixed 64 blocks", async () => {
+    const { node, inclusion, send, o } = setup();
+    (o as { reorgWindowBlocks?: (head: bigint) => bigint }).reorgWindowBlocks = () => 8192n;
+    const a = await send();
+    inclusion.startAt(100n);
+    node.mine(a.txs[0]?.hash as Hex, 101n, SIGNER_A, 0);
+    await inclusion.settle(tick(101n));
+    await inclusion.settle(tick(101n + 1000n)); // 1000 blocks later, well inside a finality lag of 8192
+    expect(inclusion.recentAttempts()).toEqual([a]);
+    await inclusion.settle(tick(101n + 8193n));
+    expect(inclusion.recentAttempts()).toEqual([]);
   });
 });

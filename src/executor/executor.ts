@@ -280,6 +280,7 @@ export class Executor {
       this.passQueued = false;
       const head = this.head as Tick;
       try {
+        await this.monitor.recheck(); // what a reorganisation left unknown is settled or tracked again first
         await this.inclusion.settle(head);
         this.monitor.checkBookAgainstReceipts(head);
         // what this pass freed is planned again now: the normal path planned this head before the pass ran

@@ -33,7 +33,18 @@ export interface MonitorHost {
 }
 
 export class Monitor {
+  /** Attempts mined before a reorganisation whose receipt could not be looked up: asked again at the next head. */
+  private unsure: Attempt[] = [];
+
   constructor(private readonly h: MonitorHost) {}
+
+  /** Looks up again the attempts whose re-check after a reorganisation got no answer. */
+  async recheck(): Promise<void> {
+    if (this.unsure.length === 0) return;
+    const again = this.unsure;
+    this.unsure = [];
+    await this.reorged(again);
+  }
 
   /** Judges every unmined attempt at this head (pendingDecision.ts) and fills nonce holes. */
   async judge(head: Tick): Promise<void> {
@@ -225,8 +236,17 @@ export class Monitor {
     recent.forEach((a, i) => {
       const receipt = checks[i];
       const lane = attempts.laneOf(a);
+      if (receipt === "unknown" && lane) {
+        // the node cannot say now: neither settled nor freed on a guess; its positions stay held, asked again
+        this.unsure.push(a);
+        o.log.warn(
+          { event: "rpc_error", step: "reorg_check", ...attemptIds(a), txHash: a.minedHash },
+          `could not look up whether our transaction at nonce ${a.nonce} is still mined; asked again at the next head`,
+        );
+        return;
+      }
       if (receipt !== null || !lane) {
-        // still mined (or the node cannot say now): settled as it was
+        // still mined: settled as it was
         inclusion.keep(a);
         attempts.releaseFrom(a);
         return;

@@ -157,3 +157,38 @@ describe("Executor: a reorganisation never frees a position a live attempt holds
     expect(liquidations.map((t) => t.nonce)).toEqual([0, 1]);
   });
 });
+
+describe("Executor: the receipt check after a reorganisation", () => {
+  it("an RPC error is not 'still mined': the position stays held and the attempt is looked up again", async () => {
+    const h = harness();
+    await started(h);
+    const p = position(1);
+    h.executor.submit([candidate(p)], tick(100n));
+    await settle(h);
+    const [a] = h.executor.pendingAttempts;
+    if (!a) throw new Error("nothing sent");
+    const hash = a.txs[0]?.hash as Hex;
+    h.node.mine(hash, 101n, SIGNER_A, 0);
+    h.executor.onHead(tick(101n));
+    await settle(h);
+    expect(a.status).toBe("lost_race");
+    h.node.receiptFault = () => new Error("fetch failed");
+    h.executor.onReorg();
+    await settle(h);
+    // the node cannot say whether it is still mined: not freed, so not sent for again
+    h.executor.submit([candidate(p)], tick(102n));
+    await settle(h);
+    expect(sentTxs(h.node.raws).map((t) => t.nonce)).toEqual([0]);
+    // it was reorganised away: found at the next head once the node answers
+    h.node.receiptFault = undefined;
+    h.node.unmine(hash, SIGNER_A, 0);
+    h.executor.onHead(tick(103n));
+    await settle(h);
+    expect(h.log.events()).toContain("liquidation_reorged");
+    expect(a.status).toBe("pending");
+    h.executor.submit([candidate(p)], tick(104n));
+    h.executor.onHead(tick(104n));
+    await settle(h);
+    expect(sentTxs(h.node.raws).every((t) => t.nonce === 0)).toBe(true);
+  });
+});

@@ -23,7 +23,6 @@ import {
   type ExecutorStats,
   INITIAL_GAS_PER_POSITION,
   REFUSED_COOLDOWN_BLOCKS,
-  SINGLE_GAS_RESAMPLE,
 } from "./types.ts";
 import type { PendingPlan, Unit } from "./unit.ts";
 
@@ -44,9 +43,8 @@ export interface PlanningHost {
 export class Planning {
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
-  /** The largest gas estimate of a single liquidation seen, and how many single calls were simulated. */
+  /** The latest gas estimate of a single liquidation: the guess for one prepared without a measure. */
   private singleGas: bigint | undefined;
-  private singleCalls = 0;
 
   constructor(private readonly h: PlanningHost) {}
 
@@ -144,16 +142,10 @@ export class Planning {
       const target = targets[0] as TargetPlan;
       data = protocol.encodeSingle(target);
       try {
-        // every single call is simulated; the gas search (eth_estimateGas: many executions) runs for the first and
-        // then one in SINGLE_GAS_RESAMPLE, the others take the largest estimate seen (a plain eth_call: one)
-        const known = this.singleGas;
-        if (known === undefined || ++this.singleCalls % SINGLE_GAS_RESAMPLE === 0) {
-          estimate = await client.estimateGas({ account: from, to: protocol.address, data });
-          if (known === undefined || estimate > known) this.singleGas = estimate;
-        } else {
-          await client.call({ account: from, to: protocol.address, data });
-          estimate = known;
-        }
+        // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
+        // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
+        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+        this.singleGas = estimate;
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
         this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {

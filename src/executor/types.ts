@@ -119,8 +119,6 @@ export const REFUSED_COOLDOWN_BLOCKS = 3n;
 export const MAX_SEND_TRIES = 3;
 /** Gas a position adds to a batch before it has been measured, and a single liquidation's guess. */
 export const INITIAL_GAS_PER_POSITION = 80_000n;
-/** One single-call simulation in this many re-measures the gas (eth_estimateGas); the others are an eth_call. */
-export const SINGLE_GAS_RESAMPLE = 32;
 /** Journal records after which it is compacted to its live attempts. */
 export const COMPACT_AFTER_RECORDS = 20_000;
 /** Blocks a mined attempt is kept by default, to re-check after a reorganisation (see reorgWindowBlocks). */

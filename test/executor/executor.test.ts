@@ -192,3 +192,17 @@ describe("Executor: the receipt check after a reorganisation", () => {
     expect(sentTxs(h.node.raws).every((t) => t.nonce === 0)).toBe(true);
   });
 });
+
+describe("Executor: gas of a single liquidation", () => {
+  it("is its own call's estimate, never the largest seen before", async () => {
+    const h = harness();
+    await started(h);
+    h.node.estimates = [200_000n, 90_000n];
+    h.executor.submit([candidate(position(1))], tick(100n));
+    await settle(h);
+    h.executor.submit([candidate(position(2))], tick(100n));
+    await settle(h);
+    const gas = h.node.raws.map((raw) => parseTransaction(raw).gas);
+    expect(gas).toEqual([240_000n, 108_000n]); // estimate x gasLimitMultiplierPercent (120)
+  });
+});

@@ -80,20 +80,25 @@ export async function known(client: PublicClient, hash: Hex): Promise<boolean | 
   }
 }
 
-/** Which refusal says most, when no endpoint took the transaction. */
+/**
+ * Which answer stands, when no endpoint took the transaction. "uncertain" first: an endpoint that gave no clear
+ * answer may have it in its pool (and passed it on), so no other endpoint's refusal may give its nonce back; then the
+ * refusal that says most.
+ */
 const TELLING: readonly SendResult["kind"][] = [
+  "uncertain",
   "nonce_too_low",
   "underpriced",
   "insufficient_funds",
   "tx_fee_cap",
   "fee_too_low",
   "rejected",
-  "uncertain",
 ];
 
 /**
  * Broadcasts to every endpoint at once: the first that takes the transaction settles it (the others go on, their
- * answers unneeded); when none does, the most telling refusal (a nonce already used over a node that timed out).
+ * answers unneeded); when none does, "uncertain" if any endpoint gave no clear answer (the transaction may be in
+ * its pool: tracked as pending, never given back), else the most telling refusal (a used nonce over a generic one).
  */
 export function broadcastAll(clients: readonly PublicClient[], raw: Hex, hash: Hex): Promise<SendResult> {
   const [only] = clients;

@@ -41,8 +41,18 @@ describe("broadcast to every endpoint", () => {
     expect((await broadcastAll([node(1, "fetch failed"), node(5)], "0x01", HASH)).kind).toBe("accepted");
   });
 
-  it("none takes it: the most telling refusal wins over a node that did not answer", async () => {
-    const result = await broadcastAll([node(1, "fetch failed"), node(2, "nonce too low")], "0x01", HASH);
+  it("none takes it and one did not answer: uncertain, never a refusal that would give the nonce back", async () => {
+    // the endpoint that did not answer may hold it in its pool: a definite refusal elsewhere proves nothing
+    for (const refusal of ["rpc:nonce too low", "rpc:insufficient funds for gas", "rpc:invalid sender"]) {
+      const result = await broadcastAll([node(1, "fetch failed"), node(2, refusal)], "0x01", HASH);
+      expect(result.kind).toBe("uncertain");
+      const reversed = await broadcastAll([node(2, refusal), node(1, "fetch failed")], "0x01", HASH);
+      expect(reversed.kind).toBe("uncertain");
+    }
+  });
+
+  it("every endpoint refused: the most telling refusal (a used nonce over a generic one)", async () => {
+    const result = await broadcastAll([node(1, "rpc:invalid sender"), node(2, "rpc:nonce too low")], "0x01", HASH);
     expect(result.kind).toBe("nonce_too_low");
   });
 });
@@ -57,9 +67,9 @@ describe("the node's transaction fee cap (geth, Erigon rpc.txfeecap)", () => {
     expect(result).toMatchObject({ kind: "tx_fee_cap" });
   });
 
-  it("says more than a node that did not answer, less than a used nonce", async () => {
-    const down = node(1, "fetch failed");
-    expect((await broadcastAll([down, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
+  it("says more than a generic refusal, less than a used nonce", async () => {
+    const generic = node(1, "rpc:invalid sender");
+    expect((await broadcastAll([generic, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
     const used = node(2, "rpc:nonce too low");
     expect((await broadcastAll([used, node(1, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("nonce_too_low");
   });

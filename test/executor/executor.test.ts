@@ -5,7 +5,18 @@
  */
 import { type Hex, parseTransaction } from "viem";
 import { describe, expect, it } from "vitest";
-import { candidate, fakeSigner, harness, position, SIGNER_A, settle, started, tick } from "./fakes.ts";
+import {
+  candidate,
+  FakeNode,
+  fakeSigner,
+  harness,
+  position,
+  rpcRefusal,
+  SIGNER_A,
+  settle,
+  started,
+  tick,
+} from "./fakes.ts";
 
 /** What the node was sent: each transaction's nonce and whether it is a liquidation or a cancel. */
 function sentTxs(raws: readonly Hex[]) {
@@ -204,5 +215,24 @@ describe("Executor: gas of a single liquidation", () => {
     await settle(h);
     const gas = h.node.raws.map((raw) => parseTransaction(raw).gas);
     expect(gas).toEqual([240_000n, 108_000n]); // estimate x gasLimitMultiplierPercent (120)
+  });
+});
+
+describe("Executor: broadcasting to several endpoints", () => {
+  it("one refuses, one gives no answer: tracked as pending, its nonce never given back", async () => {
+    const refusing = new FakeNode();
+    refusing.send = () => rpcRefusal("invalid sender");
+    const silent = new FakeNode();
+    silent.send = () => new Error("fetch failed");
+    const twoEndpoints = harness({ broadcastClients: [refusing.client, silent.client] });
+    await started(twoEndpoints);
+    const [lane] = twoEndpoints.lanes;
+    twoEndpoints.executor.submit([candidate(position(1))], tick(100n));
+    await settle(twoEndpoints);
+    const [a] = twoEndpoints.executor.pendingAttempts;
+    expect(a?.status).toBe("pending");
+    expect(lane?.nextNonce).toBe(1);
+    expect(twoEndpoints.log.events()).toContain("liquidation_send_uncertain");
+    expect(twoEndpoints.log.events()).not.toContain("liquidation_failed");
   });
 });

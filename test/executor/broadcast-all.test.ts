@@ -1,4 +1,4 @@
-import { type PublicClient, RpcRequestError } from "viem";
+import { InvalidInputRpcError, type PublicClient, RpcRequestError } from "viem";
 import { describe, expect, it } from "vitest";
 import { classifyRpcError } from "../../src/chain/errors.ts";
 import { broadcastAll, classifySendError } from "../../src/executor/broadcast.ts";
@@ -72,5 +72,40 @@ describe("the node's transaction fee cap (geth, Erigon rpc.txfeecap)", () => {
     expect((await broadcastAll([generic, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
     const used = node(2, "rpc:nonce too low");
     expect((await broadcastAll([used, node(1, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("nonce_too_low");
+  });
+});
+
+describe("a node's refusal is logged in its own words", () => {
+  /** viem's wrapping of a JSON-RPC error -32000: "Missing or invalid parameters", the node's reason in `details`. */
+  function wrapped(message: string) {
+    return new InvalidInputRpcError(rpcError(message));
+  }
+  function refusing(error: Error): PublicClient {
+    return {
+      async request({ method }: { method: string }) {
+        if (method === "eth_sendRawTransaction") throw error;
+        return null;
+      },
+    } as unknown as PublicClient;
+  }
+
+  it("not viem's generic summary of the error code", async () => {
+    const reason = "invalid sender: signature does not match chain id 1";
+    const result = await broadcastAll([refusing(wrapped(reason))], "0x01", HASH);
+    expect(result.kind).toBe("rejected");
+    expect(result).toMatchObject({ error: expect.stringContaining(reason) });
+    expect((result as { error: string }).error).not.toMatch(/Missing or invalid parameters/);
+  });
+
+  it("classified refusals too, and any URL in them is redacted", async () => {
+    const result = await broadcastAll(
+      [refusing(wrapped("insufficient funds for gas * price + value (see https://rpc.example/v2/SECRETKEY)"))],
+      "0x01",
+      HASH,
+    );
+    expect(result.kind).toBe("insufficient_funds");
+    const error = (result as { error: string }).error;
+    expect(error).toContain("insufficient funds for gas");
+    expect(error).not.toContain("SECRETKEY");
   });
 });

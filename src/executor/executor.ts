@@ -206,10 +206,11 @@ export class Executor {
     this.pendingWork.unwind(id);
   }
 
-  /** Whether the lane has an attempt waiting for a pending update (backrun). */
+  /** Whether the lane has an attempt (or a unit queued for signing) waiting for a pending update (backrun). */
   private holdsTied(lane: NonceLane): boolean {
     for (const a of lane.live.values()) if (a.after !== undefined) return true;
-    return false;
+    // one queued for signing holds the lane as soon as it is signed: later nonces would wait behind it too
+    return this.senderOf(lane).queue.some((u) => u.after !== undefined && u.plan?.state !== "gone");
   }
 
   // ------------------------------------------------------------------------------------------------- sending

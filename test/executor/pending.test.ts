@@ -106,3 +106,22 @@ describe("PendingWork", () => {
     expect(purposes(h.node.raws)).toEqual(["0:liquidate"]);
   });
 });
+
+describe("Dispatch beside a held backrun", () => {
+  it("ordinary work goes to another signer than one holding a backrun, even one still queued for signing", async () => {
+    const h = harness({ tiedVerdict: () => "hold", signers: [fakeSigner(), fakeSigner()] });
+    await started(h);
+    const [a, b] = h.lanes;
+    if (!a || !b) throw new Error("two lanes");
+    a.busy = true; // the backrun waits in A's queue, not yet signed
+    h.executor.submit([candidate(position(1))], tick(100n), plan("backrun"));
+    await settle(h);
+    h.executor.submit([candidate(position(2))], tick(100n)); // A holds the backrun: to B
+    await settle(h);
+    expect([...b.live.values()].map((x) => x.targets[0]?.key)).toEqual([position(2).key]);
+    h.executor.submit([candidate(position(3))], tick(100n)); // equal loads: never behind the backrun
+    await settle(h);
+    expect([...b.live.values()].map((x) => x.targets[0]?.key)).toEqual([position(2).key, position(3).key]);
+    a.busy = false;
+  });
+});

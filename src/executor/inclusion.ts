@@ -45,7 +45,7 @@ export interface InclusionHost {
 export class Inclusion {
   /** The last block whose receipts were read. */
   private checkedBlock: bigint | undefined;
-  /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
+  /** Mined attempts within the watcher's window (reorgWindowBlocks), re-checked after a reorganisation. */
   private recent: Attempt[] = [];
   /** What each settled attempt added to the counters. */
   private readonly tallies = new WeakMap<Attempt, Tally>();

@@ -10,6 +10,7 @@ import { ConfigError, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
+import { reorgWindow } from "./executor/types.ts";
 import { Keeper } from "./keeper.ts";
 import { backoffMs } from "./ops/backoff.ts";
 import { Freshness } from "./ops/freshness.ts";
@@ -156,6 +157,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     replan: (keys) => keeperRef?.replan(keys),
     contradicted: (block, detail) => watcherRef?.contradicted(block, detail),
     endpoints: connection.endpoints.many ? connection.endpoints : undefined,
+    // mined attempts are kept for as long as the watcher's window can roll a block back
+    reorgWindowBlocks: (head) => reorgWindow(head, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
   });
   const keeper = new Keeper({ book, risk, executor, log });
   keeperRef = keeper;

@@ -1,7 +1,8 @@
 /**
  * The lifecycle of one liquidation transaction, as data: an attempt owns one nonce of one signer and every
  * transaction ever signed at that nonce (the liquidation, its fee replacements, a cancel). Its status changes only
- * through `transition`, which the executor pairs with a journal record. See src/executor/README.md for the table.
+ * through `Attempts.setStatus` (attempts.ts), which applies `transition` and writes the journal record. See
+ * src/executor/README.md for the table.
  */
 import type { Address, Hex } from "viem";
 import type { LiquidationTarget } from "../protocol/adapter.ts";

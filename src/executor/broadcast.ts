@@ -4,6 +4,7 @@
  */
 import { BaseError, type Hex, type PublicClient, RpcRequestError } from "viem";
 import { describeError, TX_FEE_CAP_REFUSAL } from "../chain/errors.ts";
+import { redactUrls } from "../config/load.ts";
 
 export type SendResult =
   /** The node has it. */
@@ -49,6 +50,17 @@ export function classifySendError(error: unknown): SendResult["kind"] | undefine
   return undefined;
 }
 
+/**
+ * What the node said, for the log: its own reason (the JSON-RPC error's message, which viem keeps as `details`)
+ * rather than viem's generic summary of the error code ("Missing or invalid parameters"), with any URL redacted.
+ */
+export function nodeReason(error: unknown): string {
+  if (!(error instanceof BaseError)) return redactUrls(describeError(error));
+  const rpc = error.walk((e) => e instanceof RpcRequestError);
+  const reason = (rpc instanceof BaseError ? rpc.details : undefined) || error.details;
+  return redactUrls(reason ? reason : error.shortMessage);
+}
+
 export async function broadcast(client: PublicClient, raw: Hex, hash: Hex): Promise<SendResult> {
   let failure: unknown;
   try {
@@ -58,16 +70,16 @@ export async function broadcast(client: PublicClient, raw: Hex, hash: Hex): Prom
   } catch (error) {
     const kind = classifySendError(error);
     if (kind === "accepted") return { kind };
-    if (kind !== undefined && kind !== "nonce_too_low") return { kind, error: describeError(error) };
+    if (kind !== undefined && kind !== "nonce_too_low") return { kind, error: nodeReason(error) };
     failure = error;
     // "nonce too low" may be our own transaction already mined (a retried send): the lookup below tells
     if (kind === "nonce_too_low") {
-      return (await known(client, hash)) ? { kind: "accepted" } : { kind, error: describeError(error) };
+      return (await known(client, hash)) ? { kind: "accepted" } : { kind, error: nodeReason(error) };
     }
   }
   if ((await known(client, hash)) === true) return { kind: "accepted" };
   const answered = failure instanceof BaseError && failure.walk((e) => e instanceof RpcRequestError);
-  return { kind: answered ? "rejected" : "uncertain", error: describeError(failure) };
+  return { kind: answered ? "rejected" : "uncertain", error: nodeReason(failure) };
 }
 
 /** Whether the node knows the transaction (pending or mined); undefined when it could not be asked. */
@@ -80,20 +92,25 @@ export async function known(client: PublicClient, hash: Hex): Promise<boolean | 
   }
 }
 
-/** Which refusal says most, when no endpoint took the transaction. */
+/**
+ * Which answer stands, when no endpoint took the transaction. "uncertain" first: an endpoint that gave no clear
+ * answer may have it in its pool (and passed it on), so no other endpoint's refusal may give its nonce back; then the
+ * refusal that says most.
+ */
 const TELLING: readonly SendResult["kind"][] = [
+  "uncertain",
   "nonce_too_low",
   "underpriced",
   "insufficient_funds",
   "tx_fee_cap",
   "fee_too_low",
   "rejected",
-  "uncertain",
 ];
 
 /**
  * Broadcasts to every endpoint at once: the first that takes the transaction settles it (the others go on, their
- * answers unneeded); when none does, the most telling refusal (a nonce already used over a node that timed out).
+ * answers unneeded); when none does, "uncertain" if any endpoint gave no clear answer (the transaction may be in
+ * its pool: tracked as pending, never given back), else the most telling refusal (a used nonce over a generic one).
  */
 export function broadcastAll(clients: readonly PublicClient[], raw: Hex, hash: Hex): Promise<SendResult> {
   const [only] = clients;

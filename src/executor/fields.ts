@@ -52,3 +52,10 @@ export function revertReason(error: unknown, protocol: LiquidationProtocol): str
   }
   return "simulation_failed";
 }
+
+/** "ETH-PERP position of 0x…" for one target, "3 positions" otherwise: for log messages. */
+export function describeTargets(a: Attempt, marketName: (marketId: number) => string): string {
+  if (a.targets.length !== 1) return `${a.targets.length} positions`;
+  const t = a.targets[0] as TargetPlan;
+  return `${marketName(t.marketId)} position of ${t.trader}`;
+}

@@ -1,9 +1,9 @@
 /**
  * The inclusion pass: once per head, the new blocks' receipts (eth_getBlockReceipts) and each busy lane's nonce
  * settle every transaction of ours they decide: confirmed, lost to a competitor, reverted, cancelled, or superseded
- * (the nonce used by a transaction that is not ours). It keeps the mined attempts of the last REORG_WINDOW_BLOCKS,
+ * (the nonce used by a transaction that is not ours). It keeps the mined attempts of the watcher's window (reorgWindowBlocks),
  * with what each added to the counters, so that a reorganisation can put them back. Judging what is not mined is
- * decide.ts's and the executor's; lanes, journal and positions are reached through InclusionHost.
+ * pendingDecision.ts's and the monitor's (monitor.ts); statuses change and are journaled through attempts.ts.
  */
 import {
   formatTransactionReceipt,
@@ -15,15 +15,13 @@ import {
 } from "viem";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
-import { type Attempt, isTerminal, type TargetPlan, transition } from "./attempt.ts";
+import { type Attempt, isTerminal, type TargetPlan } from "./attempt.ts";
+import type { Attempts } from "./attempts.ts";
 import { known } from "./broadcast.ts";
-import type { ExecutorOptions, ExecutorStats, UpdateStats } from "./executor.ts";
 import { attemptIds, quote } from "./fields.ts";
-import { type JournalRecord, statusRecord } from "./journal.ts";
 import type { NonceLane } from "./lane.ts";
+import { type ExecutorOptions, type ExecutorStats, REORG_WINDOW_BLOCKS, type UpdateStats } from "./types.ts";
 
-/** Blocks a mined attempt is kept, to re-check after a reorganisation. */
-export const REORG_WINDOW_BLOCKS = 64n;
 /** Blocks of receipts one inclusion pass reads; past that, receipts are looked up per transaction. */
 const MAX_RECEIPT_BLOCKS = 16n;
 
@@ -32,15 +30,12 @@ export interface InclusionHost {
   readonly o: ExecutorOptions;
   readonly stats: ExecutorStats;
   readonly updateStats: UpdateStats;
-  readonly lanesByAddress: ReadonlyMap<string, NonceLane>;
+  /** The attempts: their statuses change (and are journaled) there, and their claims are freed there. */
+  readonly attempts: Attempts;
   /** Between a reorganisation and the next head: the book says nothing about positions. */
   rebuilding(): boolean;
-  /** Frees the positions the attempt holds. */
-  releaseFrom(a: Attempt): void;
   /** Our receipt at `block` settled the position (liquidated, or found gone): held back until the book agrees. */
   settled(key: string, block: bigint): void;
-  untrack(lane: NonceLane, a: Attempt): void;
-  record(lane: NonceLane, records: readonly JournalRecord[]): void;
   refreshBalance(lane: NonceLane): Promise<void>;
   /** A position state our mined liquidation reverted on is not tried again for a few blocks. */
   coolDown(key: string, fromBlock: bigint): void;
@@ -50,10 +45,15 @@ export interface InclusionHost {
 export class Inclusion {
   /** The last block whose receipts were read. */
   private checkedBlock: bigint | undefined;
-  /** Mined attempts of the last REORG_WINDOW_BLOCKS, re-checked after a reorganisation. */
+  /** Mined attempts within the watcher's window (reorgWindowBlocks), re-checked after a reorganisation. */
   private recent: Attempt[] = [];
-  /** What each settled attempt added to the counters, taken back if a reorganisation un-mines it. */
-  private readonly tallies = new WeakMap<Attempt, Partial<Record<keyof ExecutorStats, bigint | number>>>();
+  /** What each settled attempt added to the counters. */
+  private readonly tallies = new WeakMap<Attempt, Tally>();
+  /**
+   * What an attempt a reorganisation un-mined had counted: the counters never fall, so settling it again adds only
+   * what it did not count before (the same outcome: nothing).
+   */
+  private readonly counted = new WeakMap<Attempt, Tally>();
   /** Positions freed in this pass without being liquidated (our cancel mined, the nonce superseded). */
   private freed: string[] = [];
 
@@ -97,6 +97,7 @@ export class Inclusion {
     const from = this.checkedBlock === undefined ? head.blockNumber : this.checkedBlock + 1n;
     if (lanes.length === 0) {
       this.checkedBlock = head.blockNumber;
+      this.forgetOld(head.blockNumber);
       return;
     }
     const blocks: bigint[] = [];
@@ -114,7 +115,7 @@ export class Inclusion {
         const a = byHash.get(r.transactionHash);
         if (a && !isTerminal(a.status)) {
           this.settleMined(a, r);
-          const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
+          const lane = this.h.attempts.laneOf(a);
           if (lane) minedLanes.add(lane);
         }
       }
@@ -146,7 +147,13 @@ export class Inclusion {
     await Promise.all(lookups);
     await Promise.all([...minedLanes].map((lane) => this.h.refreshBalance(lane)));
     this.checkedBlock = head.blockNumber;
-    this.recent = this.recent.filter((a) => (a.minedBlock ?? 0n) + REORG_WINDOW_BLOCKS >= head.blockNumber);
+    this.forgetOld(head.blockNumber);
+  }
+
+  /** Mined attempts below the watcher's window cannot be reorganised away any more: forgotten. */
+  private forgetOld(head: bigint): void {
+    const window = this.h.o.reorgWindowBlocks?.(head) ?? REORG_WINDOW_BLOCKS;
+    this.recent = this.recent.filter((a) => (a.minedBlock ?? 0n) + window >= head);
   }
 
   /** The block's receipts (eth_getBlockReceipts), or undefined when the node does not serve them. */
@@ -180,18 +187,13 @@ export class Inclusion {
     }
     if (unanswered) return; // a lookup failed: settled at a later head, never guessed
     if ((await this.anyKnown(a)) !== false) return; // the node has it (receipt not yet), or cannot say: next head
-    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
-    transition(a, "superseded");
+    void this.h.attempts.setStatus(a, "superseded", { background: true });
     for (const t of a.targets) this.freed.push(t.key);
     this.h.o.log.warn(
       { event: "liquidation_superseded", ...attemptIds(a) },
       `nonce ${a.nonce} of ${a.signer} was used by a transaction that is not ours; its targets are free again`,
     );
-    if (lane) {
-      this.h.untrack(lane, a);
-      this.h.record(lane, [statusRecord(a)]);
-    }
-    this.h.releaseFrom(a);
+    this.h.attempts.releaseFrom(a);
   }
 
   /** Whether the node has any of the attempt's transactions; undefined when it could not be asked. */
@@ -225,28 +227,33 @@ export class Inclusion {
 
   /** One of the attempt's transactions was mined: what it did, per target. */
   private settleMined(a: Attempt, receipt: TransactionReceipt): void {
-    const before = { ...this.h.stats };
+    const stats = this.h.stats as unknown as Record<string, bigint | number>;
+    const before = { ...stats };
     this.settleMinedCounting(a, receipt);
-    const tally: Partial<Record<keyof ExecutorStats, bigint | number>> = {};
-    for (const key of Object.keys(this.h.stats) as (keyof ExecutorStats)[]) {
-      const delta =
-        typeof this.h.stats[key] === "bigint"
-          ? (this.h.stats[key] as bigint) - (before[key] as bigint)
-          : (this.h.stats[key] as number) - (before[key] as number);
-      if (delta) tally[key] = delta;
+    const earlier = this.counted.get(a) ?? {};
+    const tally: Tally = {};
+    for (const key of Object.keys(stats)) {
+      const delta = sub(stats[key] as bigint | number, before[key] as bigint | number);
+      if (!delta) continue;
+      // counted already before the reorganisation: not again
+      const again = earlier[key];
+      if (again !== undefined) stats[key] = sub(stats[key] as bigint | number, min(delta, again));
+      tally[key] = again === undefined ? delta : max(delta, again);
     }
+    this.counted.delete(a);
     this.tallies.set(a, tally);
   }
 
-  /** Takes back what a settlement counted (its block was reorganised away). */
+  /**
+   * A settlement's block was reorganised away. Its counts stay (the counters never fall) and are remembered, so
+   * that settling the attempt again counts only what differs.
+   */
   untally(a: Attempt): void {
     const tally = this.tallies.get(a);
     if (!tally) return;
-    const stats = this.h.stats as unknown as Record<string, bigint | number>;
-    for (const [key, delta] of Object.entries(tally)) {
-      stats[key] =
-        typeof delta === "bigint" ? (stats[key] as bigint) - delta : (stats[key] as number) - (delta as number);
-    }
+    const earlier = this.counted.get(a) ?? {};
+    for (const [key, n] of Object.entries(tally)) earlier[key] = earlier[key] === undefined ? n : max(earlier[key], n);
+    this.counted.set(a, earlier);
     this.tallies.delete(a);
   }
 
@@ -318,16 +325,12 @@ export class Inclusion {
         for (const t of a.targets) this.h.coolDown(t.key, receipt.blockNumber);
       }
     }
-    transition(a, status);
-    a.minedBlock = receipt.blockNumber;
-    a.minedHash = receipt.transactionHash;
+    void this.h.attempts.setStatus(a, status, {
+      mined: { block: receipt.blockNumber, hash: receipt.transactionHash },
+      background: true,
+    });
     this.recent.push(a);
-    const lane = this.h.lanesByAddress.get(a.signer.toLowerCase());
-    if (lane) {
-      this.h.untrack(lane, a);
-      this.h.record(lane, [statusRecord(a)]);
-    }
-    this.h.releaseFrom(a);
+    this.h.attempts.releaseFrom(a);
   }
 
   private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {
@@ -346,4 +349,18 @@ export class Inclusion {
       `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
     );
   }
+}
+
+type Tally = Record<string, bigint | number>;
+
+function sub(a: bigint | number, b: bigint | number): bigint | number {
+  return typeof a === "bigint" ? a - (b as bigint) : a - (b as number);
+}
+
+function min(a: bigint | number, b: bigint | number): bigint | number {
+  return a < b ? a : b;
+}
+
+function max(a: bigint | number, b: bigint | number): bigint | number {
+  return a > b ? a : b;
 }

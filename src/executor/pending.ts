@@ -4,7 +4,7 @@
  * batch would skip, prices it (backrun: one wei under the update's fees, the profit checked at that tip), then holds
  * it for the update's block (on-block) or hands it to a lane tied to the update (backrun). `fire` sends what was held
  * once the update's block is here; `discard`, `untie` and `unwind` end the other ways. The nonce lanes, the journal
- * and the inclusion pass are the executor's (executor.ts), reached through PendingHost.
+ * and the inclusion pass are the executor's parts (executor.ts), reached through PendingHost.
  */
 import type { Address, Hex } from "viem";
 import { describeError } from "../chain/errors.ts";
@@ -12,7 +12,6 @@ import { big } from "../ops/logger.ts";
 import type { Candidate } from "../risk/scan.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type SignedTx, type TargetPlan } from "./attempt.ts";
-import type { ExecutorOptions, UpdateStats } from "./executor.ts";
 import {
   CANCEL_GAS,
   ceilingFor,
@@ -27,6 +26,7 @@ import {
 import { feeFields, quote, sumRewards, targetIds } from "./fields.ts";
 import type { NonceLane } from "./lane.ts";
 import { targetPlans } from "./planner.ts";
+import type { ExecutorOptions, UpdateStats } from "./types.ts";
 import type { PendingCallResult, PendingPlan, PreparedUnit, Unit } from "./unit.ts";
 
 /** What the pending-update work needs of the executor. */

@@ -404,20 +404,44 @@ describe("stopping", () => {
     expect(latest).toBe(pending);
   }, 60_000);
 
-  it("sends one liquidation per position while it is pending, however often it is found and changed", async () => {
+  it("sends one liquidation per position while it is pending, however often it is found and changed, and after a cancel and a reorganisation", async () => {
     const specs = [...ethLongs(2), { trader: 4, marketId: BTC, side: "long" as const, margin: "500", leverage: 2 }];
-    const { k, logs } = await setup(specs, { batching: false });
+    const { k, logs } = await setup(specs, { batching: false, stuckBlocks: 5 });
+    /** The keeper finds every position again, five times, each one changed in the book. */
+    const findAgain = async () => {
+      const tick = k.watcher.latestTick;
+      if (!tick) throw new Error("no tick");
+      for (let i = 0; i < 5; i++) {
+        k.keeper.handleTick(tick);
+        for (const p of k.book.positions.values())
+          k.executor.onBookChange({ type: "position", key: p.key, before: p, after: p });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
     await crashEth();
     await until("both sent", () => logs.events("liquidation_sent").length === 2);
-    const tick = k.watcher.latestTick;
-    if (!tick) throw new Error("no tick");
-    for (let i = 0; i < 5; i++) {
-      k.keeper.handleTick(tick);
-      for (const p of k.book.positions.values())
-        k.executor.onBookChange({ type: "position", key: p.key, before: p, after: p });
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await findAgain();
     expect(logs.events("liquidation_sent")).toHaveLength(2);
+    // freed through a cancel: the price recovers in a block with no room for the liquidations, the cancels mine
+    await rpc("evm_setBlockGasLimit", ["0x27100"]); // 160,000
+    await crashEth("2600", 150_000n);
+    await until("both cancelling", () => logs.events("liquidation_cancelling").length === 2, 15_000);
+    await mine(); // the 21,000-gas cancels fit
+    await until("both cancelled", () => logs.events("liquidation_cancelled").length === 2, 15_000);
+    await rpc("evm_setBlockGasLimit", ["0x1c9c380"]);
+    // planned again: a second attempt for each, pending
+    await crashEth();
+    await until("both sent again", () => logs.events("liquidation_sent").length === 4, 15_000);
+    // a reorganisation reported within the window of the mined cancels (as a lagging head was taken for one): it
+    // re-checks them, and must neither free the positions the second attempts hold nor let a third go out
+    const skipped = logs.events("liquidation_skipped").length;
+    k.executor.onReorg();
+    await findAgain();
+    k.executor.onHead(k.watcher.latestTick as NonNullable<typeof k.watcher.latestTick>);
+    await findAgain();
+    expect(logs.events("liquidation_sent")).toHaveLength(4);
+    // not even planned again (on Anvil the simulation, run against the pending block, would refuse a third)
+    expect(logs.events("liquidation_skipped")).toHaveLength(skipped);
     await mine();
     await until("both confirmed", () => k.executor.stats.confirmed === 2);
     expect(await openOnChain(specs)).toBe(1); // the 2x BTC long stays

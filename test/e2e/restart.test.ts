@@ -3,8 +3,9 @@
  * transaction it sent across the restart, so that each position is liquidated exactly once, nothing reverts and
  * no nonce is left empty.
  *
- * 1. SIGKILL in the middle of a burst of single liquidations on 1-second blocks, then a second process on the same
- *    journal finishes the job.
+ * 1. SIGKILL in the middle of a burst of single liquidations on 1-second blocks, forced between a journal write and
+ *    its broadcast (a proxy holds the broadcasts after the third), then a second process on the same journal
+ *    finishes the job: what never reached the node is given back and sent once.
  * 2. SIGTERM while every liquidation is still pending (mining paused): a clean stop that leaves them journaled;
  *    the next process tracks them again instead of sending them twice, and sees them confirmed once mined.
  */
@@ -25,6 +26,7 @@ import { parseJournal, replay } from "../../src/executor/journal.ts";
 import { journalPath } from "../../src/executor/signers.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
 import { type KeeperProcess, spawnKeeper } from "../helpers/process.ts";
+import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { until } from "../helpers/wait.ts";
 
 const KEEPER_KEY = ANVIL_KEYS[1];
@@ -33,6 +35,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 let net: DevnetFixture | undefined;
 let procs: KeeperProcess[] = [];
+let proxies: RpcProxy[] = [];
 let dirs: string[] = [];
 
 /** Events that no run here has a reason to log: each would mean a nonce or a position was mishandled. */
@@ -50,6 +53,8 @@ afterEach(async () => {
   // every keeper process first (also on failure), then the node, then the temp dirs
   await Promise.allSettled(procs.map((p) => p.kill()));
   procs = [];
+  for (const proxy of proxies) proxy.close();
+  proxies = [];
   try {
     await net?.stop();
   } finally {
@@ -75,10 +80,10 @@ function writeConfig(fixture: DevnetFixture, keeper: Record<string, unknown>): {
   return { path, stateDir };
 }
 
-function startKeeperProcess(fixture: DevnetFixture, configPath: string): KeeperProcess {
+function startKeeperProcess(fixture: DevnetFixture, configPath: string, rpcUrl = fixture.anvil.rpcUrl): KeeperProcess {
   const p = spawnKeeper(configPath, {
     KEEPER_PRIVATE_KEY: KEEPER_KEY,
-    RPC_URL: fixture.anvil.rpcUrl,
+    RPC_URL: rpcUrl,
     LOG_FORMAT: "json",
     LOG_LEVEL: "info",
   });
@@ -175,14 +180,25 @@ describe("keeper process restarts", () => {
     await rpc(ex, "evm_setAutomine", [false]);
     await rpc(ex, "evm_setIntervalMining", [1]);
 
-    // single calls, simulated one at a time, at most 8 unresolved at once: the burst goes out over several
-    // blocks, and a kill can land between a journal write and its broadcast
+    // single calls, simulated one at a time, at most 8 unresolved at once: the burst goes out over several blocks.
+    // The first keeper reaches the node through a proxy that lets three broadcasts through and then holds every
+    // one (never forwarded, never answered): the kill lands after their journal write and before their broadcast
+    let broadcasts = 0;
+    let held = 0;
+    let holding = true;
+    const proxy = await startRpcProxy(net.anvil.rpcUrl, (body) => {
+      if (!holding || !body.includes("eth_sendRawTransaction")) return undefined;
+      if (++broadcasts <= 3) return undefined;
+      held++;
+      return new Promise<undefined>(() => {});
+    });
+    proxies.push(proxy);
     const { path, stateDir } = writeConfig(net, {
       batching: false,
       maxConcurrentLiquidations: 1,
       maxPendingPerSigner: 8,
     });
-    const first = startKeeperProcess(net, path);
+    const first = startKeeperProcess(net, path, proxy.url);
     await first.waitFor("keeper_started and backfill_completed", (p) => p.events("backfill_completed").length > 0);
     expect(first.events("keeper_started")).toHaveLength(1);
     expect(first.events("liquidation_sent")).toHaveLength(0);
@@ -195,6 +211,7 @@ describe("keeper process restarts", () => {
     expect(liquidatable.filter(Boolean)).toHaveLength(COUNT);
 
     await first.waitFor("a few liquidation_sent lines", (p) => p.events("liquidation_sent").length >= 3, 20_000);
+    await until("a broadcast held after its journal write", async () => held > 0, 20_000);
     await first.kill();
     const killedAt = Date.now();
     const exit1 = await first.exited;
@@ -211,6 +228,13 @@ describe("keeper process restarts", () => {
         .map((r) => (r as { hash: Hex }).hash),
     );
     expect(sentByFirst.filter((l) => !journaledHashes.has(l.txHash as Hex))).toEqual([]);
+    // killed between the journal write and the broadcast: journaled transactions the node never received
+    const neverBroadcast: Hex[] = [];
+    for (const hash of journaledHashes) {
+      if ((await rpc(ex, "eth_getTransactionByHash", [hash])) === null) neverBroadcast.push(hash);
+    }
+    expect(neverBroadcast.length).toBeGreaterThan(0);
+    holding = false;
 
     const second = startKeeperProcess(net, path);
     await until(
@@ -236,11 +260,12 @@ describe("keeper process restarts", () => {
     // #1 was killed with transactions in flight (sent, not yet settled by it): #2 picked them up from its journal
     const settledByFirst = new Set(first.events("liquidation_confirmed").map(traderOf));
     const inFlight = sentByFirst.filter((l) => !settledByFirst.has(traderOf(l)));
-    expect(inFlight.length).toBeGreaterThan(0);
     const recovered = second.events("executor_recovered");
     expect(recovered).toHaveLength(1);
     expect(recovered[0]?.signer).toBe(KEEPER);
-    expect(Number(recovered[0]?.journaled)).toBeGreaterThanOrEqual(inFlight.length);
+    expect(Number(recovered[0]?.journaled)).toBeGreaterThanOrEqual(inFlight.length + neverBroadcast.length);
+    // what never reached the node was given back (its nonces reused, no gap) and liquidated by #2, once
+    expect(Number(recovered[0]?.abandoned)).toBe(neverBroadcast.length);
     expect(Number(recovered[0]?.settled) + Number(recovered[0]?.tracked)).toBeGreaterThanOrEqual(inFlight.length);
     expect(errorLines(first)).toEqual([]);
     expect(errorLines(second)).toEqual([]);

@@ -1,4 +1,4 @@
-import { type PublicClient, RpcRequestError } from "viem";
+import { InvalidInputRpcError, type PublicClient, RpcRequestError } from "viem";
 import { describe, expect, it } from "vitest";
 import { classifyRpcError } from "../../src/chain/errors.ts";
 import { broadcastAll, classifySendError } from "../../src/executor/broadcast.ts";
@@ -41,8 +41,18 @@ describe("broadcast to every endpoint", () => {
     expect((await broadcastAll([node(1, "fetch failed"), node(5)], "0x01", HASH)).kind).toBe("accepted");
   });
 
-  it("none takes it: the most telling refusal wins over a node that did not answer", async () => {
-    const result = await broadcastAll([node(1, "fetch failed"), node(2, "nonce too low")], "0x01", HASH);
+  it("none takes it and one did not answer: uncertain, never a refusal that would give the nonce back", async () => {
+    // the endpoint that did not answer may hold it in its pool: a definite refusal elsewhere proves nothing
+    for (const refusal of ["rpc:nonce too low", "rpc:insufficient funds for gas", "rpc:invalid sender"]) {
+      const result = await broadcastAll([node(1, "fetch failed"), node(2, refusal)], "0x01", HASH);
+      expect(result.kind).toBe("uncertain");
+      const reversed = await broadcastAll([node(2, refusal), node(1, "fetch failed")], "0x01", HASH);
+      expect(reversed.kind).toBe("uncertain");
+    }
+  });
+
+  it("every endpoint refused: the most telling refusal (a used nonce over a generic one)", async () => {
+    const result = await broadcastAll([node(1, "rpc:invalid sender"), node(2, "rpc:nonce too low")], "0x01", HASH);
     expect(result.kind).toBe("nonce_too_low");
   });
 });
@@ -57,10 +67,45 @@ describe("the node's transaction fee cap (geth, Erigon rpc.txfeecap)", () => {
     expect(result).toMatchObject({ kind: "tx_fee_cap" });
   });
 
-  it("says more than a node that did not answer, less than a used nonce", async () => {
-    const down = node(1, "fetch failed");
-    expect((await broadcastAll([down, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
+  it("says more than a generic refusal, less than a used nonce", async () => {
+    const generic = node(1, "rpc:invalid sender");
+    expect((await broadcastAll([generic, node(2, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("tx_fee_cap");
     const used = node(2, "rpc:nonce too low");
     expect((await broadcastAll([used, node(1, `rpc:${refusal}`)], "0x01", HASH)).kind).toBe("nonce_too_low");
+  });
+});
+
+describe("a node's refusal is logged in its own words", () => {
+  /** viem's wrapping of a JSON-RPC error -32000: "Missing or invalid parameters", the node's reason in `details`. */
+  function wrapped(message: string) {
+    return new InvalidInputRpcError(rpcError(message));
+  }
+  function refusing(error: Error): PublicClient {
+    return {
+      async request({ method }: { method: string }) {
+        if (method === "eth_sendRawTransaction") throw error;
+        return null;
+      },
+    } as unknown as PublicClient;
+  }
+
+  it("not viem's generic summary of the error code", async () => {
+    const reason = "invalid sender: signature does not match chain id 1";
+    const result = await broadcastAll([refusing(wrapped(reason))], "0x01", HASH);
+    expect(result.kind).toBe("rejected");
+    expect(result).toMatchObject({ error: expect.stringContaining(reason) });
+    expect((result as { error: string }).error).not.toMatch(/Missing or invalid parameters/);
+  });
+
+  it("classified refusals too, and any URL in them is redacted", async () => {
+    const result = await broadcastAll(
+      [refusing(wrapped("insufficient funds for gas * price + value (see https://rpc.example/v2/SECRETKEY)"))],
+      "0x01",
+      HASH,
+    );
+    expect(result.kind).toBe("insufficient_funds");
+    const error = (result as { error: string }).error;
+    expect(error).toContain("insufficient funds for gas");
+    expect(error).not.toContain("SECRETKEY");
   });
 });

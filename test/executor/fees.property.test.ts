@@ -9,7 +9,6 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decideStuck } from "../../src/executor/decide.ts";
 import {
   CANCEL_GAS,
   ceilingFor,
@@ -22,6 +21,7 @@ import {
   planFees,
   replacementFees,
 } from "../../src/executor/fees.ts";
+import { decideStuck } from "../../src/executor/pendingDecision.ts";
 import { backrunFees } from "../../src/precompute/backrunFees.ts";
 
 const SEED = Number(process.env.FC_SEED ?? 20_240_601);

@@ -1,7 +1,7 @@
 import { parseGwei, parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { decidePending, decideStuck } from "../../src/executor/decide.ts";
 import { checkFees, feeCeiling } from "../../src/executor/fees.ts";
+import { decidePending, decideStuck } from "../../src/executor/pendingDecision.ts";
 import { FEE_POLICY } from "../helpers/fees.ts";
 
 const policy = FEE_POLICY;

@@ -1,0 +1,264 @@
+/**
+ * The planning pipeline: candidates with no work under way are prioritised and packed (planner.ts), simulated under a
+ * bound (one HTTP request each), priced (fees.ts) and handed to a lane through the executor's dispatch. Positions are
+ * claimed for "planning" while here; a refusal frees them with a cooldown (liquidation_skipped), a simulation the RPC
+ * did not answer frees them without one. Gas is measured as it goes: per position in a batch, per single call.
+ */
+import type PQueue from "p-queue";
+import { BaseError, type Hex, HttpRequestError } from "viem";
+import { classifyRpcError, describeError } from "../chain/errors.ts";
+import { big } from "../ops/logger.ts";
+import type { Candidate } from "../risk/scan.ts";
+import type { TrackedPosition } from "../state/book.ts";
+import type { Tick } from "../watcher/watcher.ts";
+import type { TargetPlan } from "./attempt.ts";
+import type { Attempts } from "./attempts.ts";
+import { currentFees, expectedProfit, type FeeContext, planFees } from "./fees.ts";
+import { feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
+import type { PendingWork } from "./pending.ts";
+import { batchCapacity, pack, prioritise, targetPlans } from "./planner.ts";
+import {
+  type Cooldown,
+  type ExecutorOptions,
+  type ExecutorStats,
+  INITIAL_GAS_PER_POSITION,
+  REFUSED_COOLDOWN_BLOCKS,
+} from "./types.ts";
+import type { PendingPlan, Unit } from "./unit.ts";
+
+/** What planning needs of the executor. */
+export interface PlanningHost {
+  readonly o: ExecutorOptions;
+  readonly stats: ExecutorStats;
+  readonly attempts: Attempts;
+  readonly cooldown: Cooldown;
+  readonly simulations: PQueue;
+  pendingWork(): PendingWork;
+  closed(): boolean;
+  feeContext(tick: Tick): Promise<FeeContext>;
+  /** To a lane (or the backlog). */
+  dispatch(unit: Unit): void;
+}
+
+export class Planning {
+  private gasPerPosition = INITIAL_GAS_PER_POSITION;
+  private gasMeasured = false;
+  /** The latest gas estimate of a single liquidation: the guess for one prepared without a measure. */
+  private singleGas: bigint | undefined;
+
+  constructor(private readonly h: PlanningHost) {}
+
+  /** Gas of a call the simulation did not measure: the figures measured so far. */
+  gasGuess(batch: boolean, positions: bigint): bigint {
+    return batch ? this.gasPerPosition * positions : (this.singleGas ?? INITIAL_GAS_PER_POSITION);
+  }
+
+  /**
+   * Plans liquidations for the candidates that have no work under way, most underwater first. With `pending`, they
+   * are prepared on an oracle update still in the mempool (see PendingPlan); `tick` is the last head.
+   */
+  submit(candidates: readonly Candidate[], tick: Tick, pending?: PendingPlan): void {
+    if (this.h.closed()) return;
+    const fresh: Candidate[] = [];
+    for (const c of candidates) {
+      const key = c.position.key;
+      if (this.h.attempts.claims.has(key)) continue;
+      // our own receipt settled it and the book does not show that yet: never sent again until it does
+      if (this.h.attempts.claims.heldBack(key, c.position)) continue;
+      if (this.h.cooldown.holds(key, c.position, tick.blockNumber)) continue;
+      if (c.keeperReward < this.h.o.minKeeperReward) {
+        this.refuse(c.position, tick.blockNumber, "reward_below_minimum", { reward: quote(c.keeperReward) });
+        continue;
+      }
+      fresh.push(c);
+    }
+    if (fresh.length === 0) return;
+    for (const c of fresh) this.h.attempts.claims.claim([c.position.key], "planning");
+    void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
+    const ordered = prioritise(fresh);
+    if (!(this.h.o.batching && this.h.o.protocol.encodeBatch !== undefined)) {
+      for (const c of ordered) this.simulate([c], tick, undefined, pending);
+      return;
+    }
+    // the most urgent go first in a small batch, simulated alone; the rest is packed once that simulation has
+    // measured what a position costs in a batch
+    const sizing = { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: this.h.o.fees.minPriorityFeePerGas };
+    const first = ordered.slice(0, Math.max(1, Math.min(this.h.o.firstBatchPositions, this.maxBatchPositions(sizing))));
+    const rest = ordered.slice(first.length);
+    // the rest waits until the first batch is on its way, so that nothing competes with it for the event loop
+    let firstSent: () => void = () => {};
+    const probe = new Promise<void>((resolve) => {
+      firstSent = resolve;
+    });
+    this.simulate(first, tick, firstSent, pending);
+    if (rest.length === 0) return;
+    void probe.then(async () => {
+      const max = this.maxBatchPositions(await this.h.feeContext(tick));
+      if (this.h.closed()) return this.h.attempts.release(rest.map((c) => c.position.key));
+      for (const group of pack(rest, { batching: true, maxPositions: max, firstPositions: max })) {
+        this.simulate(group, tick, undefined, pending);
+      }
+    });
+  }
+
+  simulate(group: readonly Candidate[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
+    void this.h.simulations
+      .add(() => (pending ? this.h.pendingWork().prepare(group, tick, pending, sent) : this.prepare(group, tick, sent)))
+      .then(
+        (dispatched) => {
+          if (!dispatched) sent?.();
+        },
+        (error: unknown) => {
+          this.unexpected(error, group);
+          sent?.();
+        },
+      );
+  }
+
+  maxBatchPositions(ctx: FeeContext): number {
+    return batchCapacity({
+      batchGasLimit: this.h.o.batchGasLimit,
+      gasPerPosition: (this.gasPerPosition * this.h.o.gasLimitMultiplierPercent) / 100n,
+      maxFeePerGas: currentFees(ctx, this.h.o.fees).maxFeePerGas,
+      txFeeCap: this.h.o.fees.txFeeCap,
+    });
+  }
+
+  /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
+  private async prepare(group: readonly Candidate[], tick: Tick, sent?: () => void): Promise<boolean> {
+    if (this.h.closed()) {
+      this.h.attempts.release(group.map((c) => c.position.key));
+      return false;
+    }
+    const { protocol } = this.h.o;
+    const client = this.h.o.simulationClient ?? this.h.o.client;
+    const from = this.h.o.lanes[0]?.address;
+    const targets: TargetPlan[] = targetPlans(group);
+    const single = targets.length === 1 || !protocol.encodeBatch;
+    const kept = targets;
+    let data: Hex;
+    let estimate: bigint;
+    if (single) {
+      const target = targets[0] as TargetPlan;
+      data = protocol.encodeSingle(target);
+      try {
+        // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
+        // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
+        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+        this.singleGas = estimate;
+      } catch (error) {
+        if (this.simulationUnanswered(error, group)) return false;
+        this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
+          error: describeError(error),
+        });
+        return false;
+      }
+    } else {
+      // the gas estimate is the simulation: it fails exactly when liquidateMany would revert (an unusable
+      // oracle); a position someone else settled meanwhile is skipped by the contract, not a revert. The rewards
+      // are the risk model's exact figures, so this is the batch's only read.
+      data = protocol.encodeBatch?.(targets) as Hex;
+      try {
+        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+      } catch (error) {
+        if (this.simulationUnanswered(error, group)) return false;
+        const reason = revertReason(error, protocol);
+        for (const c of group) this.refuse(c.position, tick.blockNumber, reason, { error: describeError(error) });
+        return false;
+      }
+      const measured = estimate / BigInt(targets.length);
+      this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
+      this.gasMeasured = true;
+    }
+    const reward = sumRewards(kept);
+    const gas = (estimate * this.h.o.gasLimitMultiplierPercent) / 100n;
+    const ctx = await this.h.feeContext(tick);
+    const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas });
+    const price = this.h.o.fees.gasTokenPrice;
+    const profit =
+      price === undefined
+        ? undefined
+        : expectedProfit(reward, estimate, ctx.baseFeePerGas, ctx.priorityFeePerGas, price);
+    const plan = {
+      positions: kept.length,
+      reward: quote(reward),
+      expectedProfit: profit === undefined ? undefined : quote(profit),
+      gas: big(gas),
+      baseFeePerGas: big(ctx.baseFeePerGas),
+    };
+    if (!fee.ok && fee.reason === "tx_fee_above_cap" && group.length > 1) {
+      // too much gas for the node's fee cap at this base fee: its halves are planned apart
+      const half = Math.ceil(group.length / 2);
+      for (const part of [group.slice(0, half), group.slice(half)]) this.simulate(part, tick);
+      return false;
+    }
+    if (!fee.ok) {
+      for (const t of kept) {
+        const c = group.find((g) => g.position.key === t.key);
+        this.refuse(c?.position, tick.blockNumber, fee.reason, plan);
+      }
+      return false;
+    }
+    const kind = single ? "single" : "batch";
+    const call = { to: protocol.address, data, gas };
+    if (this.h.o.dryRun) {
+      this.h.o.log.info(
+        {
+          event: "liquidation_dry_run",
+          kind,
+          ...(kept.length === 1 ? targetIds(kept[0] as TargetPlan) : {}),
+          targets: kept.map(targetIds),
+          ...plan,
+          ...feeFields(fee),
+        },
+        `dry run: ${kind} liquidation of ${kept.length} position(s) not sent`,
+      );
+      for (const c of group) this.h.cooldown.set(c.position.key, c.position, BigInt(Number.MAX_SAFE_INTEGER));
+      this.h.attempts.release(kept.map((t) => t.key));
+      return false;
+    }
+    if (this.h.closed()) {
+      this.h.attempts.release(kept.map((t) => t.key));
+      return false;
+    }
+    this.h.dispatch({ kind, targets: kept, call, fees: fee, head: tick.blockNumber, tries: 0, sent });
+    return true;
+  }
+
+  refuse(position: TrackedPosition | undefined, block: bigint, reason: string, detail: Record<string, unknown>): void {
+    if (!position) return;
+    this.h.stats.skipped++;
+    this.h.attempts.claims.release([position.key], "planning");
+    this.h.cooldown.set(position.key, position, block + REFUSED_COOLDOWN_BLOCKS);
+    this.h.o.log.info(
+      { event: "liquidation_skipped", trader: position.trader, marketId: position.marketId, reason, ...detail },
+      `not liquidating ${this.h.o.marketName(position.marketId)} position of ${position.trader}: ${reason}`,
+    );
+  }
+
+  /**
+   * A simulation the RPC did not answer (transport failure, timeout) is no verdict on the liquidation: the positions
+   * are freed with no cooldown, to be planned again at the next head, and the failure is an rpc_error.
+   */
+  private simulationUnanswered(error: unknown, group: readonly Candidate[]): boolean {
+    if (
+      classifyRpcError(error) !== "timeout" &&
+      !(error instanceof BaseError && error.walk((e) => e instanceof HttpRequestError))
+    )
+      return false;
+    this.h.attempts.release(group.map((c) => c.position.key));
+    this.h.o.log.warn(
+      { event: "rpc_error", step: "simulate", positions: group.length, error: describeError(error) },
+      "simulation got no answer from the RPC; the positions are planned again at the next head",
+    );
+    return true;
+  }
+
+  private unexpected(error: unknown, group: readonly Candidate[]): void {
+    this.h.o.log.error(
+      { event: "executor_error", positions: group.length, error: describeError(error) },
+      "planning a liquidation failed unexpectedly",
+    );
+    this.h.attempts.release(group.map((c) => c.position.key));
+  }
+}

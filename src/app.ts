@@ -8,6 +8,7 @@ import { connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
+import { KeeperError } from "./errors.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { reorgWindow } from "./executor/types.ts";
@@ -35,8 +36,11 @@ import { resumeFromSnapshot } from "./watcher/resume.ts";
 import type { Watcher } from "./watcher/watcher.ts";
 
 /** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
-export class StartupError extends Error {
+export class StartupError extends KeeperError {
   override name = "StartupError";
+  /** Retried already, until the deadline; a restart may find the RPC back. */
+  readonly retryable = false;
+  readonly exitCode = 1;
 }
 
 export interface KeeperRunOptions {

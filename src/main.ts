@@ -13,15 +13,10 @@ import { type Connection, connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
 import { ConfigError, loadConfigFile, parseSeconds, readEnv, redactUrl, redactUrls } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
-import { SignerError } from "./executor/executor.ts";
-import { JournalError } from "./executor/journal.ts";
+import { KeeperError, SetupError } from "./errors.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
-import { NotifyConfigError } from "./ops/notify.ts";
 import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
 import { packageVersion } from "./ops/version.ts";
-import { LogDecodeError } from "./protocol/perpEngine.ts";
-import { BookError } from "./state/book.ts";
-import { StartBlockError } from "./watcher/watcher.ts";
 
 /** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
 const SIGNAL_REPEAT_MS = 1_000;
@@ -319,14 +314,8 @@ main().then(
     // viem's short message only: its details can carry the RPC URL, and with it a provider's API key
     // and every URL in it redacted: an RPC's or a child's (Anvil's) error text may quote one whole
     const message = redactUrls(describeError(error));
-    const setup =
-      error instanceof ConfigError ||
-      error instanceof StartBlockError ||
-      error instanceof BookError ||
-      error instanceof SignerError ||
-      error instanceof JournalError ||
-      error instanceof NotifyConfigError;
-    console.error(setup ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
-    process.exit(setup || error instanceof LogDecodeError ? 2 : 1);
+    // the keeper's own errors carry their exit code (2: a setup someone must fix); anything else is exit 1
+    console.error(error instanceof SetupError ? `configuration error: ${message}` : `perp-keeper failed: ${message}`);
+    process.exit(error instanceof KeeperError ? error.exitCode : 1);
   },
 );

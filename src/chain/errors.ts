@@ -1,5 +1,6 @@
 /** Classified failures of chain I/O: what the keeper does next depends on the class, not the message. */
 import { BaseError, HttpRequestError, RpcRequestError, TimeoutError } from "viem";
+import { KeeperError } from "../errors.ts";
 
 /**
  * tx_fee_cap: the node refuses a transaction whose gas x maxFeePerGas is above its cap (geth, Erigon `rpc.txfeecap`):
@@ -49,8 +50,10 @@ export function describeError(error: unknown): string {
 }
 
 /** An RPC answer that cannot be right (logs of another block than asked, a result of the wrong length): retried. */
-export class InconsistentAnswerError extends Error {
+export class InconsistentAnswerError extends KeeperError {
   override name = "InconsistentAnswerError";
+  readonly retryable = true;
+  readonly exitCode = 1;
 }
 
 /**
@@ -70,13 +73,13 @@ export async function rpcRead<T>(what: string, read: () => Promise<T>): Promise<
 }
 
 /**
- * Whether a failure is worth retrying: errors of chain I/O (viem's, or the network's) are; the keeper's own
- * (events that do not decode or add up, a start block past the head) are deterministic and stop it.
+ * Whether a failure is worth retrying: the keeper's own errors say so themselves (an inconsistent answer is; events
+ * that do not decode or add up, a start block past the head are deterministic and stop it); of the others, errors
+ * of chain I/O (viem's, or the network's) are.
  */
 export function isRetryable(error: unknown): boolean {
+  if (error instanceof KeeperError) return error.retryable;
   return (
-    error instanceof BaseError ||
-    error instanceof InconsistentAnswerError ||
-    (error instanceof Error && /fetch|network|socket|ECONN|timeout/i.test(error.message))
+    error instanceof BaseError || (error instanceof Error && /fetch|network|socket|ECONN|timeout/i.test(error.message))
   );
 }

@@ -2,9 +2,11 @@ import { readFileSync } from "node:fs";
 import { type Hex, isHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
+import { SetupError } from "../errors.ts";
 import { type KeeperConfig, keeperConfigSchema } from "./schema.ts";
 
-export class ConfigError extends Error {
+/** The command line, the config file or the environment is wrong: exit 2. */
+export class ConfigError extends SetupError {
   override name = "ConfigError";
 }
 

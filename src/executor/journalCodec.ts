@@ -8,9 +8,10 @@
  */
 import { crc32 } from "node:zlib";
 import type { Address, Hex } from "viem";
+import { SetupError } from "../errors.ts";
 import type { Attempt, AttemptStatus, SignedTx, TargetPlan } from "./attempt.ts";
 
-export class JournalError extends Error {
+export class JournalError extends SetupError {
   override name = "JournalError";
 }
 

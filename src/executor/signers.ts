@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { SetupError } from "../errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { Attempt } from "./attempt.ts";
 import { Journal } from "./journal.ts";
@@ -48,7 +49,7 @@ export async function openLanes(
 }
 
 /** No signer can pay: a setup problem (exit 2), named by address. */
-export class SignerError extends Error {
+export class SignerError extends SetupError {
   override name = "SignerError";
 }
 

@@ -7,11 +7,12 @@
  * environment (TELEGRAM_BOT_TOKEN) and is used in the request URL only, which is never logged.
  */
 
+import { SetupError } from "../errors.ts";
 import { backoffMs } from "./backoff.ts";
 import { type Logger, tapOf } from "./logger.ts";
 
 /** A notifier setting that cannot work (a preset without its URL, token or chat): a setup error, exit 2. */
-export class NotifyConfigError extends Error {
+export class NotifyConfigError extends SetupError {
   override name = "NotifyConfigError";
 }
 

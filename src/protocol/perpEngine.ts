@@ -16,6 +16,7 @@ import {
   toEventSelector,
 } from "viem";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import { KeeperError } from "../errors.ts";
 import { positionKey } from "../state/book.ts";
 import type { ExchangeEvent, LogRef } from "../state/events.ts";
 import type { ChainLog, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
@@ -26,8 +27,11 @@ export { perpEngineAbi };
 /** The events the keeper rebuilds its state from. */
 export const PERP_ENGINE_EVENTS = perpEngineAbi.filter((item) => item.type === "event");
 
-export class LogDecodeError extends Error {
+/** A log the keeper cannot decode (most likely exchange.address names another contract): exit 2, never retried. */
+export class LogDecodeError extends KeeperError {
   override name = "LogDecodeError";
+  readonly retryable = false;
+  readonly exitCode = 2;
 }
 
 /** The last raw block number parsed: the logs of one block come together, so it is parsed once per block. */

@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import { SetupError } from "../errors.ts";
 import type { FundingState, MarketRiskParams, PositionState } from "../risk/math.ts";
 import { compareRefs, type ExchangeEvent, type LogRef } from "./events.ts";
 
@@ -29,8 +30,11 @@ export type BookChange =
       readonly after: TrackedPosition | undefined;
     };
 
-/** The events do not add up: a deterministic fault (wrong address or start block), never retried. */
-export class BookError extends Error {
+/**
+ * The events do not add up. Of itself a deterministic fault (wrong address or start block): not retryable, exit 2.
+ * The watcher, which knows an answer may have left events out, refutes that answer and asks again (watcher/apply.ts).
+ */
+export class BookError extends SetupError {
   override name = "BookError";
 }
 

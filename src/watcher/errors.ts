@@ -4,6 +4,7 @@
  */
 
 import { InconsistentAnswerError } from "../chain/errors.ts";
+import { SetupError } from "../errors.ts";
 
 /** An answer the chain refuted (its endpoint demoted already): retried, elsewhere first. */
 export class RefutedAnswerError extends InconsistentAnswerError {
@@ -15,6 +16,7 @@ export class BackfillStopped extends Error {
   override name = "BackfillStopped";
 }
 
-export class StartBlockError extends Error {
+/** A start block the chain contradicts (past its head): a setup error, exit 2. */
+export class StartBlockError extends SetupError {
   override name = "StartBlockError";
 }

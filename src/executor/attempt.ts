@@ -5,6 +5,7 @@
  * src/executor/README.md for the table.
  */
 import type { Address, Hex } from "viem";
+import { KeeperError } from "../errors.ts";
 import type { LiquidationTarget } from "../protocol/adapter.ts";
 import type { Fees } from "./fees.ts";
 
@@ -100,8 +101,11 @@ const ALLOWED: Record<AttemptStatus, readonly AttemptStatus[]> = {
   failed: ["signed", "pending", "cancelling"],
 };
 
-export class TransitionError extends Error {
+/** A move the attempt's state machine does not allow: the keeper's own bug, never retried, exit 1. */
+export class TransitionError extends KeeperError {
   override name = "TransitionError";
+  readonly retryable = false;
+  readonly exitCode = 1;
 }
 
 /**

@@ -23,6 +23,7 @@ import {
 } from "viem";
 import { pinnedAnswerBytecode } from "../../abi/PinnedAnswer.ts";
 import { classifyRpcError, InconsistentAnswerError } from "../chain/errors.ts";
+import { KeeperError } from "../errors.ts";
 import type { PendingUpdate } from "./pendingUpdates.ts";
 
 export type SimulationMethod = "simulateV1" | "stateOverride";
@@ -38,8 +39,11 @@ export type CallResult =
   | { readonly ok: false; readonly revertData: Hex | undefined; readonly error: string };
 
 /** The update itself would fail in the simulated block (eth_simulateV1 only): nothing prepared on it can land. */
-export class UpdateWouldFailError extends Error {
+export class UpdateWouldFailError extends KeeperError {
   override name = "UpdateWouldFailError";
+  /** The simulation's answer, not a failure to get one: asking again gives the same. */
+  readonly retryable = false;
+  readonly exitCode = 1;
 }
 
 type SimulatedCall = {

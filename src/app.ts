@@ -80,8 +80,29 @@ function bps(decimal: string | number): bigint {
   return parseUnits(String(decimal), 4);
 }
 
+/**
+ * Each part logs through a child of the keeper's logger carrying its `component`: the src/ folder it lives in
+ * (`chain`, `watcher`, `executor`, `keeper`, `precompute`, `state`, `ops`), `app` for the keeper's start, stop and
+ * retries here. Children write where the logger writes and share its tap (src/ops/logger.ts).
+ */
+export function componentLogs(log: Logger) {
+  const of = (component: string) => log.child({ component });
+  return {
+    app: of("app"),
+    chain: of("chain"),
+    watcher: of("watcher"),
+    executor: of("executor"),
+    keeper: of("keeper"),
+    precompute: of("precompute"),
+    state: of("state"),
+    ops: of("ops"),
+  };
+}
+
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
-  const { config, log } = o;
+  const { config } = o;
+  const logs = componentLogs(o.log);
+  const log = logs.app;
   const k = config.keeper;
   // an RPC that is down at start is retried until startupTimeoutSeconds, then the keeper gives up naming it
   let connection: Awaited<ReturnType<typeof connect>> | undefined;
@@ -89,7 +110,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   try {
     await retry(
       async () => {
-        const c = await connect(config, o.rpcUrl, log);
+        const c = await connect(config, o.rpcUrl, logs.chain);
         await o.preflight?.(c).catch((error: unknown) => {
           c.close();
           throw error;
@@ -111,7 +132,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   if (!connection) throw new StartupError("stopped before the RPC answered");
   const { publicClient, unbatchedClient, engine } = connection;
   // a journal lock of another container or boot, still fresh, is waited for (up to its TTL); a stop ends the wait
-  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir, log, o.signal).catch(
+  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir, logs.executor, o.signal).catch(
     (error: unknown) => {
       if (o.signal?.aborted) throw new StartupError("stopped while waiting for a journal lock", { cause: error });
       throw error;
@@ -130,7 +151,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     broadcastClients: connection.broadcastClients,
     protocol: perpEngineProtocol(engine),
     lanes,
-    log,
+    log: logs.executor,
     dryRun: k.dryRun,
     fees: {
       baseFeeMultiplierBps: bps(k.baseFeeMultiplier),
@@ -164,17 +185,17 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     // mined attempts are kept for as long as the watcher's window can roll a block back
     reorgWindowBlocks: (head) => reorgWindow(head, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
   });
-  const keeper = new Keeper({ book, risk, executor, log });
+  const keeper = new Keeper({ book, risk, executor, log: logs.keeper });
   keeperRef = keeper;
-  const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log });
+  const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log: logs.ops });
   const latency = new Latency();
-  const untap = tapOf(log)?.on((_level, fields, at) => latency.onLog(fields, at));
-  const notifier = k.notify === undefined ? undefined : new Notifier(k.notify, log, config.network.name);
-  const unnotify = notifier?.follow(log);
+  const untap = tapOf(o.log)?.on((_level, fields, at) => latency.onLog(fields, at));
+  const notifier = k.notify === undefined ? undefined : new Notifier(k.notify, logs.ops, config.network.name);
+  const unnotify = notifier?.follow(o.log);
   /** Keeper rewards of our liquidations seen live on chain (WAD collateral), for the metrics. */
   let rewardsEarned = 0n;
   let freshnessRef: Freshness | undefined;
-  const watcher = watchExchange(config, connection, book, log, {
+  const watcher = watchExchange(config, connection, book, logs.watcher, {
     freshness: () => freshnessRef?.verdict(),
     onRestore: (state) => keeper.restore(state),
     onEvent: (event, live) => {
@@ -213,7 +234,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       keeper,
       executor,
       simulator,
-      log,
+      log: logs.precompute,
       oracleSources: () => watcher.oracleSources(),
     });
     keeper.hook = precomputer;
@@ -273,7 +294,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     exchange: engine,
     finalState: () => watcher.finalState(),
     intervalMs: k.snapshotIntervalSeconds * 1000,
-    log,
+    log: logs.state,
   });
   const controller = new AbortController();
   let backfilled = false;
@@ -284,7 +305,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       limitMs: k.healthMaxHeadAgeSeconds * 1000,
       probeMs: Math.min(5_000, Math.max(250, k.healthMaxHeadAgeSeconds * 500)),
       heads: () => headClients.map(async (c) => hexToBigInt(await c.request({ method: "eth_blockNumber" }))),
-      log,
+      log: logs.ops,
     },
     startHead,
   );
@@ -314,15 +335,15 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         registry: keeperMetrics(sources),
         sources,
         health: { maxHeadAgeSeconds: k.healthMaxHeadAgeSeconds, maxPendingBlocks: 3n * BigInt(k.stuckBlocks) },
-        log,
+        log: logs.ops,
       });
-      log.info(
+      logs.ops.info(
         { event: "metrics_server_started", url: server.url },
         `metrics on ${server.url}/metrics, health on /healthz and /readyz`,
       );
     } catch (error) {
       // the keeper's work matters more than its figures: it runs on without them
-      log.warn(
+      logs.ops.warn(
         {
           event: "metrics_server_error",
           host: k.metricsHost,
@@ -333,7 +354,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       );
     }
   }
-  const heartbeat = startHeartbeat(sources, log, k.heartbeatSeconds);
+  const heartbeat = startHeartbeat(sources, logs.ops, k.heartbeatSeconds);
   let opsClosed: Promise<void> | undefined;
   const closeOps = () => {
     opsClosed ??= (async () => {
@@ -354,7 +375,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         deployBlock: BigInt(config.exchange.deployBlock),
         client: publicClient,
         watcher,
-        log,
+        log: logs.watcher,
       };
       await retry(
         async () => {
@@ -380,7 +401,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         new PendingSource({
           client: publicClient,
           wsUrl: config.network.wsUrl,
-          log,
+          log: logs.precompute,
           aggregators: () => precomputer?.aggregators() ?? new Map(),
           onUpdate: (update, seenAt) => precomputer?.onPending(update, seenAt),
           pollMs: pc.txpoolPollMs,

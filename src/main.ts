@@ -138,11 +138,13 @@ async function main(): Promise<number> {
     // rehearse prints its report on stdout: its own lines (a signal's shutdown_requested) go to stderr
     stderr: command === "rehearse",
   });
+  // the command's own lines (a signal's shutdown_requested); the keeper's parts carry theirs (src/app.ts)
+  const own = log.child({ component: "main" });
 
   const controller = new AbortController();
   const stopOn = (reason: string) => () => {
     if (!controller.signal.aborted) {
-      log.info({ event: "shutdown_requested", reason }, `${reason}: shutting down`);
+      own.info({ event: "shutdown_requested", reason }, `${reason}: shutting down`);
       controller.abort(reason);
     }
   };
@@ -157,7 +159,7 @@ async function main(): Promise<number> {
         return stopOn(signal)();
       }
       if (Date.now() - firstSignalAt < SIGNAL_REPEAT_MS) return;
-      log.warn({ event: "shutdown_requested", reason: `${signal} again` }, "second signal: exiting now");
+      own.warn({ event: "shutdown_requested", reason: `${signal} again` }, "second signal: exiting now");
       log.flush();
       process.exit(130);
     });

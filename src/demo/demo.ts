@@ -52,7 +52,9 @@ export interface DemoResult {
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
-  const { log, signal } = o;
+  const { signal } = o;
+  // the demo's own lines; the keeper's parts carry theirs (src/app.ts componentLogs)
+  const log = o.log.child({ component: "demo" });
   const specs = devnetPositions();
   const anvil = await startAnvil({ accounts: accountsNeeded(specs) + 1 });
   let running: RunningKeeper | undefined;
@@ -87,7 +89,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         : config,
       rpcUrl: anvil.rpcUrl,
       privateKeys: [ANVIL_KEYS[1]],
-      log,
+      log: o.log,
       signal,
     });
     const keeper = running;

@@ -34,7 +34,9 @@ export type LogListener = (level: number, fields: Readonly<Record<string, unknow
  * The events a logger writes, handed to listeners as they are logged (the operations figures and the notifier
  * follow the keeper through them, so that nothing on the liquidation path calls them). A listener runs
  * synchronously inside the log call: it must only record or enqueue. A listener that throws is dropped from that
- * line, never the log call's failure. Only lines at an enabled level, with an `event`, are handed on.
+ * line, never the log call's failure. Only lines at an enabled level, with an `event`, are handed on. A child's
+ * lines are handed on too (a child shares its root's tap); the fields are the log call's own, without the child's
+ * bindings (its `component`).
  */
 export class LogTap {
   private readonly listeners = new Set<LogListener>();

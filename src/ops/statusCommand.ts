@@ -12,7 +12,7 @@ import { positionsNearLiquidation, renderStatus } from "./status.ts";
  */
 export async function statusReport(config: KeeperConfig, rpcUrl: string, log: Logger, top: number): Promise<string> {
   const book = new Book();
-  const watcher = watchExchange(config, await connect(config, rpcUrl), book, log, {
+  const watcher = watchExchange(config, await connect(config, rpcUrl), book, log.child({ component: "watcher" }), {
     onEvent: (event) => book.apply(event),
     onRollback: (changes, cursor) => book.rewind(changes, cursor),
     onTick: () => {},

@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { componentLogs } from "../../src/app.ts";
+import { tapOf } from "../../src/ops/logger.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 describe("logger", () => {
@@ -59,5 +61,23 @@ describe("logger", () => {
     log.info({ event: "oops", privateKey: secret, signer: { privateKey: secret }, mnemonic: "test junk" }, "x");
     expect(raw.join("")).not.toContain(secret.slice(2));
     expect(raw.join("")).not.toContain("test junk");
+  });
+
+  it("each part's child carries its component, writes where the root writes and reaches the root's tap", () => {
+    const { log, lines, raw } = captureLogs();
+    const tapped: Record<string, unknown>[] = [];
+    tapOf(log)?.on((_level, fields) => tapped.push({ ...fields }));
+    const logs = componentLogs(log);
+    logs.watcher.info({ event: "price_updated", market: "BTC-USD" }, "x");
+    logs.executor.child({ signer: "0xabc" }).warn({ event: "tx_replaced" }, "y");
+    expect(lines.map((l) => [l.component, l.event])).toEqual([
+      ["watcher", "price_updated"],
+      ["executor", "tx_replaced"],
+    ]);
+    expect(lines[1]?.signer).toBe("0xabc");
+    // one component a line, never repeated by a grandchild
+    expect(raw[1]?.match(/"component"/g)).toHaveLength(1);
+    expect(tapped).toEqual([{ event: "price_updated", market: "BTC-USD" }, { event: "tx_replaced" }]);
+    expect(tapOf(logs.ops)).toBe(tapOf(log));
   });
 });

@@ -131,13 +131,19 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   }
   if (!connection) throw new StartupError("stopped before the RPC answered");
   const { publicClient, unbatchedClient, engine } = connection;
-  // a journal lock of another container or boot, still fresh, is waited for (up to its TTL); a stop ends the wait
-  const opened = await openLanes(o.privateKeys, config.network.chainId, k.stateDir, logs.executor, o.signal).catch(
-    (error: unknown) => {
-      if (o.signal?.aborted) throw new StartupError("stopped while waiting for a journal lock", { cause: error });
-      throw error;
-    },
-  );
+  // a journal lock of another container or boot, still fresh, is waited for (up to its TTL); a stop ends the wait.
+  // A dry run reads the journals without their locks and writes nothing: it may run beside the live keeper.
+  const opened = await openLanes(
+    o.privateKeys,
+    config.network.chainId,
+    k.stateDir,
+    logs.executor,
+    o.signal,
+    k.dryRun,
+  ).catch((error: unknown) => {
+    if (o.signal?.aborted) throw new StartupError("stopped while waiting for a journal lock", { cause: error });
+    throw error;
+  });
   const lanes = opened.map((x) => x.lane);
 
   const book = new Book();
@@ -287,6 +293,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   );
 
   const snapshots = k.snapshotIntervalSeconds > 0;
+  // a dry run may resume from the live keeper's snapshot but never writes one over it
+  const writeSnapshots = snapshots && !k.dryRun;
   const path = snapshotPath(k.stateDir, config.network.chainId, engine);
   const snapshotter = new Snapshotter({
     path,
@@ -392,7 +400,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       freshness.progressed(watcher.processedBlock);
       freshness.start();
     }
-    if (snapshots && !controller.signal.aborted) {
+    if (writeSnapshots && !controller.signal.aborted) {
       void snapshotter.write("backfilled");
       void snapshotter.run(controller.signal);
     }
@@ -430,7 +438,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
             { event: "stop_timed_out", waitedFor: "follow step", graceMs: k.shutdownGraceMs },
             "the step under way did not end within the grace: stopping without it",
           );
-        } else if (snapshots) {
+        } else if (writeSnapshots) {
           // only a watcher that stopped cleanly has a book worth keeping
           await within(snapshotter.write("stop"), left());
         }

@@ -59,6 +59,15 @@ export interface JournalFs extends LockFs {
 }
 export const nodeFs: JournalFs = { ...nodeLockFs, open: (path, flags) => open(path, flags), rename };
 
+/** The "file" of a read-only journal: never written (append rejects first), closed as a no-op. */
+const readOnlyFile: JournalFile = {
+  write: () => Promise.reject(new JournalError("a read-only journal writes nothing")),
+  datasync: async () => {},
+  sync: async () => {},
+  truncate: () => Promise.reject(new JournalError("a read-only journal writes nothing")),
+  close: async () => {},
+};
+
 export interface JournalOptions {
   /** Where damage, torn lines and write faults are reported. */
   readonly log: Logger;
@@ -168,7 +177,8 @@ export class Journal {
     private handle: JournalFile,
     private readonly fs: JournalFs,
     private readonly log: Logger,
-    private readonly held: JournalLock,
+    /** Undefined for a read-only journal (openReadOnly): it holds no lock and writes nothing. */
+    private readonly held: JournalLock | undefined,
     replaced: Replaced,
   ) {
     this.size = replaced.size;
@@ -194,7 +204,32 @@ export class Journal {
     }
   }
 
+  /**
+   * Opens the journal read-only (a dry run beside the live keeper of the same signer): its attempts are replayed as
+   * `open` would, but no lock is taken or waited for, nothing is created, rewritten, compacted or kept (a damaged file
+   * is only reported), and a missing file is an empty journal. Every append rejects (JournalError): what a
+   * read-only journal cannot write must never be broadcast. Close releases nothing.
+   */
+  static async openReadOnly(path: string, options: Pick<JournalOptions, "log">): Promise<OpenedJournal> {
+    const { attempts, damage } = await Journal.replayFile(path, options.log, false);
+    const replaced: Replaced = { handle: readOnlyFile, size: 0, seq: 0, dirSynced: true };
+    return { journal: new Journal(path, readOnlyFile, nodeFs, options.log, undefined, replaced), attempts, damage };
+  }
+
   private static async openLocked(path: string, fs: JournalFs, log: Logger, held: JournalLock): Promise<OpenedJournal> {
+    const { attempts, damage } = await Journal.replayFile(path, log, true);
+    const replaced = await replaceFile(fs, path, attempts).catch((error: unknown) => {
+      throw new JournalError(`cannot rewrite journal ${path}: ${describeFault(error)}`, { cause: error });
+    });
+    return { journal: new Journal(path, replaced.handle, fs, log, held, replaced), attempts, damage };
+  }
+
+  /** Reads and replays the file (missing: empty), reporting torn tails and damage; `keep` copies a damaged file. */
+  private static async replayFile(
+    path: string,
+    log: Logger,
+    keep: boolean,
+  ): Promise<{ attempts: Attempt[]; damage: JournalDamage[] }> {
     let text = "";
     try {
       text = readFileSync(path, "utf8");
@@ -227,16 +262,23 @@ export class Journal {
           "mid-write and is dropped; it covered a broadcast that never happened",
       );
     }
-    if (damage.length > 0) await reportDamage(path, damage, log);
+    if (damage.length > 0) await reportDamage(path, damage, log, keep);
     const attempts = [...all.values()].filter((a) => !isTerminal(a.status));
-    const replaced = await replaceFile(fs, path, attempts).catch((error: unknown) => {
-      throw new JournalError(`cannot rewrite journal ${path}: ${describeFault(error)}`, { cause: error });
-    });
-    return { journal: new Journal(path, replaced.handle, fs, log, held, replaced), attempts, damage };
+    return { attempts, damage };
+  }
+
+  /** Opened by openReadOnly: holds no lock, writes nothing. */
+  get readOnly(): boolean {
+    return this.held === undefined;
   }
 
   /** Resolves once the records are on disk (fsynced); rejects (JournalError) if they may not be. */
   append(records: readonly JournalRecord[]): Promise<void> {
+    if (this.held === undefined) {
+      return Promise.reject(
+        new JournalError(`journal ${this.path} is open read-only (a dry run): nothing is journaled or broadcast`),
+      );
+    }
     this.queued.push(...records);
     this.written += records.length;
     return this.turn(() => this.flush());
@@ -253,8 +295,8 @@ export class Journal {
     if (this.queued.length === 0) return;
     const records = this.queued;
     this.queued = [];
-    if (this.held.lost !== undefined) {
-      throw new JournalError(`${this.held.lost}: nothing is journaled or broadcast by this keeper any more`);
+    if (this.held?.lost !== undefined) {
+      throw new JournalError(`${this.held?.lost}: nothing is journaled or broadcast by this keeper any more`);
     }
     const chunk = Buffer.from(records.map((r, i) => encodeLine(r, this.seq + 1 + i)).join(""));
     let step = "repair";
@@ -303,7 +345,8 @@ export class Journal {
   compact(live: () => readonly Attempt[]): Promise<boolean> {
     return this.turn(async () => {
       this.written = 0;
-      if (this.held.lost !== undefined) return false; // the file is another keeper's now: never rewritten from here
+      // read-only (a dry run), or the file is another keeper's now: never rewritten from here
+      if (this.held === undefined || this.held.lost !== undefined) return false;
       let replaced: Replaced;
       try {
         replaced = await replaceFile(this.fs, this.path, live());
@@ -328,17 +371,19 @@ export class Journal {
   async close(): Promise<void> {
     await this.flushing?.catch(() => {});
     await this.handle.close();
-    await this.held.release();
+    await this.held?.release();
   }
 }
 
 /** Logs each damaged stretch (journal_damaged) and keeps the file as it was, for a look by hand. */
-async function reportDamage(path: string, damage: readonly JournalDamage[], log: Logger): Promise<void> {
+async function reportDamage(path: string, damage: readonly JournalDamage[], log: Logger, keep = true): Promise<void> {
   const keptAs = `${path}.damaged-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-  const kept = await copyFile(path, keptAs).then(
-    () => keptAs,
-    () => null,
-  );
+  const kept = keep
+    ? await copyFile(path, keptAs).then(
+        () => keptAs,
+        () => null,
+      )
+    : null;
   for (const d of damage) {
     const after = d.lastGoodSeq === null ? "" : ` after seq ${d.lastGoodSeq}`;
     const nonces = d.lastNonce === null ? "any nonce" : `nonces above ${d.lastNonce}`;
@@ -358,7 +403,13 @@ async function reportDamage(path: string, damage: readonly JournalDamage[], log:
       `journal ${path} is damaged at line ${d.line} (${d.reason}: ${d.detail}); ${d.lines} line(s)${after} ` +
         `skipped. Attempts journaled there are forgotten: transactions at ${nonces} may be in flight without the ` +
         "keeper knowing them, so the lane must take its nonce from the chain, and their positions may be targeted " +
-        `again. ${kept ? `The damaged file is kept as ${kept}` : "The damaged file could not be kept"}`,
+        `again. ${
+          kept
+            ? `The damaged file is kept as ${kept}`
+            : keep
+              ? "The damaged file could not be kept"
+              : "The journal is open read-only (a dry run): the file is left as it is"
+        }`,
     );
   }
 }

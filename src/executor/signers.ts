@@ -22,6 +22,12 @@ export function journalPath(stateDir: string, chainId: number, address: string):
   return join(stateDir, "journal", `${chainId}-${address.toLowerCase()}.jsonl`);
 }
 
+/**
+ * Opens each key's lane on its journal. With `readOnly` (a dry run) each journal is opened read-only
+ * (Journal.openReadOnly): no lock is taken or waited for and nothing is written to the state directory, so a dry run
+ * can run beside the live keeper of the same keys. The attempts such a journal holds are the live keeper's: they are
+ * reported (`journal_read_only`) but not recovered, since following them would mean re-sending or replacing them.
+ */
 export async function openLanes(
   keys: readonly Hex[],
   chainId: number,
@@ -29,17 +35,25 @@ export async function openLanes(
   log: Logger,
   /** Aborts a wait for a journal lock's lease to expire (journalLock.ts). */
   signal?: AbortSignal,
+  readOnly = false,
 ): Promise<OpenedLane[]> {
   const opened: OpenedLane[] = [];
   try {
     for (const key of keys) {
       const account = privateKeyToAccount(key);
-      const { journal, attempts } = await Journal.open(journalPath(stateDir, chainId, account.address), {
-        log,
-        signal,
-      });
+      const path = journalPath(stateDir, chainId, account.address);
+      const { journal, attempts } = readOnly
+        ? await Journal.openReadOnly(path, { log })
+        : await Journal.open(path, { log, signal });
       const lane = new NonceLane(account.address, (tx) => account.signTransaction(tx), chainId, journal);
-      opened.push({ lane, recovered: attempts });
+      if (readOnly) {
+        log.info(
+          { event: "journal_read_only", signer: account.address, file: path, unresolved: attempts.length },
+          `dry run: journal of ${account.address} read without its lock and never written; its ${attempts.length} ` +
+            "unresolved attempt(s) are left to the keeper that holds it",
+        );
+      }
+      opened.push({ lane, recovered: readOnly ? [] : attempts });
     }
   } catch (error) {
     await Promise.all(opened.map((o) => o.lane.journal.close().catch(() => {})));

@@ -1,12 +1,22 @@
-/** Bad oracle answers are refused; in a dry run the keeper finds and prices liquidations and sends nothing. */
+/**
+ * Bad oracle answers are refused; in a dry run the keeper finds and prices liquidations and sends nothing, and it
+ * runs beside the live keeper of the same key and state directory without touching its lock, journal or snapshot.
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { parseUnits } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
 import type { RunningKeeper } from "../../src/app.ts";
+import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
-import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
-import type { CapturedLog } from "../helpers/logs.ts";
+import type { Attempt } from "../../src/executor/attempt.ts";
+import { attemptRecord, Journal } from "../../src/executor/journal.ts";
+import { journalPath } from "../../src/executor/signers.ts";
+import { type DevnetFixture, shutdown, startDevnet, startTestKeeper, testStateDir } from "../helpers/devnet.ts";
+import { type CapturedLog, captureLogs } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
 
 let net: DevnetFixture;
@@ -69,5 +79,68 @@ describe("dry run", () => {
     const keeperAddress = net.ex.trader(1).account.address;
     expect(await net.ex.publicClient.getTransactionCount({ address: keeperAddress })).toBe(0);
     expect((await net.ex.position(trader, ETH)).size).not.toBe(0n);
+  });
+});
+
+/** Every file under `dir`, by relative path, with its bytes and mtime. */
+function tree(dir: string): Record<string, { text: string; mtimeMs: number }> {
+  const out: Record<string, { text: string; mtimeMs: number }> = {};
+  for (const entry of readdirSync(dir, { recursive: true, encoding: "utf8" })) {
+    const at = join(dir, entry);
+    if (statSync(at).isFile()) out[entry] = { text: readFileSync(at, "utf8"), mtimeMs: statSync(at).mtimeMs };
+  }
+  return out;
+}
+
+describe("dry run beside the live keeper", () => {
+  it("starts while the live keeper holds the signer's lock and leaves its state directory byte for byte", async () => {
+    const stateDir = testStateDir();
+    const key = ANVIL_KEYS[1];
+    const address = privateKeyToAccount(key).address;
+    const path = journalPath(stateDir, await net.ex.publicClient.getChainId(), address);
+    // the live keeper: its journal open (and locked), one attempt of its own in flight
+    const { journal: live } = await Journal.open(path, { log: captureLogs().log });
+    const inFlight: Attempt = {
+      id: "live-1",
+      signer: address,
+      nonce: 1_000,
+      kind: "single",
+      targets: [],
+      to: address,
+      data: "0x",
+      gas: 21_000n,
+      txs: [],
+      status: "signed",
+      createdAtBlock: 1n,
+    };
+    await live.append([attemptRecord(inFlight)]);
+    const before = tree(stateDir);
+    expect(Object.keys(before).sort()).toEqual([
+      join("journal", `${path.split("/").at(-1)}`),
+      join("journal", `${path.split("/").at(-1)}.lock`),
+    ]);
+    // 70 blocks: a final block (Anvil's finalized tag, 64 under the head) after the positions, so a snapshot could be
+    // written
+    await net.ex.publicClient.request({ method: "anvil_mine" as never, params: ["0x46"] as never });
+    let dry: RunningKeeper | undefined;
+    try {
+      // snapshots on (every second): a live keeper would write one once backfilled and again at stop
+      const started = await startTestKeeper(net, { dryRun: true, stateDir, snapshotIntervalSeconds: 1 }, [key]);
+      dry = started.keeper;
+      const dryLogs = started.logs;
+      expect(dryLogs.events("journal_read_only")).toMatchObject([{ signer: address, file: path, unresolved: 1 }]);
+      expect(dryLogs.events("journal_lock_waiting")).toEqual([]);
+      expect(dryLogs.events("executor_recovered")).toEqual([]); // the live keeper's attempt is not its to follow
+      await until("the dry run backfilled", () => dryLogs.events("backfill_completed").length > 0);
+      await until("a book at a final block", () => dry?.watcher.finalState() !== undefined);
+      await new Promise((r) => setTimeout(r, 1_500)); // a snapshot interval: none may be written
+      await dry.stop("test finished");
+      dry = undefined;
+      expect(dryLogs.events("snapshot_written")).toEqual([]);
+      expect(tree(stateDir)).toEqual(before);
+    } finally {
+      await dry?.stop("test finished").catch(() => {});
+      await live.close();
+    }
   });
 });

@@ -667,3 +667,85 @@ describe("journal lock", () => {
     expect(JSON.parse(readFileSync(`${p}.lock`, "utf8"))).toEqual(theirs);
   });
 });
+
+describe("read-only journal (a dry run)", () => {
+  /** Every file under the journal's directory, with its bytes and mtime. */
+  const files = (p: string) =>
+    Object.fromEntries(
+      readdirSync(dirname(p)).map((f) => {
+        const at = join(dirname(p), f);
+        return [f, { text: readFileSync(at, "utf8"), mtimeMs: statSync(at).mtimeMs }];
+      }),
+    );
+
+  it("opens beside the live keeper's lock at once, replays its attempts, and changes no byte of its directory", async () => {
+    const p = path();
+    await write(p, [attempt(0), attempt(1)]);
+    const { journal: live } = await open(p);
+    const before = files(p);
+    expect(Object.keys(before).sort()).toEqual(["31337-0xabc.jsonl", "31337-0xabc.jsonl.lock"]);
+    const logs = captureLogs();
+    const { journal, attempts, damage } = await Journal.openReadOnly(p, { log: logs.log });
+    expect(journal.readOnly).toBe(true);
+    expect(attempts.map((a) => [a.id, a.status])).toEqual([
+      ["a0", "pending"],
+      ["a1", "pending"],
+    ]);
+    expect(damage).toEqual([]);
+    await expect(journal.append([attemptRecord(attempt(2))])).rejects.toThrow(/open read-only \(a dry run\)/);
+    expect(await journal.compact(() => [])).toBe(false);
+    expect(journal.recordsWritten).toBe(0);
+    await journal.close();
+    expect(files(p)).toEqual(before);
+    // the live keeper still holds its lock and journals as before
+    await live.append([attemptRecord(attempt(2))]);
+    await live.close();
+  });
+
+  it("does not wait for a fresh lock of another host, which a normal open would wait for", async () => {
+    const p = path();
+    await write(p, [attempt(0)]);
+    const theirs = JSON.stringify({
+      pid: 1,
+      host: "other-host",
+      boot: "b",
+      pidNamespace: "n",
+      startedAt: "s",
+      token: "t",
+    });
+    writeFileSync(`${p}.lock`, theirs);
+    const before = files(p);
+    const { journal, attempts } = await Journal.openReadOnly(p, { log: captureLogs().log });
+    await journal.close();
+    expect(attempts.map((a) => a.id)).toEqual(["a0"]);
+    expect(files(p)).toEqual(before);
+  });
+
+  it("starts with no journal (and no directory) and creates nothing", async () => {
+    const p = path();
+    const { journal, attempts, damage } = await Journal.openReadOnly(p, { log: captureLogs().log });
+    await journal.close();
+    expect(attempts).toEqual([]);
+    expect(damage).toEqual([]);
+    expect(() => statSync(dirname(p))).toThrow(/ENOENT/);
+  });
+
+  it("reports damage and a torn tail but keeps no copy and leaves the file as it is", async () => {
+    const p = path();
+    await write(p, [attempt(0), attempt(1)]);
+    const text = lines(p);
+    text[3] = (text[3] as string).replace('"nonce":1', '"nonce":9');
+    writeFileSync(p, `${text.join("\n")}\n{"t":"status","id":"a0","stat`);
+    const before = files(p);
+    const logs = captureLogs();
+    const { journal, attempts, damage } = await Journal.openReadOnly(p, { log: logs.log });
+    await journal.close();
+    expect(attempts.map((a) => a.id)).toEqual(["a0"]);
+    expect(damage.map((d) => d.reason)).toEqual(["checksum", "unknown_attempt"]);
+    expect(logs.events("journal_torn_tail")).toHaveLength(1);
+    const [logged] = logs.events("journal_damaged");
+    expect(logged).toMatchObject({ levelName: "error", file: p, keptAs: null });
+    expect(logged?.msg).toMatch(/open read-only \(a dry run\): the file is left as it is/);
+    expect(files(p)).toEqual(before);
+  });
+});

@@ -13,16 +13,14 @@ import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { reorgWindow } from "./executor/types.ts";
 import { Keeper } from "./keeper.ts";
-import { backoffMs } from "./ops/backoff.ts";
 import { Freshness } from "./ops/freshness.ts";
-import { startHeartbeat } from "./ops/heartbeat.ts";
 import { Latency } from "./ops/latency.ts";
 import { LeftBehind } from "./ops/leftBehind.ts";
 import { type Logger, tapOf } from "./ops/logger.ts";
-import { keeperMetrics, type OpsSources } from "./ops/metrics.ts";
+import type { OpsSources } from "./ops/metrics.ts";
 import { Notifier } from "./ops/notify.ts";
-import { type OpsServer, startOpsServer } from "./ops/server.ts";
-import { sleep } from "./ops/sleep.ts";
+import { retry, within } from "./ops/retry.ts";
+import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
 import { PendingSimulator } from "./precompute/simulate.ts";
@@ -334,46 +332,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     latency,
     freshness: () => freshness.verdict(),
   };
-  let server: OpsServer | undefined;
-  if (k.metricsEnabled) {
-    try {
-      server = await startOpsServer({
-        host: k.metricsHost,
-        port: k.metricsPort,
-        registry: keeperMetrics(sources),
-        sources,
-        health: { maxHeadAgeSeconds: k.healthMaxHeadAgeSeconds, maxPendingBlocks: 3n * BigInt(k.stuckBlocks) },
-        log: logs.ops,
-      });
-      logs.ops.info(
-        { event: "metrics_server_started", url: server.url },
-        `metrics on ${server.url}/metrics, health on /healthz and /readyz`,
-      );
-    } catch (error) {
-      // the keeper's work matters more than its figures: it runs on without them
-      logs.ops.warn(
-        {
-          event: "metrics_server_error",
-          host: k.metricsHost,
-          port: k.metricsPort,
-          error: describeError(error),
-        },
-        `cannot serve metrics on ${k.metricsHost}:${k.metricsPort}; running without them`,
-      );
-    }
-  }
-  const heartbeat = startHeartbeat(sources, logs.ops, k.heartbeatSeconds);
-  let opsClosed: Promise<void> | undefined;
-  const closeOps = () => {
-    opsClosed ??= (async () => {
-      heartbeat.stop();
-      freshness.stop();
-      untap?.();
-      unnotify?.();
-      await Promise.all([server?.close(), notifier?.flush(2_000)]);
-    })();
-    return opsClosed;
-  };
+  const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
+  const closeOps = ops.close;
   const done = (async () => {
     if (snapshots) {
       const resume = {
@@ -481,52 +441,8 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     precomputer,
     keeper,
     addresses: executor.accounts,
-    metricsUrl: server?.url,
+    metricsUrl: ops.url,
     done,
     stop,
   };
-}
-
-/** Whether `work` settled within `ms` (its failure counts as settled: the caller's own path reports it). */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([work.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Runs `step` until it succeeds or the signal aborts, logging each I/O failure as rpc_error and backing off with
- * jitter up to 5 s; a deterministic failure (see isRetryable) is thrown at once. The step must be safe to repeat
- * (the backfill resumes from the last applied block). With `deadlineMs`, failures past it end the retrying with
- * the last cause.
- */
-async function retry(
-  step: () => Promise<void>,
-  signal: AbortSignal,
-  log: Logger,
-  name: string,
-  fields: Record<string, unknown> = {},
-  deadlineMs = Number.POSITIVE_INFINITY,
-): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (let attempt = 1; !signal.aborted; attempt++) {
-    try {
-      return await step();
-    } catch (error) {
-      if (!isRetryable(error)) throw error;
-      const delay = backoffMs(attempt, 500);
-      if (Date.now() + delay > deadline) throw error;
-      log.warn(
-        { event: "rpc_error", step: name, ...fields, attempt, retryInMs: delay, error: describeError(error) },
-        `${name} failed; retrying in ${delay} ms`,
-      );
-      await sleep(delay, signal);
-    }
-  }
 }

@@ -5,22 +5,9 @@
  * the suite and what every case ends with (test/helpers/trust.ts, verdict).
  */
 import { describe, expect, it } from "vitest";
-import { liveFault, ourLiquidations, startTrustRun, type TrustRun } from "../helpers/trust.ts";
+import { liveFault, ORDERS, ourLiquidations, withRun } from "../helpers/trust.ts";
 
-const ORDERS = [
-  { order: "the bad endpoint listed first", badFirst: true },
-  { order: "the honest endpoint listed first", badFirst: false },
-] as const;
 const LAG_BLOCKS = 10;
-
-async function withRun(o: Parameters<typeof startTrustRun>[0], body: (run: TrustRun) => Promise<void>): Promise<void> {
-  const run = await startTrustRun(o);
-  try {
-    await body(run);
-  } finally {
-    await run.stop();
-  }
-}
 
 describe.each(ORDERS)("two endpoints, $order", ({ badFirst }) => {
   it(`a head lagging ${LAG_BLOCKS} blocks while nonces and receipts come from the tip`, async () => {

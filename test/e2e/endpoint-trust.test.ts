@@ -19,26 +19,12 @@ import {
   atBlock,
   liquidatableOnChain,
   liveFault,
+  ORDERS,
   settle,
-  startTrustRun,
-  type TrustRun,
   tradeAndDrop,
   verdict,
+  withRun,
 } from "../helpers/trust.ts";
-
-const ORDERS = [
-  { order: "the bad endpoint listed first", badFirst: true },
-  { order: "the honest endpoint listed first", badFirst: false },
-] as const;
-
-async function withRun(o: Parameters<typeof startTrustRun>[0], body: (run: TrustRun) => Promise<void>): Promise<void> {
-  const run = await startTrustRun(o);
-  try {
-    await body(run);
-  } finally {
-    await run.stop();
-  }
-}
 
 describe("the fault proxy's inconsistent answers", () => {
   it("empty logs, a lagging head, logs of another fork, unknown transactions; forwarded again after clear()", async () => {

@@ -344,3 +344,19 @@ export async function liveFault(
   expect.soft(during, "kept up through the honest endpoint while the fault was on").not.toBeInstanceOf(Error);
   return { dropBlock, during };
 }
+
+/** The two orders every case runs in: the bad endpoint listed first, and second. */
+export const ORDERS = [
+  { order: "the bad endpoint listed first", badFirst: true },
+  { order: "the honest endpoint listed first", badFirst: false },
+] as const;
+
+/** Runs `body` on a fresh TrustRun, stopped whatever happens. */
+export async function withRun(o: TrustRunOptions, body: (run: TrustRun) => Promise<void>): Promise<void> {
+  const run = await startTrustRun(o);
+  try {
+    await body(run);
+  } finally {
+    await run.stop();
+  }
+}

@@ -3,9 +3,10 @@
  * annotations.summary), and every perp_keeper_* metric an expression names is one the keeper exports. The YAML is
  * read with a small parser for the subset a rule file uses (no YAML library is a dependency of this package).
  */
+
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import type { ExecutorStats } from "../../src/executor/executor.ts";
+import { newStats } from "../../src/executor/types.ts";
 import { LeftBehind } from "../../src/ops/leftBehind.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { Book } from "../../src/state/book.ts";
@@ -141,26 +142,11 @@ function stripComment(text: string): string {
   return text;
 }
 
-function stats(): ExecutorStats {
-  return {
-    sent: 0,
-    confirmed: 0,
-    lostRace: 0,
-    reverted: 0,
-    cancelled: 0,
-    replaced: 0,
-    resent: 0,
-    skipped: 0,
-    failed: 0,
-    gasPaidWei: 0n,
-  };
-}
-
 function sources(): OpsSources {
   return {
     book: new Book(),
     watcher: { processedBlock: 0n, latestTick: undefined },
-    executor: { stats: stats(), pendingAttempts: [] },
+    executor: { stats: newStats(), pendingAttempts: [] },
     signers: [{ address: SIGNER, balance: 10n ** 18n }],
     startHead: 0n,
     backfilled: () => true,

@@ -1,8 +1,10 @@
 /** The health rules and the counters' scrape-time mirroring, on fake keeper parts (no chain). */
+
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ExecutorStats } from "../../src/executor/executor.ts";
+import { newStats } from "../../src/executor/types.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { health } from "../../src/ops/server.ts";
 import { Book } from "../../src/state/book.ts";
@@ -10,27 +12,12 @@ import type { Tick } from "../../src/watcher/watcher.ts";
 
 const SIGNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;
 
-function stats(): ExecutorStats {
-  return {
-    sent: 0,
-    confirmed: 0,
-    lostRace: 0,
-    reverted: 0,
-    cancelled: 0,
-    replaced: 0,
-    resent: 0,
-    skipped: 0,
-    failed: 0,
-    gasPaidWei: 0n,
-  };
-}
-
 function sources(o: { tick?: Tick; pending?: bigint[]; s?: ExecutorStats; backfilled?: boolean } = {}): OpsSources {
   return {
     book: new Book(),
     watcher: { processedBlock: o.tick?.blockNumber ?? 0n, latestTick: o.tick },
     executor: {
-      stats: o.s ?? stats(),
+      stats: o.s ?? newStats(),
       pendingAttempts: (o.pending ?? []).map((b) => ({ signer: SIGNER, createdAtBlock: b })),
     },
     signers: [{ address: SIGNER, balance: 10n ** 18n }],
@@ -71,7 +58,7 @@ describe("health", () => {
 
 describe("counters", () => {
   it("follow the executor's figures, never down", async () => {
-    const s = stats();
+    const s = newStats();
     const registry = keeperMetrics(sources({ s }));
     const value = async (name: string, label: string) =>
       (await registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.outcome === label)?.value;
@@ -88,7 +75,7 @@ describe("counters", () => {
   });
 
   it("perp_keeper_build_info: 1, labelled with the package's version, the commit and the adapter", async () => {
-    const registry = keeperMetrics(sources({ s: stats() }));
+    const registry = keeperMetrics(sources({ s: newStats() }));
     const text = await registry.metrics();
     const version = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")).version;
     expect(text).toMatch(
@@ -100,7 +87,7 @@ describe("counters", () => {
   });
 
   it("every metric name follows Prometheus' conventions: counters end in _total, units are suffixes", async () => {
-    const registry = keeperMetrics(sources({ s: stats() }));
+    const registry = keeperMetrics(sources({ s: newStats() }));
     const metrics = (await registry.getMetricsAsJSON()).filter((m) => !/_(process|nodejs)_/.test(m.name));
     for (const m of metrics) {
       if (String(m.type) === "counter") expect(m.name).toMatch(/_total$/);

@@ -7,7 +7,7 @@ import type { Executor } from "./executor/executor.ts";
 import { big, type Logger } from "./ops/logger.ts";
 import type { RiskEngine } from "./risk/engine.ts";
 import { describePosition } from "./risk/format.ts";
-import type { Candidate } from "./risk/scan.ts";
+import { type Candidate, findingOf } from "./risk/scan.ts";
 import type { Book, BookChange, BookState } from "./state/book.ts";
 import type { ExchangeEvent, LogRef } from "./state/events.ts";
 import type { Tick } from "./watcher/watcher.ts";
@@ -84,7 +84,7 @@ export class Keeper {
       if (change.type !== "position") continue;
       const undone: BookChange = { type: "position", key: change.key, before: change.after, after: change.before };
       if (!stale) this.p.risk.apply(undone);
-      this.p.executor.onBookChange(undone);
+      this.p.executor.onTargetChanged(change.key);
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
   }
@@ -95,8 +95,8 @@ export class Keeper {
     if (!change) return undefined;
     if (live && !this.indexStale) this.p.risk.apply(change);
     else this.indexStale = true;
-    this.p.executor.onBookChange(change);
     if (change.type === "position") {
+      this.p.executor.onTargetChanged(change.key);
       for (const keys of this.flagged.values()) keys.delete(change.key);
     }
     if (event.kind === "positionLiquidated" && live) {
@@ -140,7 +140,7 @@ export class Keeper {
         if (wanted.has(c.position.key)) found.push(c);
       }
     }
-    if (found.length > 0) this.p.executor.submit(found, tick);
+    if (found.length > 0) this.p.executor.submit(found.map(findingOf), tick);
   }
 
   /** The block at which a market's mark price last moved, as the keeper saw its heads. */
@@ -213,7 +213,7 @@ export class Keeper {
       all.push(...candidates);
     }
     // the executor first: its simulations go out before a single log line of a crash is formatted
-    if (all.length > 0) this.p.executor.submit(all, tick);
+    if (all.length > 0) this.p.executor.submit(all.map(findingOf), tick);
     this.p.executor.onHead(tick);
     this.reportFlagged(fresh, tick);
   }

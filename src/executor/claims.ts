@@ -10,7 +10,6 @@
  * shows one of them unchanged after the receipt's block contradicts the chain: said once, for the watcher to index
  * that block again from another endpoint.
  */
-import type { PositionState } from "../risk/math.ts";
 import { type Attempt, isTerminal } from "./attempt.ts";
 
 export type Holder = "planning" | Attempt;
@@ -18,7 +17,7 @@ export type Holder = "planning" | Attempt;
 interface Settled {
   readonly block: bigint;
   /** The book's position when the receipt was read (undefined: not in the book). */
-  readonly seen: PositionState | undefined;
+  readonly seen: object | undefined;
   reported: boolean;
 }
 
@@ -68,12 +67,12 @@ export class Claims {
   }
 
   /** Our receipt at `block` shows the position settled (or gone): held back from planning until the book agrees. */
-  settledAt(key: string, block: bigint, seen: PositionState | undefined): void {
+  settledAt(key: string, block: bigint, seen: object | undefined): void {
     this.settled.set(key, { block, seen, reported: false });
   }
 
   /** Whether the position is held back: a receipt settled it and the book still shows it as it was then. */
-  heldBack(key: string, now: PositionState | undefined): boolean {
+  heldBack(key: string, now: object | undefined): boolean {
     const s = this.settled.get(key);
     if (!s) return false;
     if (now === undefined || !same(now, s.seen)) {
@@ -97,10 +96,7 @@ export class Claims {
    * Positions the book still shows unchanged although a receipt of ours settled them in a block the book has since
    * passed (`processed`): each is returned once, with the receipt's block.
    */
-  contradictions(
-    processed: bigint,
-    current: (key: string) => PositionState | undefined,
-  ): { key: string; block: bigint }[] {
+  contradictions(processed: bigint, current: (key: string) => object | undefined): { key: string; block: bigint }[] {
     const found: { key: string; block: bigint }[] = [];
     for (const [key, s] of this.settled) {
       if (s.reported || processed < s.block) continue;
@@ -112,12 +108,17 @@ export class Claims {
   }
 }
 
-function same(a: PositionState, b: PositionState | undefined): boolean {
-  return (
-    b !== undefined &&
-    a.size === b.size &&
-    a.margin === b.margin &&
-    a.openNotional === b.openNotional &&
-    a.lastFundingIndex === b.lastFundingIndex
-  );
+/**
+ * Whether the book's record of a target is the one seen at the receipt: the same record, or one with the same fields
+ * (a rollback and replay, or a restore, builds equal records anew). Nested records compare by identity, which can only
+ * release a hold early, never keep one.
+ */
+function same(a: object, b: object | undefined): boolean {
+  if (b === undefined) return false;
+  if (a === b) return true;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  if (keys.length !== Object.keys(y).length) return false;
+  return keys.every((k) => Object.is(x[k], y[k]));
 }

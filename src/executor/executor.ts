@@ -16,8 +16,7 @@ import PQueue from "p-queue";
 import type { Address, Hex, PublicClient } from "viem";
 import { describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
-import type { Candidate } from "../risk/scan.ts";
-import type { BookChange } from "../state/book.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { Attempt } from "./attempt.ts";
 import { Attempts } from "./attempts.ts";
@@ -178,7 +177,7 @@ export class Executor {
    * Plans liquidations for the candidates that have no work under way, most underwater first. With `pending`, they
    * are prepared on an oracle update still in the mempool (see PendingPlan); `tick` is the last head.
    */
-  submit(candidates: readonly Candidate[], tick: Tick, pending?: PendingPlan): void {
+  submit(candidates: readonly Finding[], tick: Tick, pending?: PendingPlan): void {
     if (this.closed) return;
     if (!pending) this.head = tick;
     this.planning.submit(candidates, tick, pending);
@@ -300,10 +299,9 @@ export class Executor {
   }
 
   /** Follows the book: a changed or closed position may be tried again. */
-  onBookChange(change: BookChange): void {
-    if (change.type !== "position") return;
-    this.cooldown.delete(change.key);
-    this.attempts.claims.bookChanged(change.key);
+  onTargetChanged(key: string): void {
+    this.cooldown.delete(key);
+    this.attempts.claims.bookChanged(key);
   }
 
   /**

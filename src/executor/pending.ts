@@ -9,7 +9,7 @@
 import type { Address, Hex } from "viem";
 import { describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
-import type { Candidate } from "../risk/scan.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type SignedTx, type TargetPlan } from "./attempt.ts";
 import {
@@ -57,9 +57,9 @@ export class PendingWork {
    * skipped left out, priced (backrun: under the update's fees), then sent tied to the update (backrun) or held
    * for its block (on-block). A refusal here puts no cooldown on a position: the mined block is judged afresh.
    */
-  async prepare(group: readonly Candidate[], tick: Tick, pending: PendingPlan, sent?: () => void): Promise<boolean> {
+  async prepare(group: readonly Finding[], tick: Tick, pending: PendingPlan, sent?: () => void): Promise<boolean> {
     const { protocol, log } = this.h.o;
-    let keys = group.map((c) => c.position.key);
+    let keys = group.map((c) => c.target.key);
     if (this.h.closed() || pending.state === "gone") {
       this.h.release(keys);
       return false;

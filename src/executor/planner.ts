@@ -2,32 +2,22 @@
  * Which candidates go first and how they are grouped into transactions. Pure: a function of the candidates and
  * the batch sizing, no I/O.
  */
-import type { Candidate } from "../risk/scan.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { TargetPlan } from "./attempt.ts";
 
-/** The targets of a group of candidates, as the protocol addresses them, with the risk model's expected rewards. */
-export function targetPlans(group: readonly Candidate[]): TargetPlan[] {
-  return group.map((c) => ({
-    key: c.position.key,
-    trader: c.position.trader,
-    marketId: c.position.marketId,
-    expectedReward: c.keeperReward,
-  }));
-}
-
-/** Margin missing below maintenance (requirement - balance), WAD: the larger, the more urgent. */
-export function shortfall(c: Candidate): bigint {
-  return c.health.maintenanceRequirement - c.health.marginBalance;
+/** The targets of a group of findings, as the protocol addresses them, with the risk model's expected rewards. */
+export function targetPlans(group: readonly Finding[]): TargetPlan[] {
+  return group.map((f) => ({ ...f.target, expectedReward: f.expectedReward }));
 }
 
 /** Most underwater first (largest shortfall), then the largest reward, then by key for a stable order. */
-export function prioritise(candidates: readonly Candidate[]): Candidate[] {
-  return [...candidates].sort((a, b) => {
-    const s = shortfall(b) - shortfall(a);
+export function prioritise(findings: readonly Finding[]): Finding[] {
+  return [...findings].sort((a, b) => {
+    const s = b.shortfall - a.shortfall;
     if (s !== 0n) return s > 0n ? 1 : -1;
-    const r = b.keeperReward - a.keeperReward;
+    const r = b.expectedReward - a.expectedReward;
     if (r !== 0n) return r > 0n ? 1 : -1;
-    return a.position.key < b.position.key ? -1 : a.position.key > b.position.key ? 1 : 0;
+    return a.target.key < b.target.key ? -1 : a.target.key > b.target.key ? 1 : 0;
   });
 }
 
@@ -69,10 +59,10 @@ export function batchCapacity(o: {
  * Groups prioritised candidates into transactions: one each without batching; with batching, a small first batch
  * and then full ones, in priority order. A group of one is sent as a single call.
  */
-export function pack(ordered: readonly Candidate[], sizing: BatchSizing): Candidate[][] {
+export function pack<T>(ordered: readonly T[], sizing: BatchSizing): T[][] {
   if (!sizing.batching) return ordered.map((c) => [c]);
   const max = Math.max(1, sizing.maxPositions);
-  const groups: Candidate[][] = [];
+  const groups: T[][] = [];
   let i = 0;
   const first = Math.max(1, Math.min(sizing.firstPositions, max));
   if (ordered.length > first) {

@@ -8,8 +8,7 @@ import type PQueue from "p-queue";
 import { BaseError, type Hex, HttpRequestError } from "viem";
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
-import type { Candidate } from "../risk/scan.ts";
-import type { TrackedPosition } from "../state/book.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
@@ -57,23 +56,23 @@ export class Planning {
    * Plans liquidations for the candidates that have no work under way, most underwater first. With `pending`, they
    * are prepared on an oracle update still in the mempool (see PendingPlan); `tick` is the last head.
    */
-  submit(candidates: readonly Candidate[], tick: Tick, pending?: PendingPlan): void {
+  submit(candidates: readonly Finding[], tick: Tick, pending?: PendingPlan): void {
     if (this.h.closed()) return;
-    const fresh: Candidate[] = [];
+    const fresh: Finding[] = [];
     for (const c of candidates) {
-      const key = c.position.key;
+      const key = c.target.key;
       if (this.h.attempts.claims.has(key)) continue;
       // our own receipt settled it and the book does not show that yet: never sent again until it does
-      if (this.h.attempts.claims.heldBack(key, c.position)) continue;
-      if (this.h.cooldown.holds(key, c.position, tick.blockNumber)) continue;
-      if (c.keeperReward < this.h.o.minKeeperReward) {
-        this.refuse(c.position, tick.blockNumber, "reward_below_minimum", { reward: quote(c.keeperReward) });
+      if (this.h.attempts.claims.heldBack(key, c.state)) continue;
+      if (this.h.cooldown.holds(key, c.state, tick.blockNumber)) continue;
+      if (c.expectedReward < this.h.o.minKeeperReward) {
+        this.refuse(c, tick.blockNumber, "reward_below_minimum", { reward: quote(c.expectedReward) });
         continue;
       }
       fresh.push(c);
     }
     if (fresh.length === 0) return;
-    for (const c of fresh) this.h.attempts.claims.claim([c.position.key], "planning");
+    for (const c of fresh) this.h.attempts.claims.claim([c.target.key], "planning");
     void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
     const ordered = prioritise(fresh);
     if (!(this.h.o.batching && this.h.o.protocol.encodeBatch !== undefined)) {
@@ -94,14 +93,14 @@ export class Planning {
     if (rest.length === 0) return;
     void probe.then(async () => {
       const max = this.maxBatchPositions(await this.h.feeContext(tick));
-      if (this.h.closed()) return this.h.attempts.release(rest.map((c) => c.position.key));
+      if (this.h.closed()) return this.h.attempts.release(rest.map((c) => c.target.key));
       for (const group of pack(rest, { batching: true, maxPositions: max, firstPositions: max })) {
         this.simulate(group, tick, undefined, pending);
       }
     });
   }
 
-  simulate(group: readonly Candidate[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
+  simulate(group: readonly Finding[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
     void this.h.simulations
       .add(() => (pending ? this.h.pendingWork().prepare(group, tick, pending, sent) : this.prepare(group, tick, sent)))
       .then(
@@ -125,9 +124,9 @@ export class Planning {
   }
 
   /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
-  private async prepare(group: readonly Candidate[], tick: Tick, sent?: () => void): Promise<boolean> {
+  private async prepare(group: readonly Finding[], tick: Tick, sent?: () => void): Promise<boolean> {
     if (this.h.closed()) {
-      this.h.attempts.release(group.map((c) => c.position.key));
+      this.h.attempts.release(group.map((c) => c.target.key));
       return false;
     }
     const { protocol } = this.h.o;
@@ -148,7 +147,7 @@ export class Planning {
         this.singleGas = estimate;
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
-        this.refuse(group[0]?.position, tick.blockNumber, revertReason(error, protocol), {
+        this.refuse(group[0], tick.blockNumber, revertReason(error, protocol), {
           error: describeError(error),
         });
         return false;
@@ -163,7 +162,7 @@ export class Planning {
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
         const reason = revertReason(error, protocol);
-        for (const c of group) this.refuse(c.position, tick.blockNumber, reason, { error: describeError(error) });
+        for (const c of group) this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
         return false;
       }
       const measured = estimate / BigInt(targets.length);
@@ -194,8 +193,12 @@ export class Planning {
     }
     if (!fee.ok) {
       for (const t of kept) {
-        const c = group.find((g) => g.position.key === t.key);
-        this.refuse(c?.position, tick.blockNumber, fee.reason, plan);
+        this.refuse(
+          group.find((g) => g.target.key === t.key),
+          tick.blockNumber,
+          fee.reason,
+          plan,
+        );
       }
       return false;
     }
@@ -213,7 +216,7 @@ export class Planning {
         },
         `dry run: ${kind} liquidation of ${kept.length} position(s) not sent`,
       );
-      for (const c of group) this.h.cooldown.set(c.position.key, c.position, BigInt(Number.MAX_SAFE_INTEGER));
+      for (const c of group) this.h.cooldown.set(c.target.key, c.state, BigInt(Number.MAX_SAFE_INTEGER));
       this.h.attempts.release(kept.map((t) => t.key));
       return false;
     }
@@ -225,14 +228,15 @@ export class Planning {
     return true;
   }
 
-  refuse(position: TrackedPosition | undefined, block: bigint, reason: string, detail: Record<string, unknown>): void {
-    if (!position) return;
+  refuse(finding: Finding | undefined, block: bigint, reason: string, detail: Record<string, unknown>): void {
+    if (!finding) return;
+    const t = finding.target;
     this.h.stats.skipped++;
-    this.h.attempts.claims.release([position.key], "planning");
-    this.h.cooldown.set(position.key, position, block + REFUSED_COOLDOWN_BLOCKS);
+    this.h.attempts.claims.release([t.key], "planning");
+    this.h.cooldown.set(t.key, finding.state, block + REFUSED_COOLDOWN_BLOCKS);
     this.h.o.log.info(
-      { event: "liquidation_skipped", trader: position.trader, marketId: position.marketId, reason, ...detail },
-      `not liquidating ${this.h.o.marketName(position.marketId)} position of ${position.trader}: ${reason}`,
+      { event: "liquidation_skipped", trader: t.trader, marketId: t.marketId, reason, ...detail },
+      `not liquidating ${this.h.o.marketName(t.marketId)} position of ${t.trader}: ${reason}`,
     );
   }
 
@@ -240,13 +244,13 @@ export class Planning {
    * A simulation the RPC did not answer (transport failure, timeout) is no verdict on the liquidation: the positions
    * are freed with no cooldown, to be planned again at the next head, and the failure is an rpc_error.
    */
-  private simulationUnanswered(error: unknown, group: readonly Candidate[]): boolean {
+  private simulationUnanswered(error: unknown, group: readonly Finding[]): boolean {
     if (
       classifyRpcError(error) !== "timeout" &&
       !(error instanceof BaseError && error.walk((e) => e instanceof HttpRequestError))
     )
       return false;
-    this.h.attempts.release(group.map((c) => c.position.key));
+    this.h.attempts.release(group.map((c) => c.target.key));
     this.h.o.log.warn(
       { event: "rpc_error", step: "simulate", positions: group.length, error: describeError(error) },
       "simulation got no answer from the RPC; the positions are planned again at the next head",
@@ -254,11 +258,11 @@ export class Planning {
     return true;
   }
 
-  private unexpected(error: unknown, group: readonly Candidate[]): void {
+  private unexpected(error: unknown, group: readonly Finding[]): void {
     this.h.o.log.error(
       { event: "executor_error", positions: group.length, error: describeError(error) },
       "planning a liquidation failed unexpectedly",
     );
-    this.h.attempts.release(group.map((c) => c.position.key));
+    this.h.attempts.release(group.map((c) => c.target.key));
   }
 }

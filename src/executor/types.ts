@@ -6,7 +6,6 @@ import type { PublicClient } from "viem";
 import type { Endpoints } from "../chain/endpoints.ts";
 import type { Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
-import type { TrackedPosition } from "../state/book.ts";
 import type { Attempt } from "./attempt.ts";
 import type { FeePolicy } from "./fees.ts";
 import type { NonceLane } from "./lane.ts";
@@ -47,8 +46,8 @@ export interface ExecutorOptions {
   readonly minSignerBalance: bigint;
   /** A market's display name for log messages. */
   readonly marketName: (marketId: number) => string;
-  /** The book's current state of a position. */
-  readonly current: (key: string) => TrackedPosition | undefined;
+  /** The book's record of a target now (undefined: gone); a new record means the target changed. */
+  readonly current: (key: string) => object | undefined;
   /** Whether the position is still below maintenance at the last head (undefined: no valid price to judge). */
   readonly stillLiquidatable: (key: string) => boolean | undefined;
   /**
@@ -141,18 +140,18 @@ export function newStats(): ExecutorStats {
   };
 }
 
-/** Position states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
+/** Target states not to try again yet: refused by the simulation, or liquidated by us (dry run: priced). */
 export class Cooldown {
-  private readonly until = new Map<string, { readonly position: TrackedPosition | undefined; until: bigint }>();
+  private readonly until = new Map<string, { readonly state: object | undefined; until: bigint }>();
 
-  set(key: string, position: TrackedPosition | undefined, until: bigint): void {
-    this.until.set(key, { position, until });
+  set(key: string, state: object | undefined, until: bigint): void {
+    this.until.set(key, { state, until });
   }
 
-  /** Whether the position, as it is now, waits until a later block. */
-  holds(key: string, position: TrackedPosition, block: bigint): boolean {
+  /** Whether the target, as the book holds it now, waits until a later block. */
+  holds(key: string, state: object, block: bigint): boolean {
     const cool = this.until.get(key);
-    return cool !== undefined && cool.position === position && block < cool.until;
+    return cool !== undefined && cool.state === state && block < cool.until;
   }
 
   delete(key: string): void {

@@ -22,7 +22,7 @@ import type { Attempt } from "../executor/attempt.ts";
 import type { Executor, PendingPlan } from "../executor/executor.ts";
 import type { TickHook } from "../keeper.ts";
 import { big, type Logger } from "../ops/logger.ts";
-import type { Candidate } from "../risk/scan.ts";
+import { type Candidate, findingOf } from "../risk/scan.ts";
 import type { Book, Market } from "../state/book.ts";
 import { formatAnswer } from "../watcher/markPrices.ts";
 import { markPriceOf } from "../watcher/oracle.ts";
@@ -247,7 +247,7 @@ export class Precomputer implements TickHook {
         `pending ${market.name} oracle update to ${formatAnswer(update.answer, market.priceScale)} seen (${update.txHash})`,
       );
     }
-    if (candidates.length > 0) this.o.executor.submit(candidates, tick, plan);
+    if (candidates.length > 0) this.o.executor.submit(candidates.map(findingOf), tick, plan);
   }
 
   /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */

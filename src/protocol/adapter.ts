@@ -5,12 +5,40 @@
  */
 import type { Address, Hex, Log } from "viem";
 
-/** A position to liquidate, as the protocol addresses it. */
+/**
+ * What one liquidation call addresses, as the protocol addresses it. A target is not an account: a PerpEngine target
+ * is its position (target = account), a Perp v2 target is one market of a trader's cross-margin account, with a size.
+ * Journals, claims and cooldowns key on the target; risk keys on the account.
+ */
 export interface LiquidationTarget {
-  /** The book's key (`${marketId}:${trader}`). */
+  /** The target's key: PerpEngine `${marketId}:${trader}`, Perp v2 `${trader}/${marketId}`. */
   readonly key: string;
+  /** The account whose health the target belongs to; absent: the key itself (PerpEngine, older journals). */
+  readonly account?: string;
+  /** The account's owner (log field `trader`). */
   readonly trader: Address;
+  /** The market the call addresses (log field `marketId`). */
   readonly marketId: number;
+  /** Base size the call asks for, signed like the position; absent: what the contract allows. */
+  readonly size?: bigint;
+}
+
+/** The account a target belongs to. */
+export function accountOf(target: LiquidationTarget): string {
+  return target.account ?? target.key;
+}
+
+/**
+ * A liquidatable target as the risk model hands it to the executor: exchange-neutral. `state` is the book's record
+ * of the target when found; cooldowns and hold-backs last while the book holds that same record.
+ */
+export interface Finding {
+  readonly target: LiquidationTarget;
+  readonly state: object;
+  /** Requirement minus balance, quote WAD: the larger, the more urgent. */
+  readonly shortfall: bigint;
+  /** What the keeper expects to earn from it, quote WAD. */
+  readonly expectedReward: bigint;
 }
 
 /** What a mined liquidation transaction did to one target. */

@@ -1,3 +1,4 @@
+import type { Finding } from "../protocol/adapter.ts";
 import type { Market, TrackedPosition } from "../state/book.ts";
 import { fundingIndexAt, type Health, health, keeperReward } from "./math.ts";
 
@@ -9,6 +10,17 @@ export interface Candidate {
   readonly fundingIndex: bigint;
   /** What liquidate() would pay at this price, WAD quote. */
   readonly keeperReward: bigint;
+}
+
+/** A PerpEngine candidate as the executor takes it: the position is the target, and the account. */
+export function findingOf(c: Candidate): Finding {
+  const p = c.position;
+  return {
+    target: { key: p.key, trader: p.trader, marketId: p.marketId },
+    state: p,
+    shortfall: c.health.maintenanceRequirement - c.health.marginBalance,
+    expectedReward: c.keeperReward,
+  };
 }
 
 /** Confirms one position with the exact arithmetic; undefined when it is not liquidatable. */

@@ -413,8 +413,7 @@ describe("stopping", () => {
       if (!tick) throw new Error("no tick");
       for (let i = 0; i < 5; i++) {
         k.keeper.handleTick(tick);
-        for (const p of k.book.positions.values())
-          k.executor.onBookChange({ type: "position", key: p.key, before: p, after: p });
+        for (const p of k.book.positions.values()) k.executor.onTargetChanged(p.key);
         await new Promise((r) => setTimeout(r, 100));
       }
     };

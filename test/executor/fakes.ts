@@ -21,8 +21,8 @@ import type { Journal, JournalRecord } from "../../src/executor/journal.ts";
 import { NonceLane } from "../../src/executor/lane.ts";
 import type { ExecutorOptions } from "../../src/executor/types.ts";
 import type { Logger } from "../../src/ops/logger.ts";
-import type { LiquidationProtocol, TargetOutcome } from "../../src/protocol/adapter.ts";
-import type { Candidate } from "../../src/risk/scan.ts";
+import type { Finding, LiquidationProtocol, TargetOutcome } from "../../src/protocol/adapter.ts";
+import { findingOf } from "../../src/risk/scan.ts";
 import type { TrackedPosition } from "../../src/state/book.ts";
 import type { Tick } from "../../src/watcher/watcher.ts";
 import { FEE_POLICY } from "../helpers/fees.ts";
@@ -244,8 +244,14 @@ export function position(n: number): TrackedPosition {
   } as unknown as TrackedPosition;
 }
 
-export function candidate(p: TrackedPosition, reward = 10n ** 18n): Candidate {
-  return { position: p, health: {} as Candidate["health"], markPrice: 1n, fundingIndex: 0n, keeperReward: reward };
+export function candidate(p: TrackedPosition, reward = 10n ** 18n): Finding {
+  return findingOf({
+    position: p,
+    health: { marginBalance: 0n, maintenanceRequirement: 1n, liquidatable: true },
+    markPrice: 1n,
+    fundingIndex: 0n,
+    keeperReward: reward,
+  });
 }
 
 export function tick(blockNumber: bigint): Tick {

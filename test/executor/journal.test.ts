@@ -204,6 +204,24 @@ describe("journal", () => {
     expect(readFileSync(p, "utf8")).not.toContain('"id":"a0"');
   });
 
+  it("keeps a target's account and partial size (a Perp v2 market of a trader), and reads targets that have neither", async () => {
+    const p = path();
+    const base = attempt(0);
+    const market = base.targets[0] as Attempt["targets"][number];
+    const partial: Attempt = {
+      ...base,
+      targets: [{ ...market, key: "0xbb/1", account: "0xbb", marketId: 1, size: -1234567890123456789012n }],
+    };
+    const plain = attempt(1);
+    await write(p, [partial, plain]);
+    const { journal, attempts } = await open(p);
+    await journal.close();
+    expect(attempts).toEqual([partial, plain]);
+    expect(attempts[0]?.targets[0]?.size).toBe(-1234567890123456789012n);
+    expect(attempts[1]?.targets[0]).not.toHaveProperty("size");
+    expect(attempts[1]?.targets[0]).not.toHaveProperty("account");
+  });
+
   it("numbers every line and checksums it; seq starts again at 1 when the file is rewritten", async () => {
     const p = path();
     await write(p, [attempt(0), attempt(1)]);

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { batchCapacity, pack, prioritise, shortfall } from "../../src/executor/planner.ts";
-import type { Candidate } from "../../src/risk/scan.ts";
+import { batchCapacity, pack, prioritise } from "../../src/executor/planner.ts";
+import type { Finding } from "../../src/protocol/adapter.ts";
+import { findingOf } from "../../src/risk/scan.ts";
 
-function candidate(key: string, balance: bigint, requirement: bigint, reward: bigint): Candidate {
-  return {
+function candidate(key: string, balance: bigint, requirement: bigint, reward: bigint): Finding {
+  return findingOf({
     position: {
       key,
       trader: "0x0000000000000000000000000000000000000001",
@@ -17,7 +18,7 @@ function candidate(key: string, balance: bigint, requirement: bigint, reward: bi
     markPrice: 1n,
     fundingIndex: 0n,
     keeperReward: reward,
-  };
+  });
 }
 
 describe("priority", () => {
@@ -29,8 +30,8 @@ describe("priority", () => {
       candidate("d", 0n, 100n, 9n), // 100, larger reward
       candidate("e", 0n, 100n, 9n), // tie with d: by key
     ];
-    expect(prioritise(list).map((c) => c.position.key)).toEqual(["b", "d", "e", "c", "a"]);
-    expect(shortfall(list[1] as Candidate)).toBe(150n);
+    expect(prioritise(list).map((c) => c.target.key)).toEqual(["b", "d", "e", "c", "a"]);
+    expect((list[1] as Finding).shortfall).toBe(150n);
   });
 });
 
@@ -46,7 +47,7 @@ describe("packing", () => {
     expect(groups[0]).toHaveLength(8);
     expect(groups.length).toBe(1 + Math.ceil(242 / 100));
     expect(groups.every((g) => g.length <= 100)).toBe(true);
-    expect(groups.flat().map((c) => c.position.key)).toEqual(many.map((c) => c.position.key));
+    expect(groups.flat().map((c) => c.target.key)).toEqual(many.map((c) => c.target.key));
   });
 
   it("a burst no larger than the first batch is one batch", () => {

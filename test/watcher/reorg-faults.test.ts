@@ -129,7 +129,7 @@ function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
   const book = new Book();
   const risk = new RiskEngine(book);
   const exec = {
-    onBookChange() {},
+    onTargetChanged() {},
     isOurs() {
       return false;
     },

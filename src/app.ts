@@ -29,9 +29,8 @@ import { RiskEngine } from "./risk/engine.ts";
 import { Book } from "./state/book.ts";
 import { snapshotPath } from "./state/snapshotFile.ts";
 import { Snapshotter } from "./state/snapshotter.ts";
-import { watchExchange } from "./watcher/forExchange.ts";
+import { type PerpEngineWatcher, watchExchange } from "./watcher/forExchange.ts";
 import { resumeFromSnapshot } from "./watcher/resume.ts";
-import type { Watcher } from "./watcher/watcher.ts";
 
 /** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
 export class StartupError extends KeeperError {
@@ -58,7 +57,7 @@ export interface KeeperRunOptions {
 export interface RunningKeeper {
   readonly book: Book;
   readonly risk: RiskEngine;
-  readonly watcher: Watcher;
+  readonly watcher: PerpEngineWatcher;
   readonly executor: Executor;
   /** Acts on pending oracle updates (keeper.precompute); undefined when off. */
   readonly precomputer: Precomputer | undefined;
@@ -147,7 +146,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const book = new Book();
   const risk = new RiskEngine(book);
   let keeperRef: Keeper | undefined;
-  let watcherRef: Watcher | undefined;
+  let watcherRef: PerpEngineWatcher | undefined;
   let precomputer: Precomputer | undefined;
   const executor = new Executor({
     client: publicClient,
@@ -239,7 +238,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
       executor,
       simulator,
       log: logs.precompute,
-      oracleSources: () => watcher.oracleSources(),
+      oracleSources: () => watcher.prices.sources(),
     });
     keeper.hook = precomputer;
   }

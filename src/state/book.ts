@@ -131,6 +131,21 @@ export class Book {
     return this.last;
   }
 
+  /** The last event a state had applied. */
+  cursorOf(state: BookState): LogRef | undefined {
+    return state.cursor;
+  }
+
+  /** Markets listed. */
+  get marketCount(): number {
+    return this.markets.size;
+  }
+
+  /** What it holds, for log lines. */
+  counts(): { markets: number; positions: number } {
+    return { markets: this.markets.size, positions: this.positions.size };
+  }
+
   /**
    * Applies one event; returns what changed, or undefined when it was already applied. An event that cannot
    * follow from the state (a market never listed) throws BookError and leaves the book and its cursor untouched.

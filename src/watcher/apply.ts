@@ -9,12 +9,12 @@
 
 import { describeError } from "../chain/errors.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
-import { type BookChange, BookError } from "../state/book.ts";
-import type { ExchangeEvent } from "../state/events.ts";
+import { BookError } from "../state/book.ts";
 import { BackfillStopped } from "./errors.ts";
 import { BLOOM_CHECKED_GAP, checkRange, gapBlooms } from "./evidence.ts";
 import { fetchLogRanges } from "./logs.ts";
 import type { WatcherState } from "./state.ts";
+import type { WatchedEvent } from "./types.ts";
 
 /**
  * Applies the logs of (processed, head]. Following (`live`), every block's changes are kept in the window, so that
@@ -33,7 +33,7 @@ export async function index(
   const blooms = live && head - from < BLOOM_CHECKED_GAP ? gapBlooms(s, from, head) : undefined;
   blooms?.catch(() => {}); // awaited below; a failure before then must not go unhandled
   await fetchLogRanges(s.ep.logsClient, {
-    address: s.o.address,
+    addresses: s.o.addresses,
     fromBlock: from,
     toBlock: head,
     maxRange: s.o.maxLogRange,
@@ -50,7 +50,7 @@ export async function index(
 }
 
 /** Decodes the exchange's logs; logs that do not add up to the book refute the answer they came in. */
-export function decodeTrusted(s: WatcherState, logs: readonly ChainLog[]): ExchangeEvent[] {
+export function decodeTrusted(s: WatcherState, logs: readonly ChainLog[]): WatchedEvent[] {
   try {
     return s.o.decode(logs);
   } catch (error) {
@@ -62,10 +62,10 @@ export function decodeTrusted(s: WatcherState, logs: readonly ChainLog[]): Excha
  * Applies decoded events in order. The changes of blocks from `holdFrom` on are kept in the window, to be undone
  * by a rollback (following: every block; a backfill: those a reorganisation could still remove).
  */
-export function apply(s: WatcherState, events: readonly ExchangeEvent[], live: boolean, holdFrom: bigint): void {
+export function apply(s: WatcherState, events: readonly WatchedEvent[], live: boolean, holdFrom: bigint): void {
   for (const event of events) {
     const cursor = s.o.book.cursor;
-    let change: BookChange | undefined;
+    let change: unknown;
     try {
       change = s.o.onEvent(event, live);
     } catch (error) {

@@ -8,13 +8,13 @@
  * snapshot or, when the snapshot was part of what disagreed, from the deployment block).
  */
 
-import type { Hex } from "viem";
+import type { Address, Hex } from "viem";
 import { big } from "../ops/logger.ts";
-import type { BookAtBlock } from "../state/book.ts";
 import { index } from "./apply.ts";
 import { BackfillStopped, StartBlockError } from "./errors.ts";
 import type { HeadSource } from "./headSource.ts";
 import type { WatcherState } from "./state.ts";
+import type { StateAtBlock } from "./types.ts";
 
 export class Backfill {
   /** A backfill ran (a second call is a retry, which resumes or starts over). */
@@ -31,7 +31,7 @@ export class Backfill {
    * Starts from a snapshot's block instead of the deployment block: the book is restored to its state (onRestore)
    * and the backfill replays from the block after it. The caller checked the block is still canonical.
    */
-  resume(from: BookAtBlock): void {
+  resume(from: StateAtBlock): void {
     if (!this.s.o.onRestore) throw new Error("resuming needs onRestore");
     this.s.resumedFrom = from;
     this.restoreResumePoint();
@@ -39,10 +39,10 @@ export class Backfill {
 
   private restoreResumePoint(): void {
     const s = this.s;
-    const from = s.resumedFrom as BookAtBlock;
+    const from = s.resumedFrom as StateAtBlock;
     s.o.onRestore?.(from.state);
     s.window.clear();
-    s.window.record(from.blockNumber, from.blockHash, from.state.cursor);
+    s.window.record(from.blockNumber, from.blockHash, s.o.book.cursorOf(from.state));
     s.processed = from.blockNumber;
     s.checkpoint = { number: from.blockNumber, hash: from.blockHash };
   }
@@ -112,8 +112,7 @@ export class Backfill {
         event: "backfill_completed",
         toBlock: big(head),
         events,
-        markets: o.book.markets.size,
-        positions: o.book.positions.size,
+        ...o.book.counts(),
         ms: Math.round(performance.now() - started),
       },
       "backfill complete",
@@ -165,7 +164,7 @@ export class Backfill {
     const { s } = this;
     if (s.o.fromBlock === 0n || s.resumedFrom) return;
     const code = await Promise.resolve()
-      .then(() => s.ep.client.getCode({ address: s.o.address, blockNumber: s.o.fromBlock - 1n }))
+      .then(() => s.ep.client.getCode({ address: s.o.addresses[0] as Address, blockNumber: s.o.fromBlock - 1n }))
       .catch(() => undefined);
     if (code && code !== "0x") {
       throw new StartBlockError(

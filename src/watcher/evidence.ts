@@ -44,7 +44,7 @@ export async function checkRange(
   }
   for (let n = from; n <= to; n++) {
     const header = headers.get(n);
-    if (header) await checkBlockLogs(s, header, [s.o.address], byBlock.get(n) ?? []);
+    if (header) await checkBlockLogs(s, header, s.o.addresses, byBlock.get(n) ?? []);
   }
 }
 

@@ -9,7 +9,7 @@
  */
 
 import type { PublicClient } from "viem";
-import type { Book, BookAtBlock } from "../state/book.ts";
+import type { StateAtBlock, WatchedBook } from "./types.ts";
 import type { UnfinalizedBlocks } from "./unfinalized.ts";
 
 /** The finalized block is asked once every this many heads (one call more in that head's batch). */
@@ -51,7 +51,7 @@ export class Finality {
    * The book at a final block, for a snapshot: the newest block held at the window's floor under `processed`.
    * Undefined while no block that old is held. Synchronous: a consistent copy.
    */
-  finalState(window: UnfinalizedBlocks, book: Book, processed: bigint): BookAtBlock | undefined {
+  finalState(window: UnfinalizedBlocks, book: WatchedBook, processed: bigint): StateAtBlock | undefined {
     const at = window.at(this.floor(processed));
     if (!at) return undefined;
     const cursor = at.firstAbove ? at.firstAbove.cursorBefore : book.cursor;

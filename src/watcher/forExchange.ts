@@ -6,8 +6,13 @@ import type { Logger } from "../ops/logger.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
 import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
 import { perpEngineBookCheck } from "../protocol/perpEngineCheck.ts";
-import type { Book } from "../state/book.ts";
+import type { Book, BookChange, BookState } from "../state/book.ts";
+import type { ExchangeEvent } from "../state/events.ts";
+import { ChainlinkPrices } from "./chainlinkPrices.ts";
 import { type Head, Watcher, type WatcherOptions } from "./watcher.ts";
+
+/** The reference PerpEngine's watcher: its events, book changes and state, its Chainlink prices. */
+export type PerpEngineWatcher = Watcher<ExchangeEvent, BookChange, BookState> & { readonly prices: ChainlinkPrices };
 
 /** A watcher of the configured exchange, from its deployment block, with the adapter's decoder. */
 export function watchExchange(
@@ -15,8 +20,11 @@ export function watchExchange(
   connection: Connection,
   book: Book,
   log: Logger,
-  handlers: Pick<WatcherOptions, "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore" | "freshness">,
-): Watcher {
+  handlers: Pick<
+    WatcherOptions<ExchangeEvent, BookChange, BookState>,
+    "onEvent" | "onTick" | "onReorg" | "onRollback" | "onRestore" | "freshness"
+  >,
+): PerpEngineWatcher {
   // an event the adapter does not know (an upgrade added one) is said once per kind and skipped, never a stop
   const unknown = new Set<string>();
   const onUnknown = (l: ChainLog) => {
@@ -28,25 +36,34 @@ export function watchExchange(
       `the exchange logged an event the keeper does not know (${topic}): skipped; is the keeper up to date?`,
     );
   };
-  return new Watcher({
+  const check = perpEngineBookCheck(connection.engine);
+  const prices = new ChainlinkPrices({
+    markets: () => book.markets.values(),
+    log,
+    multicall3: connection.multicall3,
+  });
+  const watcher = new Watcher<ExchangeEvent, BookChange, BookState>({
     client: connection.publicClient,
-    address: connection.engine,
+    addresses: [connection.engine],
     fromBlock: BigInt(config.exchange.deployBlock),
     book,
+    prices,
     log,
     decode: (logs) => decodePerpEngineLogs(logs, onUnknown),
+    // a rolled-back listing (not a funding update) is a market the rebuilt book must not have
+    removesListing: (change) => change.type === "market",
     endpoints: connection.endpoints,
-    checkBook: perpEngineBookCheck(connection.engine),
+    checkBook: (client, blockHash) => check(client, blockHash, book),
     maxLogRange: BigInt(config.keeper.maxLogRange),
     pollIntervalMs: config.keeper.pollIntervalMs,
     reorgDepth: BigInt(config.keeper.reorgDepth),
     logConcurrency: config.keeper.logConcurrency,
     subscribeHeads: config.network.wsUrl === undefined ? undefined : headSubscription(config.network.wsUrl, log),
-    multicall3: connection.multicall3,
     logsClient: connection.logsClient,
     headStallMs: config.keeper.headStallSeconds === undefined ? undefined : config.keeper.headStallSeconds * 1000,
     ...handlers,
   });
+  return Object.assign(watcher, { prices });
 }
 
 /**

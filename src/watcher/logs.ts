@@ -4,7 +4,8 @@ import { classifyRpcError, InconsistentAnswerError } from "../chain/errors.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
 
 export interface LogRangeOptions {
-  readonly address: Address;
+  /** The contracts whose logs are fetched (one: asked as an address, several: as a list). */
+  readonly addresses: readonly Address[];
   readonly fromBlock: bigint;
   readonly toBlock: bigint;
   /** Largest block range asked in one eth_getLogs. */
@@ -38,7 +39,7 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
     for (let start = from; start <= to; ) {
       const end = start + limit.blocks - 1n < to ? start + limit.blocks - 1n : to;
       try {
-        for (const log of await rawLogs(client, options.address, start, end)) logs.push(log);
+        for (const log of await rawLogs(client, options.addresses, start, end)) logs.push(log);
         start = end + 1n;
       } catch (error) {
         if (classifyRpcError(error) === "range_too_large" && end > start) {
@@ -79,22 +80,33 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
  * One eth_getLogs, taken as the node answers it (no per-log formatting: the decoder reads hex), after checking its
  * shape: a list of logs of the address asked, inside the range asked. Anything else is the RPC's fault, retried.
  */
-async function rawLogs(client: PublicClient, address: Address, from: bigint, to: bigint): Promise<ChainLog[]> {
+async function rawLogs(
+  client: PublicClient,
+  addresses: readonly Address[],
+  from: bigint,
+  to: bigint,
+): Promise<ChainLog[]> {
   const answer: unknown = await client.request({
     method: "eth_getLogs",
-    params: [{ address, fromBlock: numberToHex(from), toBlock: numberToHex(to) }],
+    params: [
+      {
+        address: addresses.length === 1 ? addresses[0] : [...addresses],
+        fromBlock: numberToHex(from),
+        toBlock: numberToHex(to),
+      },
+    ],
   });
   if (!Array.isArray(answer)) {
     throw new InconsistentAnswerError(`eth_getLogs [${from}, ${to}] answered ${JSON.stringify(answer)?.slice(0, 40)}`);
   }
-  const lower = address.toLowerCase();
+  const lower = new Set(addresses.map((a) => a.toLowerCase()));
   let lastBlock: unknown;
   for (const log of answer as Record<string, unknown>[]) {
     const ok =
       typeof log === "object" &&
       log !== null &&
       typeof log.address === "string" &&
-      (log.address === lower || log.address.toLowerCase() === lower) &&
+      (lower.has(log.address) || lower.has(log.address.toLowerCase())) &&
       Array.isArray(log.topics) &&
       typeof log.data === "string" &&
       typeof log.blockNumber === "string" &&

@@ -10,12 +10,9 @@
 
 import { type Endpoint, Endpoints } from "../chain/endpoints.ts";
 import { InconsistentAnswerError, isRetryable } from "../chain/errors.ts";
-import type { BookAtBlock } from "../state/book.ts";
 import { BackfillStopped, RefutedAnswerError } from "./errors.ts";
-import { OracleFeeds } from "./feeds.ts";
 import { Finality } from "./finality.ts";
-import { MarkPrices } from "./markPrices.ts";
-import type { Checkpoint, Tick, WatcherOptions } from "./types.ts";
+import type { Checkpoint, StateAtBlock, Tick, WatcherOptions } from "./types.ts";
 import { UnfinalizedBlocks } from "./unfinalized.ts";
 
 export class WatcherState {
@@ -30,19 +27,15 @@ export class WatcherState {
   complete = false;
   /** The finality floor, and the chain's finalized block as last read. */
   readonly finality: Finality;
-  /** Oracles followed from their logs, and the answers carried between updates. */
-  readonly feeds = new OracleFeeds();
-  /** Mark prices from oracle answers, and the log lines of their changes. */
-  readonly prices: MarkPrices;
   /** The snapshot the watcher resumed from: what a failed backfill starts over from. */
-  resumedFrom: BookAtBlock | undefined;
+  resumedFrom: StateAtBlock | undefined;
   /** The backfill's answers were refuted: it starts over instead of resuming. */
   startOver = false;
   /** A block our own receipt says the book has wrong (see contradicted): indexed again, from another endpoint. */
   recheckAt: bigint | undefined;
 
-  /** The exchange's address, lower-cased once. */
-  readonly engine: string;
+  /** The exchange's contracts (whose logs are its events), lower-cased once. */
+  readonly exchange: ReadonlySet<string>;
   /** The endpoints, and the one the current step is pinned to (heads, logs and reads of one head from one). */
   readonly eps: Endpoints;
   ep: Endpoint;
@@ -50,14 +43,13 @@ export class WatcherState {
   served: { readonly from: bigint; readonly to: bigint; readonly by: Endpoint }[] = [];
 
   constructor(readonly o: WatcherOptions) {
-    this.engine = o.address.toLowerCase();
+    this.exchange = new Set(o.addresses.map((a) => a.toLowerCase()));
     this.eps =
       o.endpoints ??
       new Endpoints([{ url: "", label: "rpc", client: o.client, logsClient: o.logsClient ?? o.client }], o.log);
     this.ep = this.eps.preferred();
     this.processed = o.fromBlock - 1n;
     this.finality = new Finality(o.reorgDepth);
-    this.prices = new MarkPrices(o.log);
   }
 
   /**
@@ -131,7 +123,7 @@ export class WatcherState {
   /** Forgets all state and starts again from the deployment block. */
   forgetAll(): void {
     this.complete = false;
-    this.feeds.reset();
+    this.o.prices.reset();
     this.window.clear();
     this.o.onReorg();
     this.processed = this.o.fromBlock - 1n;

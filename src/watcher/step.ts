@@ -15,8 +15,7 @@ import { index } from "./apply.ts";
 import { checkBookAt } from "./backfill.ts";
 import { canonicalHash, commonAncestor, heldBlocksCanonical } from "./canonical.ts";
 import { BackfillStopped } from "./errors.ts";
-import { NO_ORACLE_LOGS } from "./feeds.ts";
-import { extend, readAndResolve, tick } from "./follow.ts";
+import { extend, tick } from "./follow.ts";
 import type { HeadSource } from "./headSource.ts";
 import { reconcile, remedy, type Settled, settle } from "./reconcile.ts";
 import type { WatcherState } from "./state.ts";
@@ -32,7 +31,7 @@ export async function step(s: WatcherState, heads: HeadSource, signal?: AbortSig
     head: block,
     checkpoint: seen,
     ticked: s.lastTick !== undefined,
-    hasMarkets: s.o.book.markets.size > 0,
+    hasMarkets: s.o.book.marketCount > 0,
     caughtUp: seen !== undefined && s.processed === seen.number,
     held: (n) => s.window.at(n)?.entry,
   });
@@ -42,7 +41,7 @@ export async function step(s: WatcherState, heads: HeadSource, signal?: AbortSig
       : decided.kind;
   if (outcome === "duplicate" || outcome === "behind") return false;
   if (outcome === "extend") {
-    await extend(s, block, [...s.o.book.markets.values()], receivedAt);
+    await extend(s, block, receivedAt);
     return true;
   }
   let live = !rebuilt;
@@ -59,7 +58,7 @@ async function rollBack(s: WatcherState, seen: Checkpoint, block: Head): Promise
   const started = performance.now();
   const ancestor = await commonAncestor(s, block);
   const cut = ancestor === undefined ? undefined : s.window.cutAbove(ancestor.number);
-  const removesListing = cut?.changes.some((c) => c.type === "market") ?? false;
+  const removesListing = cut?.changes.some((c) => s.o.removesListing(c)) ?? false;
   if (ancestor && cut && remedy(ancestor, removesListing) === "rollback") {
     if (cut.blocks > 0) s.o.onRollback(cut.changes, cut.cursor);
     s.processed = ancestor.number;
@@ -129,14 +128,9 @@ async function sync(
   const held = s.window.hashAt(head);
   s.checkpoint = { number: head, hash: held ?? block.hash };
   if (held !== undefined && held !== block.hash) return true;
-  // after a gap, a reconnect or a reorganisation: every oracle is read (and every source resolved) at the head
-  const markets = [...s.o.book.markets.values()];
-  const [reads] = await Promise.all([
-    readAndResolve(s, markets, markets, block.hash),
-    s.finality.ask(s.ep.client, head),
-  ]);
-  const merged = s.feeds.merge(markets, reads, NO_ORACLE_LOGS, head, true, "resync");
-  tick(s, block, markets, merged.readings, receivedAt);
+  // after a gap, a reconnect or a reorganisation: every price is read at the head
+  const [prices] = await Promise.all([s.o.prices.resync(s.ep.client, block), s.finality.ask(s.ep.client, head)]);
+  tick(s, block, prices, receivedAt);
   return true;
 }
 

@@ -8,8 +8,37 @@ import type { Endpoints } from "../chain/endpoints.ts";
 import type { Subscription } from "../chain/subscription.ts";
 import type { Logger } from "../ops/logger.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
-import type { Book, BookChange, BookState } from "../state/book.ts";
-import type { ExchangeEvent, LogRef } from "../state/events.ts";
+import type { LogRef } from "../state/events.ts";
+import type { PriceSource } from "./prices.ts";
+
+/** A decoded exchange event, as far as the watcher needs it: where it sits in the chain. */
+export interface WatchedEvent {
+  readonly ref: LogRef;
+}
+
+/**
+ * The exchange's book, as far as the watcher needs it; what it holds and how events change it are the exchange's.
+ * `C`: what one applied event changed (kept per block, to be undone by a rollback); `S`: the book's whole state.
+ */
+export interface WatchedBook<C = unknown, S = unknown> {
+  /** The last event applied: events at or before it are ignored. */
+  readonly cursor: LogRef | undefined;
+  /** Markets listed: while there are none, no price read pins a head's block. */
+  readonly marketCount: number;
+  /** The state before these changes (applied in this order, undone newest first), with its cursor: for a snapshot. */
+  stateBefore(changes: readonly C[], cursor: LogRef | undefined): S;
+  /** The last event a state had applied. */
+  cursorOf(state: S): LogRef | undefined;
+  /** What it holds, for log lines (backfill_completed): { markets: 2, positions: 1000 }. */
+  counts(): Record<string, number>;
+}
+
+/** A state of the book at a block: what a snapshot holds, and what the watcher resumes from. */
+export interface StateAtBlock<S = unknown> {
+  readonly blockNumber: bigint;
+  readonly blockHash: Hex;
+  readonly state: S;
+}
 
 /** A block by number and hash: the last block followed (the checkpoint), or one the window holds. */
 export interface Checkpoint {
@@ -49,28 +78,37 @@ export interface Head {
  * Reads the exchange's own state at a block and compares it with the book: a description of the first disagreement,
  * or undefined when they agree. What the book is checked against after a backfill, before it is trusted.
  */
-export type BookCheck = (client: PublicClient, blockHash: Hex, book: Book) => Promise<string | undefined>;
+export type BookCheck<B = WatchedBook> = (client: PublicClient, blockHash: Hex, book: B) => Promise<string | undefined>;
 
-export interface WatcherOptions {
+/**
+ * `E`, `C`, `S`: the exchange's events, book changes and book state (the watcher only carries them). The callbacks are
+ * methods, so that options typed by an exchange's own records are options of the neutral watcher too.
+ */
+export interface WatcherOptions<E extends WatchedEvent = WatchedEvent, C = unknown, S = unknown> {
   readonly client: PublicClient;
-  readonly address: Address;
-  /** First block to index (the engine's deployment block). */
+  /** The exchange's contracts, whose logs are its events; the first is the one deployed at `fromBlock`. */
+  readonly addresses: readonly Address[];
+  /** First block to index (the exchange's deployment block). */
   readonly fromBlock: bigint;
-  readonly book: Book;
+  readonly book: WatchedBook<C, S>;
+  /** Where each head's mark prices come from. */
+  readonly prices: PriceSource;
   readonly log: Logger;
-  readonly decode: (logs: readonly ChainLog[]) => ExchangeEvent[];
+  decode(logs: readonly ChainLog[]): E[];
   /**
    * Applies each decoded event, in chain order, and returns what it changed in the book (undefined: nothing, e.g. an
    * event already applied). `live`: seen while following the head, not replayed by a backfill or a rebuild.
    */
-  readonly onEvent: (event: ExchangeEvent, live: boolean) => BookChange | undefined;
+  onEvent(event: E, live: boolean): C | undefined;
   /**
    * The chain reorganised above a block the watcher still holds: undo these changes (in the order they were
    * applied; undo newest first) and set the book's cursor back to `cursor`. The new branch's events follow.
    */
-  readonly onRollback: (changes: readonly BookChange[], cursor: LogRef | undefined) => void;
+  onRollback(changes: readonly C[], cursor: LogRef | undefined): void;
+  /** Whether undoing this change un-lists a market: a reorganisation that does rebuilds from the deployment block. */
+  removesListing(change: C): boolean;
   /** Replaces all state with a snapshot's (see resume); needed only when resuming. */
-  readonly onRestore?: (state: BookState) => void;
+  onRestore?(state: S): void;
   readonly onTick: (tick: Tick) => void;
   /**
    * The chain reorganised deeper than the blocks the watcher holds (or un-listed a market): forget all state; the
@@ -96,9 +134,7 @@ export interface WatcherOptions {
    */
   readonly endpoints?: Endpoints;
   /** The exchange's state read at the backfill's head and compared with the book (see BookCheck). */
-  readonly checkBook?: BookCheck;
-  /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle, batched). */
-  readonly multicall3?: Address;
+  readonly checkBook?: BookCheck<WatchedBook<C, S>>;
   /** eth_getLogs ranges fetched at once (applied in block order). */
   readonly logConcurrency?: number;
   /** No new head for this long is reported (head_stalled); undefined: 3 block times, at least 30 s. */

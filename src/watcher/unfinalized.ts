@@ -7,33 +7,32 @@
  * that block's entry (so rolling back to an entry's block undoes exactly what came after it).
  */
 import type { Hex } from "viem";
-import type { BookChange } from "../state/book.ts";
 import type { LogRef } from "../state/events.ts";
 
-export interface BlockEntry {
+export interface BlockEntry<C = unknown> {
   readonly number: bigint;
   readonly hash: Hex;
   /** The book's cursor before this block's first event (undefined: before any event). */
   readonly cursorBefore: LogRef | undefined;
-  readonly changes: BookChange[];
+  readonly changes: C[];
 }
 
-export class UnfinalizedBlocks {
-  private readonly entries: BlockEntry[] = [];
+export class UnfinalizedBlocks<C = unknown> {
+  private readonly entries: BlockEntry<C>[] = [];
 
   get size(): number {
     return this.entries.length;
   }
 
   /** Newest first: the order in which the watcher looks for the common ancestor. */
-  newestFirst(): readonly BlockEntry[] {
+  newestFirst(): readonly BlockEntry<C>[] {
     return [...this.entries].reverse();
   }
 
   /** The hash held for a block, if the window has it. */
   hashAt(number: bigint): Hex | undefined {
     for (let i = this.entries.length - 1; i >= 0; i--) {
-      const e = this.entries[i] as BlockEntry;
+      const e = this.entries[i] as BlockEntry<C>;
       if (e.number === number) return e.hash;
       if (e.number < number) return undefined;
     }
@@ -41,7 +40,7 @@ export class UnfinalizedBlocks {
   }
 
   /** Records a block (once) and, if given, a change its events made. */
-  record(number: bigint, hash: Hex, cursorBefore: LogRef | undefined, change?: BookChange): void {
+  record(number: bigint, hash: Hex, cursorBefore: LogRef | undefined, change?: C): void {
     let last = this.entries[this.entries.length - 1];
     if (!last || last.number < number) {
       last = { number, hash, cursorBefore, changes: [] };
@@ -56,7 +55,7 @@ export class UnfinalizedBlocks {
    * Removes the entries above `ancestor` and returns their changes in the order they were applied, with the cursor
    * the book had before the first of them.
    */
-  cutAbove(ancestor: bigint): { changes: BookChange[]; cursor: LogRef | undefined; blocks: number } {
+  cutAbove(ancestor: bigint): { changes: C[]; cursor: LogRef | undefined; blocks: number } {
     const index = this.entries.findIndex((e) => e.number > ancestor);
     if (index < 0) return { changes: [], cursor: undefined, blocks: 0 };
     const removed = this.entries.splice(index);
@@ -72,12 +71,12 @@ export class UnfinalizedBlocks {
    * first block held above it (whose cursorBefore is the book's cursor at the end of `entry`); undefined when no
    * block that old is held.
    */
-  at(number: bigint): { entry: BlockEntry; changes: BookChange[]; firstAbove: BlockEntry | undefined } | undefined {
+  at(number: bigint): { entry: BlockEntry<C>; changes: C[]; firstAbove: BlockEntry<C> | undefined } | undefined {
     let i = this.entries.length - 1;
-    while (i >= 0 && (this.entries[i] as BlockEntry).number > number) i--;
+    while (i >= 0 && (this.entries[i] as BlockEntry<C>).number > number) i--;
     if (i < 0) return undefined;
     const above = this.entries.slice(i + 1);
-    return { entry: this.entries[i] as BlockEntry, changes: above.flatMap((e) => e.changes), firstAbove: above[0] };
+    return { entry: this.entries[i] as BlockEntry<C>, changes: above.flatMap((e) => e.changes), firstAbove: above[0] };
   }
 
   /**
@@ -87,7 +86,7 @@ export class UnfinalizedBlocks {
    */
   prune(floor: bigint): void {
     let drop = 0;
-    while (drop < this.entries.length - 1 && (this.entries[drop + 1] as BlockEntry).number <= floor) drop++;
+    while (drop < this.entries.length - 1 && (this.entries[drop + 1] as BlockEntry<C>).number <= floor) drop++;
     if (drop > 0) this.entries.splice(0, drop);
   }
 

@@ -10,38 +10,38 @@
  * floor, all sharing one WatcherState. A failed step blames the endpoint it was pinned to.
  */
 
-import type { Address } from "viem";
-import type { BookAtBlock } from "../state/book.ts";
 import { Backfill } from "./backfill.ts";
 import { HeadSource } from "./headSource.ts";
 import { WatcherState } from "./state.ts";
 import { step } from "./step.ts";
-import type { Tick, WatcherOptions } from "./types.ts";
+import type { StateAtBlock, Tick, WatchedEvent, WatcherOptions } from "./types.ts";
 
 export { StartBlockError } from "./errors.ts";
-export type { BookCheck, Head, HeadSubscription, Tick, WatcherOptions } from "./types.ts";
+export type {
+  BookCheck,
+  Head,
+  HeadSubscription,
+  StateAtBlock,
+  Tick,
+  WatchedBook,
+  WatchedEvent,
+  WatcherOptions,
+} from "./types.ts";
 
-export class Watcher {
+/** `E`, `C`, `S`: the exchange's events, book changes and book state, which the watcher only carries. */
+export class Watcher<E extends WatchedEvent = WatchedEvent, C = unknown, S = unknown> {
   private readonly s: WatcherState;
   private readonly heads: HeadSource;
   private readonly backfiller: Backfill;
 
-  constructor(o: WatcherOptions) {
-    this.s = new WatcherState(o);
+  constructor(o: WatcherOptions<E, C, S>) {
+    this.s = new WatcherState(o as unknown as WatcherOptions);
     this.heads = new HeadSource(this.s);
     this.backfiller = new Backfill(this.s, this.heads);
   }
 
   get processedBlock(): bigint {
     return this.s.processed;
-  }
-
-  /**
-   * Each market's aggregator, where its answers are set: the one behind its proxy (`aggregator()`, followed when it
-   * changes), or its oracle itself. Markets whose source is not resolved yet are absent.
-   */
-  oracleSources(): Map<number, Address> {
-    return this.s.feeds.sources();
   }
 
   get latestTick(): Tick | undefined {
@@ -57,7 +57,7 @@ export class Watcher {
    * Starts from a snapshot's block instead of the deployment block: the book is restored to its state (onRestore)
    * and the backfill replays from the block after it. The caller checked the block is still canonical.
    */
-  resume(from: BookAtBlock): void {
+  resume(from: StateAtBlock<S>): void {
     this.backfiller.resume(from);
   }
 
@@ -66,10 +66,10 @@ export class Watcher {
    * block, or reorgDepth under the last block processed). Undefined before the backfill completes or while no
    * block that old is held. Synchronous: a consistent copy.
    */
-  finalState(): BookAtBlock | undefined {
+  finalState(): StateAtBlock<S> | undefined {
     const { s } = this;
     if (!s.complete) return undefined;
-    return s.finality.finalState(s.window, s.o.book, s.processed);
+    return s.finality.finalState(s.window, s.o.book, s.processed) as StateAtBlock<S> | undefined;
   }
 
   /**

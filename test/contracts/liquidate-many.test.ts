@@ -246,7 +246,7 @@ async function chainState(entries: readonly Entry[]): Promise<ChainState> {
 async function bookFromLogs(): Promise<Book> {
   const book = new Book();
   await fetchLogRanges(ex.publicClient, {
-    address: ex.d.engine,
+    addresses: [ex.d.engine],
     fromBlock: ex.d.deployBlock,
     toBlock: await ex.publicClient.getBlockNumber({ cacheTime: 0 }),
     maxRange: 2000n,

@@ -177,7 +177,7 @@ describe("rebuilding from logs alone", () => {
   it("a book fed only the engine's events holds exactly the positions the contract holds", async () => {
     const book = new Book();
     await fetchLogRanges(net.ex.publicClient, {
-      address: engine(),
+      addresses: [engine()],
       fromBlock: net.ex.d.deployBlock,
       toBlock: await net.ex.publicClient.getBlockNumber({ cacheTime: 0 }),
       maxRange: 7n, // many small ranges on purpose

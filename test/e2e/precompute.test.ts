@@ -261,7 +261,7 @@ describe("same-block liquidations", () => {
     const ex = (net as DevnetFixture).ex;
     const old = ex.d.markets[ETH]?.aggregator as Address;
     const proxy = ex.d.markets[ETH]?.oracle as Address;
-    expect(k.watcher.oracleSources().get(ETH)).toBe(old.toLowerCase());
+    expect(k.watcher.prices.sources().get(ETH)).toBe(old.toLowerCase());
     const deploy = await ex.owner.deployContract({
       abi: eventfulAggregatorAbi,
       bytecode: eventfulAggregatorBytecode,
@@ -277,7 +277,7 @@ describe("same-block liquidations", () => {
       gas: 200_000n,
     });
     await rpc("evm_mine");
-    await until("the new aggregator followed", () => k.watcher.oracleSources().get(ETH) === fresh.toLowerCase());
+    await until("the new aggregator followed", () => k.watcher.prices.sources().get(ETH) === fresh.toLowerCase());
     // the old aggregator feeds nothing any more: an update to it is no market's
     const stale = await ex.owner.writeContract({
       address: old,

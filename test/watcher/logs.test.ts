@@ -56,7 +56,7 @@ describe("fetchLogRanges", () => {
     const { client, asked } = provider(300n);
     const seen: bigint[] = [];
     await fetchLogRanges(client, {
-      address: ADDRESS,
+      addresses: [ADDRESS],
       fromBlock: 1n,
       toBlock: 5000n,
       maxRange: 2000n,
@@ -71,7 +71,7 @@ describe("fetchLogRanges", () => {
     const { client } = provider(10_000n, 2500n);
     const seen: bigint[] = [];
     const opts = {
-      address: ADDRESS as `0x${string}`,
+      addresses: [ADDRESS as `0x${string}`],
       fromBlock: 1n,
       toBlock: 5000n,
       maxRange: 1000n,
@@ -100,7 +100,7 @@ describe("fetchLogRanges", () => {
     const delivered: [bigint, bigint][] = [];
     const seen: bigint[] = [];
     await fetchLogRanges(client, {
-      address: ADDRESS,
+      addresses: [ADDRESS],
       fromBlock: 1n,
       toBlock: 5000n,
       maxRange: 250n,

@@ -11,8 +11,9 @@ import type { Executor } from "../../src/executor/executor.ts";
 import { Keeper } from "../../src/keeper.ts";
 import type { Logger } from "../../src/ops/logger.ts";
 import { RiskEngine } from "../../src/risk/engine.ts";
-import { Book } from "../../src/state/book.ts";
+import { Book, type BookChange, type BookState } from "../../src/state/book.ts";
 import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { ChainlinkPrices } from "../../src/watcher/chainlinkPrices.ts";
 import { Watcher } from "../../src/watcher/watcher.ts";
 import { listedEvent } from "../helpers/events.ts";
 
@@ -144,11 +145,13 @@ function setup(chain: FakeChain, maxLogRange = 2n, reorgDepth = 64n) {
   // the executor's part in a reorganisation is tested on Anvil (test/e2e/executor.test.ts); here it only counts them
   const keeper = new Keeper({ book, risk, executor: exec as unknown as Executor, log });
   const actions: string[] = [];
-  const w = new Watcher({
+  const w = new Watcher<ExchangeEvent, BookChange, BookState>({
     client: chain.client as unknown as PublicClient,
-    address: trader(1),
+    addresses: [trader(1)],
     fromBlock: 1n,
     book,
+    prices: new ChainlinkPrices({ markets: () => book.markets.values(), log }),
+    removesListing: (change) => change.type === "market",
     log: {
       ...log,
       warn: (o: { action?: string; event?: string }) => actions.push(o.action ?? o.event ?? ""),

@@ -39,7 +39,7 @@ const view = (book: Book) => ({
 describe("rolling the book back over unfinalized blocks", () => {
   it("undoes exactly the blocks above the ancestor: positions, funding and the cursor as they were", () => {
     const book = new Book();
-    const window = new UnfinalizedBlocks();
+    const window = new UnfinalizedBlocks<BookChange>();
     const apply = (event: ExchangeEvent) => {
       const cursor = book.cursor;
       const change = book.apply(event);

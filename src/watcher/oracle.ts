@@ -1,13 +1,7 @@
-import {
-  type Address,
-  decodeFunctionResult,
-  encodeFunctionData,
-  type Hex,
-  multicall3Abi,
-  type PublicClient,
-} from "viem";
+import { type Address, decodeFunctionResult, encodeFunctionData, type Hex, type PublicClient } from "viem";
 import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
-import { classifyRpcError, InconsistentAnswerError } from "../chain/errors.ts";
+import { classifyRpcError } from "../chain/errors.ts";
+import { readPinned } from "../chain/pinnedReads.ts";
 import type { Market } from "../state/book.ts";
 
 /** One answer of a Chainlink aggregator (AggregatorV3Interface.latestRoundData). */
@@ -56,36 +50,19 @@ export async function readOracles(
   blockHash: Hex,
   multicall3?: Address,
 ): Promise<PromiseSettledResult<OracleReading>[]> {
-  if (oracles.length === 0) return [];
-  const at = { blockHash } as const;
-  if (!multicall3) {
-    return Promise.allSettled(
-      oracles.map(async (oracle) =>
-        decodeReading(
-          (await client.request({ method: "eth_call", params: [{ to: oracle, data: LATEST_ROUND_DATA }, at] })) as Hex,
-        ),
-      ),
-    );
-  }
-  const data = encodeFunctionData({
-    abi: multicall3Abi,
-    functionName: "aggregate3",
-    args: [oracles.map((target) => ({ target, allowFailure: true, callData: LATEST_ROUND_DATA }))],
-  });
-  const answer: unknown = await client.request({ method: "eth_call", params: [{ to: multicall3, data }, at] });
-  if (typeof answer !== "string" || !answer.startsWith("0x")) {
-    throw new InconsistentAnswerError(`Multicall3's eth_call answered ${JSON.stringify(answer)?.slice(0, 40)}`);
-  }
-  const results = decodeFunctionResult({ abi: multicall3Abi, functionName: "aggregate3", data: answer as Hex });
-  if (results.length !== oracles.length) {
-    throw new InconsistentAnswerError(`Multicall3 answered ${results.length} results for ${oracles.length} oracles`);
-  }
-  return results.map((r, i): PromiseSettledResult<OracleReading> => {
-    if (!r.success) {
+  const answers = await readPinned(
+    client,
+    oracles.map((to) => ({ to, data: LATEST_ROUND_DATA })),
+    blockHash,
+    multicall3,
+  );
+  return answers.map((r, i): PromiseSettledResult<OracleReading> => {
+    if (r.status === "rejected") {
+      if (!multicall3) return r; // the node's own error (a transport failure is no verdict on the oracle)
       return { status: "rejected", reason: new OracleReadError(`latestRoundData of ${oracles[i]} reverted`) };
     }
     try {
-      return { status: "fulfilled", value: decodeReading(r.returnData) };
+      return { status: "fulfilled", value: decodeReading(r.value) };
     } catch (error) {
       return {
         status: "rejected",

@@ -70,11 +70,11 @@ import { ANVIL_KEYS, type Anvil, startAnvil } from "../src/devnet/anvil.ts";
 import { devnetConfig } from "../src/devnet/config.ts";
 import { COLLATERAL_DECIMALS, DevExchange, type MarketSpec, ORACLE_DECIMALS } from "../src/devnet/exchange.ts";
 import { createLogger, type Logger } from "../src/ops/logger.ts";
-import { RiskEngine } from "../src/risk/engine.ts";
-import { ceilMul, WAD } from "../src/risk/math.ts";
-import type { Candidate } from "../src/risk/scan.ts";
-import { Book, type BookChange, positionKey, type TrackedPosition } from "../src/state/book.ts";
-import { watchExchange } from "../src/watcher/forExchange.ts";
+import { Book, type BookChange, positionKey, type TrackedPosition } from "../src/protocol/perpEngine/book.ts";
+import { ceilMul, WAD } from "../src/protocol/perpEngine/math.ts";
+import { RiskEngine } from "../src/protocol/perpEngine/riskEngine.ts";
+import type { Candidate } from "../src/protocol/perpEngine/scan.ts";
+import { watchExchange } from "../src/protocol/perpEngine/watch.ts";
 import type { Tick } from "../src/watcher/watcher.ts";
 import { benchArgs, now, round, sleep, untilEvery, within } from "./lib/tools.ts";
 

@@ -21,11 +21,12 @@
  */
 import os from "node:os";
 import type { Address, Hex } from "viem";
-import { RiskEngine } from "../src/risk/engine.ts";
-import { ceilMul, fundingIndexAt, health, initialRequirement, WAD } from "../src/risk/math.ts";
-import { type Candidate, scanLiquidatable } from "../src/risk/scan.ts";
-import { Book, type Market, type TrackedPosition } from "../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../src/state/events.ts";
+import { Book, type Market, type TrackedPosition } from "../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../src/protocol/perpEngine/events.ts";
+import { ceilMul, fundingIndexAt, health, initialRequirement, WAD } from "../src/protocol/perpEngine/math.ts";
+import { RiskEngine } from "../src/protocol/perpEngine/riskEngine.ts";
+import { type Candidate, scanLiquidatable } from "../src/protocol/perpEngine/scan.ts";
+import type { LogRef } from "../src/state/events.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("run with node --expose-gc (npm run bench:risk)");

@@ -24,12 +24,12 @@ import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
 import { PendingSimulator } from "./precompute/simulate.ts";
-import { perpEngineProtocol } from "./protocol/perpEngine.ts";
-import { RiskEngine } from "./risk/engine.ts";
-import { Book } from "./state/book.ts";
+import { Book } from "./protocol/perpEngine/book.ts";
+import { perpEngineProtocol } from "./protocol/perpEngine/protocol.ts";
+import { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
+import { type PerpEngineWatcher, watchExchange } from "./protocol/perpEngine/watch.ts";
 import { snapshotPath } from "./state/snapshotFile.ts";
 import { Snapshotter } from "./state/snapshotter.ts";
-import { type PerpEngineWatcher, watchExchange } from "./watcher/forExchange.ts";
 import { resumeFromSnapshot } from "./watcher/resume.ts";
 
 /** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */

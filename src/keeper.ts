@@ -5,11 +5,12 @@
 
 import type { Executor } from "./executor/executor.ts";
 import { big, type Logger } from "./ops/logger.ts";
-import type { RiskEngine } from "./risk/engine.ts";
-import { describePosition } from "./risk/format.ts";
-import { type Candidate, findingOf } from "./risk/scan.ts";
-import type { Book, BookChange, BookState } from "./state/book.ts";
-import type { ExchangeEvent, LogRef } from "./state/events.ts";
+import type { Book, BookChange, BookState } from "./protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "./protocol/perpEngine/events.ts";
+import { describePosition } from "./protocol/perpEngine/format.ts";
+import type { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
+import { type Candidate, findingOf } from "./protocol/perpEngine/scan.ts";
+import type { LogRef } from "./state/events.ts";
 import type { Tick } from "./watcher/watcher.ts";
 
 export interface KeeperParts {

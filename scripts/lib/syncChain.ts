@@ -35,7 +35,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { testUSDCAbi } from "../../abi/TestUSDC.ts";
 import { COLLATERAL_DECIMALS, DevExchange, type MarketSpec, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
-import { ceilMul, WAD } from "../../src/risk/math.ts";
+import { ceilMul, WAD } from "../../src/protocol/perpEngine/math.ts";
 import { checkAnswers, type RpcCall, rawGetLogs, rpc, rpcBatch } from "./rpc.ts";
 
 const TEMPLATES: readonly [name: string, price: string, mmr: string, funding: string][] = [

@@ -15,8 +15,8 @@ import {
 import { ConfigError, redactUrl } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/logger.ts";
-import { isPerpEngine } from "../protocol/perpEngine.ts";
-import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
+import { MULTICALL3_ADDRESS } from "../prices/chainlink/oracle.ts";
+import { isPerpEngine } from "../protocol/perpEngine/protocol.ts";
 import { type Endpoint, Endpoints } from "./endpoints.ts";
 import { RpcStats } from "./rpcStats.ts";
 

@@ -16,7 +16,7 @@ import { DevExchange, ORACLE_DECIMALS } from "../devnet/exchange.ts";
 import { accountsNeeded, BTC, devnetPositions, ETH, openPositions } from "../devnet/positions.ts";
 import type { Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import { fundingIndexAt, health } from "../risk/math.ts";
+import { fundingIndexAt, health } from "../protocol/perpEngine/math.ts";
 
 /** The demo's price path: calm, a crash, a squeeze. */
 export const DEMO_PRICE_PATH: readonly { readonly label: string; readonly BTC: string; readonly ETH: string }[] = [

@@ -26,7 +26,7 @@ import { multicall3Bytecode } from "../../abi/Multicall3.ts";
 import { perpEngineAbi, perpEngineBytecode } from "../../abi/PerpEngine.ts";
 import { simpleAggregatorProxyAbi, simpleAggregatorProxyBytecode } from "../../abi/SimpleAggregatorProxy.ts";
 import { testUSDCAbi, testUSDCBytecode } from "../../abi/TestUSDC.ts";
-import { MULTICALL3_ADDRESS } from "../watcher/oracle.ts";
+import { MULTICALL3_ADDRESS } from "../prices/chainlink/oracle.ts";
 import { ANVIL_KEYS } from "./anvil.ts";
 
 /**

@@ -3,7 +3,7 @@
  * 2x to each market's maximum.
  */
 import { parseUnits } from "viem";
-import { ceilMul, WAD } from "../risk/math.ts";
+import { ceilMul, WAD } from "../protocol/perpEngine/math.ts";
 import { COLLATERAL_DECIMALS, DEVNET_MARKETS, type DevExchange, ORACLE_DECIMALS } from "./exchange.ts";
 
 export interface PositionSpec {

@@ -7,7 +7,8 @@
  * every cap (maxFeePerGasCap; for a liquidation with a priced gas token, the reward-share ceiling), and gas limit x
  * maxFee <= txFeeCap (the node's rpc.txfeecap). New transactions, replacements, re-signs and cancels are all held to it.
  */
-import { WAD } from "../risk/math.ts";
+/** 10^18: quote amounts and prices are WAD fixed-point. */
+const WAD = 10n ** 18n;
 
 export interface Fees {
   readonly maxFeePerGas: bigint;

@@ -1,8 +1,8 @@
 /** The fields and figures the executor's log lines share: ids of attempts and targets, fees, amounts, revert names. */
 import { BaseError, type Hex } from "viem";
+import { fromWad } from "../ops/decimals.ts";
 import { big } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
-import { fromWad } from "../risk/format.ts";
 import type { Attempt, TargetPlan } from "./attempt.ts";
 import type { Fees } from "./fees.ts";
 

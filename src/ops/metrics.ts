@@ -6,7 +6,7 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { ExecutorStats } from "../executor/executor.ts";
-import { fromWad } from "../risk/format.ts";
+import { fromWad } from "./decimals.ts";
 import { Latency } from "./latency.ts";
 import type { LeftBehindReading } from "./leftBehind.ts";
 import { type OpsSources, pendingBySigner, positionsByMarket, reading } from "./readings.ts";

@@ -2,9 +2,10 @@
  * The status view: the open positions nearest to liquidation at the current mark prices, as an operator reads
  * them. Ranking uses the exact liquidation price (bigint); only the rows shown are described with decimal.js.
  */
-import { describePosition, type PositionView } from "../risk/format.ts";
-import { fundingIndexAt, liquidationPriceUnits } from "../risk/math.ts";
-import type { Book, Market, TrackedPosition } from "../state/book.ts";
+
+import type { Book, Market, TrackedPosition } from "../protocol/perpEngine/book.ts";
+import { describePosition, type PositionView } from "../protocol/perpEngine/format.ts";
+import { fundingIndexAt, liquidationPriceUnits } from "../protocol/perpEngine/math.ts";
 
 export interface StatusRow extends PositionView {
   readonly marketId: number;

@@ -1,8 +1,8 @@
 import { connect } from "../chain/connect.ts";
 import type { KeeperConfig } from "../config/schema.ts";
-import { fromWad } from "../risk/format.ts";
-import { Book } from "../state/book.ts";
-import { watchExchange } from "../watcher/forExchange.ts";
+import { Book } from "../protocol/perpEngine/book.ts";
+import { fromWad } from "../protocol/perpEngine/format.ts";
+import { watchExchange } from "../protocol/perpEngine/watch.ts";
 import type { Logger } from "./logger.ts";
 import { positionsNearLiquidation, renderStatus } from "./status.ts";
 

@@ -1,7 +1,7 @@
 /**
  * The seam between the executor and one exchange: how to call its liquidation (single and batched) and how to read
  * what a mined liquidation did. The executor knows nothing else about the protocol; a second exchange is a second
- * adapter beside src/protocol/perpEngine.ts.
+ * adapter beside src/protocol/perpEngine/.
  */
 import type { Address, Hex, Log } from "viem";
 

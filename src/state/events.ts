@@ -1,4 +1,4 @@
-import type { Address, Hex } from "viem";
+import type { Hex } from "viem";
 
 /** Where an event sits in the chain: the order in which events are applied. */
 export interface LogRef {
@@ -7,58 +7,6 @@ export interface LogRef {
   readonly blockHash: Hex;
   readonly transactionHash: Hex;
 }
-
-/** The full state a position event leaves behind (PerpEngine events carry it, so logs alone rebuild a position). */
-export interface PositionSnapshot {
-  readonly trader: Address;
-  readonly marketId: number;
-  readonly size: bigint;
-  readonly openNotional: bigint;
-  readonly margin: bigint;
-  readonly fundingIndex: bigint;
-}
-
-export type ExchangeEvent =
-  | {
-      readonly kind: "marketListed";
-      readonly ref: LogRef;
-      readonly marketId: number;
-      readonly name: string;
-      readonly oracle: Address;
-      readonly priceScale: bigint;
-      readonly initialMarginRatio: bigint;
-      readonly maintenanceMarginRatio: bigint;
-      readonly liquidationFeeRatio: bigint;
-      readonly tradingFeeRatio: bigint;
-      readonly maxOracleAge: bigint;
-    }
-  | {
-      readonly kind: "fundingUpdated";
-      readonly ref: LogRef;
-      readonly marketId: number;
-      readonly cumulativeFundingIndex: bigint;
-      readonly fundingRatePerSecond: bigint;
-      readonly timestamp: bigint;
-    }
-  | ({
-      readonly kind: "positionChanged";
-      readonly ref: LogRef;
-      readonly price: bigint;
-      readonly sizeDelta: bigint;
-    } & PositionSnapshot)
-  | ({ readonly kind: "marginChanged"; readonly ref: LogRef; readonly marginDelta: bigint } & PositionSnapshot)
-  | {
-      readonly kind: "positionLiquidated";
-      readonly ref: LogRef;
-      readonly trader: Address;
-      readonly marketId: number;
-      readonly keeper: Address;
-      readonly size: bigint;
-      readonly price: bigint;
-      readonly marginBalance: bigint;
-      readonly keeperReward: bigint;
-      readonly badDebt: bigint;
-    };
 
 /** Total order of chain events: block, then log index. */
 export function compareRefs(a: LogRef, b: LogRef): number {

@@ -13,7 +13,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Address, Hex } from "viem";
-import { type BookState, type Market, positionKey, type TrackedPosition } from "./book.ts";
+import { type BookState, type Market, positionKey, type TrackedPosition } from "../protocol/perpEngine/book.ts";
 import type { LogRef } from "./events.ts";
 
 export const SNAPSHOT_FORMAT = "perp-keeper-snapshot";

@@ -7,7 +7,7 @@ import type { Address } from "viem";
 import { describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import type { BookAtBlock } from "./book.ts";
+import type { BookAtBlock } from "../protocol/perpEngine/book.ts";
 import { writeSnapshotFile } from "./snapshotFile.ts";
 
 export interface SnapshotterOptions {

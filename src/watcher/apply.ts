@@ -9,7 +9,7 @@
 
 import { describeError } from "../chain/errors.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
-import { BookError } from "../state/book.ts";
+import { BookError } from "../state/errors.ts";
 import { BackfillStopped } from "./errors.ts";
 import { BLOOM_CHECKED_GAP, checkRange, gapBlooms } from "./evidence.ts";
 import { fetchLogRanges } from "./logs.ts";

@@ -8,8 +8,8 @@ import { KeeperError, SetupError } from "../../src/errors.ts";
 import { JournalError } from "../../src/executor/journal.ts";
 import { SignerError } from "../../src/executor/signers.ts";
 import { NotifyConfigError } from "../../src/ops/notify.ts";
-import { LogDecodeError } from "../../src/protocol/perpEngine.ts";
-import { BookError } from "../../src/state/book.ts";
+import { BookError } from "../../src/protocol/perpEngine/book.ts";
+import { LogDecodeError } from "../../src/protocol/perpEngine/protocol.ts";
 import { RefutedAnswerError, StartBlockError } from "../../src/watcher/errors.ts";
 
 describe("KeeperError", () => {

@@ -1,7 +1,7 @@
 /**
  * PerpEngine.liquidateMany on Anvil, against the local risk model and against single liquidate() calls.
  *
- * The model is the keeper's own pipeline: a Book rebuilt from the engine's logs, and confirm() (src/risk/scan.ts)
+ * The model is the keeper's own pipeline: a Book rebuilt from the engine's logs, and confirm() (src/protocol/perpEngine/scan.ts)
  * at the oracle's mark price and the funding index the batch's block will see. The reference for the on-chain
  * outcome is the same list sent as single liquidate() calls, mined in one block at the same timestamp from the
  * same evm_snapshot: same positions deleted, same totalBadDebt, same keeper collateral, same funding state, same
@@ -30,7 +30,7 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { testUSDCAbi } from "../../abi/TestUSDC.ts";
 import { ANVIL_MNEMONIC, DevExchange } from "../../src/devnet/exchange.ts";
 import { BTC, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
-import { decodePerpEngineLogs } from "../../src/protocol/perpEngine.ts";
+import { Book, positionKey } from "../../src/protocol/perpEngine/book.ts";
 import {
   ceilDiv,
   ceilMul,
@@ -39,9 +39,9 @@ import {
   initialRequirement,
   liquidationPriceUnits,
   type PositionState,
-} from "../../src/risk/math.ts";
-import { confirm } from "../../src/risk/scan.ts";
-import { Book, positionKey } from "../../src/state/book.ts";
+} from "../../src/protocol/perpEngine/math.ts";
+import { decodePerpEngineLogs } from "../../src/protocol/perpEngine/protocol.ts";
+import { confirm } from "../../src/protocol/perpEngine/scan.ts";
 import { fetchLogRanges } from "../../src/watcher/logs.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
 

@@ -8,9 +8,9 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { testUSDCAbi } from "../../abi/TestUSDC.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, ETH } from "../../src/devnet/positions.ts";
-import { decodePerpEngineLogs } from "../../src/protocol/perpEngine.ts";
-import { health, WAD } from "../../src/risk/math.ts";
-import { Book, positionKey } from "../../src/state/book.ts";
+import { Book, positionKey } from "../../src/protocol/perpEngine/book.ts";
+import { health, WAD } from "../../src/protocol/perpEngine/math.ts";
+import { decodePerpEngineLogs } from "../../src/protocol/perpEngine/protocol.ts";
 import { fetchLogRanges } from "../../src/watcher/logs.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
 

@@ -9,7 +9,7 @@ import type { RunningKeeper } from "../../src/app.ts";
 import { ANVIL_KEYS } from "../../src/devnet/anvil.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, devnetPositions, ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
-import { positionKey } from "../../src/state/book.ts";
+import { positionKey } from "../../src/protocol/perpEngine/book.ts";
 import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
 import { ticked, until } from "../helpers/wait.ts";

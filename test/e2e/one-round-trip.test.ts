@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
-import { MULTICALL3_ADDRESS } from "../../src/watcher/oracle.ts";
+import { MULTICALL3_ADDRESS } from "../../src/prices/chainlink/oracle.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import { type RpcProxy, startRpcProxy } from "../helpers/rpcProxy.ts";
 import { settled, until } from "../helpers/wait.ts";

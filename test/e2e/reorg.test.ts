@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningKeeper } from "../../src/app.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { BTC, ETH, openPosition, openPositions, TEXTBOOK_POSITIONS } from "../../src/devnet/positions.ts";
-import { positionKey } from "../../src/state/book.ts";
+import { positionKey } from "../../src/protocol/perpEngine/book.ts";
 import { type DevnetFixture, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";

@@ -22,8 +22,8 @@ import { NonceLane } from "../../src/executor/lane.ts";
 import type { ExecutorOptions } from "../../src/executor/types.ts";
 import type { Logger } from "../../src/ops/logger.ts";
 import type { Finding, LiquidationProtocol, TargetOutcome } from "../../src/protocol/adapter.ts";
-import { findingOf } from "../../src/risk/scan.ts";
-import type { TrackedPosition } from "../../src/state/book.ts";
+import type { TrackedPosition } from "../../src/protocol/perpEngine/book.ts";
+import { findingOf } from "../../src/protocol/perpEngine/scan.ts";
 import type { Tick } from "../../src/watcher/watcher.ts";
 import { FEE_POLICY } from "../helpers/fees.ts";
 

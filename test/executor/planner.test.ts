@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { batchCapacity, pack, prioritise } from "../../src/executor/planner.ts";
 import type { Finding } from "../../src/protocol/adapter.ts";
-import { findingOf } from "../../src/risk/scan.ts";
+import { findingOf } from "../../src/protocol/perpEngine/scan.ts";
 
 function candidate(key: string, balance: bigint, requirement: bigint, reward: bigint): Finding {
   return findingOf({

@@ -1,6 +1,7 @@
 /** Hand-made exchange events for tests of the pure core (no chain). */
-import { Book, type Market } from "../../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { Book, type Market } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import type { LogRef } from "../../src/state/events.ts";
 
 let logIndex = 0;
 

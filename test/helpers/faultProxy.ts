@@ -22,8 +22,8 @@ import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { RunningKeeper } from "../../src/app.ts";
 import type { DevExchange } from "../../src/devnet/exchange.ts";
-import { decodePerpEngineLogs } from "../../src/protocol/perpEngine.ts";
-import { positionKey } from "../../src/state/book.ts";
+import { positionKey } from "../../src/protocol/perpEngine/book.ts";
+import { decodePerpEngineLogs } from "../../src/protocol/perpEngine/protocol.ts";
 import { compareRefs, type LogRef } from "../../src/state/events.ts";
 import { type InconsistentFault, inconsistentAnswer, isInconsistent, rewrites } from "./inconsistentAnswers.ts";
 

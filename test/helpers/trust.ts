@@ -15,7 +15,7 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { RunningKeeper } from "../../src/app.ts";
 import { redactUrl } from "../../src/config/load.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
-import { positionKey } from "../../src/state/book.ts";
+import { positionKey } from "../../src/protocol/perpEngine/book.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "./devnet.ts";
 import {
   appliedRefs,

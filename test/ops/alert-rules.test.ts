@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { newStats } from "../../src/executor/types.ts";
 import { LeftBehind } from "../../src/ops/leftBehind.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
-import { Book } from "../../src/state/book.ts";
+import { Book } from "../../src/protocol/perpEngine/book.ts";
 
 const RULES_PATH = new URL("../../docs/prometheus-alerts.yml", import.meta.url);
 const SIGNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;

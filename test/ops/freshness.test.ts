@@ -4,7 +4,7 @@ import type { ExecutorStats } from "../../src/executor/executor.ts";
 import { Freshness, judgeFreshness } from "../../src/ops/freshness.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { health } from "../../src/ops/server.ts";
-import { Book } from "../../src/state/book.ts";
+import { Book } from "../../src/protocol/perpEngine/book.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 const LIMIT = 60_000;

@@ -7,7 +7,7 @@ import type { ExecutorStats } from "../../src/executor/executor.ts";
 import { newStats } from "../../src/executor/types.ts";
 import { keeperMetrics, type OpsSources } from "../../src/ops/metrics.ts";
 import { health } from "../../src/ops/server.ts";
-import { Book } from "../../src/state/book.ts";
+import { Book } from "../../src/protocol/perpEngine/book.ts";
 import type { Tick } from "../../src/watcher/watcher.ts";
 
 const SIGNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;

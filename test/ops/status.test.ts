@@ -1,7 +1,7 @@
 import { parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
 import { positionsNearLiquidation, renderStatus } from "../../src/ops/status.ts";
-import { Book } from "../../src/state/book.ts";
+import { Book } from "../../src/protocol/perpEngine/book.ts";
 import { listedEvent, nextRef } from "../helpers/events.ts";
 
 const wad = (x: string) => parseUnits(x, 18);

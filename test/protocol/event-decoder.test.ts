@@ -8,7 +8,7 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import { ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { devnetPositions, ETH, openPositions } from "../../src/devnet/positions.ts";
 import { eventDecoder } from "../../src/protocol/eventDecoder.ts";
-import { PERP_ENGINE_EVENTS } from "../../src/protocol/perpEngine.ts";
+import { PERP_ENGINE_EVENTS } from "../../src/protocol/perpEngine/protocol.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
 
 let net: DevnetFixture;

@@ -6,7 +6,7 @@
 import { encodeAbiParameters, keccak256, toEventSelector, toHex } from "viem";
 import { describe, expect, it } from "vitest";
 import type { ChainLog } from "../../src/protocol/adapter.ts";
-import { decodePerpEngineLogs, LogDecodeError, PERP_ENGINE_EVENTS } from "../../src/protocol/perpEngine.ts";
+import { decodePerpEngineLogs, LogDecodeError, PERP_ENGINE_EVENTS } from "../../src/protocol/perpEngine/protocol.ts";
 
 const at = (logIndex: number, topics: `0x${string}`[], data: `0x${string}`): ChainLog => ({
   topics: topics as [`0x${string}`, ...`0x${string}`[]],

@@ -1,5 +1,5 @@
 /**
- * Differential test: the local risk model (src/risk/math.ts) against the deployed PerpEngine on Anvil.
+ * Differential test: the local risk model (src/protocol/perpEngine/math.ts) against the deployed PerpEngine on Anvil.
  *
  * 1. previewHealth: at least 10,000 positions from a seeded PRNG (both markets, longs and shorts, 1 wei to 1e30 of
  *    base, negative to huge margins, funding indices up to ~1e24 apart), each evaluated at its exact liquidation
@@ -37,7 +37,7 @@ import {
   type MarketRiskParams,
   type PositionState,
   WAD,
-} from "../../src/risk/math.ts";
+} from "../../src/protocol/perpEngine/math.ts";
 import { type DevnetFixture, startDevnet } from "../helpers/devnet.ts";
 
 const DEFAULT_SEED = 0x5eed_2f1e_d1ffn;

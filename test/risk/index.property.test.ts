@@ -6,8 +6,9 @@
  */
 import type { Address, Hex } from "viem";
 import { describe, expect, it } from "vitest";
-import { RiskEngine } from "../../src/risk/engine.ts";
-import { LiquidationIndex } from "../../src/risk/liquidationIndex.ts";
+import { Book, type Market, type TrackedPosition } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import { LiquidationIndex } from "../../src/protocol/perpEngine/liquidationIndex.ts";
 import {
   ceilMul,
   fundingIndexAt,
@@ -16,10 +17,10 @@ import {
   liquidationPriceUnits,
   type PositionState,
   WAD,
-} from "../../src/risk/math.ts";
-import { type Candidate, scanLiquidatable } from "../../src/risk/scan.ts";
-import { Book, type Market, type TrackedPosition } from "../../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+} from "../../src/protocol/perpEngine/math.ts";
+import { RiskEngine } from "../../src/protocol/perpEngine/riskEngine.ts";
+import { type Candidate, scanLiquidatable } from "../../src/protocol/perpEngine/scan.ts";
+import type { LogRef } from "../../src/state/events.ts";
 
 // ---------------------------------------------------------------------------------------------- seeded randomness
 

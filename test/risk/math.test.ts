@@ -1,7 +1,7 @@
 import { Decimal } from "decimal.js";
 import { parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { fromUnits, fromWad } from "../../src/risk/format.ts";
+import { fromUnits, fromWad } from "../../src/protocol/perpEngine/format.ts";
 import {
   ceilMul,
   fundingIndexAt,
@@ -13,7 +13,7 @@ import {
   notional,
   type PositionState,
   WAD,
-} from "../../src/risk/math.ts";
+} from "../../src/protocol/perpEngine/math.ts";
 
 const wad = (x: string) => parseUnits(x, 18);
 const PRICE_SCALE = 10n ** 10n; // 8-decimal Chainlink answers

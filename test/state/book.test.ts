@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Book, positionKey } from "../../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { Book, positionKey } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import type { LogRef } from "../../src/state/events.ts";
 import { listedEvent } from "../helpers/events.ts";
 
 const TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BookError } from "../../src/state/book.ts";
+import { BookError } from "../../src/state/errors.ts";
 import type { LogRef } from "../../src/state/events.ts";
 import { type Applied, RecordBook, type RecordChange, type StateRules } from "../../src/state/recordBook.ts";
 

@@ -4,8 +4,9 @@
  * (stateBefore) equals the book that only ever saw the events up to that block.
  */
 import { describe, expect, it } from "vitest";
-import { Book, type BookChange } from "../../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
+import { Book, type BookChange } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import type { LogRef } from "../../src/state/events.ts";
 import { parseSnapshot, type Snapshot, SnapshotError, snapshotChunks } from "../../src/state/snapshot.ts";
 import { listedEvent } from "../helpers/events.ts";
 

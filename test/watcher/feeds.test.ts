@@ -1,7 +1,7 @@
 import { type Address, encodeAbiParameters, type Log, numberToHex, pad } from "viem";
 import { describe, expect, it } from "vitest";
-import { ANSWER_UPDATED, answerOf, CHECK_EVERY, OracleFeeds } from "../../src/watcher/feeds.ts";
-import type { OracleReading } from "../../src/watcher/oracle.ts";
+import { ANSWER_UPDATED, answerOf, CHECK_EVERY, OracleFeeds } from "../../src/prices/chainlink/feeds.ts";
+import type { OracleReading } from "../../src/prices/chainlink/oracle.ts";
 
 const ORACLE = "0x00000000000000000000000000000000000000a1" as Address;
 const AGG = "0x00000000000000000000000000000000000000b2" as Address;

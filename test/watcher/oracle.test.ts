@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { markPriceOf } from "../../src/watcher/oracle.ts";
+import { markPriceOf } from "../../src/prices/chainlink/oracle.ts";
 import { listedMarket } from "../helpers/events.ts";
 
 const market = listedMarket();

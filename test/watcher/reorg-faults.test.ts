@@ -10,10 +10,11 @@ import { expect, it } from "vitest";
 import type { Executor } from "../../src/executor/executor.ts";
 import { Keeper } from "../../src/keeper.ts";
 import type { Logger } from "../../src/ops/logger.ts";
-import { RiskEngine } from "../../src/risk/engine.ts";
-import { Book, type BookChange, type BookState } from "../../src/state/book.ts";
-import type { ExchangeEvent, LogRef } from "../../src/state/events.ts";
-import { ChainlinkPrices } from "../../src/watcher/chainlinkPrices.ts";
+import { ChainlinkPrices } from "../../src/prices/chainlink/chainlinkPrices.ts";
+import { Book, type BookChange, type BookState } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import { RiskEngine } from "../../src/protocol/perpEngine/riskEngine.ts";
+import type { LogRef } from "../../src/state/events.ts";
 import { Watcher } from "../../src/watcher/watcher.ts";
 import { listedEvent } from "../helpers/events.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Book, type BookChange } from "../../src/state/book.ts";
-import type { ExchangeEvent } from "../../src/state/events.ts";
+import { Book, type BookChange } from "../../src/protocol/perpEngine/book.ts";
+import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
 import { UnfinalizedBlocks } from "../../src/watcher/unfinalized.ts";
 import { listedEvent, nextRef } from "../helpers/events.ts";
 

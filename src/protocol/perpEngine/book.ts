@@ -1,7 +1,8 @@
 import type { Address, Hex } from "viem";
-import { SetupError } from "../errors.ts";
-import type { FundingState, MarketRiskParams, PositionState } from "../risk/math.ts";
-import { compareRefs, type ExchangeEvent, type LogRef } from "./events.ts";
+import { BookError } from "../../state/errors.ts";
+import { compareRefs, type LogRef } from "../../state/events.ts";
+import type { ExchangeEvent } from "./events.ts";
+import type { FundingState, MarketRiskParams, PositionState } from "./math.ts";
 
 export interface Market extends MarketRiskParams {
   readonly id: number;
@@ -29,14 +30,6 @@ export type BookChange =
       readonly before: TrackedPosition | undefined;
       readonly after: TrackedPosition | undefined;
     };
-
-/**
- * The events do not add up. Of itself a deterministic fault (wrong address or start block): not retryable, exit 2.
- * The watcher, which knows an answer may have left events out, refutes that answer and asks again (watcher/apply.ts).
- */
-export class BookError extends SetupError {
-  override name = "BookError";
-}
 
 export function positionKey(marketId: number, trader: Address): string {
   return `${marketId}:${trader.toLowerCase()}`;
@@ -215,3 +208,5 @@ export class Book {
     }
   }
 }
+
+export { BookError };

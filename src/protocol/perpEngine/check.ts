@@ -9,8 +9,8 @@
  * (the exchange keeps no count of positions); a followed head's logs are checked against the block's bloom instead.
  */
 import { type Address, decodeFunctionResult, encodeFunctionData, type Hex, type PublicClient } from "viem";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
-import type { Book } from "../state/book.ts";
+import { perpEngineAbi } from "../../../abi/PerpEngine.ts";
+import type { Book } from "./book.ts";
 
 /** Positions read back at each check (at random): bounded work on a book of any size. */
 const CHECKED_POSITIONS = 200;

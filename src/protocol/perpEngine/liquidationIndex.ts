@@ -13,7 +13,7 @@
  * exact arithmetic drops them) but never misses one.
  */
 import btreeModule from "sorted-btree";
-import type { TrackedPosition } from "../state/book.ts";
+import type { TrackedPosition } from "./book.ts";
 import { WAD } from "./math.ts";
 
 // sorted-btree is CommonJS with `exports.default`: Node hands over module.exports, a bundler the class.

@@ -1,19 +1,8 @@
 /** Human-facing figures of a position, in decimal.js: for logs and the status view, never for decisions. */
 import { Decimal } from "decimal.js";
-import type { Market, TrackedPosition } from "../state/book.ts";
-import { abs, health, liquidationPriceUnits, notional, WAD } from "./math.ts";
-
-const WAD_DECIMAL = new Decimal(WAD.toString());
-
-/** A WAD bigint as a Decimal (exact). */
-export function fromWad(x: bigint): Decimal {
-  return new Decimal(x.toString()).div(WAD_DECIMAL);
-}
-
-/** An oracle-unit price as a Decimal, given the market's scale. */
-export function fromUnits(units: bigint, priceScale: bigint): Decimal {
-  return new Decimal((units * priceScale).toString()).div(WAD_DECIMAL);
-}
+import { fromUnits, fromWad } from "../../ops/decimals.ts";
+import type { Market, TrackedPosition } from "./book.ts";
+import { abs, health, liquidationPriceUnits, notional } from "./math.ts";
 
 export interface PositionView {
   readonly trader: string;
@@ -66,3 +55,5 @@ export function describePosition(
     distanceToLiquidation: distance.toDecimalPlaces(6).toString(),
   };
 }
+
+export { fromUnits, fromWad };

@@ -4,9 +4,9 @@
  * an answer is refused or could not be read (that market is left out of the tick while it lasts), oracle_recovered
  * when it answers again.
  */
-import { describeError } from "../chain/errors.ts";
-import { big, type Logger } from "../ops/logger.ts";
-import type { Market } from "../state/book.ts";
+import { describeError } from "../../chain/errors.ts";
+import { big, type Logger } from "../../ops/logger.ts";
+import type { Market } from "../../protocol/perpEngine/book.ts";
 import { markPriceOf, type OracleReading } from "./oracle.ts";
 
 export class MarkPrices {

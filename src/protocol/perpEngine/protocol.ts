@@ -15,12 +15,13 @@ import {
   parseEventLogs,
   toEventSelector,
 } from "viem";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
-import { KeeperError } from "../errors.ts";
-import { positionKey } from "../state/book.ts";
-import type { ExchangeEvent, LogRef } from "../state/events.ts";
-import type { ChainLog, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "./adapter.ts";
-import { eventDecoder } from "./eventDecoder.ts";
+import { perpEngineAbi } from "../../../abi/PerpEngine.ts";
+import { KeeperError } from "../../errors.ts";
+import type { LogRef } from "../../state/events.ts";
+import type { ChainLog, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
+import { eventDecoder } from "../eventDecoder.ts";
+import { positionKey } from "./book.ts";
+import type { ExchangeEvent } from "./events.ts";
 
 export { perpEngineAbi };
 

@@ -6,14 +6,14 @@
  * resolved and read after its events are applied: a second round trip, rare.
  */
 import type { Address, Log, PublicClient } from "viem";
-import type { Logger } from "../ops/logger.ts";
-import { big } from "../ops/logger.ts";
-import type { Market } from "../state/book.ts";
+import type { Logger } from "../../ops/logger.ts";
+import { big } from "../../ops/logger.ts";
+import type { Market } from "../../protocol/perpEngine/book.ts";
+import type { PriceSource, TickPrices } from "../../watcher/prices.ts";
+import type { Head } from "../../watcher/types.ts";
 import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
 import { MarkPrices } from "./markPrices.ts";
 import { type OracleReading, readOracles, resolveSource } from "./oracle.ts";
-import type { PriceSource, TickPrices } from "./prices.ts";
-import type { Head } from "./types.ts";
 
 type Reads = Map<number, PromiseSettledResult<OracleReading>>;
 

@@ -1,8 +1,8 @@
 import { type Address, decodeFunctionResult, encodeFunctionData, type Hex, type PublicClient } from "viem";
-import { mockV3AggregatorAbi } from "../../abi/MockV3Aggregator.ts";
-import { classifyRpcError } from "../chain/errors.ts";
-import { readPinned } from "../chain/pinnedReads.ts";
-import type { Market } from "../state/book.ts";
+import { mockV3AggregatorAbi } from "../../../abi/MockV3Aggregator.ts";
+import { classifyRpcError } from "../../chain/errors.ts";
+import { readPinned } from "../../chain/pinnedReads.ts";
+import type { Market } from "../../protocol/perpEngine/book.ts";
 
 /** One answer of a Chainlink aggregator (AggregatorV3Interface.latestRoundData). */
 export interface OracleReading {

@@ -1,4 +1,4 @@
-import type { Book, BookChange, TrackedPosition } from "../state/book.ts";
+import type { Book, BookChange, TrackedPosition } from "./book.ts";
 import { LiquidationIndex } from "./liquidationIndex.ts";
 import { fundingIndexAt } from "./math.ts";
 import { type Candidate, confirm } from "./scan.ts";

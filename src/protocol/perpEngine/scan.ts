@@ -1,5 +1,5 @@
-import type { Finding } from "../protocol/adapter.ts";
-import type { Market, TrackedPosition } from "../state/book.ts";
+import type { Finding } from "../adapter.ts";
+import type { Market, TrackedPosition } from "./book.ts";
 import { fundingIndexAt, type Health, health, keeperReward } from "./math.ts";
 
 /** A position confirmed below maintenance margin by the exact arithmetic, at one mark price and funding index. */

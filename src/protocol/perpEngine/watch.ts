@@ -1,15 +1,15 @@
 import { formatBlock, type RpcBlock } from "viem";
-import type { Connection } from "../chain/connect.ts";
-import { subscribe } from "../chain/subscription.ts";
-import type { KeeperConfig } from "../config/schema.ts";
-import type { Logger } from "../ops/logger.ts";
-import type { ChainLog } from "../protocol/adapter.ts";
-import { decodePerpEngineLogs } from "../protocol/perpEngine.ts";
-import { perpEngineBookCheck } from "../protocol/perpEngineCheck.ts";
-import type { Book, BookChange, BookState } from "../state/book.ts";
-import type { ExchangeEvent } from "../state/events.ts";
-import { ChainlinkPrices } from "./chainlinkPrices.ts";
-import { type Head, Watcher, type WatcherOptions } from "./watcher.ts";
+import type { Connection } from "../../chain/connect.ts";
+import { subscribe } from "../../chain/subscription.ts";
+import type { KeeperConfig } from "../../config/schema.ts";
+import type { Logger } from "../../ops/logger.ts";
+import { ChainlinkPrices } from "../../prices/chainlink/chainlinkPrices.ts";
+import { type Head, Watcher, type WatcherOptions } from "../../watcher/watcher.ts";
+import type { ChainLog } from "../adapter.ts";
+import type { Book, BookChange, BookState } from "./book.ts";
+import { perpEngineBookCheck } from "./check.ts";
+import type { ExchangeEvent } from "./events.ts";
+import { decodePerpEngineLogs } from "./protocol.ts";
 
 /** The reference PerpEngine's watcher: its events, book changes and state, its Chainlink prices. */
 export type PerpEngineWatcher = Watcher<ExchangeEvent, BookChange, BookState> & { readonly prices: ChainlinkPrices };

@@ -27,6 +27,7 @@ import { PendingSimulator } from "./precompute/simulate.ts";
 import { Book } from "./protocol/perpEngine/book.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine/protocol.ts";
 import { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
+import { perpEngineSnapshots } from "./protocol/perpEngine/snapshot.ts";
 import { type PerpEngineWatcher, watchExchange } from "./protocol/perpEngine/watch.ts";
 import { snapshotPath } from "./state/snapshotFile.ts";
 import { Snapshotter } from "./state/snapshotter.ts";
@@ -297,6 +298,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     path,
     chainId: config.network.chainId,
     exchange: engine,
+    codec: perpEngineSnapshots,
     finalState: () => watcher.finalState(),
     intervalMs: k.snapshotIntervalSeconds * 1000,
     log: logs.state,
@@ -342,6 +344,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         deployBlock: BigInt(config.exchange.deployBlock),
         client: publicClient,
         watcher,
+        codec: perpEngineSnapshots,
         log: logs.watcher,
       };
       await retry(

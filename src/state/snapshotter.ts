@@ -7,24 +7,27 @@ import type { Address } from "viem";
 import { describeError } from "../chain/errors.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import type { BookAtBlock } from "../protocol/perpEngine/book.ts";
+import type { StateAtBlock } from "../watcher/types.ts";
+import type { SnapshotCodec } from "./snapshotCodec.ts";
 import { writeSnapshotFile } from "./snapshotFile.ts";
 
-export interface SnapshotterOptions {
+export interface SnapshotterOptions<S> {
   readonly path: string;
   readonly chainId: number;
   readonly exchange: Address;
+  /** How the exchange's book is written. */
+  readonly codec: SnapshotCodec<S>;
   /** The book at a final block (Watcher.finalState), or undefined while there is none. */
-  readonly finalState: () => BookAtBlock | undefined;
+  readonly finalState: () => StateAtBlock<S> | undefined;
   readonly intervalMs: number;
   readonly log: Logger;
 }
 
-export class Snapshotter {
+export class Snapshotter<S> {
   private lastBlock: bigint | undefined;
   private writing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly o: SnapshotterOptions) {}
+  constructor(private readonly o: SnapshotterOptions<S>) {}
 
   /** The block of the last snapshot written by this process. */
   get lastWrittenBlock(): bigint | undefined {
@@ -50,26 +53,21 @@ export class Snapshotter {
     try {
       const at = this.o.finalState();
       if (!at || at.blockNumber === this.lastBlock) return;
-      const bytes = await writeSnapshotFile(this.o.path, {
-        chainId: this.o.chainId,
-        exchange: this.o.exchange,
-        blockNumber: at.blockNumber,
-        blockHash: at.blockHash,
-        ...at.state,
-      });
+      const meta = { chainId: this.o.chainId, exchange: this.o.exchange, ...at };
+      const bytes = await writeSnapshotFile(this.o.path, this.o.codec.chunks(meta, at.state));
+      const counts = this.o.codec.counts(at.state);
       this.lastBlock = at.blockNumber;
       this.o.log.info(
         {
           event: "snapshot_written",
           reason,
           blockNumber: big(at.blockNumber),
-          markets: at.state.markets.length,
-          positions: at.state.positions.length,
+          ...counts,
           bytes,
           ms: Math.round(performance.now() - started),
           path: this.o.path,
         },
-        `snapshot of ${at.state.positions.length} positions at block ${at.blockNumber} written`,
+        `snapshot at block ${at.blockNumber} written (${describeCounts(counts)})`,
       );
     } catch (error) {
       this.o.log.warn(
@@ -78,4 +76,11 @@ export class Snapshotter {
       );
     }
   }
+}
+
+/** { markets: 2, positions: 10 } as "2 markets, 10 positions". */
+export function describeCounts(counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .map(([k, v]) => `${v} ${k}`)
+    .join(", ");
 }

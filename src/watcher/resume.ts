@@ -6,23 +6,28 @@
  */
 import { type Address, BlockNotFoundError, type PublicClient } from "viem";
 import { big, type Logger } from "../ops/logger.ts";
+import type { SnapshotCodec } from "../state/snapshotCodec.ts";
 import { readSnapshotFile } from "../state/snapshotFile.ts";
+import { describeCounts } from "../state/snapshotter.ts";
+import type { WatchedEvent } from "./types.ts";
 import type { Watcher } from "./watcher.ts";
 
-export interface ResumeOptions {
+export interface ResumeOptions<S> {
   readonly path: string;
   readonly chainId: number;
   readonly exchange: Address;
   readonly deployBlock: bigint;
   readonly client: PublicClient;
-  readonly watcher: Watcher;
+  // biome-ignore lint/suspicious/noExplicitAny: any exchange's events and changes; the state type is what matters
+  readonly watcher: Watcher<WatchedEvent, any, S>;
+  readonly codec: SnapshotCodec<S>;
   readonly log: Logger;
 }
 
 /** Resumes the watcher from the snapshot when it can be trusted; returns whether it did. */
-export async function resumeFromSnapshot(o: ResumeOptions): Promise<boolean> {
+export async function resumeFromSnapshot<S>(o: ResumeOptions<S>): Promise<boolean> {
   const started = performance.now();
-  const read = await readSnapshotFile(o.path, { chainId: o.chainId, exchange: o.exchange });
+  const read = await readSnapshotFile(o.path, { chainId: o.chainId, exchange: o.exchange }, o.codec);
   const ignore = (reason: string, detail: string, level: "info" | "warn" = "warn") => {
     o.log[level](
       { event: "snapshot_ignored", reason, detail, path: o.path },
@@ -50,18 +55,18 @@ export async function resumeFromSnapshot(o: ResumeOptions): Promise<boolean> {
         : `block ${s.blockNumber} is ${canonical} on the chain, the snapshot's is ${s.blockHash}`,
     );
   }
-  o.watcher.resume({ blockNumber: s.blockNumber, blockHash: s.blockHash, state: s });
+  o.watcher.resume({ blockNumber: s.blockNumber, blockHash: s.blockHash, state: s.state });
+  const counts = o.codec.counts(s.state);
   o.log.info(
     {
       event: "snapshot_loaded",
       blockNumber: big(s.blockNumber),
-      markets: s.markets.length,
-      positions: s.positions.length,
+      ...counts,
       bytes: read.bytes,
       ms: Math.round(performance.now() - started),
       path: o.path,
     },
-    `resuming from the snapshot at block ${s.blockNumber} (${s.positions.length} positions)`,
+    `resuming from the snapshot at block ${s.blockNumber} (${describeCounts(counts)})`,
   );
   return true;
 }

@@ -12,6 +12,7 @@ import type { RunningKeeper } from "../../src/app.ts";
 import { ETH, openPositions, type PositionSpec } from "../../src/devnet/positions.ts";
 import { Book } from "../../src/protocol/perpEngine/book.ts";
 import { decodePerpEngineLogs } from "../../src/protocol/perpEngine/protocol.ts";
+import { perpEngineSnapshots } from "../../src/protocol/perpEngine/snapshot.ts";
 import { readSnapshotFile, snapshotPath } from "../../src/state/snapshotFile.ts";
 import { type DevnetFixture, shutdown, startDevnet, startTestKeeper, testStateDir } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
@@ -119,7 +120,11 @@ describe("restart from a snapshot", () => {
 
   it("ignores a snapshot whose block the chain reorganised away, and backfills from the deployment block", async () => {
     const path = snapshotPath(stateDir, net.ex.d.chainId, net.ex.d.engine);
-    const saved = await readSnapshotFile(path, { chainId: net.ex.d.chainId, exchange: net.ex.d.engine });
+    const saved = await readSnapshotFile(
+      path,
+      { chainId: net.ex.d.chainId, exchange: net.ex.d.engine },
+      perpEngineSnapshots,
+    );
     if (!saved.ok) throw new Error(`no snapshot: ${saved.detail}`);
     // down to just under the snapshot's block, and a different branch after it
     await rpc("anvil_rollback", [Number((await head()) - saved.snapshot.blockNumber) + 1]);
@@ -157,7 +162,11 @@ describe("restart from a snapshot", () => {
     await stop(d.k);
     // a good one replaced it
     expect(d.logs.events("snapshot_written").length).toBeGreaterThan(0);
-    const reread = await readSnapshotFile(path, { chainId: net.ex.d.chainId, exchange: net.ex.d.engine });
+    const reread = await readSnapshotFile(
+      path,
+      { chainId: net.ex.d.chainId, exchange: net.ex.d.engine },
+      perpEngineSnapshots,
+    );
     expect(reread.ok).toBe(true);
   }, 90_000);
 

@@ -6,8 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { Book, type BookChange } from "../../src/protocol/perpEngine/book.ts";
 import type { ExchangeEvent } from "../../src/protocol/perpEngine/events.ts";
+import { parseSnapshot, type Snapshot, SnapshotError, snapshotChunks } from "../../src/protocol/perpEngine/snapshot.ts";
 import type { LogRef } from "../../src/state/events.ts";
-import { parseSnapshot, type Snapshot, SnapshotError, snapshotChunks } from "../../src/state/snapshot.ts";
 import { listedEvent } from "../helpers/events.ts";
 
 const EXCHANGE: `0x${string}` = "0x00000000000000000000000000000000000000e1";

@@ -1,5 +1,5 @@
 /**
- * The snapshot format: the book at one block, as JSON Lines, so that a restart replays from that block instead of
+ * PerpEngine's snapshot format (version 1): the book at one block, as JSON Lines, so that a restart replays from that block instead of
  * the exchange's deployment block. Pure: encoding and strict parsing, no I/O (see snapshotFile.ts).
  *
  *   line 1      {"format":"perp-keeper-snapshot","version":1,"chainId":..,"exchange":"0x..","blockNumber":"..",
@@ -11,12 +11,26 @@
  * Every field is checked on the way in: a snapshot that does not parse, is cut short, or fails its checksum is
  * refused whole (SnapshotError), never half-trusted.
  */
-import { createHash } from "node:crypto";
 import type { Address, Hex } from "viem";
-import { type BookState, type Market, positionKey, type TrackedPosition } from "../protocol/perpEngine/book.ts";
-import type { LogRef } from "./events.ts";
+import { type ParsedSnapshot, type SnapshotCodec, SnapshotError } from "../../state/snapshotCodec.ts";
+import {
+  ADDRESS,
+  corrupt,
+  count,
+  int,
+  json,
+  LineHash,
+  metaFields,
+  parseCursor,
+  readHeader,
+  readTrailer,
+  record,
+  SNAPSHOT_FORMAT,
+  text,
+  writeCursor,
+} from "../../state/snapshotLines.ts";
+import { type BookState, type Market, positionKey, type TrackedPosition } from "./book.ts";
 
-export const SNAPSHOT_FORMAT = "perp-keeper-snapshot";
 export const SNAPSHOT_VERSION = 1;
 
 /** The book at one block of one exchange on one chain. */
@@ -27,19 +41,6 @@ export interface Snapshot extends BookState {
   readonly blockHash: Hex;
 }
 
-export type SnapshotProblem = "corrupt" | "version" | "other_chain" | "other_exchange";
-
-/** A snapshot that cannot be used; `problem` says why, the message says where. */
-export class SnapshotError extends Error {
-  override name = "SnapshotError";
-  constructor(
-    readonly problem: SnapshotProblem,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** Position lines per chunk: the writer yields to the event loop between chunks. */
 const CHUNK = 2_000;
 
@@ -48,19 +49,13 @@ const CHUNK = 2_000;
  * writes a chunk before the next is built.
  */
 export function* snapshotChunks(s: Snapshot): Generator<string> {
-  const hash = createHash("sha256");
-  const emit = (text: string) => {
-    hash.update(text);
-    return text;
-  };
+  const hash = new LineHash();
+  const emit = (text: string) => hash.emit(text);
   const header = {
     format: SNAPSHOT_FORMAT,
     version: SNAPSHOT_VERSION,
-    chainId: s.chainId,
-    exchange: s.exchange.toLowerCase(),
-    blockNumber: s.blockNumber.toString(),
-    blockHash: s.blockHash,
-    cursor: s.cursor ? { ...s.cursor, blockNumber: s.cursor.blockNumber.toString() } : null,
+    ...metaFields(s),
+    cursor: writeCursor(s.cursor),
     markets: s.markets.length,
     positions: s.positions.length,
   };
@@ -92,63 +87,7 @@ export function* snapshotChunks(s: Snapshot): Generator<string> {
     }
     yield emit(chunk);
   }
-  const trailer = { end: true, markets: s.markets.length, positions: s.positions.length, sha256: hash.digest("hex") };
-  yield `${JSON.stringify(trailer)}\n`;
-}
-
-const INTEGER = /^-?\d{1,78}$/;
-const UNSIGNED = /^\d{1,78}$/;
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
-const HASH = /^0x[0-9a-fA-F]{64}$/;
-
-function corrupt(line: number, what: string): SnapshotError {
-  return new SnapshotError("corrupt", `line ${line}: ${what}`);
-}
-
-function int(value: unknown, line: number, field: string, unsigned = false): bigint {
-  if (typeof value !== "string" || !(unsigned ? UNSIGNED : INTEGER).test(value)) {
-    throw corrupt(line, `${field} is not ${unsigned ? "a non-negative" : "an"} integer string`);
-  }
-  return BigInt(value);
-}
-
-function text(value: unknown, pattern: RegExp, line: number, field: string): string {
-  if (typeof value !== "string" || !pattern.test(value)) throw corrupt(line, `${field} is malformed`);
-  return value;
-}
-
-function json(raw: string, line: number): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw corrupt(line, "not JSON");
-  }
-}
-
-function record(value: unknown, line: number, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    throw corrupt(line, `${what} is not an object`);
-  return value as Record<string, unknown>;
-}
-
-function count(value: unknown, line: number, field: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)
-    throw corrupt(line, `${field} is not a count`);
-  return value;
-}
-
-function parseCursor(value: unknown, line: number): LogRef | undefined {
-  if (value === null) return undefined;
-  const c = record(value, line, "cursor");
-  if (typeof c.logIndex !== "number" || !Number.isSafeInteger(c.logIndex) || c.logIndex < 0) {
-    throw corrupt(line, "cursor.logIndex is not a log index");
-  }
-  return {
-    blockNumber: int(c.blockNumber, line, "cursor.blockNumber", true),
-    logIndex: c.logIndex,
-    blockHash: text(c.blockHash, HASH, line, "cursor.blockHash") as Hex,
-    transactionHash: text(c.transactionHash, HASH, line, "cursor.transactionHash") as Hex,
-  };
+  yield hash.trailer({ markets: s.markets.length, positions: s.positions.length });
 }
 
 function parseMarket(value: unknown, line: number): Market {
@@ -197,35 +136,16 @@ function parsePosition(value: unknown, line: number, markets: ReadonlyMap<number
  * Parses a whole snapshot, checking it belongs to `expected` (chain id and exchange address). Throws SnapshotError.
  */
 export function parseSnapshot(content: string, expected: { chainId: number; exchange: Address }): Snapshot {
-  const lines = content.split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
-  if (lines.length < 2) throw corrupt(lines.length, "too short to be a snapshot");
-  const header = record(json(lines[0] as string, 1), 1, "header");
-  if (header.format !== SNAPSHOT_FORMAT) throw corrupt(1, `not a ${SNAPSHOT_FORMAT} file`);
-  if (header.version !== SNAPSHOT_VERSION) {
-    throw new SnapshotError(
-      "version",
-      `format version ${String(header.version)}, this keeper reads ${SNAPSHOT_VERSION}`,
-    );
-  }
-  if (header.chainId !== expected.chainId) {
-    throw new SnapshotError("other_chain", `taken on chain ${String(header.chainId)}, not ${expected.chainId}`);
-  }
-  if (typeof header.exchange !== "string" || header.exchange.toLowerCase() !== expected.exchange.toLowerCase()) {
-    throw new SnapshotError("other_exchange", `taken of exchange ${String(header.exchange)}, not ${expected.exchange}`);
-  }
+  const { lines, header, meta } = readHeader(content, SNAPSHOT_VERSION, expected);
   const marketCount = count(header.markets, 1, "markets");
   const positionCount = count(header.positions, 1, "positions");
   if (lines.length !== 1 + marketCount + positionCount + 1) {
     throw corrupt(lines.length, `${lines.length} lines where the header announces ${marketCount + positionCount + 2}`);
   }
-  const hash = createHash("sha256");
-  for (let i = 0; i < lines.length - 1; i++) hash.update(`${lines[i]}\n`);
-  const trailer = record(json(lines[lines.length - 1] as string, lines.length), lines.length, "trailer");
-  if (trailer.end !== true || trailer.markets !== marketCount || trailer.positions !== positionCount) {
+  const trailer = readTrailer(lines);
+  if (trailer.markets !== marketCount || trailer.positions !== positionCount) {
     throw corrupt(lines.length, "the trailer does not match the header");
   }
-  if (trailer.sha256 !== hash.digest("hex")) throw corrupt(lines.length, "checksum mismatch");
   const markets = new Map<number, Market>();
   for (let i = 1; i <= marketCount; i++) {
     const market = parseMarket(json(lines[i] as string, i + 1), i + 1);
@@ -239,12 +159,22 @@ export function parseSnapshot(content: string, expected: { chainId: number; exch
     positions.set(position.key, position);
   }
   return {
-    chainId: expected.chainId,
-    exchange: expected.exchange,
-    blockNumber: int(header.blockNumber, 1, "blockNumber", true),
-    blockHash: text(header.blockHash, HASH, 1, "blockHash") as Hex,
+    ...meta,
     cursor: parseCursor(header.cursor, 1),
     markets: [...markets.values()],
     positions: [...positions.values()],
   };
 }
+
+/** PerpEngine's snapshots: format version 1, files named `<chainId>-<engine>.jsonl` as before the seam. */
+export const perpEngineSnapshots: SnapshotCodec<BookState> = {
+  fileTag: "",
+  counts: (state) => ({ markets: state.markets.length, positions: state.positions.length }),
+  chunks: (meta, state) => snapshotChunks({ ...meta, ...state }),
+  parse(content, expected): ParsedSnapshot<BookState> {
+    const { cursor, markets, positions, ...meta } = parseSnapshot(content, expected);
+    return { ...meta, state: { cursor, markets, positions } };
+  },
+};
+
+export { SnapshotError };

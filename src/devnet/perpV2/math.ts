@@ -50,6 +50,13 @@ export function roundTick(tick: number, spacing = TICK_SPACING): number {
   return Math.trunc(tick / spacing) * spacing;
 }
 
+/** The tick of a price (quote per base), rounded down to a multiple of the spacing. */
+export function priceToTick(price: number, spacing = TICK_SPACING): number {
+  if (!(price > 0)) throw new Error(`price must be positive: ${price}`);
+  const tick = Math.floor(Math.log(price) / Math.log(1.0001));
+  return Math.floor(tick / spacing) * spacing;
+}
+
 /** A number as a plain decimal string (no exponent), for prices given as numbers. */
 export function toDecimalString(value: number, decimals = 12): string {
   if (!Number.isFinite(value) || value < 0) throw new Error(`not a non-negative finite number: ${value}`);

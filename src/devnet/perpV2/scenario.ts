@@ -74,6 +74,7 @@ export const PERP_V2_SCENARIO_GAS = {
   /** Per item of PerpV2Liquidator.liquidateBatch (plus 150k for the call itself). */
   liquidateBatchItem: 2_900_000n,
   updateAnswer: 150_000n, // 103,300
+  cancelExcessOrders: 1_500_000n,
   deployLiquidator: 1_100_000n, // 726,435
   liquidatorCall: 400_000n, // deposit 117,889
 } as const;
@@ -658,6 +659,22 @@ export class PerpV2Devnet {
       functionName: "liquidateBatch",
       args: [items.map((i) => ({ trader: i.trader, baseToken: i.baseToken, positionSize: i.positionSize }))],
       gas,
+    });
+  }
+
+  /** PerpV2Liquidator.cancelExcessOrders: removes a liquidatable maker's orders (liquidate reverts CH_CLWTISO before). */
+  liquidatorCancelExcessOrders(
+    sender: Wallet,
+    liquidator: Address,
+    maker: Address,
+    base: Address | string,
+  ): Promise<TransactionReceipt> {
+    return this.tx.call(sender, `PerpV2Liquidator.cancelExcessOrders ${maker} ${this.market(base).name}`, {
+      address: liquidator,
+      abi: perpV2LiquidatorAbi,
+      functionName: "cancelExcessOrders",
+      args: [maker, this.market(base).baseToken],
+      gas: PERP_V2_SCENARIO_GAS.cancelExcessOrders,
     });
   }
 

@@ -12,7 +12,7 @@ import { type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import * as abis from "../../src/devnet/perpV2/abis.ts";
 import { type PerpV2ContractName, perpV2Artifact } from "../../src/devnet/perpV2/artifacts.ts";
 import { perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
-import { fromX18 } from "../../src/devnet/perpV2/math.ts";
+import { fromX18, priceToTick } from "../../src/devnet/perpV2/math.ts";
 import {
   decodePerpV2Events,
   type PerpV2AccountView,
@@ -378,6 +378,62 @@ describe("Perp v2 on Anvil: deploy, crash, liquidate", () => {
       args: [contractOwner.account.address],
     });
     expect(balanceAfter - balanceBefore).toBe(free);
+  });
+
+  it("cancels a liquidatable maker's orders through PerpV2Liquidator, after which it can be liquidated", async () => {
+    const m2 = dev.account(13);
+    const btc = dev.market(BTC).baseToken;
+    await dev.fund(m2, "4400");
+    await dev.addLiquidity(m2, BTC, "1", "30000", priceToTick(28_000), priceToTick(31_000));
+    const hasOrder = (who: Address) =>
+      dev.publicClient.readContract({
+        address: dev.d.accountBalance,
+        abi: abis.accountBalanceAbi,
+        functionName: "hasOrder",
+        args: [who],
+      });
+    expect(await hasOrder(m2.account.address)).toBe(true);
+    expect((await dev.views(m2)).liquidatable).toBe(false);
+
+    expect((await dev.crash(BTC, "26000")).length).toBe(2); // -13%: two steps
+    const before = await dev.views(m2);
+    expect(before.liquidatable).toBe(true);
+    // its position is the orders' impermanent one: liquidate refuses while the orders are there
+    await expect(
+      dev.publicClient.simulateContract({
+        account: eoaLiquidator.account,
+        address: dev.d.clearingHouse,
+        abi: abis.clearingHouseAbi,
+        functionName: "liquidate",
+        args: [m2.account.address, btc, 0n],
+      }),
+    ).rejects.toThrow(/CH_CLWTISO/);
+
+    await dev.fundLiquidator(contractOwner, liquidator, "50000");
+    // a healthy maker's orders stay, and the call says why without reverting
+    const kept = await dev.liquidatorCancelExcessOrders(operator, liquidator, maker.account.address, BTC);
+    const keptEvents = decodePerpV2Events(kept.logs);
+    expect(keptEvents.map((e) => e.eventName)).toEqual(["CancelExcessOrdersFailed"]);
+    const keptReason = (keptEvents[0]?.args as { reason: Hex } | undefined)?.reason ?? "0x";
+    expect(decodeErrorResult({ abi: parseAbi(["error Error(string)"]), data: keptReason }).args[0]).toBe("CH_NEXO");
+    expect(await hasOrder(maker.account.address)).toBe(true);
+
+    const cancelled = await dev.liquidatorCancelExcessOrders(operator, liquidator, m2.account.address, BTC);
+    const names = decodePerpV2Events(cancelled.logs).map((e) => e.eventName);
+    expect(names).toContain("LiquidityChanged");
+    expect(names).not.toContain("CancelExcessOrdersFailed");
+    expect(await hasOrder(m2.account.address)).toBe(false);
+
+    const after = market(await dev.views(m2), BTC);
+    expect(after.positionSize).toBe(market(before, BTC).positionSize);
+    expect(after.liquidatablePositionSize).not.toBe(0n);
+    const receipt = await dev.liquidateBatch(operator, liquidator, [
+      { trader: m2.account.address, baseToken: btc, positionSize: 0n },
+    ]);
+    const liquidated = decodePerpV2Events(receipt.logs).filter((e) => e.eventName === "PositionLiquidated");
+    expect(liquidated.map((e) => (e.args as { positionSize: bigint }).positionSize)).toEqual([
+      after.liquidatablePositionSize,
+    ]);
   });
 });
 

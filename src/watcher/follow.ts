@@ -61,6 +61,7 @@ export function tick(s: WatcherState, block: Head, prices: TickPrices, receivedA
   s.window.prune(s.finality.floor(head));
   s.lastTick = {
     blockNumber: head,
+    blockHash: block.hash,
     timestamp: block.timestamp,
     baseFeePerGas: block.baseFeePerGas ?? 0n,
     prices: prices.prices,

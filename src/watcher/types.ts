@@ -49,6 +49,8 @@ export interface Checkpoint {
 /** What the chain says at one head. */
 export interface Tick {
   readonly blockNumber: bigint;
+  /** The head's hash: what reads made for this tick are pinned to. */
+  readonly blockHash?: Hex;
   readonly timestamp: bigint;
   /** The head's base fee, wei (0 before London): what the executor prices gas from. */
   readonly baseFeePerGas: bigint;

@@ -47,6 +47,12 @@ contract PerpV2Liquidator {
         int256 positionSize;
     }
 
+    /// A maker whose excess orders in one market are cancelled before the items are liquidated.
+    struct Order {
+        address maker;
+        address baseToken;
+    }
+
     IPerpV2ClearingHouse public immutable clearingHouse;
     IPerpV2Vault public immutable vault;
     address public owner;
@@ -121,6 +127,32 @@ contract PerpV2Liquidator {
             }
         }
     }
+
+    /// @notice A maker's open orders block its liquidation (CH_CLWTISO): their excess orders are cancelled first,
+    /// each on its own (a failed cancel is an event, not a revert), then the items are liquidated, in one transaction.
+    function cancelAndLiquidate(Order[] calldata orders, Item[] calldata items)
+        external
+        onlyOperator
+        returns (uint256 liquidated)
+    {
+        for (uint256 i = 0; i < orders.length; i++) {
+            Order calldata o = orders[i];
+            try clearingHouse.cancelAllExcessOrders(o.maker, o.baseToken) {}
+            catch (bytes memory reason) {
+                emit CancelExcessOrdersFailed(o.maker, o.baseToken, reason);
+            }
+        }
+        uint256 n = items.length;
+        for (uint256 i = 0; i < n; i++) {
+            Item calldata item = items[i];
+            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
+                liquidated++;
+            } catch (bytes memory reason) {
+                emit LiquidationFailed(item.trader, item.baseToken, reason);
+            }
+        }
+    }
+
 
     /// @notice Cancels a liquidatable maker's orders in one market (liquidate reverts CH_CLWTISO while they remain).
     /// @return ok Whether it succeeded; a failure emits CancelExcessOrdersFailed and does not revert.

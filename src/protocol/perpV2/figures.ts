@@ -109,7 +109,9 @@ export function accountFigures(
     if (p.orders.length > 0) maker = true;
     const size = dustFiltered(p.takerSize);
     const price = at.prices.get(p.priceId);
-    if ((size !== 0n || p.orders.length > 0) && price === undefined) {
+    // the contract reads a price only for a non-zero total size (AccountBalance.sol:479-480); a maker's total size
+    // includes its pool balance, unknown here: its evaluation is open-ended whatever its price
+    if (size !== 0n && price === undefined && p.orders.length === 0) {
       missing.push(p.priceId);
       continue;
     }

@@ -21,6 +21,7 @@ export const ARTIFACTS: Record<string, string> = {
   EventfulAggregator: "EventfulAggregators.sol",
   SimpleAggregatorProxy: "EventfulAggregators.sol",
   PinnedAnswer: "PinnedAnswer.sol",
+  PerpV2Liquidator: "PerpV2Liquidator.sol",
 };
 
 type SolcOutput = {

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+
+/// @notice The few Perp v2 ("Curie") ClearingHouse functions the liquidator calls.
+interface IPerpV2ClearingHouse {
+    struct ClosePositionParams {
+        address baseToken;
+        uint160 sqrtPriceLimitX96;
+        uint256 oppositeAmountBound;
+        uint256 deadline;
+        bytes32 referralCode;
+    }
+
+    function liquidate(address trader, address baseToken, int256 positionSize) external;
+
+    function cancelAllExcessOrders(address maker, address baseToken) external;
+
+    function closePosition(ClosePositionParams calldata params) external returns (uint256 base, uint256 quote);
+
+    function getVault() external view returns (address);
+}
+
+/// @notice The few Perp v2 Vault functions the liquidator calls.
+interface IPerpV2Vault {
+    function deposit(address token, uint256 amount) external;
+
+    function withdraw(address token, uint256 amount) external;
+}
+
+/// @title PerpV2Liquidator
+/// @notice The keeper's own liquidator account on Perp v2. ClearingHouse has no batch call and makes msg.sender the
+/// liquidator (it takes over the liquidated position and must hold the collateral for it), so batching needs a
+/// contract that is itself the account: it holds the Vault deposit, liquidates many traders in one transaction
+/// (skipping those that no longer qualify), and closes the positions it inherits.
+/// The owner (the deployer) and the operators it authorises (several keeper keys) may call every function except
+/// setOperator and transferOwnership. Collateral only ever comes from and goes back to the owner.
+contract PerpV2Liquidator {
+    using SafeERC20 for IERC20;
+
+    struct Item {
+        address trader;
+        address baseToken;
+        /// Same sign as the trader's position; 0 takes the most the protocol allows.
+        int256 positionSize;
+    }
+
+    IPerpV2ClearingHouse public immutable clearingHouse;
+    IPerpV2Vault public immutable vault;
+    address public owner;
+    mapping(address => bool) public isOperator;
+
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+    event OperatorSet(address indexed operator, bool allowed);
+    /// A batch item that ClearingHouse.liquidate reverted, with the revert data (e.g. Error("CH_EAV")).
+    event LiquidationFailed(address indexed trader, address indexed baseToken, bytes reason);
+    event CancelExcessOrdersFailed(address indexed maker, address indexed baseToken, bytes reason);
+
+    error NotOwner();
+    error NotOperator();
+    error ZeroAddress();
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert NotOwner();
+        _;
+    }
+
+    /// The owner or an operator.
+    modifier onlyOperator() {
+        if (msg.sender != owner && !isOperator[msg.sender]) revert NotOperator();
+        _;
+    }
+
+    constructor(IPerpV2ClearingHouse clearingHouse_) {
+        if (address(clearingHouse_) == address(0)) revert ZeroAddress();
+        clearingHouse = clearingHouse_;
+        vault = IPerpV2Vault(clearingHouse_.getVault());
+        owner = msg.sender;
+        emit OwnershipTransferred(address(0), msg.sender);
+    }
+
+    function transferOwnership(address newOwner) external onlyOwner {
+        if (newOwner == address(0)) revert ZeroAddress();
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    function setOperator(address operator, bool allowed) external onlyOwner {
+        isOperator[operator] = allowed;
+        emit OperatorSet(operator, allowed);
+    }
+
+    /// @notice Pulls `amount` of `token` from the owner (who approved this contract) into the Vault, in this
+    /// contract's name.
+    function deposit(address token, uint256 amount) external onlyOperator {
+        IERC20(token).safeTransferFrom(owner, address(this), amount);
+        IERC20(token).forceApprove(address(vault), amount);
+        vault.deposit(token, amount);
+    }
+
+    /// @notice Withdraws `amount` of `token` from the Vault to the owner.
+    function withdraw(address token, uint256 amount) external onlyOperator {
+        vault.withdraw(token, amount);
+        IERC20(token).safeTransfer(owner, amount);
+    }
+
+    /// @notice Liquidates each item through ClearingHouse.liquidate(trader, baseToken, positionSize). An item that
+    /// reverts (healthy again, already liquidated, maker orders left...) emits LiquidationFailed and the batch goes
+    /// on; an empty reason usually means the item ran out of gas (give the batch ~1.5M gas per item).
+    /// @return liquidated How many items succeeded.
+    function liquidateBatch(Item[] calldata items) external onlyOperator returns (uint256 liquidated) {
+        uint256 n = items.length;
+        for (uint256 i = 0; i < n; i++) {
+            Item calldata item = items[i];
+            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
+                liquidated++;
+            } catch (bytes memory reason) {
+                emit LiquidationFailed(item.trader, item.baseToken, reason);
+            }
+        }
+    }
+
+    /// @notice Cancels a liquidatable maker's orders in one market (liquidate reverts CH_CLWTISO while they remain).
+    /// @return ok Whether it succeeded; a failure emits CancelExcessOrdersFailed and does not revert.
+    function cancelExcessOrders(address maker, address baseToken) external onlyOperator returns (bool ok) {
+        try clearingHouse.cancelAllExcessOrders(maker, baseToken) {
+            return true;
+        } catch (bytes memory reason) {
+            emit CancelExcessOrdersFailed(maker, baseToken, reason);
+            return false;
+        }
+    }
+
+    /// @notice Closes this contract's position in `baseToken` through the pool (no price limit, no referral code).
+    /// It can close only part of the position when the pool's per-block tick limit stops it.
+    function closePosition(address baseToken, uint256 oppositeAmountBound, uint256 deadline)
+        external
+        onlyOperator
+        returns (uint256 base, uint256 quote)
+    {
+        return clearingHouse.closePosition(
+            IPerpV2ClearingHouse.ClosePositionParams({
+                baseToken: baseToken,
+                sqrtPriceLimitX96: 0,
+                oppositeAmountBound: oppositeAmountBound,
+                deadline: deadline,
+                referralCode: bytes32(0)
+            })
+        );
+    }
+}

@@ -24,7 +24,7 @@
 import { type Address, decodeAbiParameters, encodeFunctionData, type Hex, slice } from "viem";
 import type { AccountKey, Evaluation, PriceId, PriceView, RevertMeaning, TargetKey } from "../types.ts";
 import { clearingHouseAbi } from "./abi.ts";
-import type { PerpV2Event } from "./events.ts";
+import type { PerpV2Decoder, PerpV2Event, TimedChainLog } from "./events.ts";
 import { accountFigures, UNBOUNDED } from "./figures.ts";
 import {
   abs,
@@ -338,6 +338,15 @@ export function liquidationOutcomes(
     });
   });
   return out;
+}
+
+/** liquidationOutcomes of a receipt's raw logs (a receipt carries no block time: none is needed here). */
+export function receiptOutcomes(
+  decoder: PerpV2Decoder,
+  logs: readonly TimedChainLog[],
+  global: Pick<PerpV2BookView["global"], "marketsByBase" | "settlementDecimals">,
+): ReadonlyMap<TargetKey, PerpV2Outcome> {
+  return liquidationOutcomes(decoder.decode(logs, { timestampOf: () => 0n }), global);
 }
 
 /** The require strings a liquidation (or its prerequisite) reverts with, and what each means to the executor. */

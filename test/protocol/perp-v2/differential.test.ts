@@ -19,9 +19,9 @@ import { discoverPerpV2, type PerpV2Deployment } from "../../../src/protocol/per
 import { perpV2Decoder } from "../../../src/protocol/perpV2/events.ts";
 import {
   encodeTarget,
-  liquidationOutcomes,
   type PerpV2Outcome,
   planTargets,
+  receiptOutcomes,
   revertMeaning,
 } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
@@ -276,8 +276,7 @@ async function liquidateAll(liquidator: Wallet) {
       });
       liquidations++;
       seen.add(a.key);
-      const events = perpV2Decoder(d.contracts).decode(receipt.logs as never, { timestampOf: () => 0n });
-      const outcome = liquidationOutcomes(events, s.book.global).get(target.key);
+      const outcome = receiptOutcomes(perpV2Decoder(d.contracts), receipt.logs, s.book.global).get(target.key);
       expect(outcome, `${target.key}: outcome`).toBeDefined();
       if (!outcome) continue;
       outcomes.push(outcome);

@@ -3,12 +3,10 @@
  * passing dependencies by hand, and runs it until stopped.
  */
 
-import { type Address, type Hex, hexToBigInt, parseUnits } from "viem";
-import { connect, endpoints } from "./chain/connect.ts";
-import { describeError, isRetryable } from "./chain/errors.ts";
+import { type Address, type Hex, hexToBigInt } from "viem";
+import { type connect, endpoints } from "./chain/connect.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
-import { KeeperError } from "./errors.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { reorgWindow } from "./executor/types.ts";
@@ -19,7 +17,6 @@ import { LeftBehind } from "./ops/leftBehind.ts";
 import { type Logger, tapOf } from "./ops/logger.ts";
 import type { OpsSources } from "./ops/metrics.ts";
 import { Notifier } from "./ops/notify.ts";
-import { retry, within } from "./ops/retry.ts";
 import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
@@ -29,17 +26,11 @@ import { perpEngineProtocol } from "./protocol/perpEngine/protocol.ts";
 import { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
 import { perpEngineSnapshots } from "./protocol/perpEngine/snapshot.ts";
 import { type PerpEngineWatcher, watchExchange } from "./protocol/perpEngine/watch.ts";
+import { connectWithin, executorSettings, runKeeper, StartupError } from "./run.ts";
 import { snapshotPath } from "./state/snapshotFile.ts";
 import { Snapshotter } from "./state/snapshotter.ts";
-import { resumeFromSnapshot } from "./watcher/resume.ts";
 
-/** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
-export class StartupError extends KeeperError {
-  override name = "StartupError";
-  /** Retried already, until the deadline; a restart may find the RPC back. */
-  readonly retryable = false;
-  readonly exitCode = 1;
-}
+export { StartupError } from "./run.ts";
 
 export interface KeeperRunOptions {
   readonly config: KeeperConfig;
@@ -73,11 +64,6 @@ export interface RunningKeeper {
   stop(reason?: string): Promise<void>;
 }
 
-/** A decimal string ("2", "12.5", "0.9") in basis points. */
-function bps(decimal: string | number): bigint {
-  return parseUnits(String(decimal), 4);
-}
-
 /**
  * Each part logs through a child of the keeper's logger carrying its `component`: the src/ folder it lives in
  * (`chain`, `watcher`, `executor`, `keeper`, `precompute`, `state`, `ops`), `app` for the keeper's start, stop and
@@ -103,31 +89,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   const log = logs.app;
   const k = config.keeper;
   // an RPC that is down at start is retried until startupTimeoutSeconds, then the keeper gives up naming it
-  let connection: Awaited<ReturnType<typeof connect>> | undefined;
-  const endpoint = endpoints(o.rpcUrl).map(redactUrl).join(", ");
-  try {
-    await retry(
-      async () => {
-        const c = await connect(config, o.rpcUrl, logs.chain);
-        await o.preflight?.(c).catch((error: unknown) => {
-          c.close();
-          throw error;
-        });
-        connection = c;
-      },
-      o.signal ?? new AbortController().signal,
-      log,
-      "connect",
-      { endpoint },
-      k.startupTimeoutSeconds * 1000,
-    );
-  } catch (error) {
-    if (!isRetryable(error)) throw error;
-    throw new StartupError(
-      `cannot reach the RPC at ${endpoint} within ${k.startupTimeoutSeconds} s: ${describeError(error)}`,
-    );
-  }
-  if (!connection) throw new StartupError("stopped before the RPC answered");
+  const connection = await connectWithin({ ...o, log, chainLog: logs.chain });
   const { publicClient, unbatchedClient, engine } = connection;
   // a journal lock of another container or boot, still fresh, is waited for (up to its TTL); a stop ends the wait.
   // A dry run reads the journals without their locks and writes nothing: it may run beside the live keeper.
@@ -156,28 +118,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     protocol: perpEngineProtocol(engine),
     lanes,
     log: logs.executor,
-    dryRun: k.dryRun,
-    fees: {
-      baseFeeMultiplierBps: bps(k.baseFeeMultiplier),
-      minPriorityFeePerGas: parseUnits(k.minPriorityFeeGwei, 9),
-      maxFeePerGasCap: k.maxFeePerGasGwei === undefined ? undefined : parseUnits(k.maxFeePerGasGwei, 9),
-      gasTokenPrice: k.gasTokenPrice === undefined ? undefined : parseUnits(k.gasTokenPrice, 18),
-      maxRewardShareBps: bps(k.maxRewardShareForGas),
-      minProfit: parseUnits(k.minProfit, 18),
-      replacementBumpBps: bps(k.replacementBumpPercent / 100),
-      txFeeCap: Number(k.txFeeCapEth) === 0 ? undefined : parseUnits(k.txFeeCapEth, 18),
-    },
-    tipSource: k.priorityFeeSource,
-    tipPercentile: k.priorityFeePercentile,
-    minKeeperReward: parseUnits(k.minKeeperReward, 18),
-    gasLimitMultiplierPercent: BigInt(k.gasLimitMultiplierPercent),
-    batching: k.batching,
-    batchGasLimit: BigInt(k.batchGasLimit),
-    firstBatchPositions: k.firstBatchPositions,
-    maxConcurrentSimulations: k.maxConcurrentLiquidations,
-    maxPendingPerSigner: k.maxPendingPerSigner,
-    stuckBlocks: BigInt(k.stuckBlocks),
-    minSignerBalance: parseUnits(k.minSignerBalance, 18),
+    ...executorSettings(k),
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => book.positions.get(key),
     stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
@@ -303,8 +244,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     intervalMs: k.snapshotIntervalSeconds * 1000,
     log: logs.state,
   });
-  const controller = new AbortController();
-  let backfilled = false;
+  let runRef: ReturnType<typeof runKeeper> | undefined;
   // the /healthz and head_behind rule: judged once backfilled, the endpoints asked while no head is processed
   const headClients = connection.broadcastClients;
   const freshness = new Freshness(
@@ -323,7 +263,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     executor,
     signers: lanes,
     startHead,
-    backfilled: () => backfilled,
+    backfilled: () => runRef?.backfilled() ?? false,
     rewardsEarned: () => rewardsEarned,
     startedAt: performance.now(),
     atRiskDistance: Number(k.atRiskDistance),
@@ -334,40 +274,22 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     freshness: () => freshness.verdict(),
   };
   const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
-  const closeOps = ops.close;
-  const done = (async () => {
-    if (snapshots) {
-      const resume = {
-        path,
-        chainId: config.network.chainId,
-        exchange: engine,
-        deployBlock: BigInt(config.exchange.deployBlock),
-        client: publicClient,
-        watcher,
-        codec: perpEngineSnapshots,
-        log: logs.watcher,
-      };
-      await retry(
-        async () => {
-          await resumeFromSnapshot(resume);
-        },
-        controller.signal,
-        log,
-        "snapshot",
-      );
-    }
-    await retry(() => watcher.backfill(controller.signal), controller.signal, log, "backfill");
-    if (!controller.signal.aborted) {
-      backfilled = true;
-      freshness.progressed(watcher.processedBlock);
-      freshness.start();
-    }
-    if (writeSnapshots && !controller.signal.aborted) {
-      void snapshotter.write("backfilled");
-      void snapshotter.run(controller.signal);
-    }
-    if (precomputer && !controller.signal.aborted) {
-      precomputer.start(
+  const run = runKeeper({
+    config,
+    connection,
+    watcher,
+    executor,
+    freshness,
+    snapshots: snapshots
+      ? {
+          path,
+          codec: perpEngineSnapshots,
+          identity: engine,
+          ...(writeSnapshots ? { writer: snapshotter } : {}),
+        }
+      : undefined,
+    afterBackfill: () =>
+      precomputer?.start(
         new PendingSource({
           client: publicClient,
           wsUrl: config.network.wsUrl,
@@ -377,64 +299,15 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
           pollMs: pc.txpoolPollMs,
           lookupClients: connection.endpoints.many ? connection.endpoints.list.map((e) => e.client) : undefined,
         }),
-      );
-    }
-    await watcher.run(controller.signal);
-  })();
-  let stopping: Promise<void> | undefined;
-  const stop = (reason = "stop requested") => {
-    stopping ??= (async () => {
-      log.info({ event: "keeper_stopping", reason }, "stopping: no new work; waiting for broadcasts under way");
-      controller.abort();
-      precomputer?.stop();
-      executor.close();
-      // shutdownGraceMs is the whole budget, whatever the RPC does: a step waiting on an endpoint that never answers
-      // is left behind (the process exits), never waited for
-      const deadline = performance.now() + k.shutdownGraceMs;
-      const left = () => Math.max(0, deadline - performance.now());
-      let drained = true;
-      try {
-        if (!(await within(done, left()))) {
-          drained = false;
-          log.warn(
-            { event: "stop_timed_out", waitedFor: "follow step", graceMs: k.shutdownGraceMs },
-            "the step under way did not end within the grace: stopping without it",
-          );
-        } else if (writeSnapshots) {
-          // only a watcher that stopped cleanly has a book worth keeping
-          await within(snapshotter.write("stop"), left());
-        }
-      } finally {
-        drained = (await executor.idle(left())) && drained;
-        await within(executor.shutdown(), Math.max(left(), 1_000));
-        await closeOps();
-        connection?.close();
-        const { gasPaidWei, ...counts } = executor.stats;
-        log.info(
-          {
-            event: "keeper_stopped",
-            reason,
-            processedBlock: watcher.processedBlock.toString(),
-            ...counts,
-            gasPaidWei: gasPaidWei.toString(),
-            pendingInJournal: executor.pendingAttempts.length,
-            drained,
-          },
-          "keeper stopped",
-        );
-      }
-    })();
-    return stopping;
-  };
-  // a keeper that ended on a fatal error serves no more figures
-  done.catch(() => {
-    void closeOps();
-    connection?.close();
+      ),
+    onStop: () => precomputer?.stop(),
+    closeOps: ops.close,
+    log,
+    watcherLog: logs.watcher,
+    signal: o.signal,
   });
-  if (o.signal) {
-    if (o.signal.aborted) void stop(String(o.signal.reason ?? "signal"));
-    else o.signal.addEventListener("abort", () => void stop(String(o.signal?.reason ?? "signal")), { once: true });
-  }
+  runRef = run;
+  const { done, stop } = run;
   return {
     book,
     risk,

@@ -167,7 +167,7 @@ async function open(
   const engine = config.exchange.address as Address;
   const code = await publicClient.getCode({ address: engine });
   if (!code || code === "0x") throw new ConfigError(`no contract at exchange address ${engine} on chain ${chainId}`);
-  if (!(await isPerpEngine(publicClient, engine))) {
+  if (config.exchange.adapter === "perp-engine" && !(await isPerpEngine(publicClient, engine))) {
     throw new ConfigError(`the contract at ${engine} does not answer as a PerpEngine: check exchange.address`);
   }
   const multicall = (config.network.multicall3Address ?? MULTICALL3_ADDRESS) as Address;

@@ -29,13 +29,29 @@ export const keeperConfigSchema = z
         multicall3Address: address.optional(),
       })
       .strict(),
-    exchange: z
-      .object({
-        adapter: z.literal("perp-engine"),
-        address,
-        deployBlock: z.number().int().nonnegative(),
-      })
-      .strict(),
+    exchange: z.discriminatedUnion("adapter", [
+      z
+        .object({
+          adapter: z.literal("perp-engine"),
+          address,
+          deployBlock: z.number().int().nonnegative(),
+        })
+        .strict(),
+      /** Perpetual Protocol v2 (Curie): `address` is the ClearingHouse; every other contract is discovered from it. */
+      z
+        .object({
+          adapter: z.literal("perp-v2"),
+          address,
+          deployBlock: z.number().int().nonnegative(),
+          /**
+           * The keeper's own PerpV2Liquidator (contracts/): the account that takes positions over, holds their
+           * collateral and batches liquidations; its operators are the keeper's signers. Absent: each signer
+           * liquidates from its own Vault account, one call at a time.
+           */
+          liquidator: address.optional(),
+        })
+        .strict(),
+    ]),
     keeper: z
       .object({
         pollIntervalMs: z.number().int().min(20).max(60_000).default(1000),

@@ -28,7 +28,9 @@ describe("config/example.mainnet.json", () => {
     const readme = readFileSync(new URL("../../config/README.md", import.meta.url), "utf8");
     const documented = new Set([...readme.matchAll(/^\| `([a-zA-Z0-9]+)`/gm)].map((m) => m[1]));
     const { network, exchange, keeper } = keeperConfigSchema.shape;
-    const fields = [network.shape, exchange.shape, keeper.unwrap().shape].flatMap((shape) => Object.keys(shape));
+    const fields = [network.shape, ...exchange.options.map((o) => o.shape), keeper.unwrap().shape].flatMap((shape) =>
+      Object.keys(shape),
+    );
     expect(fields.length).toBeGreaterThan(40);
     expect(fields.filter((f) => !documented.has(f))).toEqual([]);
     const example = JSON.parse(readFileSync(EXAMPLE, "utf8")) as Record<string, Record<string, unknown>>;

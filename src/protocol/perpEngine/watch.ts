@@ -1,10 +1,9 @@
-import { formatBlock, type RpcBlock } from "viem";
 import type { Connection } from "../../chain/connect.ts";
-import { subscribe } from "../../chain/subscription.ts";
 import type { KeeperConfig } from "../../config/schema.ts";
 import type { Logger } from "../../ops/logger.ts";
 import { ChainlinkPrices } from "../../prices/chainlink/chainlinkPrices.ts";
-import { type Head, Watcher, type WatcherOptions } from "../../watcher/watcher.ts";
+import { headSubscription } from "../../watcher/headSubscription.ts";
+import { Watcher, type WatcherOptions } from "../../watcher/watcher.ts";
 import type { ChainLog } from "../adapter.ts";
 import type { Book, BookChange, BookState } from "./book.ts";
 import { perpEngineBookCheck } from "./check.ts";
@@ -64,45 +63,4 @@ export function watchExchange(
     ...handlers,
   });
   return Object.assign(watcher, { prices });
-}
-
-/**
- * New heads over WebSocket (eth_subscribe newHeads): each one wakes the watcher at once with its header, so that
- * following a head costs no request for the head itself. The subscription is kept up by src/chain/subscription.ts;
- * one that stays open but goes silent while blocks come (the watcher's fallback poll finds heads it never
- * announced) is renewed. Whatever the subscription missed, the watcher fills from the last block it processed (and
- * polls every 5 s meanwhile). A notification without a usable header is ignored.
- */
-function headSubscription(wsUrl: string, log: Logger): NonNullable<WatcherOptions["subscribeHeads"]> {
-  return (onHead) =>
-    subscribe({
-      wsUrl,
-      params: ["newHeads"],
-      log,
-      what: "head subscription",
-      step: "subscribe",
-      onData: (result) => {
-        const head = headOf(result as RpcBlock);
-        if (head) onHead(head);
-      },
-      onSubscribed: () => onHead(undefined), // subscribed: whatever came before it is asked for now
-    });
-}
-
-/** The header fields the watcher needs, or undefined when the notification lacks them. */
-function headOf(raw: RpcBlock): Head | undefined {
-  try {
-    const b = formatBlock(raw);
-    if (b.number === null || b.hash === null || typeof b.parentHash !== "string") return undefined;
-    return {
-      number: b.number,
-      hash: b.hash,
-      parentHash: b.parentHash,
-      timestamp: b.timestamp,
-      baseFeePerGas: b.baseFeePerGas,
-      logsBloom: b.logsBloom,
-    };
-  } catch {
-    return undefined;
-  }
 }

@@ -83,6 +83,11 @@ export interface Sensitivity {
 export interface MarginModel<A extends AccountRecord> {
   evaluate(account: A, at: PriceView): Evaluation;
   sensitivity(account: A, at: PriceView): Sensitivity;
+  /** Reads that settle a bounded evaluation at one block, and their decoding (perp-v2: account value, requirement). */
+  readonly confirm?: {
+    reads(account: A): readonly ReadCall[];
+    decode(account: A, results: readonly (Hex | undefined)[]): Evaluation;
+  };
 }
 
 /** A read that settles a bounded evaluation, made at the head's hash. */

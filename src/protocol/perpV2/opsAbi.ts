@@ -44,6 +44,7 @@ export const opsVaultAbi = parseAbi([
   "function getExchange() view returns (address)",
   "function getCollateralManager() view returns (address)",
   "function getFreeCollateralByToken(address trader, address token) view returns (uint256)",
+  "function paused() view returns (bool)",
   "function deposit(address token, uint256 amount)",
   "function withdraw(address token, uint256 amount)",
 ]);

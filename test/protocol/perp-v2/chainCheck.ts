@@ -14,13 +14,13 @@ import {
   vaultAbi,
 } from "../../../src/protocol/perpV2/abi.ts";
 import { PerpV2Book, type PerpV2Market } from "../../../src/protocol/perpV2/book.ts";
-import { type PerpV2Deployment, priceReads, priceViewOf } from "../../../src/protocol/perpV2/discover.ts";
 import type { PerpV2Event } from "../../../src/protocol/perpV2/events.ts";
 import { perpV2Decoder } from "../../../src/protocol/perpV2/events.ts";
 import { accountFigures, freeCollateralByRatio, UNBOUNDED } from "../../../src/protocol/perpV2/figures.ts";
 import { liquidatableSize } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import { dustFiltered, min } from "../../../src/protocol/perpV2/math.ts";
+import { type PerpV2Deployment, priceReads, priceViewOf } from "../../../src/protocol/perpV2/prices.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
 
 export interface Snapshot {

@@ -15,7 +15,7 @@ import { PerpV2Devnet } from "../../../src/devnet/perpV2/scenario.ts";
 import type { Wallet } from "../../../src/devnet/perpV2/tx.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../../../src/protocol/perpV2/abi.ts";
 import { PerpV2Book } from "../../../src/protocol/perpV2/book.ts";
-import { discoverPerpV2, type PerpV2Deployment } from "../../../src/protocol/perpV2/discover.ts";
+import { discoverPerpV2 } from "../../../src/protocol/perpV2/discover.ts";
 import { perpV2Decoder } from "../../../src/protocol/perpV2/events.ts";
 import {
   encodeTarget,
@@ -25,6 +25,7 @@ import {
   revertMeaning,
 } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
+import { type PerpV2Deployment, perpV2Deployment } from "../../../src/protocol/perpV2/prices.ts";
 import { chainEvents, compareAccount, newTally, type Snapshot, snapshot } from "./chainCheck.ts";
 
 const ETH = "vETH";
@@ -64,7 +65,12 @@ describe("perp-v2 model against the chain (Anvil, real Curie bytecode)", () => {
       dev = await PerpV2Devnet.deploy(anvil.rpcUrl);
       const head = await dev.publicClient.getBlockNumber();
       fromBlock = dev.d.deployBlock; // the ClearingHouse's block: markets are listed after it
-      d = await discoverPerpV2(dev.publicClient as never, dev.d.clearingHouse, { blockNumber: head, fromBlock });
+      d = perpV2Deployment(
+        await discoverPerpV2(dev.publicClient as never, dev.d.clearingHouse, {
+          blockNumber: head,
+          deployBlock: fromBlock,
+        }),
+      );
       expect(d.contracts.baseTokens).toEqual(dev.d.markets.map((m) => m.baseToken.toLowerCase()));
     } catch (error) {
       await anvil.stop();

@@ -1,0 +1,84 @@
+/**
+ * The config of the `perp-v2` adapter: the `exchange` object of a keeper config that names a Perp v2 ClearingHouse.
+ * Proposed here, not yet in src/config/schema.ts: that file's `exchange` becomes a discriminated union on `adapter`
+ * (z.discriminatedUnion("adapter", [perpEngineExchange, perpV2ExchangeSchema])) when the adapter is wired in.
+ *
+ *   {
+ *     "adapter": "perp-v2",
+ *     "address": "0x82ac…",            the ClearingHouse; everything else is discovered from it (./discover.ts)
+ *     "deployBlock": 513075,           where indexing (and the search for markets) starts
+ *     "liquidator": "0x…",             the keeper's PerpV2Liquidator; absent: each signer liquidates from its own
+ *                                      Vault account
+ *     "inventory": { "mode": "close", "closeWithinBlocks": 5, "maxSlippageBps": 100, "maxExposure": "0" },
+ *     "minFreeCollateral": "5000"      alert when the liquidator's free collateral falls below it
+ *   }
+ */
+import { type Address, getAddress, isAddress } from "viem";
+import { z } from "zod";
+import { ConfigError } from "../../config/load.ts";
+
+const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+/** A 20-byte hex address; a mixed-case one must carry a valid EIP-55 checksum (a typo shows there). Checksummed out. */
+const address = z
+  .string()
+  .regex(HEX_ADDRESS, "must be a 0x-prefixed 20-byte hex address")
+  .refine((v) => !HEX_ADDRESS.test(v) || isAddress(v, { strict: true }), {
+    message: "has a wrong EIP-55 checksum (mixed case): check for a typo, or write it all in lower case",
+  })
+  .transform((v): Address => getAddress(v));
+
+const decimalString = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decimal string, e.g. "1.5"');
+
+const isZero = (v: string) => /^0+(\.0+)?$/.test(v);
+
+/** What the liquidator does with the positions it takes over (the liquidated traders' positions, at the mark). */
+export const perpV2InventorySchema = z
+  .object({
+    /**
+     * close: every inherited position beyond maxExposure is closed through the pool, within closeWithinBlocks blocks
+     * of the takeover, at most maxSlippageBps from the mark. hold: nothing is closed (the operator hedges elsewhere or
+     * closes by hand), and a takeover that would bring the held notional above maxExposure is not made.
+     */
+    mode: z.enum(["close", "hold"]).default("close"),
+    closeWithinBlocks: z.number().int().min(1).max(10_000).default(5),
+    /** The pool price the close may reach, in basis points from the mark price (100 = 1%). */
+    maxSlippageBps: z.number().int().min(1).max(5_000).default(100),
+    /** The notional (quote, at the mark, all markets) kept open; "0": none. */
+    maxExposure: decimalString.default("0"),
+  })
+  .strict()
+  .refine((i) => i.mode !== "hold" || !isZero(i.maxExposure), {
+    message: "mode hold keeps positions up to maxExposure: set maxExposure above 0 (or use mode close)",
+    path: ["maxExposure"],
+  });
+
+export const perpV2ExchangeSchema = z
+  .object({
+    adapter: z.literal("perp-v2"),
+    /** The ClearingHouse. */
+    address,
+    /** The block the ClearingHouse was deployed in (or earlier): the backfill and the market search start there. */
+    deployBlock: z.number().int().nonnegative(),
+    /** The keeper's PerpV2Liquidator (contracts/PerpV2Liquidator.sol); absent: each signer's own Vault account. */
+    liquidator: address.optional(),
+    inventory: perpV2InventorySchema.prefault({}),
+    /** Settlement token (USDC) the liquidator's free collateral should not fall below: an alert, not a stop. */
+    minFreeCollateral: decimalString.optional(),
+  })
+  .strict();
+
+/** The config as given (defaults optional). */
+export type PerpV2ExchangeConfigInput = z.input<typeof perpV2ExchangeSchema>;
+/** The config after parsing: defaults filled, addresses checksummed. */
+export type PerpV2ExchangeConfig = z.output<typeof perpV2ExchangeSchema>;
+
+/** Parses the `exchange` object of a perp-v2 config; every problem is named with its path, as parseConfig does. */
+export function parsePerpV2ExchangeConfig(raw: unknown, path = "exchange"): PerpV2ExchangeConfig {
+  const result = perpV2ExchangeSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `  ${[path, ...i.path.map(String)].join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid ${path}:\n${problems.join("\n")}`);
+  }
+  return result.data;
+}

@@ -17,6 +17,7 @@ import { LeftBehind } from "./ops/leftBehind.ts";
 import { type Logger, tapOf } from "./ops/logger.ts";
 import type { OpsSources } from "./ops/metrics.ts";
 import { Notifier } from "./ops/notify.ts";
+import { perpEnginePositionsByMarket } from "./ops/readings.ts";
 import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
@@ -259,6 +260,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   freshnessRef = freshness;
   const sources: OpsSources = {
     book,
+    positions: (distance) => perpEnginePositionsByMarket({ book, watcher }, distance),
     watcher,
     executor,
     signers: lanes,

@@ -55,6 +55,12 @@ export interface LiquidationProtocol {
    * which takes positions over): an outcome is ours when its liquidator is this, or else the signer.
    */
   readonly liquidator?: Address;
+  /**
+   * Gas one target needs at least, whatever eth_estimateGas says: a batch that catches each item's revert (Perp v2's
+   * liquidator contract) succeeds with too little gas by letting its items fail out of gas, so its estimate is no
+   * measure. Undefined: the estimate stands.
+   */
+  readonly gasPerTarget?: bigint;
   /** Calldata of a single liquidation. */
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */

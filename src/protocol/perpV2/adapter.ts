@@ -16,15 +16,15 @@ import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../a
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
-import { encodeLiquidate, planTargets, receiptOutcomes, revertMeaning } from "./liquidation.ts";
-import type { PerpV2MarginModel } from "./margin.ts";
 import {
-  type PerpV2Account,
-  type PerpV2BookView,
-  type PerpV2Global,
-  type PerpV2Market,
-  targetKey,
-} from "./records.ts";
+  encodeLiquidate,
+  PERP_V2_LIQUIDATION_GAS,
+  planTargets,
+  receiptOutcomes,
+  revertMeaning,
+} from "./liquidation.ts";
+import type { PerpV2MarginModel } from "./margin.ts";
+import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
 export const PERP_V2_ADAPTER = "perp-v2";
 
@@ -74,10 +74,7 @@ export function perpV2Accounts(o: {
  * minutes, which no view tells; without it the funding is a proven bound, and accounts it leaves near the boundary
  * are confirmed by reads.
  */
-export function perpV2PriceMarkets(
-  book: PerpV2BookView,
-  accountBalance: Address,
-): readonly ViewMarket[] {
+export function perpV2PriceMarkets(book: PerpV2BookView, accountBalance: Address): readonly ViewMarket[] {
   const interval = book.global.twapInterval;
   const uint = (answer: Hex) => BigInt(answer.slice(0, 66));
   return [...book.markets.values()].flatMap((m): ViewMarket[] => [
@@ -134,11 +131,17 @@ export function perpV2Protocol(o: {
     encodeFunctionData({
       abi: perpV2LiquidatorAbi,
       functionName: "cancelAndLiquidate",
-      args: [ordersOf(targets), targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n }))],
+      args: [
+        ordersOf(targets),
+        targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n })),
+      ],
     });
   const liquidator = o.liquidator;
   return {
     address: liquidator ?? o.clearingHouse,
+    // a liquidation costs 1.0-1.5M gas (more for an account in several markets); the contract's try/catch makes its
+    // estimate meaningless (items fail out of gas and are caught), and liquidate's own estimate runs short
+    gasPerTarget: PERP_V2_LIQUIDATION_GAS,
     ...(liquidator ? { liquidator } : {}),
     encodeSingle: (t) => (liquidator ? batch([t]) : encodeLiquidate(t.trader, baseOf(t), t.size ?? 0n)),
     ...(liquidator ? { encodeBatch: batch } : {}),

@@ -29,6 +29,9 @@ Commands:
   run                  run the keeper against the chain the config names (needs --config and a key)
   demo                 the embedded demo
   status               print the open positions nearest to liquidation and exit (needs --config; no key)
+  collateral           Perp v2: the liquidator's collateral in the Vault: collateral status, collateral deposit
+                       <amount>, collateral withdraw <amount> (settlement-token units, e.g. 1000 USDC); the
+                       liquidator is exchange.liquidator, else the signer; each transaction simulated first
   check-config         run's start-up checks, and what run would use: config, environment (keys included),
                        overrides, state directory writable, chain id, the exchange's code, start block, signers
                        and their balances; exit 0 (ok), 2 (bad) or 1 (the RPC did not answer); sends nothing
@@ -113,6 +116,8 @@ async function main(): Promise<number> {
     if (loaded.error) throw new ConfigError(`cannot read the env file ${envFile}: ${loaded.error.message}`);
   }
   const [given, ...extra] = positionals;
+  // collateral takes its action and an amount: collateral status | deposit <amount> | withdraw <amount>
+  const collateralArgs = given === "collateral" ? extra.splice(0, 2) : [];
   if (extra.length > 0 || (given !== undefined && !COMMANDS.includes(given as Command))) {
     throw new ConfigError(`unknown command "${positionals.join(" ")}": ${COMMANDS.join(", ")} (see --help)`);
   }
@@ -120,7 +125,7 @@ async function main(): Promise<number> {
   // status and rehearse sign nothing with the operator's keys: they neither need one nor read one (a malformed key
   // does not stop them). check-config reads them as run does: it makes run's start-up checks.
   const keyless = command === "status" || command === "rehearse";
-  const needsConfig = keyless || command === "run" || command === "check-config";
+  const needsConfig = keyless || command === "run" || command === "check-config" || command === "collateral";
   const env = readEnv({
     ...process.env,
     ...(keyless ? { KEEPER_PRIVATE_KEY: undefined, KEEPER_PRIVATE_KEYS: undefined } : {}),
@@ -209,6 +214,17 @@ async function main(): Promise<number> {
       console.log(await checkConfig(resolveRun(inputs)));
       return 0;
     }
+    if (command === "collateral") {
+      const { collateral } = await import("./ops/collateralCli.ts");
+      console.log(
+        await collateral(
+          resolveRun(inputs),
+          collateralArgs,
+          createLogger({ level: "info", format: "json", stderr: true }),
+        ),
+      );
+      return 0;
+    }
     if (command === "status") {
       const top = Number(values.top ?? "20");
       if (!Number.isInteger(top) || top <= 0)
@@ -240,7 +256,7 @@ async function main(): Promise<number> {
   }
 }
 
-const COMMANDS = ["run", "demo", "status", "check-config", "rehearse"] as const;
+const COMMANDS = ["run", "demo", "status", "check-config", "rehearse", "collateral"] as const;
 type Command = (typeof COMMANDS)[number];
 
 /** --fork-block: a block number, or "latest" (the default: the fork's head). */

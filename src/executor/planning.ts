@@ -8,7 +8,7 @@ import type PQueue from "p-queue";
 import { BaseError, type Hex, HttpRequestError } from "viem";
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
-import type { Finding } from "../protocol/adapter.ts";
+import type { Finding, LiquidationProtocol } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
@@ -146,11 +146,7 @@ export class Planning {
       try {
         // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
         // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
-        estimate = atLeast(
-          await client.estimateGas({ account: from, to: protocol.address, data }),
-          protocol.gasPerTarget,
-          1,
-        );
+        estimate = atLeast(await client.estimateGas({ account: from, to: protocol.address, data }), protocol, [target]);
         this.singleGas = estimate;
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
@@ -172,7 +168,7 @@ export class Planning {
         for (const c of group) this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
         return false;
       }
-      estimate = atLeast(estimate, protocol.gasPerTarget, targets.length);
+      estimate = atLeast(estimate, protocol, targets);
       const measured = estimate / BigInt(targets.length);
       this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
       this.gasMeasured = true;
@@ -275,8 +271,8 @@ export class Planning {
   }
 }
 
-/** The estimate, or the protocol's floor for `targets` targets where that is more. */
-function atLeast(estimate: bigint, perTarget: bigint | undefined, targets: number): bigint {
-  const floor = perTarget === undefined ? 0n : perTarget * BigInt(targets);
+/** The estimate, or the protocol's floor for these targets where that is more. */
+function atLeast(estimate: bigint, protocol: LiquidationProtocol, targets: readonly TargetPlan[]): bigint {
+  const floor = protocol.gasFloor?.(targets) ?? 0n;
   return estimate < floor ? floor : estimate;
 }

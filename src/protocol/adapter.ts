@@ -45,7 +45,7 @@ export interface Finding {
 export type TargetOutcome =
   | { readonly kind: "liquidated"; readonly keeper: Address; readonly reward: bigint; readonly badDebt: bigint }
   /** The batch call skipped it: no position any more (someone was first, or it closed), or not liquidatable. */
-  | { readonly kind: "skipped"; readonly reason: "no_position" | "not_liquidatable" };
+  | { readonly kind: "skipped"; readonly reason: "no_position" | "not_liquidatable" | "out_of_gas" };
 
 export interface LiquidationProtocol {
   /** The contract every liquidation goes to. */
@@ -60,7 +60,7 @@ export interface LiquidationProtocol {
    * liquidator contract) succeeds with too little gas by letting its items fail out of gas, so its estimate is no
    * measure. Undefined: the estimate stands.
    */
-  readonly gasPerTarget?: bigint;
+  gasFloor?(targets: readonly LiquidationTarget[]): bigint;
   /** Calldata of a single liquidation. */
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */

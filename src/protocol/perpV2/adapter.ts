@@ -27,6 +27,10 @@ import type { PerpV2MarginModel } from "./margin.ts";
 import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
 export const PERP_V2_ADAPTER = "perp-v2";
+/** Gas a liquidation needs per market beyond the first the account holds (the contracts loop over its markets). */
+const PER_EXTRA_MARKET_GAS = 700_000n;
+/** cancelAllExcessOrders of one maker market, measured 0.68-0.71M. */
+const CANCEL_ORDERS_GAS = 800_000n;
 
 /** The book's rules: Perp v2's reducer, from the parameters discovery read. */
 export function perpV2Rules(global: PerpV2Global): StateRules<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> {
@@ -50,8 +54,9 @@ export function perpV2Accounts(o: {
     model: o.model,
     findings(account, evaluation, view, book) {
       const plan = planTargets(account, evaluation, book, view, { clearingHouse: o.clearingHouse });
-      // each call re-judges the account: without the contract's skip, one market per head (the largest first)
-      const targets = o.batch ? plan.targets : plan.targets.slice(0, 1);
+      // each call re-judges the account on what the last one left: one market per head (the largest first), so that
+      // two of its markets are never in two transactions of one block (the second would find it healthy)
+      const targets = plan.targets.slice(0, 1);
       const makerOrders = plan.prerequisites.length > 0;
       if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
       return targets.map((t) => ({
@@ -139,9 +144,18 @@ export function perpV2Protocol(o: {
   const liquidator = o.liquidator;
   return {
     address: liquidator ?? o.clearingHouse,
-    // a liquidation costs 1.0-1.5M gas (more for an account in several markets); the contract's try/catch makes its
-    // estimate meaningless (items fail out of gas and are caught), and liquidate's own estimate runs short
-    gasPerTarget: PERP_V2_LIQUIDATION_GAS,
+    // a liquidation costs 1.0-1.5M gas, up to 2.1M for an account in two markets, and a maker's cancel 0.7M more;
+    // the contract's try/catch makes its estimate meaningless (items fail out of gas and are caught), and liquidate's
+    // own estimate runs short
+    gasFloor: (targets) =>
+      targets.reduce((sum, t) => {
+        const account = o.book.accounts.get(accountOfTarget(t.key));
+        const markets = BigInt(Math.max(1, account?.positions.size ?? 1));
+        const orders = [...(account?.positions.values() ?? [])].some((p) => p.orders.length > 0);
+        return (
+          sum + PERP_V2_LIQUIDATION_GAS + (markets - 1n) * PER_EXTRA_MARKET_GAS + (orders ? CANCEL_ORDERS_GAS : 0n)
+        );
+      }, 0n),
     ...(liquidator ? { liquidator } : {}),
     encodeSingle: (t) => (liquidator ? batch([t]) : encodeLiquidate(t.trader, baseOf(t), t.size ?? 0n)),
     ...(liquidator ? { encodeBatch: batch } : {}),
@@ -159,8 +173,12 @@ export function perpV2Protocol(o: {
           const market = o.book.global.marketsByBase.get(e.args.baseToken.toLowerCase() as Address);
           const key = targetKey(e.args.trader, market ?? -1);
           if (out.has(key)) continue;
-          const meaning = revertMeaning(e.args.reason)?.meaning;
-          out.set(key, { kind: "skipped", reason: meaning === "gone" ? "no_position" : "not_liquidatable" });
+          // no revert data: the item ran out of gas inside the contract's try/catch, no verdict on the account
+          const meaning = e.args.reason === "0x" ? "out_of_gas" : revertMeaning(e.args.reason)?.meaning;
+          out.set(key, {
+            kind: "skipped",
+            reason: meaning === "gone" ? "no_position" : meaning === "out_of_gas" ? "out_of_gas" : "not_liquidatable",
+          });
         } catch {
           // another of the contract's events
         }

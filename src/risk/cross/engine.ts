@@ -16,10 +16,12 @@ import {
   type PriceView,
 } from "../../protocol/types.ts";
 import { Book } from "./book.ts";
+import { ETA } from "./budget.ts";
 import { Certificates } from "./certificates.ts";
 import { CoolQueue } from "./cool.ts";
 import { PriceState } from "./prices.ts";
-import { COLD, DIRTY, FREE, IntList, LIQUIDATABLE, TIER_NAMES, WAITING, WARM } from "./store.ts";
+import { COLD, DIRTY, FREE, LIQUIDATABLE, TIER_NAMES, WAITING, WARM } from "./store.ts";
+import { Tiers } from "./tiers.ts";
 
 export interface CrossRiskOptions {
   /** Room (in typical moves) from which an account is certified cold; below it is swept warm. Default 12. */
@@ -69,11 +71,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
   private readonly book: Book<A>;
   private readonly prices: PriceState;
   private readonly certs: Certificates<A>;
-  private readonly waits: IntList[] = [];
-  private readonly retry = new IntList();
-  private readonly dirty = new IntList();
-  private readonly warm = new IntList(1024);
-  private readonly liq = new IntList();
+  private readonly tiers: Tiers<A>;
   private readonly cool: CoolQueue;
   private tickNo = 0;
   /** The current tick's view, result and time, while a tick runs. */
@@ -93,6 +91,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
     this.book = new Book<A>();
     this.cool = new CoolQueue(this.coolPerTick);
     this.certs = new Certificates(this.book, this.prices, this.zCold, this.horizon);
+    this.tiers = new Tiers(this.book);
   }
 
   get size(): number {
@@ -115,28 +114,27 @@ export class CrossRiskEngine<A extends AccountRecord> {
     const known = this.book.slotOf(account.key);
     if (known !== undefined) this.certs.dropLevels(known);
     const s = this.book.put(account);
-    this.markDirty(s);
+    this.tiers.markDirty(s);
   }
 
   remove(key: AccountKey): void {
     const s = this.book.slotOf(key);
     if (s === undefined) return;
     this.certs.dropLevels(s);
-    this.moveTo(s, FREE);
+    this.tiers.moveTo(s, FREE);
     this.book.delete(s);
   }
 
   /** A parameter of the market of `priceId` changed: every account on that price is evaluated at the next tick. */
   touchPrice(priceId: PriceId): void {
-    this.book.forEachOnPrice(priceId, (s) => this.markDirty(s));
+    this.book.forEachOnPrice(priceId, (s) => this.tiers.markDirty(s));
   }
 
   clear(): void {
     this.book.clear();
     this.prices.clear();
     this.certs.clear();
-    this.waits.length = 0;
-    for (const list of [this.retry, this.dirty, this.warm, this.liq]) list.clear();
+    this.tiers.clear();
   }
 
   /** The account's room in typical moves at its last evaluation (0: liquidatable or to confirm; undefined: unknown). */
@@ -154,22 +152,18 @@ export class CrossRiskEngine<A extends AccountRecord> {
     return s === undefined ? undefined : (TIER_NAMES[this.book.slots.tier[s] as number] as Tier);
   }
 
-  /** Accounts per tier and the index's sizes. */
-  stats(): Record<Tier, number> & { accounts: number; levels: number; deadlines: number; warmTerms: number } {
-    const counts = { dirty: 0, cold: 0, warm: 0, liquidatable: 0, waiting: 0 };
-    const { tier, termCnt } = this.book.slots;
-    let warmTerms = 0;
-    for (let s = 0; s < this.book.slotCount; s++) {
-      const name = TIER_NAMES[tier[s] as number];
-      if (name !== undefined && name !== "free") counts[name]++;
-      if (tier[s] === WARM) warmTerms += termCnt[s] as number;
-    }
+  /** Accounts per tier and the index's sizes, in O(prices). */
+  stats(): Record<Tier, number> & { accounts: number; levels: number; deadlines: number } {
+    const c = this.tiers.counts;
     return {
-      ...counts,
+      dirty: c[DIRTY] as number,
+      cold: c[COLD] as number,
+      warm: c[WARM] as number,
+      liquidatable: c[LIQUIDATABLE] as number,
+      waiting: c[WAITING] as number,
       accounts: this.size,
       levels: this.certs.levels.size,
       deadlines: this.certs.heap.size,
-      warmTerms,
     };
   }
 
@@ -183,7 +177,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
     const stats = this.lastTick;
     stats.fired = stats.expired = stats.evaluated = stats.swept = stats.cooled = stats.touched = 0;
     this.tickNo++;
-    if (!this.prices.read(view, moved)) this.dirtyAll();
+    if (!this.prices.read(view, moved)) this.tiers.dirtyAll();
     this.view = view;
     this.out = { liquidatable: [], confirm: [] };
     const t = Number(view.timestamp);
@@ -195,8 +189,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
       const id = changed.data[i] as number;
       const p = pf[id] as number;
       if (Number.isNaN(p)) continue;
-      this.certs.levels.walkDown(id, p, this.fire);
-      this.certs.levels.walkUp(id, p, this.fire);
+      this.certs.walk(id, p, this.fire);
     }
     // 2. deadlines due
     const { tier, deadline } = this.book.slots;
@@ -204,50 +197,33 @@ export class CrossRiskEngine<A extends AccountRecord> {
     while (heap.peek() <= t) {
       const s = heap.pop();
       if (tier[s] === COLD && (deadline[s] as number) <= t) {
-        this.moveTo(s, WARM);
+        this.tiers.moveTo(s, WARM);
         this.touch(s);
         stats.expired++;
       }
     }
-    if (heap.size > 2 * this.cold() + 1024) {
+    if (heap.size > 2 * (this.tiers.counts[COLD] as number) + 1024) {
       heap.compact((key, s) => this.book.slots.tier[s] === COLD && this.book.slots.deadline[s] === key);
     }
     // 3. waiting accounts whose price came back, and retries
     for (let i = 0; i < changed.length; i++) {
       const id = changed.data[i] as number;
-      const list = this.waits[id];
-      if (list === undefined || Number.isNaN(pf[id] as number)) continue;
-      for (let j = 0; j < list.length; j++) {
-        const s = list.data[j] as number;
-        if (tier[s] === WAITING && this.book.slots.waitPrice[s] === id) this.markDirty(s);
-      }
-      list.clear();
+      if (!Number.isNaN(pf[id] as number)) this.tiers.release(id);
     }
-    for (let j = 0; j < this.retry.length; j++) {
-      const s = this.retry.data[j] as number;
-      if (tier[s] === WAITING && this.book.slots.waitPrice[s] === -1) this.markDirty(s);
-    }
-    this.retry.clear();
+    this.tiers.releaseRetries();
     // 4. dirty: exact evaluation
-    for (let i = 0; i < this.dirty.length; i++) {
-      const s = this.dirty.data[i] as number;
+    for (let i = 0; i < this.tiers.dirty.length; i++) {
+      const s = this.tiers.dirty.data[i] as number;
       if (this.book.slots.tier[s] === DIRTY) this.evaluate(s, true);
     }
-    this.dirty.clear();
+    this.tiers.dirty.clear();
     // 5. warm sweep (and the cooling candidates), 6. liquidatable, 7. cooling
     this.sweep(t);
-    for (let i = this.liq.length - 1; i >= 0; i--) {
-      const s = this.liq.data[i] as number;
+    for (let i = this.tiers.liq.length - 1; i >= 0; i--) {
+      const s = this.tiers.liq.data[i] as number;
       if (this.book.slots.stamp[s] !== this.tickNo) this.evaluate(s, true);
     }
-    const cool = this.cool;
-    for (let i = 0; i < cool.length; i++) {
-      const s = cool.slots[i] as number;
-      if (this.book.slots.tier[s] !== WARM || this.book.slots.stamp[s] === this.tickNo) continue;
-      this.evaluate(s, true);
-      if ((this.book.slots.tier[s] as number) === COLD) stats.cooled++;
-    }
-    cool.clear();
+    this.coolDown(t);
     this.book.maybeCompact();
     const out = this.out;
     this.view = undefined;
@@ -273,18 +249,22 @@ export class CrossRiskEngine<A extends AccountRecord> {
     return this.book.slots.tier[s] === WAITING ? "unpriced" : "safe";
   }
 
+  /** The index's consistency (tests): levels, lists and tier counts agree; empty when sound. */
+  audit(): string[] {
+    const slots = this.book.slots;
+    const problems = this.certs.audit((s) => slots.tier[s] === COLD);
+    this.tiers.audit(problems);
+    return problems;
+  }
+
   // ------------------------------------------------------------------------------------------ tiers
 
   private readonly fire = (s: number): void => {
     if (this.book.slots.tier[s] !== COLD) return; // a stale level (the account left cold): dropped by the walk
-    this.moveTo(s, WARM);
+    this.tiers.moveTo(s, WARM);
     this.touch(s);
     this.lastTick.fired++;
   };
-
-  private cold(): number {
-    return this.book.size - this.warm.length - this.liq.length - this.dirty.length;
-  }
 
   private touch(s: number): void {
     const slots = this.book.slots;
@@ -292,57 +272,6 @@ export class CrossRiskEngine<A extends AccountRecord> {
       slots.touch[s] = this.tickNo;
       this.lastTick.touched++;
     }
-  }
-
-  private markDirty(s: number): void {
-    if (this.book.slots.tier[s] === DIRTY) return;
-    this.moveTo(s, DIRTY);
-    this.dirty.push(s);
-  }
-
-  private dirtyAll(): void {
-    for (let s = 0; s < this.book.slotCount; s++) if (this.book.slots.tier[s] !== FREE) this.markDirty(s);
-  }
-
-  /** Leaves the current tier (its list, if any) and enters `to` (its list, if any). */
-  private moveTo(s: number, to: number): void {
-    const slots = this.book.slots;
-    const from = slots.tier[s] as number;
-    if (from === to && (to === WARM || to === LIQUIDATABLE)) return;
-    if (from === WARM || from === LIQUIDATABLE) {
-      const list = from === WARM ? this.warm : this.liq;
-      const pos = slots.listPos[s] as number;
-      const last = list.data[--list.length] as number;
-      if (last !== s) {
-        list.data[pos] = last;
-        slots.listPos[last] = pos;
-      }
-    }
-    slots.tier[s] = to;
-    if (to === WARM || to === LIQUIDATABLE) {
-      const list = to === WARM ? this.warm : this.liq;
-      slots.listPos[s] = list.length;
-      list.push(s);
-    }
-  }
-
-  private wait(s: number, missing: readonly PriceId[], pf: Float64Array): void {
-    this.moveTo(s, WAITING);
-    const slots = this.book.slots;
-    slots.room[s] = Number.NaN;
-    for (const id of missing) {
-      if (!Number.isNaN(pf[id] ?? Number.NaN)) continue;
-      slots.waitPrice[s] = id;
-      let list = this.waits[id];
-      if (list === undefined) {
-        list = new IntList();
-        this.waits[id] = list;
-      }
-      list.push(s);
-      return;
-    }
-    slots.waitPrice[s] = -1; // every missing price is in the view: try again at the next tick
-    this.retry.push(s);
   }
 
   // ------------------------------------------------------------------------------------------ evaluation
@@ -360,44 +289,101 @@ export class CrossRiskEngine<A extends AccountRecord> {
     slots.stamp[s] = this.tickNo;
     const account = this.book.accounts[s] as A;
     if (evaluation.kind === "unpriced") {
-      this.wait(s, evaluation.missing, pf);
+      this.tiers.wait(s, evaluation.missing, pf);
       return;
     }
     const low = lowSlack(evaluation) as bigint;
     const high = highSlack(evaluation) as bigint;
     if (low < 0n) {
-      this.moveTo(s, LIQUIDATABLE);
+      this.tiers.moveTo(s, LIQUIDATABLE);
       (high < 0n ? this.out.liquidatable : this.out.confirm).push({ account, evaluation });
       return;
     }
     const view = this.view as PriceView;
-    this.certs.rebase(s, low, this.model.sensitivity(account, view), pf, Number(view.timestamp));
-    if (allowCold && (slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.moveTo(s, COLD);
-    else this.moveTo(s, WARM);
+    const t = Number(view.timestamp);
+    if (!this.certs.sensed(s, t)) this.certs.setSensitivity(s, this.model.sensitivity(account, view), t);
+    this.certs.rebase(s, low, pf, t);
+    if (allowCold && (slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.tiers.moveTo(s, COLD);
+    else this.tiers.warmUp(s);
   }
 
-  /** The warm tier: its float bound, an exact evaluation where it is below 0, cooling candidates where room ≥ zCold. */
+  /**
+   * The warm tier: its float bound (Certificates.bound over the WarmSet's arrays, written out here so that no double
+   * is boxed); an exact evaluation where it is below 0 or NaN, a cooling candidate where the room the moves would
+   * leave at the same slopes reaches zCold.
+   */
   private sweep(t: number): void {
-    const { stamp, denom } = this.book.slots;
-    const warm = this.warm;
+    const w = this.tiers.warm;
     const tickNo = this.tickNo;
     const zCold = this.zCold;
-    const certs = this.certs;
+    const pf = this.prices.f;
     let swept = 0;
-    for (let i = warm.length - 1; i >= 0; i--) {
-      const s = warm.data[i] as number;
-      if (stamp[s] === tickNo) continue;
+    for (let i = w.length - 1; i >= 0; i--) {
+      if (w.stamp[i] === tickNo) continue;
       swept++;
-      const lb = certs.bound(s, t);
+      const dt = t - (w.time[i] as number);
+      let lb = Number.NaN;
+      let gain = 0;
+      if (dt >= 0 && t <= (w.valid[i] as number)) {
+        const f = w.phi[i] as number;
+        const b = w.base[i] as number;
+        let x = b - f * dt;
+        let mag = Math.abs(b) + f * dt;
+        const off = w.termOff[i] as number;
+        const end = off + (w.termCnt[i] as number);
+        for (let j = off; j < end; j++) {
+          const p = pf[w.price[j] as number] as number;
+          const pb = w.basePrice[j] as number;
+          const d = w.down[j] as number;
+          const u = w.up[j] as number;
+          if (p < pb) {
+            x -= d * (pb - p);
+            gain += u * (pb - p);
+          } else {
+            x -= u * (p - pb);
+            gain += d * (p - pb);
+          }
+          mag += (d + u) * (Math.abs(pb) + Math.abs(p));
+        }
+        lb = x - ETA * mag;
+      }
       if (!(lb >= 0)) {
-        this.evaluate(s, true);
+        this.evaluate(w.slot[i] as number, true);
         continue;
       }
-      // cooling candidates: ranked by the room the moves since the base would leave at the same slopes
-      const est = lb + certs.gain;
-      const den = denom[s] as number;
-      if (est >= zCold * den) this.cool.offer(s, den > 0 ? est / den : Number.POSITIVE_INFINITY);
+      const est = lb + gain;
+      const den = w.denom[i] as number;
+      if (est >= zCold * den) this.cool.offer(w.slot[i] as number, den > 0 ? est / den : Number.POSITIVE_INFINITY);
     }
     this.lastTick.swept = swept;
+  }
+
+  /**
+   * Cooling: the warm accounts with most room go back cold, at most coolPerTick. Where the bound alone leaves room
+   * zCold (a deadline passed, or a multi-price account crossed one face), the certificate is re-planned from the bound
+   * at the current prices, with no model call; where only the moves' gains would, from an exact evaluation.
+   */
+  private coolDown(t: number): void {
+    const cool = this.cool;
+    const slots = this.book.slots;
+    for (let i = 0; i < cool.length; i++) {
+      const s = cool.slots[i] as number;
+      if (slots.tier[s] !== WARM || slots.stamp[s] === this.tickNo) continue;
+      const lb = this.certs.bound(s, t);
+      if (lb >= this.zCold * (slots.denom[s] as number)) {
+        this.touch(s);
+        slots.stamp[s] = this.tickNo;
+        if (this.certs.rearm(s, lb, t)) this.tiers.moveTo(s, COLD);
+        else {
+          this.certs.rebaseTo(s, lb, this.prices.f, t);
+          if ((slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.tiers.moveTo(s, COLD);
+          else this.tiers.warmUp(s);
+        }
+      } else {
+        this.evaluate(s, true);
+      }
+      if ((slots.tier[s] as number) === COLD) this.lastTick.cooled++;
+    }
+    cool.clear();
   }
 }

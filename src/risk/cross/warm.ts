@@ -1,0 +1,148 @@
+/**
+ * The warm tier as a dense structure of arrays: each warm account's base (Ŝ_f − e, time, validity, φ, room
+ * denominator) and its terms (price id, base price, λ↓, λ↑) copied side by side, so that the sweep reads memory in
+ * order instead of jumping across the per-slot arrays of a million accounts. The book's arrays stay the source of
+ * truth: an entry is copied in when the account turns warm and refreshed whenever its base changes while warm. The
+ * sweep (CrossRiskEngine) computes the bound of Certificates.bound over these arrays.
+ */
+import type { AccountRecord } from "../../protocol/types.ts";
+import type { Book } from "./book.ts";
+
+function grow<T extends Float64Array | Int32Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
+export class WarmSet {
+  length = 0;
+  slot = new Int32Array(256);
+  /** Tick of the last exact evaluation or re-base (skipped by that tick's sweep). */
+  stamp = new Int32Array(256);
+  base = new Float64Array(256);
+  time = new Float64Array(256);
+  valid = new Float64Array(256);
+  phi = new Float64Array(256);
+  denom = new Float64Array(256);
+  termOff = new Int32Array(256);
+  termCnt = new Int32Array(256);
+  private top = 0;
+  private garbage = 0;
+  price = new Int32Array(512);
+  basePrice = new Float64Array(512);
+  down = new Float64Array(512);
+  up = new Float64Array(512);
+
+  clear(): void {
+    this.length = 0;
+    this.top = 0;
+    this.garbage = 0;
+  }
+
+  /** Appends slot `s`, copied from the book; returns its index. */
+  add<A extends AccountRecord>(s: number, book: Book<A>, stamp: number): number {
+    const i = this.length++;
+    if (i === this.slot.length) {
+      const n = i * 2;
+      this.slot = grow(this.slot, n);
+      this.stamp = grow(this.stamp, n);
+      this.base = grow(this.base, n);
+      this.time = grow(this.time, n);
+      this.valid = grow(this.valid, n);
+      this.phi = grow(this.phi, n);
+      this.denom = grow(this.denom, n);
+      this.termOff = grow(this.termOff, n);
+      this.termCnt = grow(this.termCnt, n);
+    }
+    this.slot[i] = s;
+    this.termCnt[i] = 0;
+    this.refresh(i, book, stamp);
+    return i;
+  }
+
+  /** Copies entry i's base from the book again (its slot's base changed). */
+  refresh<A extends AccountRecord>(i: number, book: Book<A>, stamp: number): void {
+    const s = this.slot[i] as number;
+    const slots = book.slots;
+    this.stamp[i] = stamp;
+    this.base[i] = slots.base[s] as number;
+    this.time[i] = slots.baseTime[s] as number;
+    this.valid[i] = slots.validUntil[s] as number;
+    this.phi[i] = slots.phi[s] as number;
+    this.denom[i] = slots.denom[s] as number;
+    const k = slots.termCnt[s] as number;
+    let off = this.termOff[i] as number;
+    if ((this.termCnt[i] as number) !== k) {
+      this.garbage += this.termCnt[i] as number;
+      off = this.alloc(k);
+      this.termOff[i] = off;
+      this.termCnt[i] = k;
+    }
+    const terms = book.terms;
+    const from = slots.termOff[s] as number;
+    for (let j = 0; j < k; j++) {
+      this.price[off + j] = terms.price[from + j] as number;
+      this.basePrice[off + j] = terms.basePrice[from + j] as number;
+      this.down[off + j] = terms.down[from + j] as number;
+      this.up[off + j] = terms.up[from + j] as number;
+    }
+  }
+
+  /** Removes entry i by moving the last one into it; returns the slot now at i (-1: none). */
+  removeAt(i: number): number {
+    this.garbage += this.termCnt[i] as number;
+    const last = --this.length;
+    if (i === last) return -1;
+    this.slot[i] = this.slot[last] as number;
+    this.stamp[i] = this.stamp[last] as number;
+    this.base[i] = this.base[last] as number;
+    this.time[i] = this.time[last] as number;
+    this.valid[i] = this.valid[last] as number;
+    this.phi[i] = this.phi[last] as number;
+    this.denom[i] = this.denom[last] as number;
+    this.termOff[i] = this.termOff[last] as number;
+    this.termCnt[i] = this.termCnt[last] as number;
+    return this.slot[i] as number;
+  }
+
+  private alloc(k: number): number {
+    if (this.top + k > this.price.length) {
+      if (this.garbage * 2 >= this.top) this.compact();
+      if (this.top + k > this.price.length) {
+        const n = Math.max(this.top + k, this.price.length * 2);
+        this.price = grow(this.price, n);
+        this.basePrice = grow(this.basePrice, n);
+        this.down = grow(this.down, n);
+        this.up = grow(this.up, n);
+      }
+    }
+    const off = this.top;
+    this.top += k;
+    return off;
+  }
+
+  /** Moves every live entry's terms to the front, in entry order. */
+  private compact(): void {
+    const price = new Int32Array(this.price.length);
+    const basePrice = new Float64Array(this.price.length);
+    const down = new Float64Array(this.price.length);
+    const up = new Float64Array(this.price.length);
+    let w = 0;
+    for (let i = 0; i < this.length; i++) {
+      const off = this.termOff[i] as number;
+      const k = this.termCnt[i] as number;
+      price.set(this.price.subarray(off, off + k), w);
+      basePrice.set(this.basePrice.subarray(off, off + k), w);
+      down.set(this.down.subarray(off, off + k), w);
+      up.set(this.up.subarray(off, off + k), w);
+      this.termOff[i] = w;
+      w += k;
+    }
+    this.price = price;
+    this.basePrice = basePrice;
+    this.down = down;
+    this.up = up;
+    this.top = w;
+    this.garbage = 0;
+  }
+}

@@ -81,7 +81,6 @@ export class Certificates<A extends AccountRecord> {
   rebaseTo(s: number, base: number, pf: Float64Array, t: number): void {
     const slots = this.book.slots;
     const terms = this.book.terms;
-    this.dropLevels(s);
     const move = this.prices.move;
     const off = slots.termOff[s] as number;
     const end = off + (slots.termCnt[s] as number);
@@ -111,17 +110,19 @@ export class Certificates<A extends AccountRecord> {
   }
 
   /**
-   * Re-arms a certificate whose faces partly fired, from the bound `lb` at the current prices and time t, without
-   * touching the faces that still stand or the deadline (still in the heap): the budget left after the standing faces
-   * (their distance from the current prices) and the time to the deadline goes to new faces for the fired slopes only,
-   * z' typical moves away. One tree insert per fired face instead of dropping and placing every face. False when the
-   * deadline has passed or z' < zCold: then the account is re-planned whole.
+   * Re-arms a certificate from a new base `lb` (the warm bound, or an exact evaluation less rounding) at the current
+   * prices and time t, without touching the faces that still stand or the deadline (still in the heap): the budget
+   * left after the standing faces (their distance from the current prices) and the time to the deadline goes to new
+   * faces for the fired slopes only, z' typical moves away (none fired: the certificate holds as it is). One tree
+   * insert per fired face instead of dropping and placing every face. False when the deadline has passed, the budget
+   * does not cover the standing faces, or a face would be nearer than zCold: then the account is re-planned whole.
    */
   rearm(s: number, lb: number, t: number): boolean {
     const slots = this.book.slots;
     const terms = this.book.terms;
     const deadline = slots.deadline[s] as number;
-    if (!(deadline > t) || !(lb > 0)) return false;
+    // the deadline's heap entry stands until it pops (at or after the deadline), and the slopes must hold until then
+    if (!(deadline > t) || !(lb > 0) || !(deadline <= (slots.validUntil[s] as number))) return false;
     const pf = this.prices.f;
     const move = this.prices.move;
     const phi = slots.phi[s] as number;
@@ -160,9 +161,9 @@ export class Certificates<A extends AccountRecord> {
         }
       }
     }
-    if (fired === 0) return false;
     const W = lb - need - phi * (deadline - t) - 16 * ETA * mag;
-    const z = W / fired;
+    if (!(standing >= this.zCold) || !(W >= 0)) return false;
+    const z = fired > 0 ? W / fired : Number.POSITIVE_INFINITY;
     if (!(z >= this.zCold) || !(z > 0)) return false;
     for (let j = off; j < end; j++) {
       const gap = z * (move[terms.price[j] as number] as number);
@@ -206,6 +207,7 @@ export class Certificates<A extends AccountRecord> {
       // the widened level must stay strictly on the safe side of the current price (NaN: never)
       if (!(gap >= 4 * LEVEL_SLACK * Math.abs(terms.basePrice[j] as number))) return false;
     }
+    this.dropLevels(s); // the faces of an earlier certificate still standing
     for (let j = off; j < end; j++) {
       const id = terms.price[j] as number;
       const pb = terms.basePrice[j] as number;

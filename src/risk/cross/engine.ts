@@ -15,7 +15,7 @@ import {
   type PriceId,
   type PriceView,
 } from "../../protocol/types.ts";
-import { Book } from "./book.ts";
+import { Book, samePrices } from "./book.ts";
 import { ETA } from "./budget.ts";
 import { Certificates } from "./certificates.ts";
 import { CoolQueue } from "./cool.ts";
@@ -112,7 +112,11 @@ export class CrossRiskEngine<A extends AccountRecord> {
   upsert(account: A): void {
     for (const id of account.prices) this.prices.ensure(id);
     const known = this.book.slotOf(account.key);
-    if (known !== undefined) this.certs.dropLevels(known);
+    // its standing faces stay (a stale level fires nothing; the next certificate reuses or drops them) unless its
+    // prices change, which gives it new terms
+    if (known !== undefined && !samePrices(this.book.accounts[known]?.prices ?? [], account.prices)) {
+      this.certs.dropLevels(known);
+    }
     const s = this.book.put(account);
     this.tiers.markDirty(s);
   }
@@ -203,7 +207,8 @@ export class CrossRiskEngine<A extends AccountRecord> {
       }
     }
     if (heap.size > 2 * (this.tiers.counts[COLD] as number) + 1024) {
-      heap.compact((key, s) => this.book.slots.tier[s] === COLD && this.book.slots.deadline[s] === key);
+      // an account's latest deadline stays, cold or not: a re-armed certificate keeps it
+      heap.compact((key, s) => this.book.accounts[s] !== undefined && this.book.slots.deadline[s] === key);
     }
     // 3. waiting accounts whose price came back, and retries
     for (let i = 0; i < changed.length; i++) {
@@ -247,6 +252,25 @@ export class CrossRiskEngine<A extends AccountRecord> {
     if (out.liquidatable.length > 0) return "liquidatable";
     if (out.confirm.length > 0) return "confirm";
     return this.book.slots.tier[s] === WAITING ? "unpriced" : "safe";
+  }
+
+  /**
+   * A cold account's certificate (tests, diagnostics): per price its lower and upper level as stored in the trees
+   * (the box the account is safe in) and the deadline; undefined unless the account is cold.
+   */
+  certificate(key: AccountKey): { levels: Map<PriceId, { down?: number; up?: number }>; deadline: number } | undefined {
+    const s = this.book.slotOf(key);
+    if (s === undefined || this.book.slots.tier[s] !== COLD) return undefined;
+    const { slots, terms } = this.book;
+    const levels = new Map<PriceId, { down?: number; up?: number }>();
+    const off = slots.termOff[s] as number;
+    for (let j = off; j < off + (slots.termCnt[s] as number); j++) {
+      const face: { down?: number; up?: number } = {};
+      if (!Number.isNaN(terms.levDown[j] as number)) face.down = terms.levDown[j] as number;
+      if (!Number.isNaN(terms.levUp[j] as number)) face.up = terms.levUp[j] as number;
+      levels.set(terms.price[j] as number, face);
+    }
+    return { levels, deadline: slots.deadline[s] as number };
   }
 
   /** The index's consistency (tests): levels, lists and tier counts agree; empty when sound. */
@@ -302,6 +326,12 @@ export class CrossRiskEngine<A extends AccountRecord> {
     const view = this.view as PriceView;
     const t = Number(view.timestamp);
     if (!this.certs.sensed(s, t)) this.certs.setSensitivity(s, this.model.sensitivity(account, view), t);
+    const base = Number(low) - (slots.rounding[s] as number);
+    // faces still standing and the deadline are kept when the new base leaves zCold for the fired ones
+    if (allowCold && pf === this.prices.f && this.certs.rearm(s, base, t)) {
+      this.tiers.moveTo(s, COLD);
+      return;
+    }
     this.certs.rebase(s, low, pf, t);
     if (allowCold && (slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.tiers.moveTo(s, COLD);
     else this.tiers.warmUp(s);

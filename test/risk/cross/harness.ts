@@ -325,9 +325,44 @@ export class Sim {
       }
     }
     if (expected !== liquidatable.size) throw new Error(`reported ${liquidatable.size}, scan ${expected}`);
+    checkCertificates.call(this, view);
     const problems = this.engine.audit();
     if (problems.length > 0) throw new Error(`index inconsistent: ${problems.slice(0, 5).join("; ")}`);
     this.flagged += expected;
+  }
+}
+
+/**
+ * Every cold account's certificate, checked directly: at the worst corner of its box (each price just inside its
+ * face, against the account; a price with no face where it is now; the last second before the deadline) the exact
+ * slack is still ≥ 0. For these linear accounts the corner is where the box's slack is lowest (funding aside, which
+ * the corner takes at its actual rate rather than its bound).
+ */
+function checkCertificates(this: Sim, view: PriceView): void {
+  for (const account of this.engine.values()) {
+    const cert = this.engine.certificate(account.key);
+    if (cert === undefined) continue;
+    const prices = new Map(view.prices);
+    let open = false;
+    account.prices.forEach((id, i) => {
+      const face = cert.levels.get(id) ?? {};
+      const size = (account.positions[i] as LinearPosition).size;
+      const down = size > 0n; // these accounts lose on a fall when long, on a rise when short
+      const level = down ? face.down : face.up;
+      if (size === 0n) return;
+      if (level === undefined) {
+        open = true; // no face on an adverse side: room without bound
+        return;
+      }
+      const corner = down ? BigInt(Math.floor(level)) + 1n : BigInt(Math.ceil(level)) - 1n;
+      prices.set(id, corner > 0n ? corner : 1n);
+    });
+    if (open || account.prices.some((id) => !prices.has(id))) continue;
+    const corner = { prices, timestamp: BigInt(cert.deadline) - 1n, blockNumber: view.blockNumber };
+    const slack = lowSlack(this.model.exact(account, corner));
+    if (slack !== undefined && slack < 0n && [...prices].every(([, p]) => p > 1n)) {
+      throw new Error(`missed by a certificate: ${account.key} is liquidatable inside its box (slack ${slack})`);
+    }
   }
 }
 

@@ -201,7 +201,13 @@ function sameKeys(found: readonly { account: LinearAccount }[], scan: Set<string
 }
 
 /** Optional hooks around the calm ticks (profiling from a scratch script). */
-export const hooks: { beforeCalm?: () => void; measured?: () => void; afterCalm?: () => void } = {};
+export const hooks: {
+  beforeCalm?: () => void;
+  measured?: () => void;
+  afterCalm?: () => void;
+  beforeCrash?: () => void;
+  afterCrash?: () => void;
+} = {};
 
 async function run(n: number, ticks: number, events: number): Promise<CrossRun> {
   const exchange = new Exchange(0xc0ffee + n);
@@ -301,9 +307,11 @@ async function run(n: number, ticks: number, events: number): Promise<CrossRun> 
   );
   exchange.time += 1n;
   const crashView = exchange.view();
+  hooks.beforeCrash?.();
   const c0 = nowNs();
   const crash = engine.tick(crashView);
   const crashTickMs = ms(nowNs() - c0);
+  hooks.afterCrash?.();
   const crashStats = { ...engine.lastTick };
   log("  full scan at the crash ...");
   const crashScan = fullScan(engine, model, crashView);

@@ -74,6 +74,8 @@ export class CrossRiskEngine<A extends AccountRecord> {
   private readonly tiers: Tiers<A>;
   private readonly cool: CoolQueue;
   private tickNo = 0;
+  /** The current tick's time. */
+  private now = 0;
   /** The current tick's view, result and time, while a tick runs. */
   private view: PriceView | undefined;
   private out: TickResult<A> = { liquidatable: [], confirm: [] };
@@ -185,6 +187,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
     this.view = view;
     this.out = { liquidatable: [], confirm: [] };
     const t = Number(view.timestamp);
+    this.now = t;
     const pf = this.prices.f;
     const changed = this.prices.changed;
 
@@ -201,8 +204,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
     while (heap.peek() <= t) {
       const s = heap.pop();
       if (tier[s] === COLD && (deadline[s] as number) <= t) {
-        this.tiers.moveTo(s, WARM);
-        this.touch(s);
+        this.leaveCold(s);
         stats.expired++;
       }
     }
@@ -216,7 +218,8 @@ export class CrossRiskEngine<A extends AccountRecord> {
       if (!Number.isNaN(pf[id] as number)) this.tiers.release(id);
     }
     this.tiers.releaseRetries();
-    // 4. dirty: exact evaluation
+    // 4. dirty (and fired below their bound): exact evaluation, in slot order when many (memory locality)
+    if (this.tiers.dirty.length > 64) this.tiers.dirty.data.subarray(0, this.tiers.dirty.length).sort();
     for (let i = 0; i < this.tiers.dirty.length; i++) {
       const s = this.tiers.dirty.data[i] as number;
       if (this.book.slots.tier[s] === DIRTY) this.evaluate(s, true);
@@ -284,11 +287,20 @@ export class CrossRiskEngine<A extends AccountRecord> {
   // ------------------------------------------------------------------------------------------ tiers
 
   private readonly fire = (s: number): void => {
-    if (this.book.slots.tier[s] !== COLD) return; // a stale level (the account left cold): dropped by the walk
-    this.tiers.moveTo(s, WARM);
-    this.touch(s);
+    if (this.book.slots.tier[s] !== COLD) return; // a face of an account no longer cold: dropped by the walk
+    this.leaveCold(s);
     this.lastTick.fired++;
   };
+
+  /**
+   * A face fired or the deadline passed: warm with the certificate's base, or straight to an exact evaluation in
+   * this tick when the bound from that base is already below 0 (a crash: no warm copy made and swept first).
+   */
+  private leaveCold(s: number): void {
+    this.touch(s);
+    if (this.certs.bound(s, this.now) >= 0) this.tiers.moveTo(s, WARM);
+    else this.tiers.queue(s);
+  }
 
   private touch(s: number): void {
     const slots = this.book.slots;
@@ -347,25 +359,26 @@ export class CrossRiskEngine<A extends AccountRecord> {
     const tickNo = this.tickNo;
     const zCold = this.zCold;
     const pf = this.prices.f;
+    let { stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = w;
     let swept = 0;
     for (let i = w.length - 1; i >= 0; i--) {
-      if (w.stamp[i] === tickNo) continue;
+      if (stamp[i] === tickNo) continue;
       swept++;
-      const dt = t - (w.time[i] as number);
+      const dt = t - (time[i] as number);
       let lb = Number.NaN;
       let gain = 0;
-      if (dt >= 0 && t <= (w.valid[i] as number)) {
-        const f = w.phi[i] as number;
-        const b = w.base[i] as number;
+      if (dt >= 0 && t <= (valid[i] as number)) {
+        const f = phi[i] as number;
+        const b = base[i] as number;
         let x = b - f * dt;
         let mag = Math.abs(b) + f * dt;
-        const off = w.termOff[i] as number;
-        const end = off + (w.termCnt[i] as number);
+        const off = termOff[i] as number;
+        const end = off + (termCnt[i] as number);
         for (let j = off; j < end; j++) {
-          const p = pf[w.price[j] as number] as number;
-          const pb = w.basePrice[j] as number;
-          const d = w.down[j] as number;
-          const u = w.up[j] as number;
+          const p = pf[price[j] as number] as number;
+          const pb = basePrice[j] as number;
+          const d = down[j] as number;
+          const u = up[j] as number;
           if (p < pb) {
             x -= d * (pb - p);
             gain += u * (pb - p);
@@ -378,12 +391,14 @@ export class CrossRiskEngine<A extends AccountRecord> {
         lb = x - ETA * mag;
       }
       if (!(lb >= 0)) {
-        this.evaluate(w.slot[i] as number, true);
+        this.evaluate(slot[i] as number, true);
+        // the evaluation may have moved entries or reallocated the arrays
+        ({ stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = w);
         continue;
       }
       const est = lb + gain;
-      const den = w.denom[i] as number;
-      if (est >= zCold * den) this.cool.offer(w.slot[i] as number, den > 0 ? est / den : Number.POSITIVE_INFINITY);
+      const den = denom[i] as number;
+      if (est >= zCold * den) this.cool.offer(slot[i] as number, den > 0 ? est / den : Number.POSITIVE_INFINITY);
     }
     this.lastTick.swept = swept;
   }

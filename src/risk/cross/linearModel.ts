@@ -145,8 +145,10 @@ export class LinearModel implements MarginModel<LinearAccount> {
         m.indexAt = m.index + m.rate * (at.timestamp - m.time);
       }
       const size = pos.size;
-      balance += (size * p) / WAD + pos.openNotional - (size * (m.indexAt - pos.fundingIndex)) / WAD;
-      requirement += (((size < 0n ? -size : size) * p) / WAD) * m.mmRatio;
+      // |trunc(size·p / 1e18)| = trunc(|size|·p / 1e18): the position value gives the notional too
+      const value = (size * p) / WAD;
+      balance += value + pos.openNotional - (size * (m.indexAt - pos.fundingIndex)) / WAD;
+      requirement += (value < 0n ? -value : value) * m.mmRatio;
     }
     if (missing !== undefined) return { kind: "unpriced", missing };
     return { kind: "exact", balance, requirement: requirement / RATIO_ONE };

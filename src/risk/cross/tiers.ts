@@ -73,6 +73,13 @@ export class Tiers<A extends AccountRecord> {
     this.dirty.push(s);
   }
 
+  /** To evaluate exactly in this tick's dirty pass, the account unchanged (its slopes stay). */
+  queue(s: number): void {
+    if (this.book.slots.tier[s] === DIRTY) return;
+    this.moveTo(s, DIRTY);
+    this.dirty.push(s);
+  }
+
   dirtyAll(): void {
     for (let s = 0; s < this.book.slotCount; s++) if (this.book.slots.tier[s] !== FREE) this.markDirty(s);
   }

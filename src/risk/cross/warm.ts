@@ -16,22 +16,23 @@ function grow<T extends Float64Array | Int32Array>(a: T, n: number): T {
 
 export class WarmSet {
   length = 0;
-  slot = new Int32Array(256);
+  slot: Int32Array = new Int32Array(256);
   /** Tick of the last exact evaluation or re-base (skipped by that tick's sweep). */
-  stamp = new Int32Array(256);
-  base = new Float64Array(256);
-  time = new Float64Array(256);
-  valid = new Float64Array(256);
-  phi = new Float64Array(256);
-  denom = new Float64Array(256);
-  termOff = new Int32Array(256);
-  termCnt = new Int32Array(256);
+  stamp: Int32Array = new Int32Array(256);
+  base: Float64Array = new Float64Array(256);
+  time: Float64Array = new Float64Array(256);
+  valid: Float64Array = new Float64Array(256);
+  phi: Float64Array = new Float64Array(256);
+  denom: Float64Array = new Float64Array(256);
+  termOff: Int32Array = new Int32Array(256);
+  termCnt: Int32Array = new Int32Array(256);
   private top = 0;
   private garbage = 0;
-  price = new Int32Array(512);
-  basePrice = new Float64Array(512);
-  down = new Float64Array(512);
-  up = new Float64Array(512);
+  private spare: { price: Int32Array; basePrice: Float64Array; down: Float64Array; up: Float64Array } | undefined;
+  price: Int32Array = new Int32Array(512);
+  basePrice: Float64Array = new Float64Array(512);
+  down: Float64Array = new Float64Array(512);
+  up: Float64Array = new Float64Array(512);
 
   clear(): void {
     this.length = 0;
@@ -121,27 +122,36 @@ export class WarmSet {
     return off;
   }
 
-  /** Moves every live entry's terms to the front, in entry order. */
+  /** Moves every live entry's terms to the front, in entry order, through a second set of arrays kept for it. */
   private compact(): void {
-    const price = new Int32Array(this.price.length);
-    const basePrice = new Float64Array(this.price.length);
-    const down = new Float64Array(this.price.length);
-    const up = new Float64Array(this.price.length);
+    const n = this.price.length;
+    if (this.spare === undefined || this.spare.price.length !== n) {
+      this.spare = {
+        price: new Int32Array(n),
+        basePrice: new Float64Array(n),
+        down: new Float64Array(n),
+        up: new Float64Array(n),
+      };
+    }
+    const to = this.spare;
     let w = 0;
     for (let i = 0; i < this.length; i++) {
       const off = this.termOff[i] as number;
       const k = this.termCnt[i] as number;
-      price.set(this.price.subarray(off, off + k), w);
-      basePrice.set(this.basePrice.subarray(off, off + k), w);
-      down.set(this.down.subarray(off, off + k), w);
-      up.set(this.up.subarray(off, off + k), w);
+      for (let j = 0; j < k; j++) {
+        to.price[w + j] = this.price[off + j] as number;
+        to.basePrice[w + j] = this.basePrice[off + j] as number;
+        to.down[w + j] = this.down[off + j] as number;
+        to.up[w + j] = this.up[off + j] as number;
+      }
       this.termOff[i] = w;
       w += k;
     }
-    this.price = price;
-    this.basePrice = basePrice;
-    this.down = down;
-    this.up = up;
+    this.spare = { price: this.price, basePrice: this.basePrice, down: this.down, up: this.up };
+    this.price = to.price;
+    this.basePrice = to.basePrice;
+    this.down = to.down;
+    this.up = to.up;
     this.top = w;
     this.garbage = 0;
   }

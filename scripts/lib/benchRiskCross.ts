@@ -5,12 +5,16 @@
  *   npm run bench:risk -- --book cross                       100,000 and 1,000,000 accounts, a table
  *   npm run bench:risk -- --book cross --accounts 200000     choose the sizes (comma-separated)
  *   npm run bench:risk -- --book cross --json                one JSON line, the last line of stdout
+ *   BENCH_TRACE=1 npm run bench:risk -- --book cross         also prints every measured tick over 2 ms (stderr)
  *
- * Per size, in one run: build (upsert every account, then the first tick evaluates them all: buildMs); calm ticks
+ * Per size, in one run: build (upsert every account, then the first tick evaluates them all: buildMs, the engine's
+ * time only, the accounts' generation aside); calm ticks
  * (all 8 prices random-walk 0.05-0.2 % per tick, mean-reverting within ±2 %, 1 s per tick; between ticks, untimed,
  * what the tick found is liquidated (the account closes, as bench:risk's isolated book does) and `--events` accounts
  * (default 10) trade: a position resized or collateral moved, evaluated in the next tick, timed), p50 and p99 over
- * the measured ticks after a warm-up that sweeps the walk's band once; a crash tick (three prices fall 8-15 % at
+ * `--ticks` (300) measured ticks after `--warmup` (1000) ticks, about what the walk needs to cover its band once:
+ * steady state, as the isolated book's warm-up (the first pass, prices entering ground where liquidation prices
+ * crowd, is reported apart: firstPass*); a crash tick (three prices fall 8-15 % at
  * once): its time and the accounts it touched; the full exact scan of every account (model.evaluate) as the baseline,
  * at a calm tick and at the crash, both checked against the engine's answer; heap bytes per account (heapUsed after −
  * before building the book and the engine, after global.gc(), / N). Progress goes to stderr.
@@ -81,6 +85,11 @@ export interface CrossRun {
   upsertUs: number;
   meanEvaluatedPerTick: number;
   meanFiredPerTick: number;
+  /** The warm-up's first pass over the band (ticks 100 .. warm-up): prices entering new ground, bursts of liquidations. */
+  firstPassTicks: number;
+  firstPassP50Ms: number;
+  firstPassP99Ms: number;
+  firstPassLiquidatedPerTick: number;
   /** CPU time of the process per tick (user + system, all threads): what the tick cost, preemption aside. */
   tickCpuP50Ms: number;
   tickCpuP99Ms: number;
@@ -209,24 +218,28 @@ export const hooks: {
   afterCrash?: () => void;
 } = {};
 
-async function run(n: number, ticks: number, events: number): Promise<CrossRun> {
+async function run(n: number, ticks: number, events: number, warmup: number): Promise<CrossRun> {
   const exchange = new Exchange(0xc0ffee + n);
   const heapBefore = collect();
   const engine = new CrossRiskEngine(exchange.model);
-  const t0 = nowNs();
+  // build time: the engine's own (upserts and the first tick), not the generation of the accounts
+  let upsertNs = 0n;
   let terms = 0;
   for (let i = 0; i < n; i++) {
     const account = exchange.open();
     terms += account.prices.length;
+    const u = nowNs();
     engine.upsert(account);
+    upsertNs += nowNs() - u;
     if ((i + 1) % 250_000 === 0) log(`  ${i + 1} accounts`);
   }
   const t1 = nowNs();
   const initial = engine.tick(exchange.view());
   const t2 = nowNs();
+  const t0 = t1 - upsertNs;
   if (initial.liquidatable.length > 0) throw new Error("every account starts healthy");
   const heapAfter = collect();
-  log(`  built in ${round(ms(t2 - t0) / 1e3, 3)} s (first tick ${round(ms(t2 - t1), 4)} ms)`);
+  log(`  built in ${round(ms(t2 - t0) / 1e3, 3)} s of engine time (first tick ${round(ms(t2 - t1), 4)} ms)`);
 
   const model = exchange.model;
   const liquidate = (found: readonly { account: LinearAccount }[]): void => {
@@ -239,7 +252,7 @@ async function run(n: number, ticks: number, events: number): Promise<CrossRun> 
       if (account) engine.upsert(exchange.trade(account));
     }
   };
-  const WARMUP = 200;
+  const WARMUP = warmup;
   hooks.beforeCalm?.();
   // garbage collections, to say how many measured ticks one fell into (performance.now() time base)
   const gcs: { start: number; end: number }[] = [];
@@ -249,6 +262,9 @@ async function run(n: number, ticks: number, events: number): Promise<CrossRun> 
   observer.observe({ entryTypes: ["gc"] });
   const spans: { start: number; end: number }[] = [];
   const cpuTimes: number[] = [];
+  // the warm-up's ticks after the first hundred: the walk's first pass over its band, liquidating as it goes
+  const firstPass: number[] = [];
+  let firstPassLiquidated = 0;
   const times: number[] = [];
   const sums = { evaluated: 0, fired: 0, expired: 0, swept: 0, cooled: 0, liquidated: 0 };
   let scanMs: number;
@@ -262,6 +278,10 @@ async function run(n: number, ticks: number, events: number): Promise<CrossRun> 
     const result = engine.tick(view);
     const elapsed = Number(nowNs() - s);
     const cpu = process.cpuUsage(c0);
+    if (i >= 100 && i < WARMUP) {
+      firstPass.push(elapsed);
+      firstPassLiquidated += result.liquidatable.length;
+    }
     if (i >= WARMUP) {
       spans.push({ start: p0, end: performance.now() });
       cpuTimes.push((cpu.user + cpu.system) / 1e3);
@@ -333,6 +353,17 @@ async function run(n: number, ticks: number, events: number): Promise<CrossRun> 
     upsertUs: round(ms(t1 - t0) / n / 1e-3),
     meanEvaluatedPerTick: round(sums.evaluated / m),
     meanFiredPerTick: round(sums.fired / m),
+    firstPassTicks: firstPass.length,
+    firstPassP50Ms: round(
+      ms(
+        quantile(
+          firstPass.sort((a, b) => a - b),
+          0.5,
+        ),
+      ),
+    ),
+    firstPassP99Ms: round(ms(quantile(firstPass, 0.99))),
+    firstPassLiquidatedPerTick: round(firstPassLiquidated / Math.max(1, firstPass.length)),
     tickCpuP50Ms: round(
       quantile(
         cpuTimes.sort((a, b) => a - b),
@@ -372,6 +403,9 @@ export async function runCrossBench(args: readonly string[]): Promise<void> {
   const ticks = ticksAt >= 0 ? Number(args[ticksAt + 1]) : 300;
   const eventsAt = args.indexOf("--events");
   const events = eventsAt >= 0 ? Number(args[eventsAt + 1]) : 10;
+  const warmupAt = args.indexOf("--warmup");
+  const warmup = warmupAt >= 0 ? Number(args[warmupAt + 1]) : 1000;
+  if (!(warmup >= 100)) throw new Error("--warmup takes at least 100 ticks");
   const cpus = os.cpus();
   const machine = { cpu: cpus[0]?.model ?? "unknown", cores: cpus.length, node: process.version };
   log(
@@ -380,7 +414,7 @@ export async function runCrossBench(args: readonly string[]): Promise<void> {
   const runs: CrossRun[] = [];
   for (const n of sizes) {
     log(`building ${n} accounts over ${MARKETS.length} markets ...`);
-    runs.push(await run(n, ticks, events));
+    runs.push(await run(n, ticks, events, warmup));
     collect();
   }
   let text: string;
@@ -419,7 +453,8 @@ export async function runCrossBench(args: readonly string[]): Promise<void> {
     ];
     for (const r of runs) {
       out.push(
-        `${r.accounts}: ${r.ticks} calm ticks (max ${r.tickMaxMs} ms, ${r.ticksWithGc} with a garbage collection; CPU time p50 ${r.tickCpuP50Ms} ms, p99 ${r.tickCpuP99Ms} ms): per tick ${r.meanEvaluatedPerTick} evaluated, ${r.meanFiredPerTick} fired, ${r.meanExpiredPerTick} expired, ` +
+        `${r.accounts}: first pass over the band: ${r.firstPassTicks} ticks, p50 ${r.firstPassP50Ms} ms, p99 ${r.firstPassP99Ms} ms, ` +
+          `${r.firstPassLiquidatedPerTick} liquidated per tick; ${r.ticks} calm ticks (max ${r.tickMaxMs} ms, ${r.ticksWithGc} with a garbage collection; CPU time p50 ${r.tickCpuP50Ms} ms, p99 ${r.tickCpuP99Ms} ms): per tick ${r.meanEvaluatedPerTick} evaluated, ${r.meanFiredPerTick} fired, ${r.meanExpiredPerTick} expired, ` +
           `${r.meanSweptPerTick} swept, ${r.meanCooledPerTick} cooled, ${r.liquidatedPerTick} liquidated, ${r.eventsPerTick} events; ${r.warm} warm, ${r.cold} cold, ` +
           `${r.levels} levels, ${r.pricesPerAccount} prices per account; crash: ${r.crashLiquidatable} liquidatable (scan ${r.crashLiquidatableScan}), ` +
           `${r.crashFired} fired, ${r.crashEvaluated} evaluated; first tick ${r.initialTickMs} ms, upsert ${r.upsertUs} µs`,

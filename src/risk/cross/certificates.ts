@@ -233,22 +233,31 @@ export class Certificates<A extends AccountRecord> {
    * (also for a stale level, one of an account no longer cold: the caller ignores those).
    */
   walk(price: number, p: number, fire: (s: number) => void): void {
-    const terms = this.book.terms;
+    this.walkPrice = price;
+    this.onFire = fire;
+    this.levels.walkDown(price, p, this.firedDown);
+    this.levels.walkUp(price, p, this.firedUp);
+  }
+
+  private walkPrice = 0;
+  private onFire: (s: number) => void = () => {};
+  private readonly firedDown = (s: number): void => {
+    this.book.terms.levDown[this.termOf(s, this.walkPrice)] = Number.NaN;
+    this.onFire(s);
+  };
+  private readonly firedUp = (s: number): void => {
+    this.book.terms.levUp[this.termOf(s, this.walkPrice)] = Number.NaN;
+    this.onFire(s);
+  };
+
+  /** The account's term on `price`. */
+  private termOf(s: number, price: number): number {
     const slots = this.book.slots;
-    const find = (s: number): number => {
-      const off = slots.termOff[s] as number;
-      const end = off + (slots.termCnt[s] as number);
-      for (let j = off; j < end; j++) if (terms.price[j] === price) return j;
-      throw new Error(`level of slot ${s} on price ${price} without a term`);
-    };
-    this.levels.walkDown(price, p, (s) => {
-      terms.levDown[find(s)] = Number.NaN;
-      fire(s);
-    });
-    this.levels.walkUp(price, p, (s) => {
-      terms.levUp[find(s)] = Number.NaN;
-      fire(s);
-    });
+    const terms = this.book.terms;
+    const off = slots.termOff[s] as number;
+    const end = off + (slots.termCnt[s] as number);
+    for (let j = off; j < end; j++) if (terms.price[j] === price) return j;
+    throw new Error(`level of slot ${s} on price ${price} without a term`);
   }
 
   /** Removes the account's levels from their trees (a term holds a level's key exactly while it is in its tree). */

@@ -12,6 +12,8 @@ const BTree = ((btreeModule as { default?: unknown }).default ?? btreeModule) as
 type Tree = btreeModule.default<number, number>;
 
 const byNumber = (a: number, b: number): number => a - b;
+/** editRange's answer to drop the pair (read, never kept: one object serves every call). */
+const DELETE = { delete: true } as const;
 
 /** A unit in the last place of x, at least (|x|·2^-52, or the smallest double at 0). */
 function ulp(x: number): number {
@@ -102,7 +104,7 @@ export class LevelTrees {
     tree.editRange(p, top, true, (_key, slot) => {
       fire(slot);
       n++;
-      return { delete: true };
+      return DELETE;
     });
     return n;
   }
@@ -117,7 +119,7 @@ export class LevelTrees {
     tree.editRange(bottom, p, true, (_key, slot) => {
       fire(slot);
       n++;
-      return { delete: true };
+      return DELETE;
     });
     return n;
   }

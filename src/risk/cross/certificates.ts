@@ -10,6 +10,12 @@ import { DeadlineHeap } from "./heap.ts";
 import { LevelTrees } from "./levels.ts";
 import type { PriceState } from "./prices.ts";
 
+/** A certificate as stored: per price the lower and upper level (the box), and the deadline. */
+export interface Certificate {
+  readonly levels: Map<PriceId, { down?: number; up?: number }>;
+  readonly deadline: number;
+}
+
 export class Certificates<A extends AccountRecord> {
   readonly levels = new LevelTrees();
   readonly heap = new DeadlineHeap();
@@ -316,6 +322,20 @@ export class Certificates<A extends AccountRecord> {
     }
     this.gain = gain;
     return x - ETA * mag;
+  }
+
+  /** The account's certificate as stored (its faces in the trees, its deadline). */
+  describe(s: number): Certificate {
+    const { slots, terms } = this.book;
+    const levels = new Map<PriceId, { down?: number; up?: number }>();
+    const off = slots.termOff[s] as number;
+    for (let j = off; j < off + (slots.termCnt[s] as number); j++) {
+      const face: { down?: number; up?: number } = {};
+      if (!Number.isNaN(terms.levDown[j] as number)) face.down = terms.levDown[j] as number;
+      if (!Number.isNaN(terms.levUp[j] as number)) face.up = terms.levUp[j] as number;
+      levels.set(terms.price[j] as number, face);
+    }
+    return { levels, deadline: slots.deadline[s] as number };
   }
 
   /** The index's consistency, for tests: every stored level is in its tree under its slot and nothing else is. */

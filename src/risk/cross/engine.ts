@@ -16,8 +16,7 @@ import {
   type PriceView,
 } from "../../protocol/types.ts";
 import { Book, samePrices } from "./book.ts";
-import { ETA } from "./budget.ts";
-import { Certificates } from "./certificates.ts";
+import { type Certificate, Certificates } from "./certificates.ts";
 import { CoolQueue } from "./cool.ts";
 import { PriceState } from "./prices.ts";
 import { COLD, DIRTY, FREE, LIQUIDATABLE, TIER_NAMES, WAITING, WARM } from "./store.ts";
@@ -60,7 +59,7 @@ export interface TickStats {
   evaluated: number;
   swept: number;
   cooled: number;
-  /** Distinct accounts fired, expired, swept or evaluated. */
+  /** Distinct accounts fired, expired, evaluated or re-certified. */
   touched: number;
 }
 
@@ -261,19 +260,9 @@ export class CrossRiskEngine<A extends AccountRecord> {
    * A cold account's certificate (tests, diagnostics): per price its lower and upper level as stored in the trees
    * (the box the account is safe in) and the deadline; undefined unless the account is cold.
    */
-  certificate(key: AccountKey): { levels: Map<PriceId, { down?: number; up?: number }>; deadline: number } | undefined {
+  certificate(key: AccountKey): Certificate | undefined {
     const s = this.book.slotOf(key);
-    if (s === undefined || this.book.slots.tier[s] !== COLD) return undefined;
-    const { slots, terms } = this.book;
-    const levels = new Map<PriceId, { down?: number; up?: number }>();
-    const off = slots.termOff[s] as number;
-    for (let j = off; j < off + (slots.termCnt[s] as number); j++) {
-      const face: { down?: number; up?: number } = {};
-      if (!Number.isNaN(terms.levDown[j] as number)) face.down = terms.levDown[j] as number;
-      if (!Number.isNaN(terms.levUp[j] as number)) face.up = terms.levUp[j] as number;
-      levels.set(terms.price[j] as number, face);
-    }
-    return { levels, deadline: slots.deadline[s] as number };
+    return s === undefined || this.book.slots.tier[s] !== COLD ? undefined : this.certs.describe(s);
   }
 
   /** The index's consistency (tests): levels, lists and tier counts agree; empty when sound. */
@@ -349,59 +338,19 @@ export class CrossRiskEngine<A extends AccountRecord> {
     else this.tiers.warmUp(s);
   }
 
-  /**
-   * The warm tier: its float bound (Certificates.bound over the WarmSet's arrays, written out here so that no double
-   * is boxed); an exact evaluation where it is below 0 or NaN, a cooling candidate where the room the moves would
-   * leave at the same slopes reaches zCold.
-   */
+  /** The warm tier (WarmSet.sweep): exact evaluations where the bound is below 0, cooling candidates. */
   private sweep(t: number): void {
-    const w = this.tiers.warm;
-    const tickNo = this.tickNo;
-    const zCold = this.zCold;
-    const pf = this.prices.f;
-    let { stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = w;
-    let swept = 0;
-    for (let i = w.length - 1; i >= 0; i--) {
-      if (stamp[i] === tickNo) continue;
-      swept++;
-      const dt = t - (time[i] as number);
-      let lb = Number.NaN;
-      let gain = 0;
-      if (dt >= 0 && t <= (valid[i] as number)) {
-        const f = phi[i] as number;
-        const b = base[i] as number;
-        let x = b - f * dt;
-        let mag = Math.abs(b) + f * dt;
-        const off = termOff[i] as number;
-        const end = off + (termCnt[i] as number);
-        for (let j = off; j < end; j++) {
-          const p = pf[price[j] as number] as number;
-          const pb = basePrice[j] as number;
-          const d = down[j] as number;
-          const u = up[j] as number;
-          if (p < pb) {
-            x -= d * (pb - p);
-            gain += u * (pb - p);
-          } else {
-            x -= u * (p - pb);
-            gain += d * (p - pb);
-          }
-          mag += (d + u) * (Math.abs(pb) + Math.abs(p));
-        }
-        lb = x - ETA * mag;
-      }
-      if (!(lb >= 0)) {
-        this.evaluate(slot[i] as number, true);
-        // the evaluation may have moved entries or reallocated the arrays
-        ({ stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = w);
-        continue;
-      }
-      const est = lb + gain;
-      const den = denom[i] as number;
-      if (est >= zCold * den) this.cool.offer(slot[i] as number, den > 0 ? est / den : Number.POSITIVE_INFINITY);
-    }
-    this.lastTick.swept = swept;
+    this.lastTick.swept = this.tiers.warm.sweep(
+      t,
+      this.prices.f,
+      this.tickNo,
+      this.zCold,
+      this.cool,
+      this.evaluateWarm,
+    );
   }
+
+  private readonly evaluateWarm = (s: number): void => this.evaluate(s, true);
 
   /**
    * Cooling: the warm accounts with most room go back cold, at most coolPerTick. Where the bound alone leaves room

@@ -7,6 +7,8 @@
  */
 import type { AccountRecord } from "../../protocol/types.ts";
 import type { Book } from "./book.ts";
+import { ETA } from "./budget.ts";
+import type { CoolQueue } from "./cool.ts";
 
 function grow<T extends Float64Array | Int32Array>(a: T, n: number): T {
   const b = new (a.constructor as new (n: number) => T)(n);
@@ -154,5 +156,63 @@ export class WarmSet {
     this.up = to.up;
     this.top = w;
     this.garbage = 0;
+  }
+
+  /**
+   * The warm bound of every entry not evaluated this tick (Certificates.bound, over these arrays and written out so
+   * that no double is boxed): Lb = Ŝ_f − e − Σ[λ↓(p̂ − p)⁺ + λ↑(p − p̂)⁺] − φ·(t − t̂) − η. Below 0 or NaN (a price
+   * missing, the base too old): `evaluate` (which may move entries: the loop runs from the end, and re-reads the
+   * arrays). Otherwise a cooling candidate when the room the moves would leave at the same slopes (Lb plus their
+   * gains) reaches zCold. Returns how many bounds it computed.
+   */
+  sweep(
+    t: number,
+    pf: Float64Array,
+    tickNo: number,
+    zCold: number,
+    cool: CoolQueue,
+    evaluate: (s: number) => void,
+  ): number {
+    let { stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = this;
+    let swept = 0;
+    for (let i = this.length - 1; i >= 0; i--) {
+      if (stamp[i] === tickNo) continue;
+      swept++;
+      const dt = t - (time[i] as number);
+      let lb = Number.NaN;
+      let gain = 0;
+      if (dt >= 0 && t <= (valid[i] as number)) {
+        const f = phi[i] as number;
+        const b = base[i] as number;
+        let x = b - f * dt;
+        let mag = Math.abs(b) + f * dt;
+        const off = termOff[i] as number;
+        const end = off + (termCnt[i] as number);
+        for (let j = off; j < end; j++) {
+          const p = pf[price[j] as number] as number;
+          const pb = basePrice[j] as number;
+          const d = down[j] as number;
+          const u = up[j] as number;
+          if (p < pb) {
+            x -= d * (pb - p);
+            gain += u * (pb - p);
+          } else {
+            x -= u * (p - pb);
+            gain += d * (p - pb);
+          }
+          mag += (d + u) * (Math.abs(pb) + Math.abs(p));
+        }
+        lb = x - ETA * mag;
+      }
+      if (!(lb >= 0)) {
+        evaluate(slot[i] as number);
+        ({ stamp, time, valid, phi, base, termOff, termCnt, denom, slot, price, basePrice, down, up } = this);
+        continue;
+      }
+      const est = lb + gain;
+      const den = denom[i] as number;
+      if (est >= zCold * den) cool.offer(slot[i] as number, den > 0 ? est / den : Number.POSITIVE_INFINITY);
+    }
+    return swept;
   }
 }

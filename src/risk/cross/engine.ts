@@ -1,5 +1,5 @@
 /**
- * The cross-margin risk engine (docs/risk-cross.md, design: docs/protocols.md 3.1-3.7): finds, at every tick, every
+ * The cross-margin risk engine (docs/risk-cross.md; the design: protocols.md 3.1-3.7): finds, at every tick, every
  * account whose slack is below 0 at the tick's prices and time, without visiting every account, through any
  * `MarginModel`. Accounts are in one tier each: dirty (changed: evaluate exactly), cold (a certificate: a safe box of
  * levels in per-price B+trees and a deadline in a heap), warm (a float lower bound swept every tick), liquidatable

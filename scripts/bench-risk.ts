@@ -5,6 +5,7 @@
  *   npm run bench:risk                                 human-readable table
  *   npm run bench:risk -- --json                       one JSON line, the last line of stdout
  *   npm run bench:risk -- --sizes 10000,100000         choose the book sizes
+ *   npm run bench:risk -- --book cross [--accounts N]  the cross-margin engine instead (scripts/lib/benchRiskCross.ts)
  *
  * Per size it measures, in one run:
  * - tick: time for `risk.liquidatable(market, price, time)` (index walk + exact confirmation) on the largest market
@@ -39,6 +40,15 @@ const collect = (): number => {
 // ---------------------------------------------------------------------------------------------- arguments
 
 const args = process.argv.slice(2);
+// --book cross: the cross-margin engine's benchmark (scripts/lib/benchRiskCross.ts); --book isolated (default): below
+const bookAt = args.indexOf("--book");
+const bookKind = bookAt >= 0 ? args[bookAt + 1] : "isolated";
+if (bookKind === "cross") {
+  const { runCrossBench } = await import("./lib/benchRiskCross.ts");
+  await runCrossBench(args);
+  process.exit(0);
+}
+if (bookKind !== "isolated") throw new Error(`--book takes isolated or cross, got ${bookKind}`);
 const json = args.includes("--json");
 const sizesArg = args.indexOf("--sizes");
 const SIZES =

@@ -11,10 +11,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MarginModel, PriceView } from "../../src/protocol/types.ts";
 import type { LinearAccount, LinearModel } from "../../src/risk/cross/linearModel.ts";
-import { runScenario, type Scenario, scenarioArb } from "./cross/harness.ts";
+import { calmScenarioArb, runScenario, type Scenario, scenarioArb } from "./cross/harness.ts";
 
 const SEED = Number(process.env.FC_SEED ?? 20_251_202);
-const RUNS = Number(process.env.FC_RUNS ?? 150);
+const RUNS = Number(process.env.FC_RUNS ?? 300);
 
 /** The model with its down and up slopes understated: the movement bound no longer holds. */
 function understated(model: LinearModel): MarginModel<LinearAccount> {
@@ -46,6 +46,15 @@ describe("CrossRiskEngine against a full exact scan", () => {
         runScenario(scenario, { exactness: "bounded", observe });
       }),
       { seed: SEED + 1, numRuns: RUNS },
+    );
+  });
+
+  it("calm paths (faces fire one at a time, certificates re-armed): liquidatable = scan after every tick", () => {
+    fc.assert(
+      fc.property(calmScenarioArb, fc.constantFrom("exact" as const, "bounded" as const), (scenario, exactness) => {
+        runScenario(scenario, { exactness, observe: true });
+      }),
+      { seed: SEED + 3, numRuns: RUNS },
     );
   });
 

@@ -157,7 +157,7 @@ function checkPrices(account: AccountRecord): void {
   }
 }
 
-function samePrices(a: readonly PriceId[], b: readonly PriceId[]): boolean {
+export function samePrices(a: readonly PriceId[], b: readonly PriceId[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -8,6 +8,12 @@ export const LEVEL_SLACK = 1e-12;
 /** η of the warm bound and the certificate's guard: 2^-40 of the magnitudes involved (design 3.4). */
 export const ETA = 2 ** -40;
 
+/**
+ * The deadline sits about DEADLINE_STEPS·z² blocks away: a random walk reaches a face z typical moves away within
+ * 4·z² steps about 60 % of the time, so the deadline rarely comes first unless time itself is costly.
+ */
+export const DEADLINE_STEPS = 4;
+
 export interface Plan {
   /** Room in typical moves: every face sits z·v_i from the base price. */
   readonly z: number;
@@ -16,14 +22,15 @@ export interface Plan {
 }
 
 /**
- * Splits W (slack less rounding and guard, W > 0) between faces and time so that a·z + φ·min(z²·vT, H) ≤ W, with
+ * Splits W (slack less rounding and guard, W > 0) between faces and time so that a·z + φ·min(κ·z²·vT, H) ≤ W, with
  * a = Σ (λ↓_i + λ↑_i)·v_i the slack a typical move of every price costs, φ the slack per second, vT the typical block
- * interval and H the longest time the sensitivity (and the engine) allows. Faces are z typical moves away; the
- * deadline z² blocks away, capped at H: a random walk needs about z² steps to travel z typical moves, so the deadline
- * is about as likely to come first as a face (design 3.3 writes z·vT, which would make deadlines fire far more
- * often than faces in calm markets).
+ * interval, κ = DEADLINE_STEPS and H the longest time the sensitivity (and the engine) allows. Faces are z typical
+ * moves away; the deadline κ·z² blocks away, capped at H: a random walk needs on the order of z² steps to travel z
+ * typical moves, so the deadline comes about when a face would (design 3.3 writes z·vT, which would make deadlines
+ * fire far more often than faces in calm markets).
  */
-export function plan(W: number, a: number, phi: number, vT: number, H: number): Plan {
+export function plan(W: number, a: number, phi: number, blockInterval: number, H: number): Plan {
+  const vT = DEADLINE_STEPS * blockInterval;
   if (!(W > 0)) return { z: 0, T: 0 };
   if (phi <= 0) return { z: W / a, T: H }; // a = 0 too: no face at all, z = Infinity
   const rest = W - phi * H;
@@ -36,7 +43,7 @@ export function plan(W: number, a: number, phi: number, vT: number, H: number): 
   return { z, T: Math.min(H, z * z * vT) };
 }
 
-/** The slack a room of z typical moves consumes, for the ranking of warm accounts: a + φ·vT·zCold per typical move. */
+/** The slack a room of z typical moves consumes, for the ranking of warm accounts: a + φ·κ·vT·zCold per typical move. */
 export function roomDenominator(a: number, phi: number, vT: number, zCold: number): number {
-  return a + phi * vT * Math.max(1, zCold);
+  return a + phi * DEADLINE_STEPS * vT * Math.max(1, zCold);
 }

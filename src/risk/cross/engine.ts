@@ -1,5 +1,5 @@
 /**
- * The cross-margin risk engine (docs/risk-cross.md, design: docs/protocols.md 3.1-3.7): finds, at every tick, every
+ * The cross-margin risk engine (docs/risk-cross.md; the design: protocols.md 3.1-3.7): finds, at every tick, every
  * account whose slack is below 0 at the tick's prices and time, without visiting every account, through any
  * `MarginModel`. Accounts are in one tier each: dirty (changed: evaluate exactly), cold (a certificate: a safe box of
  * levels in per-price B+trees and a deadline in a heap), warm (a float lower bound swept every tick), liquidatable
@@ -15,11 +15,12 @@ import {
   type PriceId,
   type PriceView,
 } from "../../protocol/types.ts";
-import { Book } from "./book.ts";
-import { Certificates } from "./certificates.ts";
+import { Book, samePrices } from "./book.ts";
+import { type Certificate, Certificates } from "./certificates.ts";
 import { CoolQueue } from "./cool.ts";
 import { PriceState } from "./prices.ts";
-import { COLD, DIRTY, FREE, IntList, LIQUIDATABLE, TIER_NAMES, WAITING, WARM } from "./store.ts";
+import { COLD, DIRTY, FREE, LIQUIDATABLE, TIER_NAMES, WAITING, WARM } from "./store.ts";
+import { Tiers } from "./tiers.ts";
 
 export interface CrossRiskOptions {
   /** Room (in typical moves) from which an account is certified cold; below it is swept warm. Default 12. */
@@ -58,7 +59,7 @@ export interface TickStats {
   evaluated: number;
   swept: number;
   cooled: number;
-  /** Distinct accounts fired, expired, swept or evaluated. */
+  /** Distinct accounts fired, expired, evaluated or re-certified. */
   touched: number;
 }
 
@@ -69,13 +70,11 @@ export class CrossRiskEngine<A extends AccountRecord> {
   private readonly book: Book<A>;
   private readonly prices: PriceState;
   private readonly certs: Certificates<A>;
-  private readonly waits: IntList[] = [];
-  private readonly retry = new IntList();
-  private readonly dirty = new IntList();
-  private readonly warm = new IntList(1024);
-  private readonly liq = new IntList();
+  private readonly tiers: Tiers<A>;
   private readonly cool: CoolQueue;
   private tickNo = 0;
+  /** The current tick's time. */
+  private now = 0;
   /** The current tick's view, result and time, while a tick runs. */
   private view: PriceView | undefined;
   private out: TickResult<A> = { liquidatable: [], confirm: [] };
@@ -93,6 +92,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
     this.book = new Book<A>();
     this.cool = new CoolQueue(this.coolPerTick);
     this.certs = new Certificates(this.book, this.prices, this.zCold, this.horizon);
+    this.tiers = new Tiers(this.book);
   }
 
   get size(): number {
@@ -113,30 +113,33 @@ export class CrossRiskEngine<A extends AccountRecord> {
   upsert(account: A): void {
     for (const id of account.prices) this.prices.ensure(id);
     const known = this.book.slotOf(account.key);
-    if (known !== undefined) this.certs.dropLevels(known);
+    // its standing faces stay (a stale level fires nothing; the next certificate reuses or drops them) unless its
+    // prices change, which gives it new terms
+    if (known !== undefined && !samePrices(this.book.accounts[known]?.prices ?? [], account.prices)) {
+      this.certs.dropLevels(known);
+    }
     const s = this.book.put(account);
-    this.markDirty(s);
+    this.tiers.markDirty(s);
   }
 
   remove(key: AccountKey): void {
     const s = this.book.slotOf(key);
     if (s === undefined) return;
     this.certs.dropLevels(s);
-    this.moveTo(s, FREE);
+    this.tiers.moveTo(s, FREE);
     this.book.delete(s);
   }
 
   /** A parameter of the market of `priceId` changed: every account on that price is evaluated at the next tick. */
   touchPrice(priceId: PriceId): void {
-    this.book.forEachOnPrice(priceId, (s) => this.markDirty(s));
+    this.book.forEachOnPrice(priceId, (s) => this.tiers.markDirty(s));
   }
 
   clear(): void {
     this.book.clear();
     this.prices.clear();
     this.certs.clear();
-    this.waits.length = 0;
-    for (const list of [this.retry, this.dirty, this.warm, this.liq]) list.clear();
+    this.tiers.clear();
   }
 
   /** The account's room in typical moves at its last evaluation (0: liquidatable or to confirm; undefined: unknown). */
@@ -154,22 +157,18 @@ export class CrossRiskEngine<A extends AccountRecord> {
     return s === undefined ? undefined : (TIER_NAMES[this.book.slots.tier[s] as number] as Tier);
   }
 
-  /** Accounts per tier and the index's sizes. */
-  stats(): Record<Tier, number> & { accounts: number; levels: number; deadlines: number; warmTerms: number } {
-    const counts = { dirty: 0, cold: 0, warm: 0, liquidatable: 0, waiting: 0 };
-    const { tier, termCnt } = this.book.slots;
-    let warmTerms = 0;
-    for (let s = 0; s < this.book.slotCount; s++) {
-      const name = TIER_NAMES[tier[s] as number];
-      if (name !== undefined && name !== "free") counts[name]++;
-      if (tier[s] === WARM) warmTerms += termCnt[s] as number;
-    }
+  /** Accounts per tier and the index's sizes, in O(prices). */
+  stats(): Record<Tier, number> & { accounts: number; levels: number; deadlines: number } {
+    const c = this.tiers.counts;
     return {
-      ...counts,
+      dirty: c[DIRTY] as number,
+      cold: c[COLD] as number,
+      warm: c[WARM] as number,
+      liquidatable: c[LIQUIDATABLE] as number,
+      waiting: c[WAITING] as number,
       accounts: this.size,
       levels: this.certs.levels.size,
       deadlines: this.certs.heap.size,
-      warmTerms,
     };
   }
 
@@ -183,10 +182,11 @@ export class CrossRiskEngine<A extends AccountRecord> {
     const stats = this.lastTick;
     stats.fired = stats.expired = stats.evaluated = stats.swept = stats.cooled = stats.touched = 0;
     this.tickNo++;
-    if (!this.prices.read(view, moved)) this.dirtyAll();
+    if (!this.prices.read(view, moved)) this.tiers.dirtyAll();
     this.view = view;
     this.out = { liquidatable: [], confirm: [] };
     const t = Number(view.timestamp);
+    this.now = t;
     const pf = this.prices.f;
     const changed = this.prices.changed;
 
@@ -195,8 +195,7 @@ export class CrossRiskEngine<A extends AccountRecord> {
       const id = changed.data[i] as number;
       const p = pf[id] as number;
       if (Number.isNaN(p)) continue;
-      this.certs.levels.walkDown(id, p, this.fire);
-      this.certs.levels.walkUp(id, p, this.fire);
+      this.certs.walk(id, p, this.fire);
     }
     // 2. deadlines due
     const { tier, deadline } = this.book.slots;
@@ -204,50 +203,34 @@ export class CrossRiskEngine<A extends AccountRecord> {
     while (heap.peek() <= t) {
       const s = heap.pop();
       if (tier[s] === COLD && (deadline[s] as number) <= t) {
-        this.moveTo(s, WARM);
-        this.touch(s);
+        this.leaveCold(s);
         stats.expired++;
       }
     }
-    if (heap.size > 2 * this.cold() + 1024) {
-      heap.compact((key, s) => this.book.slots.tier[s] === COLD && this.book.slots.deadline[s] === key);
+    if (heap.size > 2 * (this.tiers.counts[COLD] as number) + 1024) {
+      // an account's latest deadline stays, cold or not: a re-armed certificate keeps it
+      heap.compact((key, s) => this.book.accounts[s] !== undefined && this.book.slots.deadline[s] === key);
     }
     // 3. waiting accounts whose price came back, and retries
     for (let i = 0; i < changed.length; i++) {
       const id = changed.data[i] as number;
-      const list = this.waits[id];
-      if (list === undefined || Number.isNaN(pf[id] as number)) continue;
-      for (let j = 0; j < list.length; j++) {
-        const s = list.data[j] as number;
-        if (tier[s] === WAITING && this.book.slots.waitPrice[s] === id) this.markDirty(s);
-      }
-      list.clear();
+      if (!Number.isNaN(pf[id] as number)) this.tiers.release(id);
     }
-    for (let j = 0; j < this.retry.length; j++) {
-      const s = this.retry.data[j] as number;
-      if (tier[s] === WAITING && this.book.slots.waitPrice[s] === -1) this.markDirty(s);
-    }
-    this.retry.clear();
-    // 4. dirty: exact evaluation
-    for (let i = 0; i < this.dirty.length; i++) {
-      const s = this.dirty.data[i] as number;
+    this.tiers.releaseRetries();
+    // 4. dirty (and fired below their bound): exact evaluation, in slot order when many (memory locality)
+    if (this.tiers.dirty.length > 64) this.tiers.dirty.data.subarray(0, this.tiers.dirty.length).sort();
+    for (let i = 0; i < this.tiers.dirty.length; i++) {
+      const s = this.tiers.dirty.data[i] as number;
       if (this.book.slots.tier[s] === DIRTY) this.evaluate(s, true);
     }
-    this.dirty.clear();
+    this.tiers.dirty.clear();
     // 5. warm sweep (and the cooling candidates), 6. liquidatable, 7. cooling
     this.sweep(t);
-    for (let i = this.liq.length - 1; i >= 0; i--) {
-      const s = this.liq.data[i] as number;
+    for (let i = this.tiers.liq.length - 1; i >= 0; i--) {
+      const s = this.tiers.liq.data[i] as number;
       if (this.book.slots.stamp[s] !== this.tickNo) this.evaluate(s, true);
     }
-    const cool = this.cool;
-    for (let i = 0; i < cool.length; i++) {
-      const s = cool.slots[i] as number;
-      if (this.book.slots.tier[s] !== WARM || this.book.slots.stamp[s] === this.tickNo) continue;
-      this.evaluate(s, true);
-      if ((this.book.slots.tier[s] as number) === COLD) stats.cooled++;
-    }
-    cool.clear();
+    this.coolDown(t);
     this.book.maybeCompact();
     const out = this.out;
     this.view = undefined;
@@ -273,17 +256,39 @@ export class CrossRiskEngine<A extends AccountRecord> {
     return this.book.slots.tier[s] === WAITING ? "unpriced" : "safe";
   }
 
+  /**
+   * A cold account's certificate (tests, diagnostics): per price its lower and upper level as stored in the trees
+   * (the box the account is safe in) and the deadline; undefined unless the account is cold.
+   */
+  certificate(key: AccountKey): Certificate | undefined {
+    const s = this.book.slotOf(key);
+    return s === undefined || this.book.slots.tier[s] !== COLD ? undefined : this.certs.describe(s);
+  }
+
+  /** The index's consistency (tests): levels, lists and tier counts agree; empty when sound. */
+  audit(): string[] {
+    const slots = this.book.slots;
+    const problems = this.certs.audit((s) => slots.tier[s] === COLD);
+    this.tiers.audit(problems);
+    return problems;
+  }
+
   // ------------------------------------------------------------------------------------------ tiers
 
   private readonly fire = (s: number): void => {
-    if (this.book.slots.tier[s] !== COLD) return; // a stale level (the account left cold): dropped by the walk
-    this.moveTo(s, WARM);
-    this.touch(s);
+    if (this.book.slots.tier[s] !== COLD) return; // a face of an account no longer cold: dropped by the walk
+    this.leaveCold(s);
     this.lastTick.fired++;
   };
 
-  private cold(): number {
-    return this.book.size - this.warm.length - this.liq.length - this.dirty.length;
+  /**
+   * A face fired or the deadline passed: warm with the certificate's base, or straight to an exact evaluation in
+   * this tick when the bound from that base is already below 0 (a crash: no warm copy made and swept first).
+   */
+  private leaveCold(s: number): void {
+    this.touch(s);
+    if (this.certs.bound(s, this.now) >= 0) this.tiers.moveTo(s, WARM);
+    else this.tiers.queue(s);
   }
 
   private touch(s: number): void {
@@ -292,57 +297,6 @@ export class CrossRiskEngine<A extends AccountRecord> {
       slots.touch[s] = this.tickNo;
       this.lastTick.touched++;
     }
-  }
-
-  private markDirty(s: number): void {
-    if (this.book.slots.tier[s] === DIRTY) return;
-    this.moveTo(s, DIRTY);
-    this.dirty.push(s);
-  }
-
-  private dirtyAll(): void {
-    for (let s = 0; s < this.book.slotCount; s++) if (this.book.slots.tier[s] !== FREE) this.markDirty(s);
-  }
-
-  /** Leaves the current tier (its list, if any) and enters `to` (its list, if any). */
-  private moveTo(s: number, to: number): void {
-    const slots = this.book.slots;
-    const from = slots.tier[s] as number;
-    if (from === to && (to === WARM || to === LIQUIDATABLE)) return;
-    if (from === WARM || from === LIQUIDATABLE) {
-      const list = from === WARM ? this.warm : this.liq;
-      const pos = slots.listPos[s] as number;
-      const last = list.data[--list.length] as number;
-      if (last !== s) {
-        list.data[pos] = last;
-        slots.listPos[last] = pos;
-      }
-    }
-    slots.tier[s] = to;
-    if (to === WARM || to === LIQUIDATABLE) {
-      const list = to === WARM ? this.warm : this.liq;
-      slots.listPos[s] = list.length;
-      list.push(s);
-    }
-  }
-
-  private wait(s: number, missing: readonly PriceId[], pf: Float64Array): void {
-    this.moveTo(s, WAITING);
-    const slots = this.book.slots;
-    slots.room[s] = Number.NaN;
-    for (const id of missing) {
-      if (!Number.isNaN(pf[id] ?? Number.NaN)) continue;
-      slots.waitPrice[s] = id;
-      let list = this.waits[id];
-      if (list === undefined) {
-        list = new IntList();
-        this.waits[id] = list;
-      }
-      list.push(s);
-      return;
-    }
-    slots.waitPrice[s] = -1; // every missing price is in the view: try again at the next tick
-    this.retry.push(s);
   }
 
   // ------------------------------------------------------------------------------------------ evaluation
@@ -360,44 +314,70 @@ export class CrossRiskEngine<A extends AccountRecord> {
     slots.stamp[s] = this.tickNo;
     const account = this.book.accounts[s] as A;
     if (evaluation.kind === "unpriced") {
-      this.wait(s, evaluation.missing, pf);
+      this.tiers.wait(s, evaluation.missing, pf);
       return;
     }
     const low = lowSlack(evaluation) as bigint;
     const high = highSlack(evaluation) as bigint;
     if (low < 0n) {
-      this.moveTo(s, LIQUIDATABLE);
+      this.tiers.moveTo(s, LIQUIDATABLE);
       (high < 0n ? this.out.liquidatable : this.out.confirm).push({ account, evaluation });
       return;
     }
     const view = this.view as PriceView;
-    this.certs.rebase(s, low, this.model.sensitivity(account, view), pf, Number(view.timestamp));
-    if (allowCold && (slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.moveTo(s, COLD);
-    else this.moveTo(s, WARM);
+    const t = Number(view.timestamp);
+    if (!this.certs.sensed(s, t)) this.certs.setSensitivity(s, this.model.sensitivity(account, view), t);
+    const base = Number(low) - (slots.rounding[s] as number);
+    // faces still standing and the deadline are kept when the new base leaves zCold for the fired ones
+    if (allowCold && pf === this.prices.f && this.certs.rearm(s, base, t)) {
+      this.tiers.moveTo(s, COLD);
+      return;
+    }
+    this.certs.rebase(s, low, pf, t);
+    if (allowCold && (slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.tiers.moveTo(s, COLD);
+    else this.tiers.warmUp(s);
   }
 
-  /** The warm tier: its float bound, an exact evaluation where it is below 0, cooling candidates where room ≥ zCold. */
+  /** The warm tier (WarmSet.sweep): exact evaluations where the bound is below 0, cooling candidates. */
   private sweep(t: number): void {
-    const { stamp, denom } = this.book.slots;
-    const warm = this.warm;
-    const tickNo = this.tickNo;
-    const zCold = this.zCold;
-    const certs = this.certs;
-    let swept = 0;
-    for (let i = warm.length - 1; i >= 0; i--) {
-      const s = warm.data[i] as number;
-      if (stamp[s] === tickNo) continue;
-      swept++;
-      const lb = certs.bound(s, t);
-      if (!(lb >= 0)) {
+    this.lastTick.swept = this.tiers.warm.sweep(
+      t,
+      this.prices.f,
+      this.tickNo,
+      this.zCold,
+      this.cool,
+      this.evaluateWarm,
+    );
+  }
+
+  private readonly evaluateWarm = (s: number): void => this.evaluate(s, true);
+
+  /**
+   * Cooling: the warm accounts with most room go back cold, at most coolPerTick. Where the bound alone leaves room
+   * zCold (a deadline passed, or a multi-price account crossed one face), the certificate is re-planned from the bound
+   * at the current prices, with no model call; where only the moves' gains would, from an exact evaluation.
+   */
+  private coolDown(t: number): void {
+    const cool = this.cool;
+    const slots = this.book.slots;
+    for (let i = 0; i < cool.length; i++) {
+      const s = cool.slots[i] as number;
+      if (slots.tier[s] !== WARM || slots.stamp[s] === this.tickNo) continue;
+      const lb = this.certs.bound(s, t);
+      if (lb >= this.zCold * (slots.denom[s] as number)) {
+        this.touch(s);
+        slots.stamp[s] = this.tickNo;
+        if (this.certs.rearm(s, lb, t)) this.tiers.moveTo(s, COLD);
+        else {
+          this.certs.rebaseTo(s, lb, this.prices.f, t);
+          if ((slots.room[s] as number) >= this.zCold && this.certs.certify(s)) this.tiers.moveTo(s, COLD);
+          else this.tiers.warmUp(s);
+        }
+      } else {
         this.evaluate(s, true);
-        continue;
       }
-      // cooling candidates: ranked by the room the moves since the base would leave at the same slopes
-      const est = lb + certs.gain;
-      const den = denom[s] as number;
-      if (est >= zCold * den) this.cool.offer(s, den > 0 ? est / den : Number.POSITIVE_INFINITY);
+      if ((slots.tier[s] as number) === COLD) this.lastTick.cooled++;
     }
-    this.lastTick.swept = swept;
+    cool.clear();
   }
 }

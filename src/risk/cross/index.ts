@@ -1,3 +1,4 @@
+export type { Certificate } from "./certificates.ts";
 export {
   CrossRiskEngine,
   type CrossRiskOptions,

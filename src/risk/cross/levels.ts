@@ -1,8 +1,9 @@
 /**
  * The faces of the certificates: per price, a B+tree of lower levels (fire when the price falls to or below the level)
  * and one of upper levels (fire when it rises to or above), keyed by the level as a double with the account's slot as
- * value. Keys are unique: a level that collides with another is nudged by an ulp toward firing (a lower level up, an
- * upper level down), which only makes it fire earlier. A walk removes every level it fires.
+ * value. Keys are unique: a level that collides with another is moved a few ulps toward firing (a lower level up, an
+ * upper level down), which only makes it fire earlier; the distance probed grows geometrically (pseudo-random within
+ * it), so many identical levels cost O(log) probes each, not a walk along the run. A walk removes every level it fires.
  */
 import btreeModule from "sorted-btree";
 
@@ -11,6 +12,13 @@ const BTree = ((btreeModule as { default?: unknown }).default ?? btreeModule) as
 type Tree = btreeModule.default<number, number>;
 
 const byNumber = (a: number, b: number): number => a - b;
+/** editRange's answer to drop the pair (read, never kept: one object serves every call). */
+const DELETE = { delete: true } as const;
+
+/** A unit in the last place of x, at least (|x|·2^-52, or the smallest double at 0). */
+function ulp(x: number): number {
+  return Math.max(Math.abs(x) * 2 ** -52, Number.MIN_VALUE);
+}
 
 /** The next double above x (x finite). */
 export function nextUp(x: number): number {
@@ -45,28 +53,45 @@ export class LevelTrees {
   /** Stores a lower level of `slot` on `price`; returns the key stored (the level, or a little above it). */
   insertDown(price: number, level: number, slot: number): number {
     const tree = this.tree(this.down, price);
-    let key = level;
-    while (!tree.set(key, slot, false)) key = nextUp(key);
-    return key;
+    return tree.set(level, slot, false) ? level : this.probe(tree, level, slot, 1);
   }
 
   /** Stores an upper level of `slot` on `price`; returns the key stored (the level, or a little below it). */
   insertUp(price: number, level: number, slot: number): number {
     const tree = this.tree(this.up, price);
-    let key = level;
-    while (!tree.set(key, slot, false)) key = nextDown(key);
-    return key;
+    return tree.set(level, slot, false) ? level : this.probe(tree, level, slot, -1);
   }
 
-  /** Removes the lower level `key` of `slot` if it is still stored (a walk may have dropped it already). */
-  removeDown(price: number, key: number, slot: number): void {
-    const tree = this.down[price];
-    if (tree !== undefined && tree.get(key) === slot) tree.delete(key);
+  private seed = 0x2545f491;
+
+  /** A free key `direction`-ward of a taken level: 1..span ulps away, the span ×4 at every collision. */
+  private probe(tree: Tree, level: number, slot: number, direction: 1 | -1): number {
+    const unit = ulp(level) * direction;
+    for (let span = 16; ; span *= 4) {
+      // xorshift32: deterministic, so that runs replay
+      let x = this.seed;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.seed = x;
+      let key = level + (1 + ((x >>> 0) % span)) * unit;
+      if (key === level) key = direction > 0 ? nextUp(level) : nextDown(level);
+      if (tree.set(key, slot, false)) return key;
+    }
   }
 
-  removeUp(price: number, key: number, slot: number): void {
-    const tree = this.up[price];
-    if (tree !== undefined && tree.get(key) === slot) tree.delete(key);
+  /** Removes the lower level stored at `key` (the caller knows it is there: it records every level a walk drops). */
+  removeDown(price: number, key: number): void {
+    this.down[price]?.delete(key);
+  }
+
+  removeUp(price: number, key: number): void {
+    this.up[price]?.delete(key);
+  }
+
+  /** The slot stored at a level, if any (for audits). */
+  slotAt(side: "down" | "up", price: number, key: number): number | undefined {
+    return (side === "down" ? this.down : this.up)[price]?.get(key);
   }
 
   /** Fires and removes every lower level of `price` at or above `p` (the price fell to it); returns how many. */
@@ -79,7 +104,7 @@ export class LevelTrees {
     tree.editRange(p, top, true, (_key, slot) => {
       fire(slot);
       n++;
-      return { delete: true };
+      return DELETE;
     });
     return n;
   }
@@ -94,7 +119,7 @@ export class LevelTrees {
     tree.editRange(bottom, p, true, (_key, slot) => {
       fire(slot);
       n++;
-      return { delete: true };
+      return DELETE;
     });
     return n;
   }

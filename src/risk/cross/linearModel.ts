@@ -6,8 +6,8 @@
  *   requirement  = (Σ_i |size_i|·p_i/1e18 · mmRatio_i) / 1e6                       (mmRatio 62,500: 6.25 %)
  *   slack        = accountValue − requirement; liquidatable iff slack < 0
  *
- * F_i(t) is a per-market funding accumulator (quote WAD per base WAD) growing at a rate of at most
- * `fundingRateBound` per second, so time matters. In `bounded` mode the funding each account owes is only known
+ * F_i(t) is a per-market funding accumulator (quote WAD per base WAD) growing at a rate of at most the market's
+ * `rateBound` per second, so time matters. In `bounded` mode the funding each account owes is only known
  * within ± `fundingUncertainty` per base WAD: evaluations are ranges that contain the exact slack.
  */
 import type { AccountRecord, Evaluation, MarginModel, PriceId, PriceView, Sensitivity } from "../../protocol/types.ts";
@@ -34,18 +34,23 @@ export interface LinearAccount extends AccountRecord {
 
 export interface LinearMarket {
   mmRatio: bigint;
+  /** |dF/dt| ≤ rateBound. */
+  readonly rateBound: bigint;
   /** F at `time`, and its rate per second since. */
   index: bigint;
   rate: bigint;
   time: bigint;
+  /** F at `at`, cached for the evaluations of one view. */
+  at: bigint;
+  indexAt: bigint;
 }
 
 export interface LinearModelOptions {
   /** Markets 0 .. markets − 1, one price each. */
   readonly markets: number;
   readonly mmRatio?: bigint;
-  /** |dF_i/dt| ≤ this, quote WAD per base WAD per second. */
-  readonly fundingRateBound: bigint;
+  /** |dF_i/dt| ≤ this, quote WAD per base WAD per second: one for every market, or one per market. */
+  readonly fundingRateBound: bigint | readonly bigint[];
   readonly exactness?: "exact" | "bounded";
   /** Bounded mode: each account's funding is known within ± this per base WAD. */
   readonly fundingUncertainty?: bigint;
@@ -75,20 +80,22 @@ const UP = 1 + 1e-12;
 
 export class LinearModel implements MarginModel<LinearAccount> {
   readonly markets: LinearMarket[];
-  readonly fundingRateBound: bigint;
   readonly exactness: "exact" | "bounded";
   readonly fundingUncertainty: bigint;
   readonly horizon: bigint;
 
   constructor(options: LinearModelOptions) {
     const start = options.startTime ?? 0n;
-    this.markets = Array.from({ length: options.markets }, () => ({
+    const bounds = options.fundingRateBound;
+    this.markets = Array.from({ length: options.markets }, (_, i) => ({
       mmRatio: options.mmRatio ?? MM_RATIO,
+      rateBound: typeof bounds === "bigint" ? bounds : (bounds[i] ?? 0n),
       index: 0n,
       rate: 0n,
       time: start,
+      at: start,
+      indexAt: 0n,
     }));
-    this.fundingRateBound = options.fundingRateBound;
     this.exactness = options.exactness ?? "exact";
     this.fundingUncertainty = options.fundingUncertainty ?? 0n;
     this.horizon = options.horizon ?? 86_400n;
@@ -102,11 +109,13 @@ export class LinearModel implements MarginModel<LinearAccount> {
 
   /** Settles F_i at `at` and changes its rate (within the bound): no account's sensitivity changes. */
   setFundingRate(price: PriceId, rate: bigint, at: bigint): void {
-    if (abs(rate) > this.fundingRateBound) throw new Error(`funding rate ${rate} beyond the bound`);
     const m = this.market(price);
+    if (abs(rate) > m.rateBound) throw new Error(`funding rate ${rate} beyond the bound ${m.rateBound}`);
     m.index = this.fundingIndex(price, at);
     m.time = at;
     m.rate = rate;
+    m.at = at;
+    m.indexAt = m.index;
   }
 
   /** A market parameter change: the risk engine must be told (touchPrice). */
@@ -119,22 +128,29 @@ export class LinearModel implements MarginModel<LinearAccount> {
   exact(account: LinearAccount, at: PriceView): Evaluation {
     let balance = account.collateral;
     let requirement = 0n;
-    const missing: PriceId[] = [];
+    let missing: PriceId[] | undefined;
     const prices = account.prices;
     for (let i = 0; i < prices.length; i++) {
       const id = prices[i] as PriceId;
       const p = at.prices.get(id);
       if (p === undefined) {
-        missing.push(id);
+        if (missing === undefined) missing = [id];
+        else missing.push(id);
         continue;
       }
       const pos = account.positions[i] as LinearPosition;
       const m = this.market(id);
-      const index = m.index + m.rate * (at.timestamp - m.time);
-      balance += (pos.size * p) / WAD + pos.openNotional - (pos.size * (index - pos.fundingIndex)) / WAD;
-      requirement += ((abs(pos.size) * p) / WAD) * m.mmRatio;
+      if (m.at !== at.timestamp) {
+        m.at = at.timestamp;
+        m.indexAt = m.index + m.rate * (at.timestamp - m.time);
+      }
+      const size = pos.size;
+      // |trunc(size·p / 1e18)| = trunc(|size|·p / 1e18): the position value gives the notional too
+      const value = (size * p) / WAD;
+      balance += value + pos.openNotional - (size * (m.indexAt - pos.fundingIndex)) / WAD;
+      requirement += (value < 0n ? -value : value) * m.mmRatio;
     }
-    if (missing.length > 0) return { kind: "unpriced", missing };
+    if (missing !== undefined) return { kind: "unpriced", missing };
     return { kind: "exact", balance, requirement: requirement / RATIO_ONE };
   }
 
@@ -153,24 +169,25 @@ export class LinearModel implements MarginModel<LinearAccount> {
   sensitivity(account: LinearAccount, _at: PriceView): Sensitivity {
     const down = new Map<PriceId, number>();
     const up = new Map<PriceId, number>();
-    let base = 0;
+    let perSecond = 0;
     const prices = account.prices;
     for (let i = 0; i < prices.length; i++) {
       const id = prices[i] as PriceId;
       const size = (account.positions[i] as LinearPosition).size;
       if (size === 0n) continue;
       const s = Number(size) / 1e18;
-      const m = Number(this.market(id).mmRatio) / 1e6;
+      const market = this.market(id);
+      const m = Number(market.mmRatio) / 1e6;
       // d slack / d p = s − |s|·m (per WAD of price): a long loses on a fall (if m < 1), a short on a rise
       const slope = size > 0n ? s * (1 - m) : s * (1 + m);
       if (slope > 0) down.set(id, slope * UP);
       else if (slope < 0) up.set(id, -slope * UP);
-      base += Math.abs(s);
+      perSecond += Math.abs(s) * Number(market.rateBound);
     }
     return {
       down,
       up,
-      perSecond: base * Number(this.fundingRateBound) * UP,
+      perSecond: perSecond * UP,
       horizon: this.horizon,
       // each of the 3k + 1 truncations is off by less than a wei, at both evaluations
       rounding: BigInt(6 * prices.length + 2),

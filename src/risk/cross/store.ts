@@ -59,6 +59,9 @@ export class Slots {
   /** The time after which the sensitivity's perSecond no longer holds for this base. */
   validUntil = new Float64Array(0);
   phi = new Float64Array(0);
+  /** The model's rounding e_a (wei, as a double), and whether the slopes stored are the current state's. */
+  rounding = new Float64Array(0);
+  sensed = new Uint8Array(0);
   /** Slack one typical move of every price costs (the room's denominator). */
   denom = new Float64Array(0);
   room = new Float64Array(0);
@@ -83,6 +86,10 @@ export class Slots {
     this.baseTime = growF64(this.baseTime, c);
     this.validUntil = growF64(this.validUntil, c);
     this.phi = growF64(this.phi, c);
+    this.rounding = growF64(this.rounding, c);
+    const sensed = new Uint8Array(c);
+    sensed.set(this.sensed);
+    this.sensed = sensed;
     this.denom = growF64(this.denom, c);
     this.room = growF64(this.room, c, Number.NaN);
     this.deadline = growF64(this.deadline, c);

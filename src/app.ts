@@ -3,10 +3,9 @@
  * passing dependencies by hand, and runs it until stopped.
  */
 
-import { type Address, type Hex, hexToBigInt } from "viem";
-import { type connect, endpoints } from "./chain/connect.ts";
+import { type Address, hexToBigInt } from "viem";
+import { endpoints } from "./chain/connect.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
-import type { KeeperConfig } from "./config/schema.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { reorgWindow } from "./executor/types.ts";
@@ -14,9 +13,10 @@ import { Keeper } from "./keeper.ts";
 import { Freshness } from "./ops/freshness.ts";
 import { Latency } from "./ops/latency.ts";
 import { LeftBehind } from "./ops/leftBehind.ts";
-import { type Logger, tapOf } from "./ops/logger.ts";
+import { tapOf } from "./ops/logger.ts";
 import type { OpsSources } from "./ops/metrics.ts";
 import { Notifier } from "./ops/notify.ts";
+import { perpEnginePositionsByMarket } from "./ops/readings.ts";
 import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
@@ -26,25 +26,18 @@ import { perpEngineProtocol } from "./protocol/perpEngine/protocol.ts";
 import { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
 import { perpEngineSnapshots } from "./protocol/perpEngine/snapshot.ts";
 import { type PerpEngineWatcher, watchExchange } from "./protocol/perpEngine/watch.ts";
-import { connectWithin, executorSettings, runKeeper, StartupError } from "./run.ts";
+import {
+  componentLogs,
+  connectWithin,
+  executorSettings,
+  type KeeperRunOptions,
+  runKeeper,
+  StartupError,
+} from "./run.ts";
 import { snapshotPath } from "./state/snapshotFile.ts";
 import { Snapshotter } from "./state/snapshotter.ts";
 
-export { StartupError } from "./run.ts";
-
-export interface KeeperRunOptions {
-  readonly config: KeeperConfig;
-  readonly rpcUrl: string;
-  /** One nonce lane per key; never logged. */
-  readonly privateKeys: readonly Hex[];
-  readonly log: Logger;
-  /** Where the RPC setting came from ("flag", "environment", "config"), for keeper_started. */
-  readonly rpcSource?: string;
-  /** Aborting it stops the keeper, at any point, also while it is still connecting. */
-  readonly signal?: AbortSignal;
-  /** The start-up checks check-config makes too (src/ops/preflight.ts), run as soon as the RPC answers. */
-  readonly preflight?: (connection: Awaited<ReturnType<typeof connect>>) => Promise<unknown>;
-}
+export { componentLogs, type KeeperRunOptions, StartupError } from "./run.ts";
 
 export interface RunningKeeper {
   readonly book: Book;
@@ -62,25 +55,6 @@ export interface RunningKeeper {
   readonly done: Promise<void>;
   /** Stops following, lets broadcasts under way finish (up to shutdownGraceMs), and resolves when stopped. */
   stop(reason?: string): Promise<void>;
-}
-
-/**
- * Each part logs through a child of the keeper's logger carrying its `component`: the src/ folder it lives in
- * (`chain`, `watcher`, `executor`, `keeper`, `precompute`, `state`, `ops`), `app` for the keeper's start, stop and
- * retries here. Children write where the logger writes and share its tap (src/ops/logger.ts).
- */
-export function componentLogs(log: Logger) {
-  const of = (component: string) => log.child({ component });
-  return {
-    app: of("app"),
-    chain: of("chain"),
-    watcher: of("watcher"),
-    executor: of("executor"),
-    keeper: of("keeper"),
-    precompute: of("precompute"),
-    state: of("state"),
-    ops: of("ops"),
-  };
 }
 
 export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
@@ -259,6 +233,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   freshnessRef = freshness;
   const sources: OpsSources = {
     book,
+    positions: (distance) => perpEnginePositionsByMarket({ book, watcher }, distance),
     watcher,
     executor,
     signers: lanes,

@@ -17,6 +17,7 @@ import { KeeperError, SetupError } from "./errors.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
 import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
 import { packageVersion } from "./ops/version.ts";
+import { startPerpV2Keeper } from "./protocol/perpV2/run.ts";
 
 /** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
 const SIGNAL_REPEAT_MS = 1_000;
@@ -285,7 +286,8 @@ async function checkConfig(settings: RunSettings): Promise<string> {
 
 async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Logger): Promise<number> {
   checkStateDir(settings.config.keeper.stateDir);
-  const running = await startKeeper({
+  const start = settings.config.exchange.adapter === "perp-v2" ? startPerpV2Keeper : startKeeper;
+  const running = await start({
     config: settings.config,
     rpcUrl: settings.rpcUrl,
     rpcSource: settings.rpcSource,

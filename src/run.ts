@@ -3,6 +3,8 @@
  * from the config, and the run itself (resume from the snapshot, backfill, follow, write snapshots; a stop bounded by
  * shutdownGraceMs). src/app.ts assembles PerpEngine's parts on it, src/protocol/perpV2/run.ts Perp v2's.
  */
+
+import type { Hex } from "viem";
 import { parseUnits } from "viem";
 import { connect, endpoints } from "./chain/connect.ts";
 import { describeError, isRetryable } from "./chain/errors.ts";
@@ -18,6 +20,39 @@ import type { SnapshotCodec } from "./state/snapshotCodec.ts";
 import type { Snapshotter } from "./state/snapshotter.ts";
 import { resumeFromSnapshot } from "./watcher/resume.ts";
 import type { Watcher } from "./watcher/watcher.ts";
+
+export interface KeeperRunOptions {
+  readonly config: KeeperConfig;
+  readonly rpcUrl: string;
+  /** One nonce lane per key; never logged. */
+  readonly privateKeys: readonly Hex[];
+  readonly log: Logger;
+  /** Where the RPC setting came from ("flag", "environment", "config"), for keeper_started. */
+  readonly rpcSource?: string;
+  /** Aborting it stops the keeper, at any point, also while it is still connecting. */
+  readonly signal?: AbortSignal;
+  /** The start-up checks check-config makes too (src/ops/preflight.ts), run as soon as the RPC answers. */
+  readonly preflight?: (connection: Awaited<ReturnType<typeof connect>>) => Promise<unknown>;
+}
+
+/**
+ * Each part logs through a child of the keeper's logger carrying its `component`: the src/ folder it lives in
+ * (`chain`, `watcher`, `executor`, `keeper`, `precompute`, `state`, `ops`), `app` for the keeper's start, stop and
+ * retries here. Children write where the logger writes and share its tap (src/ops/logger.ts).
+ */
+export function componentLogs(log: Logger) {
+  const of = (component: string) => log.child({ component });
+  return {
+    app: of("app"),
+    chain: of("chain"),
+    watcher: of("watcher"),
+    executor: of("executor"),
+    keeper: of("keeper"),
+    precompute: of("precompute"),
+    state: of("state"),
+    ops: of("ops"),
+  };
+}
 
 /** The RPC never answered within the start-up deadline (exit 1, naming the endpoint, never its key). */
 export class StartupError extends KeeperError {

@@ -24,6 +24,17 @@ interface Settled {
 export class Claims {
   private readonly held = new Map<string, Holder>();
   private readonly settled = new Map<string, Settled>();
+  /**
+   * The book's record of each target when it was planned: what a receipt settled is compared with. The book may have
+   * applied the receipt's block already when the receipt is read (then it changed since planning: nothing to hold
+   * back), or not yet (then the planned record is still there: held back until the book changes it).
+   */
+  private readonly planned = new Map<string, object>();
+
+  /** Remembers the record a target was planned on. */
+  plannedOn(key: string, state: object): void {
+    this.planned.set(key, state);
+  }
 
   has(key: string): boolean {
     return this.held.has(key);
@@ -68,7 +79,9 @@ export class Claims {
 
   /** Our receipt at `block` shows the position settled (or gone): held back from planning until the book agrees. */
   settledAt(key: string, block: bigint, seen: object | undefined): void {
-    this.settled.set(key, { block, seen, reported: false });
+    const planned = this.planned.get(key);
+    this.planned.delete(key);
+    this.settled.set(key, { block, seen: planned ?? seen, reported: false });
   }
 
   /** Whether the position is held back: a receipt settled it and the book still shows it as it was then. */

@@ -141,6 +141,8 @@ export class Executor {
   }
 
   isOurs(address: Address): boolean {
+    const liquidator = this.o.protocol.liquidator;
+    if (liquidator !== undefined && address.toLowerCase() === liquidator.toLowerCase()) return true;
     return this.lanesByAddress.has(address.toLowerCase());
   }
 

@@ -285,7 +285,10 @@ export class Inclusion {
         if (outcome?.kind === "liquidated" || (outcome?.kind === "skipped" && outcome.reason === "no_position")) {
           this.h.settled(t.key, receipt.blockNumber);
         }
-        if (outcome?.kind === "liquidated" && outcome.keeper.toLowerCase() === a.signer.toLowerCase()) {
+        if (
+          outcome?.kind === "liquidated" &&
+          outcome.keeper.toLowerCase() === (protocol.liquidator ?? a.signer).toLowerCase()
+        ) {
           won++;
           const moved = this.h.o.priceMovedAt?.(t.marketId);
           const distance = moved === undefined || moved > receipt.blockNumber ? undefined : receipt.blockNumber - moved;

@@ -72,7 +72,10 @@ export class Planning {
       fresh.push(c);
     }
     if (fresh.length === 0) return;
-    for (const c of fresh) this.h.attempts.claims.claim([c.target.key], "planning");
+    for (const c of fresh) {
+      this.h.attempts.claims.claim([c.target.key], "planning");
+      this.h.attempts.claims.plannedOn(c.target.key, c.state);
+    }
     void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
     const ordered = prioritise(fresh);
     if (!(this.h.o.batching && this.h.o.protocol.encodeBatch !== undefined)) {
@@ -143,7 +146,11 @@ export class Planning {
       try {
         // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
         // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
-        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+        estimate = atLeast(
+          await client.estimateGas({ account: from, to: protocol.address, data }),
+          protocol.gasPerTarget,
+          1,
+        );
         this.singleGas = estimate;
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
@@ -165,6 +172,7 @@ export class Planning {
         for (const c of group) this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
         return false;
       }
+      estimate = atLeast(estimate, protocol.gasPerTarget, targets.length);
       const measured = estimate / BigInt(targets.length);
       this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
       this.gasMeasured = true;
@@ -265,4 +273,10 @@ export class Planning {
     );
     this.h.attempts.release(group.map((c) => c.target.key));
   }
+}
+
+/** The estimate, or the protocol's floor for `targets` targets where that is more. */
+function atLeast(estimate: bigint, perTarget: bigint | undefined, targets: number): bigint {
+  const floor = perTarget === undefined ? 0n : perTarget * BigInt(targets);
+  return estimate < floor ? floor : estimate;
 }

@@ -22,6 +22,7 @@ import { endpoints } from "../chain/connect.ts";
 import { ConfigError, type KeeperEnv, loadConfigFile, redactUrl } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { SignerError } from "../executor/signers.ts";
+import { describePerpV2, discoverPerpV2 } from "../protocol/perpV2/discover.ts";
 
 /** What `run` uses, after the config file, the environment and the flags. */
 export interface RunSettings {
@@ -124,7 +125,8 @@ export interface SignerFunds {
 export interface ChainFacts {
   readonly head: bigint;
   readonly blockGasLimit: bigint;
-  readonly markets: bigint;
+  /** What the exchange is, as check-config says it: "a PerpEngine with 2 markets", a Perp v2 deployment. */
+  readonly exchange: string;
   readonly signers: readonly SignerFunds[];
   /** Gas token a signer needs to take work: one liquidation at the head's fees, or keeper.minSignerBalance. */
   readonly floorWei: bigint;
@@ -161,9 +163,9 @@ export async function checkChain(
 ): Promise<ChainFacts> {
   const client = connection.publicClient;
   const k = config.keeper;
-  const [head, markets, balances] = await Promise.all([
+  const [head, exchange, balances] = await Promise.all([
     client.getBlock({ blockTag: "latest" }),
-    client.readContract({ address: connection.engine, abi: perpEngineAbi, functionName: "marketCount" }),
+    describeExchange(connection, config),
     Promise.all(signers.map((address) => client.getBalance({ address }))),
   ]);
   if (BigInt(config.exchange.deployBlock) > head.number) {
@@ -187,7 +189,30 @@ export async function checkChain(
       `no signer can pay for a liquidation at current fees (${floorWei} wei needed): fund ${signers.join(", ")}`,
     );
   }
-  return { head: head.number, blockGasLimit: head.gasLimit, markets, signers: funds, floorWei };
+  return { head: head.number, blockGasLimit: head.gasLimit, exchange, signers: funds, floorWei };
+}
+
+/**
+ * The exchange behind exchange.address, checked and described: a PerpEngine's market count, or a Perp v2 deployment
+ * discovered from its ClearingHouse (every contract found and cross-checked; ConfigError naming what is wrong).
+ */
+async function describeExchange(connection: Connection, config: KeeperConfig): Promise<string> {
+  const client = connection.publicClient;
+  if (config.exchange.adapter === "perp-v2") {
+    const contracts = await discoverPerpV2(client, connection.engine, {
+      deployBlock: BigInt(config.exchange.deployBlock),
+      maxLogRange: config.keeper.maxLogRange,
+      logConcurrency: config.keeper.logConcurrency,
+    });
+    const liquidator = config.exchange.liquidator;
+    return `${describePerpV2(contracts)}${liquidator ? `; liquidator ${liquidator}` : "; each signer liquidates from its own Vault account"}`;
+  }
+  const markets = await client.readContract({
+    address: connection.engine,
+    abi: perpEngineAbi,
+    functionName: "marketCount",
+  });
+  return `a PerpEngine with ${markets} markets`;
 }
 
 /** check-config's report: what `run` would use, and what the chain showed. */
@@ -199,7 +224,7 @@ export function describeRun(s: RunSettings, connection: Connection, facts: Chain
     `  network ${c.network.name}, chain ${c.network.chainId}, head ${facts.head}`,
     `  RPC (from ${s.rpcSource}): ${endpoints(s.rpcUrl).map(redactUrl).join(", ")}`,
     `  WebSocket: ${c.network.wsUrl === undefined ? "none (polling)" : redactUrl(c.network.wsUrl)}`,
-    `  exchange ${connection.engine}: a PerpEngine with ${facts.markets} markets, indexed from block ${c.exchange.deployBlock}`,
+    `  exchange ${connection.engine}: ${facts.exchange}, indexed from block ${c.exchange.deployBlock}`,
     `  Multicall3: ${connection.multicall3 ?? "none (one eth_call per oracle)"}`,
     `  signers (${facts.signers.length}), each needs ${formatEther(facts.floorWei)} to take work:`,
     ...facts.signers.map(

@@ -18,7 +18,13 @@ import { roomToLiquidation } from "./status.ts";
 export interface OpsSources {
   /** The protocol adapter (config exchange.adapter), for build_info; default perp-engine. */
   readonly adapter?: string;
-  readonly book: Book;
+  /** The exchange's markets, by id: their names label the figures. */
+  readonly book: { readonly markets: ReadonlyMap<number, { readonly id: number; readonly name: string }> };
+  /**
+   * Positions tracked and at risk (within `distance` of liquidation, or past it) by market name at the last tick;
+   * absent: the exchange counts none (every market at 0).
+   */
+  readonly positions?: (distance: number) => Map<string, { tracked: number; atRisk: number }>;
   readonly watcher: { readonly processedBlock: bigint; readonly latestTick: Tick | undefined };
   readonly executor: {
     readonly stats: Readonly<ExecutorStats>;
@@ -81,7 +87,18 @@ export function reading(s: OpsSources): OpsReading {
  * the last tick's prices: one pass over the book. A market without a price counts no position at risk.
  */
 export function positionsByMarket(
-  s: Pick<OpsSources, "book" | "watcher">,
+  s: Pick<OpsSources, "book" | "positions">,
+  distance: number,
+): Map<string, { tracked: number; atRisk: number }> {
+  return (
+    s.positions?.(distance) ??
+    new Map([...s.book.markets.values()].map((m) => [m.name, { tracked: 0, atRisk: 0 }] as const))
+  );
+}
+
+/** PerpEngine's positions by market: one pass over its book at the last tick's prices and funding. */
+export function perpEnginePositionsByMarket(
+  s: { readonly book: Book; readonly watcher: OpsSources["watcher"] },
   distance: number,
 ): Map<string, { tracked: number; atRisk: number }> {
   const { book } = s;

@@ -50,6 +50,17 @@ export type TargetOutcome =
 export interface LiquidationProtocol {
   /** The contract every liquidation goes to. */
   readonly address: Address;
+  /**
+   * The account liquidations are made as, when it is not the signer (Perp v2: the keeper's own liquidator contract,
+   * which takes positions over): an outcome is ours when its liquidator is this, or else the signer.
+   */
+  readonly liquidator?: Address;
+  /**
+   * Gas one target needs at least, whatever eth_estimateGas says: a batch that catches each item's revert (Perp v2's
+   * liquidator contract) succeeds with too little gas by letting its items fail out of gas, so its estimate is no
+   * measure. Undefined: the estimate stands.
+   */
+  readonly gasPerTarget?: bigint;
   /** Calldata of a single liquidation. */
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */

@@ -1,0 +1,172 @@
+/**
+ * Perp v2 through the seam: its book's rules for the record book, its accounts for the cross-margin core loop
+ * (src/accountKeeper.ts), its head prices for the watcher (ViewPrices), and its liquidation calls for the executor.
+ *
+ * The liquidator is either the keeper's own PerpV2Liquidator contract (`liquidator`: it takes positions over and holds
+ * their collateral; its operators are the keeper's signers; a batch liquidates several targets and cancels makers'
+ * excess orders first, all in one transaction, each item skipped rather than reverted when it is no longer
+ * liquidatable), or, without one, each signer's own Vault account, one `ClearingHouse.liquidate` per transaction.
+ */
+import { type Address, decodeEventLog, encodeFunctionData, type Hex, type Log } from "viem";
+import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
+import type { AccountAdapter } from "../../accountKeeper.ts";
+import type { StateRules } from "../../state/recordBook.ts";
+import type { ViewMarket } from "../../watcher/viewPrices.ts";
+import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
+import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
+import { reduce } from "./book.ts";
+import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
+import {
+  encodeLiquidate,
+  PERP_V2_LIQUIDATION_GAS,
+  planTargets,
+  receiptOutcomes,
+  revertMeaning,
+} from "./liquidation.ts";
+import type { PerpV2MarginModel } from "./margin.ts";
+import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
+
+export const PERP_V2_ADAPTER = "perp-v2";
+
+/** The book's rules: Perp v2's reducer, from the parameters discovery read. */
+export function perpV2Rules(global: PerpV2Global): StateRules<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> {
+  return { initialGlobal: global, reduce };
+}
+
+/** The account a target key (`${trader}/${priceId}`) belongs to. */
+export function accountOfTarget(key: string): string {
+  const slash = key.indexOf("/");
+  return slash < 0 ? key : key.slice(0, slash);
+}
+
+/** Perp v2's accounts for the core loop. */
+export function perpV2Accounts(o: {
+  readonly model: PerpV2MarginModel;
+  readonly clearingHouse: Address;
+  /** Whether a batch may carry several targets of one account (the liquidator contract skips what is no longer due). */
+  readonly batch: boolean;
+}): AccountAdapter<PerpV2Account, PerpV2Market, PerpV2Global> {
+  return {
+    model: o.model,
+    findings(account, evaluation, view, book) {
+      const plan = planTargets(account, evaluation, book, view, { clearingHouse: o.clearingHouse });
+      // each call re-judges the account: without the contract's skip, one market per head (the largest first)
+      const targets = o.batch ? plan.targets : plan.targets.slice(0, 1);
+      const makerOrders = plan.prerequisites.length > 0;
+      if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
+      return targets.map((t) => ({
+        target: { key: t.key, account: t.account, trader: t.owner, marketId: t.market, size: t.size },
+        state: account,
+        shortfall: t.shortfall,
+        expectedReward: t.expectedReward,
+      }));
+    },
+    targetKeys: (account) => [...account.positions.values()].map((p) => targetKey(account.trader, p.priceId)),
+    pricesOf: (market) => [market.priceId, market.indexTwapId, market.marketTwapId],
+    accountOf: accountOfTarget,
+  };
+}
+
+/**
+ * Each market's prices read at every head: the mark (AccountBalance.getMarkPrice) and the index TWAP over the
+ * funding interval (BaseToken.getIndexPrice), which bounds the funding accrued since the market's last update. The
+ * market TWAP is not read: the interval the Exchange uses is shorter than twapInterval for a market's first
+ * minutes, which no view tells; without it the funding is a proven bound, and accounts it leaves near the boundary
+ * are confirmed by reads.
+ */
+export function perpV2PriceMarkets(book: PerpV2BookView, accountBalance: Address): readonly ViewMarket[] {
+  const interval = book.global.twapInterval;
+  const uint = (answer: Hex) => BigInt(answer.slice(0, 66));
+  return [...book.markets.values()].flatMap((m): ViewMarket[] => [
+    {
+      id: m.priceId,
+      name: m.name,
+      read: {
+        to: accountBalance,
+        data: encodeFunctionData({ abi: accountBalanceAbi, functionName: "getMarkPrice", args: [m.baseToken] }),
+      },
+      decode: uint,
+    },
+    {
+      id: m.indexTwapId,
+      name: `${m.name} index TWAP`,
+      read: {
+        to: m.baseToken,
+        data: encodeFunctionData({ abi: baseTokenAbi, functionName: "getIndexPrice", args: [interval] }),
+      },
+      decode: uint,
+    },
+  ]);
+}
+
+/** The executor's calls for Perp v2. */
+export function perpV2Protocol(o: {
+  readonly clearingHouse: Address;
+  /** The keeper's PerpV2Liquidator; undefined: each signer liquidates as itself. */
+  readonly liquidator?: Address;
+  readonly book: PerpV2BookView;
+  readonly decoder: PerpV2Decoder;
+}): LiquidationProtocol {
+  const baseOf = (t: LiquidationTarget): Address => {
+    const market = o.book.markets.get(t.marketId);
+    if (!market) throw new Error(`no market ${t.marketId} in the book for target ${t.key}`);
+    return market.baseToken;
+  };
+  /** Markets where the target's trader has open orders: cancelled first (CH_CLWTISO otherwise). */
+  const ordersOf = (targets: readonly LiquidationTarget[]) => {
+    const seen = new Set<string>();
+    const orders: { maker: Address; baseToken: Address }[] = [];
+    for (const t of targets) {
+      const account = o.book.accounts.get(accountOfTarget(t.key));
+      for (const p of account?.positions.values() ?? []) {
+        const id = `${t.trader}/${p.baseToken}`;
+        if (p.orders.length === 0 || seen.has(id)) continue;
+        seen.add(id);
+        orders.push({ maker: t.trader, baseToken: p.baseToken });
+      }
+    }
+    return orders;
+  };
+  const batch = (targets: readonly LiquidationTarget[]): Hex =>
+    encodeFunctionData({
+      abi: perpV2LiquidatorAbi,
+      functionName: "cancelAndLiquidate",
+      args: [
+        ordersOf(targets),
+        targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n })),
+      ],
+    });
+  const liquidator = o.liquidator;
+  return {
+    address: liquidator ?? o.clearingHouse,
+    // a liquidation costs 1.0-1.5M gas (more for an account in several markets); the contract's try/catch makes its
+    // estimate meaningless (items fail out of gas and are caught), and liquidate's own estimate runs short
+    gasPerTarget: PERP_V2_LIQUIDATION_GAS,
+    ...(liquidator ? { liquidator } : {}),
+    encodeSingle: (t) => (liquidator ? batch([t]) : encodeLiquidate(t.trader, baseOf(t), t.size ?? 0n)),
+    ...(liquidator ? { encodeBatch: batch } : {}),
+    outcomes(logs: readonly Log[]): Map<string, TargetOutcome> {
+      const out = new Map<string, TargetOutcome>();
+      for (const [key, r] of receiptOutcomes(o.decoder, logs, o.book.global)) {
+        out.set(key, { kind: "liquidated", keeper: r.liquidator, reward: r.reward, badDebt: r.badDebt });
+      }
+      if (!liquidator) return out;
+      for (const log of logs) {
+        if (log.address.toLowerCase() !== liquidator.toLowerCase()) continue;
+        try {
+          const e = decodeEventLog({ abi: perpV2LiquidatorAbi, data: log.data, topics: log.topics });
+          if (e.eventName !== "LiquidationFailed") continue;
+          const market = o.book.global.marketsByBase.get(e.args.baseToken.toLowerCase() as Address);
+          const key = targetKey(e.args.trader, market ?? -1);
+          if (out.has(key)) continue;
+          const meaning = revertMeaning(e.args.reason)?.meaning;
+          out.set(key, { kind: "skipped", reason: meaning === "gone" ? "no_position" : "not_liquidatable" });
+        } catch {
+          // another of the contract's events
+        }
+      }
+      return out;
+    },
+    revertName: (data) => revertMeaning(data)?.name,
+  };
+}

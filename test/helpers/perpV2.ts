@@ -5,10 +5,12 @@
  * failed batch items, the signers' transactions and their receipts, accounts' health at one block, and the book a
  * fresh backfill builds from the chain's logs.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { type Address, type Hex, maxUint256, type PublicClient, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
-import { type RunningKeeper, startKeeper } from "../../src/app.ts";
+import type { RunningKeeper } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../../src/devnet/perpV2/abis.ts";
@@ -20,9 +22,11 @@ import { PerpV2Book } from "../../src/protocol/perpV2/book.ts";
 import { discoverPerpV2 } from "../../src/protocol/perpV2/discover.ts";
 import { perpV2Decoder } from "../../src/protocol/perpV2/events.ts";
 import { perpV2Deployment } from "../../src/protocol/perpV2/prices.ts";
+import { type PerpV2RunningKeeper, startPerpV2Keeper as startRuntime } from "../../src/protocol/perpV2/run.ts";
 import { compareRefs, type LogRef } from "../../src/state/events.ts";
 import { testStateDir } from "./devnet.ts";
 import { type CapturedLog, captureLogs } from "./logs.ts";
+import { settled, until } from "./wait.ts";
 
 /** The keeper's signers: Anvil's dev keys 8 and 9, which the scenario never uses. */
 export const KEEPER_KEYS: readonly Hex[] = [ANVIL_KEYS[8], ANVIL_KEYS[9]];
@@ -132,7 +136,7 @@ export async function openTraders(
 }
 
 export interface TestKeeper {
-  readonly keeper: RunningKeeper;
+  readonly keeper: PerpV2RunningKeeper;
   readonly logs: CapturedLog;
   readonly stateDir: string;
 }
@@ -154,7 +158,7 @@ export async function startPerpV2Keeper(
     { ...raw, exchange: { ...(raw.exchange as object), liquidator: fx.liquidator } },
     "perp-v2 test config",
   );
-  const keeper = await startKeeper({
+  const keeper = await startRuntime({
     config,
     rpcUrl: fx.anvil.rpcUrl,
     privateKeys: options.keys ?? KEEPER_KEYS,
@@ -164,8 +168,16 @@ export async function startPerpV2Keeper(
   return { keeper, logs, stateDir };
 }
 
+/** wait.ts's settled() for a Perp v2 keeper (it looks at the executor alone). */
+export function settledKeeper(keeper: PerpV2RunningKeeper): Promise<void> {
+  return settled(keeper as unknown as RunningKeeper);
+}
+
 /** Stops a keeper, given at most 15 s. */
-export async function stopKeeper(keeper: RunningKeeper | undefined, reason = "test finished"): Promise<void> {
+export async function stopKeeper(
+  keeper: { stop(reason?: string): Promise<void> } | undefined,
+  reason = "test finished",
+): Promise<void> {
   if (!keeper) return;
   await Promise.race([keeper.stop(reason).catch(() => {}), new Promise((r) => setTimeout(r, 15_000))]);
 }
@@ -291,6 +303,64 @@ export function healthReader(fx: PerpV2Fixture): (traders: readonly Address[]) =
   };
 }
 
+export type HealthReader = ReturnType<typeof healthReader>;
+
+/**
+ * Waits until the chain says none of `who` is liquidatable. Returns the block it saw that at, or (a timeout) the
+ * error naming those still liquidatable, for the test to assert after printing its figures.
+ */
+export async function waitHealthy(
+  health: HealthReader,
+  who: readonly Address[],
+  what: string,
+  nameOf: (a: Address) => string,
+  timeoutMs = 120_000,
+): Promise<{ at: bigint | undefined; error: string | undefined }> {
+  let last: Health | undefined;
+  try {
+    await until(
+      what,
+      async () => {
+        last = await health(who);
+        return [...last.liquidatable.values()].every((x) => !x);
+      },
+      timeoutMs,
+    );
+    return { at: last?.blockNumber, error: undefined };
+  } catch (error) {
+    const left = [...(last?.liquidatable ?? [])].filter(([, x]) => x).map(([a]) => nameOf(a));
+    const at = last?.blockNumber;
+    return {
+      at: undefined,
+      error: `${(error as Error).message} (still liquidatable at block ${at}: ${left.join(", ")})`,
+    };
+  }
+}
+
+/** What the chain and the keeper's signers did in [from, to]: liquidations (ours and others'), failed batch items, transactions. */
+export async function chainBetween(fx: PerpV2Fixture, signers: readonly Address[], from: bigint, to: bigint) {
+  const { liquidated, failed } = await liquidationsBetween(fx, from, to);
+  const txs = await signerTransactions(fx, signers, from, to);
+  const ours = liquidated.filter((l) => l.liquidator === fx.liquidator.toLowerCase());
+  return {
+    liquidated,
+    failed,
+    txs,
+    /** The signers' transactions whose receipt says reverted. */
+    reverted: txs.filter((t) => t.status !== "success"),
+    ours,
+    /** Our liquidations of one trader. */
+    calls: (trader: Address) => ours.filter((l) => l.trader === trader),
+    /** The block of our last liquidation (0 if none). */
+    last: ours.reduce((m, l) => (l.blockNumber > m ? l.blockNumber : m), 0n),
+  };
+}
+
+/** Log lines of `event` that name `address` anywhere (a single's trader, a batch's targets). */
+export function naming(logs: CapturedLog, event: string, address: Address): Record<string, unknown>[] {
+  return logs.events(event).filter((l) => JSON.stringify(l).toLowerCase().includes(address.toLowerCase()));
+}
+
 /** The book a fresh backfill builds: the exchange's logs from its deployment up to `upTo` (inclusive), reduced. */
 export async function freshBook(fx: PerpV2Fixture, upTo: LogRef): Promise<PerpV2Book> {
   const d = perpV2Deployment(
@@ -345,4 +415,16 @@ export function submitPoolStep(dev: PerpV2Devnet, base: string, price: string): 
     ],
     gas: PERP_V2_SCENARIO_GAS.openPosition,
   });
+}
+
+/** Writes each keeper's captured log (keeper-<i>.jsonl) and `extra` (context.json) to `dir`, for a failure's diagnosis. */
+export function writeLogs(dir: string, runs: readonly TestKeeper[], extra: Record<string, unknown>): void {
+  mkdirSync(dir, { recursive: true });
+  runs.forEach((r, i) => {
+    writeFileSync(join(dir, `keeper-${i}.jsonl`), r.logs.raw.join(""));
+  });
+  writeFileSync(
+    join(dir, "context.json"),
+    JSON.stringify(extra, (_, v) => (typeof v === "bigint" ? v.toString() : v), 2),
+  );
 }

@@ -10,9 +10,11 @@
 import { type Address, decodeEventLog, encodeFunctionData, type Hex, type Log } from "viem";
 import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
 import type { AccountAdapter } from "../../accountKeeper.ts";
+import type { Logger } from "../../ops/logger.ts";
 import type { StateRules } from "../../state/recordBook.ts";
 import type { ViewMarket } from "../../watcher/viewPrices.ts";
 import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
+import type { PriceView } from "../types.ts";
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
@@ -49,16 +51,51 @@ export function perpV2Accounts(o: {
   readonly clearingHouse: Address;
   /** Whether a batch may carry several targets of one account (the liquidator contract skips what is no longer due). */
   readonly batch: boolean;
+  /**
+   * The liquidator's free collateral (quote WAD) as last read; undefined: not known (no limit applied). Each head's
+   * takeovers are planned within it: a target's size is cut to what fits, and one that does not fit is left.
+   */
+  readonly freeCollateral?: () => bigint | undefined;
+  readonly log?: Logger;
 }): AccountAdapter<PerpV2Account, PerpV2Market, PerpV2Global> {
+  let budgetOf: PriceView | undefined;
+  let budget: bigint | undefined;
+  let short = false;
   return {
     model: o.model,
     findings(account, evaluation, view, book) {
-      const plan = planTargets(account, evaluation, book, view, { clearingHouse: o.clearingHouse });
+      if (view !== budgetOf) {
+        budgetOf = view;
+        budget = o.freeCollateral?.();
+        short = false;
+      }
+      const plan = planTargets(account, evaluation, book, view, {
+        clearingHouse: o.clearingHouse,
+        ...(budget === undefined ? {} : { maxCost: budget }),
+      });
+      const capped =
+        budget !== undefined &&
+        (plan.targets.length > 0
+          ? plan.targets[0]?.size !== 0n
+          : planTargets(account, evaluation, book, view, { clearingHouse: o.clearingHouse }).targets.length > 0);
+      if (capped && !short) {
+        short = true;
+        o.log?.warn(
+          {
+            event: "liquidator_collateral_short",
+            account: account.key,
+            freeCollateral: budget?.toString(),
+            blockNumber: view.blockNumber.toString(),
+          },
+          "the liquidator's free collateral does not cover every takeover at this head: taking what fits; deposit more",
+        );
+      }
       // each call re-judges the account on what the last one left: one market per head (the largest first), so that
       // two of its markets are never in two transactions of one block (the second would find it healthy)
       const targets = plan.targets.slice(0, 1);
       const makerOrders = plan.prerequisites.length > 0;
       if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
+      if (budget !== undefined) for (const t of targets) budget = budget > t.capacity ? budget - t.capacity : 0n;
       return targets.map((t) => ({
         target: { key: t.key, account: t.account, trader: t.owner, marketId: t.market, size: t.size },
         state: account,

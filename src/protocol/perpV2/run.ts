@@ -34,6 +34,7 @@ import { Snapshotter } from "../../state/snapshotter.ts";
 import { headSubscription } from "../../watcher/headSubscription.ts";
 import { ViewPrices } from "../../watcher/viewPrices.ts";
 import { Watcher } from "../../watcher/watcher.ts";
+import { vaultAbi } from "./abi.ts";
 import { PERP_V2_ADAPTER, perpV2Accounts, perpV2PriceMarkets, perpV2Protocol, perpV2Rules } from "./adapter.ts";
 import { describePerpV2, discoverPerpV2 } from "./discover.ts";
 import { type PerpV2Event, perpV2Decoder, type TimedChainLog } from "./events.ts";
@@ -139,13 +140,37 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
   const keeper = new AccountKeeper({
     book,
     risk,
-    adapter: perpV2Accounts({ model, clearingHouse, batch: liquidator !== undefined }),
+    adapter: perpV2Accounts({
+      model,
+      clearingHouse,
+      batch: liquidator !== undefined,
+      freeCollateral: () => freeCollateral,
+      log: logs.keeper,
+    }),
     executor,
     client: unbatchedClient,
     multicall3: connection.multicall3,
     log: logs.keeper,
   });
   keeperRef = keeper;
+  /** The liquidator contract's free collateral in the Vault (quote WAD), read at every head; undefined: not yet. */
+  let freeCollateral: bigint | undefined;
+  const scale = 10n ** BigInt(18 - deployment.global.settlementDecimals);
+  const readFreeCollateral = (blockNumber: bigint) => {
+    if (!liquidator) return;
+    void publicClient
+      .readContract({
+        address: contracts.vault,
+        abi: vaultAbi,
+        functionName: "getFreeCollateral",
+        args: [liquidator],
+        blockNumber,
+      })
+      .then((v) => {
+        freeCollateral = v * scale;
+      })
+      .catch(() => {}); // kept as last read; the contract skips what its collateral cannot take (CH_NEFCI)
+  };
   const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log: logs.ops });
   const latency = new Latency();
   const untap = tapOf(o.log)?.on((_level, fields, at) => latency.onLog(fields, at));
@@ -173,6 +198,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     },
     onRestore: (state) => keeper.restore(state),
     onTick: (tick) => {
+      readFreeCollateral(tick.blockNumber);
       keeper.handleTick(tick);
       latency.tick(tick.receivedAt);
       freshnessRef?.progressed(tick.blockNumber);

@@ -21,6 +21,12 @@ interface IPerpV2ClearingHouse {
     function closePosition(ClosePositionParams calldata params) external returns (uint256 base, uint256 quote);
 
     function getVault() external view returns (address);
+
+    function getAccountBalance() external view returns (address);
+}
+
+interface IPerpV2AccountBalance {
+    function getTakerPositionSize(address trader, address baseToken) external view returns (int256);
 }
 
 /// @notice The few Perp v2 Vault functions the liquidator calls.
@@ -53,8 +59,16 @@ contract PerpV2Liquidator {
         address baseToken;
     }
 
+    /// @notice A market whose position this contract holds (taken over) is closed through the pool, at a price at
+    /// most `maxSlippageBps` from `refPriceX18` (quote per base, 18 decimals: the keeper's mark price).
+    struct Close {
+        address baseToken;
+        uint256 refPriceX18;
+    }
+
     IPerpV2ClearingHouse public immutable clearingHouse;
     IPerpV2Vault public immutable vault;
+    IPerpV2AccountBalance public immutable accountBalance;
     address public owner;
     mapping(address => bool) public isOperator;
 
@@ -63,6 +77,8 @@ contract PerpV2Liquidator {
     /// A batch item that ClearingHouse.liquidate reverted, with the revert data (e.g. Error("CH_EAV")).
     event LiquidationFailed(address indexed trader, address indexed baseToken, bytes reason);
     event CancelExcessOrdersFailed(address indexed maker, address indexed baseToken, bytes reason);
+    event InventoryClosed(address indexed baseToken, int256 positionSize, uint256 quote);
+    event InventoryCloseFailed(address indexed baseToken, int256 positionSize, bytes reason);
 
     error NotOwner();
     error NotOperator();
@@ -83,6 +99,7 @@ contract PerpV2Liquidator {
         if (address(clearingHouse_) == address(0)) revert ZeroAddress();
         clearingHouse = clearingHouse_;
         vault = IPerpV2Vault(clearingHouse_.getVault());
+        accountBalance = IPerpV2AccountBalance(clearingHouse_.getAccountBalance());
         owner = msg.sender;
         emit OwnershipTransferred(address(0), msg.sender);
     }
@@ -153,6 +170,79 @@ contract PerpV2Liquidator {
         }
     }
 
+
+    /// @notice cancelAndLiquidate, then the positions this contract holds in `closes` closed through the pool, each
+    /// within `maxSlippageBps` of its reference price. A close that fails (slippage, the pool's tick limit, a paused
+    /// market) emits InventoryCloseFailed and does not revert: the liquidations stand, the position is kept.
+    function liquidateAndClose(
+        Order[] calldata orders,
+        Item[] calldata items,
+        Close[] calldata closes,
+        uint256 maxSlippageBps
+    ) external onlyOperator returns (uint256 liquidated) {
+        for (uint256 i = 0; i < orders.length; i++) {
+            Order calldata o = orders[i];
+            try clearingHouse.cancelAllExcessOrders(o.maker, o.baseToken) {}
+            catch (bytes memory reason) {
+                emit CancelExcessOrdersFailed(o.maker, o.baseToken, reason);
+            }
+        }
+        uint256 n = items.length;
+        for (uint256 i = 0; i < n; i++) {
+            Item calldata item = items[i];
+            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
+                liquidated++;
+            } catch (bytes memory reason) {
+                emit LiquidationFailed(item.trader, item.baseToken, reason);
+            }
+        }
+        _closeAll(closes, maxSlippageBps);
+    }
+
+    /// @notice Closes the positions this contract holds in `closes` (see liquidateAndClose); returns how many closed.
+    function closeInventory(Close[] calldata closes, uint256 maxSlippageBps)
+        external
+        onlyOperator
+        returns (uint256 closed)
+    {
+        return _closeAll(closes, maxSlippageBps);
+    }
+
+    function _closeAll(Close[] calldata closes, uint256 maxSlippageBps) internal returns (uint256 closed) {
+        require(maxSlippageBps < 10_000, "slippage");
+        for (uint256 i = 0; i < closes.length; i++) {
+            Close calldata c = closes[i];
+            int256 size = accountBalance.getTakerPositionSize(address(this), c.baseToken);
+            if (size == 0) continue;
+            uint256 bound;
+            if (size > 0) {
+                // a long is sold (base to quote, exact input): at least this much quote back
+                bound = (uint256(size) * c.refPriceX18 * (10_000 - maxSlippageBps)) / 10_000 / 1e18;
+                if (bound == 0) bound = 1;
+            } else {
+                // a short is bought back (quote to base, exact output): at most this much quote paid
+                bound = _ceilDiv(uint256(-size) * c.refPriceX18 * (10_000 + maxSlippageBps), 10_000 * 1e18);
+            }
+            try clearingHouse.closePosition(
+                IPerpV2ClearingHouse.ClosePositionParams({
+                    baseToken: c.baseToken,
+                    sqrtPriceLimitX96: 0,
+                    oppositeAmountBound: bound,
+                    deadline: block.timestamp,
+                    referralCode: bytes32(0)
+                })
+            ) returns (uint256, uint256 quote) {
+                closed++;
+                emit InventoryClosed(c.baseToken, size, quote);
+            } catch (bytes memory reason) {
+                emit InventoryCloseFailed(c.baseToken, size, reason);
+            }
+        }
+    }
+
+    function _ceilDiv(uint256 a, uint256 b) private pure returns (uint256) {
+        return a == 0 ? 0 : (a - 1) / b + 1;
+    }
 
     /// @notice Cancels a liquidatable maker's orders in one market (liquidate reverts CH_CLWTISO while they remain).
     /// @return ok Whether it succeeded; a failure emits CancelExcessOrdersFailed and does not revert.

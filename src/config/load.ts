@@ -2,13 +2,10 @@ import { readFileSync } from "node:fs";
 import { type Hex, isHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
-import { SetupError } from "../errors.ts";
+import { ConfigError } from "./errors.ts";
 import { type KeeperConfig, keeperConfigSchema } from "./schema.ts";
 
-/** The command line, the config file or the environment is wrong: exit 2. */
-export class ConfigError extends SetupError {
-  override name = "ConfigError";
-}
+export { ConfigError } from "./errors.ts";
 
 /** Reads and validates a config file; every problem is named with its path in the file. */
 export function loadConfigFile(path: string): KeeperConfig {

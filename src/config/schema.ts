@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { NOTIFY_EVENTS } from "../ops/notify.ts";
+import { perpV2ExchangeSchema } from "../protocol/perpV2/config.ts";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const decimalString = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decimal string, e.g. "1.5"');
@@ -37,20 +38,11 @@ export const keeperConfigSchema = z
           deployBlock: z.number().int().nonnegative(),
         })
         .strict(),
-      /** Perpetual Protocol v2 (Curie): `address` is the ClearingHouse; every other contract is discovered from it. */
-      z
-        .object({
-          adapter: z.literal("perp-v2"),
-          address,
-          deployBlock: z.number().int().nonnegative(),
-          /**
-           * The keeper's own PerpV2Liquidator (contracts/): the account that takes positions over, holds their
-           * collateral and batches liquidations; its operators are the keeper's signers. Absent: each signer
-           * liquidates from its own Vault account, one call at a time.
-           */
-          liquidator: address.optional(),
-        })
-        .strict(),
+      /**
+       * Perpetual Protocol v2 (Curie): `address` is the ClearingHouse; every other contract is discovered from it. The
+       * liquidator, the inventory policy and the collateral floor: src/protocol/perpV2/config.ts.
+       */
+      perpV2ExchangeSchema,
     ]),
     keeper: z
       .object({

@@ -279,8 +279,22 @@ export class Inclusion {
     } else if (receipt.status === "success") {
       const outcomes = protocol.outcomes(receipt.logs);
       let won = 0;
+      let closed = 0;
       for (const t of a.targets) {
         const outcome = outcomes.get(t.key);
+        if (outcome?.kind === "closed" || outcome?.kind === "close_refused") {
+          // upkeep of the keeper's own position (Perp v2's inventory): no reward, no race; a refusal is said by the
+          // adapter and tried again at a later head
+          if (outcome.kind === "closed") {
+            this.h.settled(t.key, receipt.blockNumber);
+            closed++;
+            log.info(
+              { event: "inventory_close_confirmed", ...figures, marketId: t.marketId },
+              `closed the keeper's own ${this.h.o.marketName(t.marketId)} position in block ${receipt.blockNumber}`,
+            );
+          }
+          continue;
+        }
         // settled on chain, by us or by another first: never sent again until the book shows it
         if (outcome?.kind === "liquidated" || (outcome?.kind === "skipped" && outcome.reason === "no_position")) {
           this.h.settled(t.key, receipt.blockNumber);
@@ -310,7 +324,7 @@ export class Inclusion {
           this.lostRace(a, t, outcome?.kind === "skipped" ? outcome.reason : "skipped", receipt);
         }
       }
-      status = won > 0 ? "confirmed" : "lost_race";
+      status = won > 0 || closed > 0 ? "confirmed" : "lost_race";
       this.h.stats.confirmed += won;
     } else {
       // reverted: a position gone from the book was settled by someone else first

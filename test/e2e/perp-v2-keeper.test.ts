@@ -7,7 +7,7 @@
  * and a reorganisation that takes liquidations back. Health is always the chain's own (getAccountValue <
  * getMarginRequirementForLiquidation), and every transaction of the keeper's signers is checked on chain.
  */
-import { type Address, decodeFunctionData, type Hex, parseGwei } from "viem";
+import { type Address, decodeEventLog, decodeFunctionData, type Hex, parseGwei } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
@@ -299,6 +299,62 @@ describe("the keeper on Perp v2 (real Curie bytecode, Anvil with 1 s blocks)", (
     expect.soft(failures).toEqual([]);
     expect.soft(hasOrder).toBe(false);
     expect.soft(stillLiquidatable).toBe(false);
+  });
+
+  it("closes what it took over through the pool (inventory mode close): the liquidator holds nothing soon after", async () => {
+    const { dev, client } = ready();
+    const { logs } = keeper();
+    const liquidator = ready().liquidator;
+    const bases = [ETH, BTC].map((m) => dev.market(m).baseToken);
+    const sizes = () =>
+      Promise.all(
+        bases.map((base) =>
+          client.readContract({
+            address: dev.d.accountBalance,
+            abi: accountBalanceAbi,
+            functionName: "getTakerPositionSize",
+            args: [liquidator, base],
+          }),
+        ),
+      );
+    let flatAt: bigint | undefined;
+    await until(
+      "the liquidator's positions closed",
+      async () => {
+        const head = await ready().head();
+        if ((await sizes()).some((s) => s !== 0n)) return false;
+        flatAt = head;
+        return true;
+      },
+      30_000,
+    );
+    // the closes were the keeper's: InventoryClosed by our contract, in our own transactions
+    const after = await onChain(crashStart, await ready().head());
+    const closed: bigint[] = [];
+    for (const tx of after.txs) {
+      const receipt = await client.getTransactionReceipt({ hash: tx.hash });
+      for (const l of receipt.logs) {
+        if (l.address.toLowerCase() !== lower(liquidator)) continue;
+        try {
+          const e = decodeEventLog({ abi: perpV2LiquidatorAbi, data: l.data, topics: l.topics });
+          if (e.eventName === "InventoryClosed") closed.push(receipt.blockNumber);
+        } catch {
+          // another of the contract's events
+        }
+      }
+    }
+    const confirmed = logs.events("inventory_close_confirmed").length;
+    const failed = logs.events("inventory_close_failed").length;
+    console.log(
+      `[perp-v2 e2e] inventory: ${wave1.ours.length} takeovers in the crash; ${closed.length} closes through the pool (${confirmed} on their own), ${failed} refused by the slippage bound; flat by block ${flatAt} (last liquidation ${wave1.last})`,
+    );
+    expect(flatAt).toBeDefined();
+    expect.soft(closed.length).toBeGreaterThanOrEqual(1);
+    // flat within closeWithinBlocks (5, the default) of the crash's last liquidation
+    expect.soft((flatAt ?? 0n) - wave1.last).toBeLessThanOrEqual(5n);
+    expect.soft(logs.events("liquidator_margin_low")).toEqual([]);
+    // the keeper never liquidated its own account (its closes are upkeep, not liquidations)
+    expect.soft(after.calls(lower(liquidator))).toEqual([]);
   });
 
   it("restarted mid-burst with the same state directory and keys, finishes the rest: no nonce sent twice, nothing reverted", async () => {

@@ -27,7 +27,7 @@ function start(overrides: { address?: string; deployBlock?: number; chainId?: nu
       ...config,
       network: { ...config.network, chainId: overrides.chainId ?? config.network.chainId },
       exchange: {
-        ...config.exchange,
+        adapter: "perp-engine",
         address: overrides.address ?? config.exchange.address,
         deployBlock: overrides.deployBlock ?? config.exchange.deployBlock,
       },

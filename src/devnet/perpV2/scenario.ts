@@ -75,7 +75,7 @@ export const PERP_V2_SCENARIO_GAS = {
   liquidateBatchItem: 2_900_000n,
   updateAnswer: 150_000n, // 103,300
   cancelExcessOrders: 1_500_000n,
-  deployLiquidator: 1_100_000n, // 726,435
+  deployLiquidator: 2_500_000n, // about 1.5M with liquidateAndClose
   liquidatorCall: 400_000n, // deposit 117,889
 } as const;
 

@@ -18,6 +18,7 @@ import type { PriceView } from "../types.ts";
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
+import type { PerpV2Inventory } from "./inventory.ts";
 import {
   encodeLiquidate,
   PERP_V2_LIQUIDATION_GAS,
@@ -33,6 +34,8 @@ export const PERP_V2_ADAPTER = "perp-v2";
 const PER_EXTRA_MARKET_GAS = 700_000n;
 /** cancelAllExcessOrders of one maker market, measured 0.68-0.71M. */
 const CANCEL_ORDERS_GAS = 800_000n;
+/** closePosition of the liquidator's inventory in one market, measured 0.46M (docs/notes). */
+const CLOSE_GAS = 700_000n;
 
 /** The book's rules: Perp v2's reducer, from the parameters discovery read. */
 export function perpV2Rules(global: PerpV2Global): StateRules<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> {
@@ -56,22 +59,30 @@ export function perpV2Accounts(o: {
    * takeovers are planned within it: a target's size is cut to what fits, and one that does not fit is left.
    */
   readonly freeCollateral?: () => bigint | undefined;
+  /** Inventory mode hold: the notional (quote WAD) takeovers may still add; undefined: no limit. */
+  readonly exposureLeft?: () => bigint | undefined;
+  /** The keeper's own liquidator account (lower case): never a target (PerpV2Inventory watches it instead). */
+  readonly holder?: string;
   readonly log?: Logger;
 }): AccountAdapter<PerpV2Account, PerpV2Market, PerpV2Global> {
   let budgetOf: PriceView | undefined;
   let budget: bigint | undefined;
+  let exposure: bigint | undefined;
   let short = false;
   return {
     model: o.model,
     findings(account, evaluation, view, book) {
+      if (account.trader === o.holder) return [];
       if (view !== budgetOf) {
         budgetOf = view;
         budget = o.freeCollateral?.();
+        exposure = o.exposureLeft?.();
         short = false;
       }
       const plan = planTargets(account, evaluation, book, view, {
         clearingHouse: o.clearingHouse,
         ...(budget === undefined ? {} : { maxCost: budget }),
+        ...(exposure === undefined ? {} : { maxNotional: exposure }),
       });
       const capped =
         budget !== undefined &&
@@ -96,6 +107,8 @@ export function perpV2Accounts(o: {
       const makerOrders = plan.prerequisites.length > 0;
       if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
       if (budget !== undefined) for (const t of targets) budget = budget > t.capacity ? budget - t.capacity : 0n;
+      if (exposure !== undefined)
+        for (const t of targets) exposure = exposure > t.notional ? exposure - t.notional : 0n;
       return targets.map((t) => ({
         target: { key: t.key, account: t.account, trader: t.owner, marketId: t.market, size: t.size },
         state: account,
@@ -148,6 +161,8 @@ export function perpV2Protocol(o: {
   readonly liquidator?: Address;
   readonly book: PerpV2BookView;
   readonly decoder: PerpV2Decoder;
+  /** With the liquidator contract: each batch also closes what it holds (inventory mode close). */
+  readonly inventory?: PerpV2Inventory;
 }): LiquidationProtocol {
   const baseOf = (t: LiquidationTarget): Address => {
     const market = o.book.markets.get(t.marketId);
@@ -169,15 +184,33 @@ export function perpV2Protocol(o: {
     }
     return orders;
   };
-  const batch = (targets: readonly LiquidationTarget[]): Hex =>
-    encodeFunctionData({
-      abi: perpV2LiquidatorAbi,
-      functionName: "cancelAndLiquidate",
-      args: [
-        ordersOf(targets),
-        targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n })),
-      ],
-    });
+  /** What a transaction closes: the inventory, and the side each takeover gives (the trader's). */
+  const closesOf = (targets: readonly LiquidationTarget[]) => {
+    if (!o.inventory?.closing) return [];
+    return o.inventory.closesFor(
+      targets.map((t) => {
+        const baseToken = baseOf(t);
+        const held = o.book.accounts.get(accountOfTarget(t.key))?.positions.get(baseToken.toLowerCase() as Address);
+        const size = t.size !== undefined && t.size !== 0n ? t.size : (held?.takerSize ?? 0n);
+        return { baseToken, side: size > 0n ? 1n : size < 0n ? -1n : 0n };
+      }),
+    );
+  };
+  /** The keeper's own position: an inventory close (PerpV2Inventory.upkeep), never an item to liquidate. */
+  const upkeep = (t: LiquidationTarget) => o.inventory?.owns(t.key) === true;
+  const batch = (all: readonly LiquidationTarget[]): Hex => {
+    const targets = all.filter((t) => !upkeep(t));
+    const orders = ordersOf(targets);
+    const items = targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n }));
+    const inventory = o.inventory;
+    return inventory?.closing
+      ? encodeFunctionData({
+          abi: perpV2LiquidatorAbi,
+          functionName: "liquidateAndClose",
+          args: [orders, items, closesOf(targets), inventory.maxSlippageBps],
+        })
+      : encodeFunctionData({ abi: perpV2LiquidatorAbi, functionName: "cancelAndLiquidate", args: [orders, items] });
+  };
   const liquidator = o.liquidator;
   return {
     address: liquidator ?? o.clearingHouse,
@@ -185,7 +218,10 @@ export function perpV2Protocol(o: {
     // the contract's try/catch makes its estimate meaningless (items fail out of gas and are caught), and liquidate's
     // own estimate runs short
     gasFloor: (targets) =>
+      BigInt(liquidator ? (o.inventory?.closesAtMost(targets.filter((t) => !upkeep(t)).map(baseOf)) ?? 0) : 0) *
+        CLOSE_GAS +
       targets.reduce((sum, t) => {
+        if (upkeep(t)) return sum;
         const account = o.book.accounts.get(accountOfTarget(t.key));
         const markets = BigInt(Math.max(1, account?.positions.size ?? 1));
         const orders = [...(account?.positions.values() ?? [])].some((p) => p.orders.length > 0);
@@ -194,7 +230,16 @@ export function perpV2Protocol(o: {
         );
       }, 0n),
     ...(liquidator ? { liquidator } : {}),
-    encodeSingle: (t) => (liquidator ? batch([t]) : encodeLiquidate(t.trader, baseOf(t), t.size ?? 0n)),
+    encodeSingle: (t) =>
+      liquidator && o.inventory && upkeep(t)
+        ? encodeFunctionData({
+            abi: perpV2LiquidatorAbi,
+            functionName: "closeInventory",
+            args: [o.inventory.closesFor([]), o.inventory.maxSlippageBps],
+          })
+        : liquidator
+          ? batch([t])
+          : encodeLiquidate(t.trader, baseOf(t), t.size ?? 0n),
     ...(liquidator ? { encodeBatch: batch } : {}),
     outcomes(logs: readonly Log[]): Map<string, TargetOutcome> {
       const out = new Map<string, TargetOutcome>();
@@ -206,6 +251,16 @@ export function perpV2Protocol(o: {
         if (log.address.toLowerCase() !== liquidator.toLowerCase()) continue;
         try {
           const e = decodeEventLog({ abi: perpV2LiquidatorAbi, data: log.data, topics: log.topics });
+          if (e.eventName === "InventoryClosed" || e.eventName === "InventoryCloseFailed") {
+            const market = o.book.global.marketsByBase.get(e.args.baseToken.toLowerCase() as Address);
+            const key = targetKey(liquidator, market ?? -1);
+            if (e.eventName === "InventoryClosed") out.set(key, { kind: "closed" });
+            else {
+              o.inventory?.closeFailed(e.args.baseToken, e.args.reason);
+              if (!out.has(key)) out.set(key, { kind: "close_refused" });
+            }
+            continue;
+          }
           if (e.eventName !== "LiquidationFailed") continue;
           const market = o.book.global.marketsByBase.get(e.args.baseToken.toLowerCase() as Address);
           const key = targetKey(e.args.trader, market ?? -1);

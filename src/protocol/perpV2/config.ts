@@ -1,7 +1,6 @@
 /**
- * The config of the `perp-v2` adapter: the `exchange` object of a keeper config that names a Perp v2 ClearingHouse.
- * Proposed here, not yet in src/config/schema.ts: that file's `exchange` becomes a discriminated union on `adapter`
- * (z.discriminatedUnion("adapter", [perpEngineExchange, perpV2ExchangeSchema])) when the adapter is wired in.
+ * The config of the `perp-v2` adapter: the `exchange` object of a keeper config that names a Perp v2 ClearingHouse
+ * (one arm of src/config/schema.ts's `exchange`, discriminated on `adapter`).
  *
  *   {
  *     "adapter": "perp-v2",
@@ -15,7 +14,7 @@
  */
 import { type Address, getAddress, isAddress } from "viem";
 import { z } from "zod";
-import { ConfigError } from "../../config/load.ts";
+import { ConfigError } from "../../config/errors.ts";
 
 const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
@@ -36,15 +35,17 @@ const isZero = (v: string) => /^0+(\.0+)?$/.test(v);
 export const perpV2InventorySchema = z
   .object({
     /**
-     * close: every inherited position beyond maxExposure is closed through the pool, within closeWithinBlocks blocks
-     * of the takeover, at most maxSlippageBps from the mark. hold: nothing is closed (the operator hedges elsewhere or
-     * closes by hand), and a takeover that would bring the held notional above maxExposure is not made.
+     * close: every position taken over is closed through the pool in the liquidation's own transaction (the keeper's
+     * PerpV2Liquidator: liquidateAndClose), at most maxSlippageBps from the mark; a close that fails is retried with
+     * every later batch, and said (inventory_close_overdue) once closeWithinBlocks blocks pass with it still held.
+     * hold: nothing is closed (the operator hedges elsewhere, or closes by hand: perp-keeper collateral close), and a
+     * takeover is cut so that the notional held stays within maxExposure.
      */
     mode: z.enum(["close", "hold"]).default("close"),
     closeWithinBlocks: z.number().int().min(1).max(10_000).default(5),
     /** The pool price the close may reach, in basis points from the mark price (100 = 1%). */
     maxSlippageBps: z.number().int().min(1).max(5_000).default(100),
-    /** The notional (quote, at the mark, all markets) kept open; "0": none. */
+    /** hold: the notional (quote, at the mark, all markets) the liquidator may hold. */
     maxExposure: decimalString.default("0"),
   })
   .strict()
@@ -60,7 +61,11 @@ export const perpV2ExchangeSchema = z
     address,
     /** The block the ClearingHouse was deployed in (or earlier): the backfill and the market search start there. */
     deployBlock: z.number().int().nonnegative(),
-    /** The keeper's PerpV2Liquidator (contracts/PerpV2Liquidator.sol); absent: each signer's own Vault account. */
+    /**
+     * The keeper's own PerpV2Liquidator (contracts/): the account that takes positions over, holds their collateral,
+     * batches liquidations and closes what it took; its operators are the keeper's signers. Absent: each signer
+     * liquidates from its own Vault account, one call at a time, and keeps what it takes over.
+     */
     liquidator: address.optional(),
     inventory: perpV2InventorySchema.prefault({}),
     /** Settlement token (USDC) the liquidator's free collateral should not fall below: an alert, not a stop. */

@@ -151,14 +151,15 @@ export const PERP_V2_LIQUIDATION_GAS = 1_500_000n;
 /**
  * What to liquidate of an account the evaluation says is liquidatable (exact below requirement, or bounded with
  * high < 0; a straddling evaluation is confirmed by reads first: no targets). `maxCost` caps a target's size to the
- * liquidator's free collateral (the call asks for that size instead of 0).
+ * liquidator's free collateral, `maxNotional` to the notional it may still hold (inventory mode hold); a capped call
+ * asks for that size instead of 0.
  */
 export function planTargets(
   account: PerpV2Account,
   evaluation: Evaluation,
   book: Pick<PerpV2BookView, "markets" | "global">,
   at: PriceView,
-  options: { readonly clearingHouse: Address; readonly maxCost?: bigint },
+  options: { readonly clearingHouse: Address; readonly maxCost?: bigint; readonly maxNotional?: bigint },
 ): PerpV2Plan {
   const none: PerpV2Plan = { prerequisites: [], targets: [] };
   let av: readonly [bigint, bigint];
@@ -216,6 +217,12 @@ export function planTargets(
       taken = (((options.maxCost * RATIO_ONE) / g.imRatio) * WAD) / mark;
       while (taken > 0n && liquidationEffect(sign * taken, mark, av, g).cost > options.maxCost)
         taken = (taken * 99n) / 100n;
+      if (taken === 0n) continue;
+      size = sign * taken;
+      effect = liquidationEffect(size, mark, av, g);
+    }
+    if (options.maxNotional !== undefined && abs(effect.notional) > options.maxNotional) {
+      taken = (options.maxNotional * WAD) / mark;
       if (taken === 0n) continue;
       size = sign * taken;
       effect = liquidationEffect(size, mark, av, g);

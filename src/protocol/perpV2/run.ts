@@ -4,7 +4,7 @@
  * head, and liquidations through the keeper's liquidator (src/protocol/perpV2/adapter.ts). The run itself (resume,
  * backfill, follow, snapshots, a bounded stop) is the shared one (src/run.ts).
  */
-import { type Address, hexToBigInt } from "viem";
+import { type Address, formatUnits, hexToBigInt, parseUnits, zeroAddress } from "viem";
 import { AccountKeeper } from "../../accountKeeper.ts";
 import { endpoints } from "../../chain/connect.ts";
 import { ConfigError, redactUrl } from "../../config/load.ts";
@@ -38,6 +38,7 @@ import { vaultAbi } from "./abi.ts";
 import { PERP_V2_ADAPTER, perpV2Accounts, perpV2PriceMarkets, perpV2Protocol, perpV2Rules } from "./adapter.ts";
 import { describePerpV2, discoverPerpV2 } from "./discover.ts";
 import { type PerpV2Event, perpV2Decoder, type TimedChainLog } from "./events.ts";
+import { PerpV2Inventory } from "./inventory.ts";
 import { perpV2Margin } from "./margin.ts";
 import { perpV2Deployment } from "./prices.ts";
 import type { PerpV2Account, PerpV2Global, PerpV2Market } from "./records.ts";
@@ -116,6 +117,22 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
   const risk = new CrossRiskEngine(model);
   const decoder = perpV2Decoder(contracts);
   const liquidator = exchange.liquidator as Address | undefined;
+  // the account that takes positions over: the liquidator contract, else the (first) signer's own Vault account
+  const holder = liquidator ?? lanes[0]?.address ?? zeroAddress;
+  const inventory = new PerpV2Inventory({
+    holder,
+    book,
+    settings: exchange.inventory,
+    canClose: liquidator !== undefined,
+    client: publicClient,
+    log: logs.keeper,
+  });
+  if (exchange.inventory.mode === "close" && !liquidator) {
+    logs.keeper.warn(
+      { event: "inventory_close_unavailable", holder },
+      "inventory.mode close needs exchange.liquidator (the PerpV2Liquidator closes in the liquidation's transaction): positions taken over stay with the signer",
+    );
+  }
   let keeperRef: AccountKeeper<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> | undefined;
   let watcherRef: PerpV2RunningKeeper["watcher"] | undefined;
   const settings = executorSettings(k);
@@ -123,7 +140,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     client: publicClient,
     simulationClient: unbatchedClient,
     broadcastClients: connection.broadcastClients,
-    protocol: perpV2Protocol({ clearingHouse, liquidator, book, decoder }),
+    protocol: perpV2Protocol({ clearingHouse, liquidator, book, decoder, inventory }),
     lanes,
     log: logs.executor,
     ...settings,
@@ -131,8 +148,9 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     gasLimitMultiplierPercent: settings.gasLimitMultiplierPercent < 140n ? 140n : settings.gasLimitMultiplierPercent,
     batching: k.batching && liquidator !== undefined,
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
-    current: (key) => keeperRef?.current(key),
-    stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
+    // the keeper's own position is upkeep (an inventory close), judged by the inventory; every other by the risk
+    current: (key) => (inventory.owns(key) ? inventory.current(key) : keeperRef?.current(key)),
+    stillLiquidatable: (key) => (inventory.owns(key) ? inventory.wanted() : keeperRef?.stillLiquidatable(key)),
     contradicted: (block, detail) => watcherRef?.contradicted(block, detail),
     endpoints: connection.endpoints.many ? connection.endpoints : undefined,
     reorgWindowBlocks: (h) => reorgWindow(h, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
@@ -145,6 +163,8 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
       clearingHouse,
       batch: liquidator !== undefined,
       freeCollateral: () => freeCollateral,
+      exposureLeft: () => inventory.exposureLeft(),
+      holder: inventory.holder,
       log: logs.keeper,
     }),
     executor,
@@ -156,6 +176,11 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
   /** The liquidator contract's free collateral in the Vault (quote WAD), read at every head; undefined: not yet. */
   let freeCollateral: bigint | undefined;
   const scale = 10n ** BigInt(18 - deployment.global.settlementDecimals);
+  const minFree =
+    exchange.minFreeCollateral === undefined
+      ? undefined
+      : parseUnits(exchange.minFreeCollateral, deployment.global.settlementDecimals);
+  let collateralLow = false;
   const readFreeCollateral = (blockNumber: bigint) => {
     if (!liquidator) return;
     void publicClient
@@ -168,6 +193,20 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
       })
       .then((v) => {
         freeCollateral = v * scale;
+        const low = minFree !== undefined && v < minFree;
+        if (low && !collateralLow) {
+          logs.keeper.warn(
+            {
+              event: "liquidator_collateral_low",
+              liquidator,
+              freeCollateral: formatUnits(v, deployment.global.settlementDecimals),
+              minFreeCollateral: exchange.minFreeCollateral,
+              blockNumber: blockNumber.toString(),
+            },
+            "the liquidator's free collateral is below exchange.minFreeCollateral: deposit more (perp-keeper collateral deposit)",
+          );
+        }
+        collateralLow = low;
       })
       .catch(() => {}); // kept as last read; the contract skips what its collateral cannot take (CH_NEFCI)
   };
@@ -199,6 +238,9 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     onRestore: (state) => keeper.restore(state),
     onTick: (tick) => {
       readFreeCollateral(tick.blockNumber);
+      inventory.onTick(tick);
+      const close = inventory.upkeep();
+      if (close) executor.submit([close], tick);
       keeper.handleTick(tick);
       latency.tick(tick.receivedAt);
       freshnessRef?.progressed(tick.blockNumber);
@@ -206,6 +248,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     },
     onReorg: () => {
       keeper.reset();
+      inventory.reset();
       leftBehind.reset();
       executor.onReorg();
     },

@@ -1,15 +1,18 @@
 /**
  * npm run devnet:perp-v2: a standing local chain with Perpetual Protocol v2 ("Curie") deployed from its npm bytecode.
  * Starts Anvil on 127.0.0.1 (port 8545 or --port, one block a second or --block-time, 0 for automine), deploys
- * (src/devnet/perpV2), has a maker (account 1) add full-range liquidity to every market, optionally opens --traders
- * leveraged positions, prints {deployment, keeperConfig} as JSON on stdout (progress goes to stderr) and keeps the
- * chain up until Ctrl-C.
+ * (src/devnet/perpV2), has a maker (account 4) add full-range liquidity to every market, deploys the keeper's
+ * PerpV2Liquidator (operator: .env.example's key), optionally opens --traders leveraged positions, writes the keeper
+ * config to --out (default data/devnet-perp-v2.json, untracked), prints {deployment, keeperConfig} as JSON on stdout
+ * (progress goes to stderr) and keeps the chain up until Ctrl-C. Also `npm run devnet -- --exchange perp-v2`.
  */
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { startAnvil } from "../src/devnet/anvil.ts";
 import { perpV2DeploymentJson, perpV2KeeperConfig } from "../src/devnet/perpV2/deploy.ts";
 import { PerpV2Devnet } from "../src/devnet/perpV2/scenario.ts";
+import { stageLiquidator } from "../src/devnet/perpV2/stage.ts";
 
 const { values } = parseArgs({
   options: {
@@ -51,8 +54,9 @@ try {
   const dev = await PerpV2Devnet.deploy(anvil.rpcUrl, { markPrice });
   log(`Perp v2 deployed at ${anvil.rpcUrl} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
-  // a maker so that the markets trade: full range, ~$40M of depth per market at its initial price
-  const maker = dev.account(1);
+  // a maker so that the markets trade: full range, ~$40M of depth per market at its initial price (account 4:
+  // account 1 is .env.example's keeper key)
+  const maker = dev.account(4);
   await dev.fund(maker, String(8_000_000 * dev.d.markets.length));
   for (const m of dev.d.markets) {
     const price = Number(m.initialPrice);
@@ -77,11 +81,20 @@ try {
     log(`${traders} traders opened 5x-9x positions (accounts 10..${9 + traders}, 1000 USDC each)`);
   }
 
-  const keeperConfig = perpV2KeeperConfig(dev.d, anvil.rpcUrl);
-  if (values.out) {
-    writeFileSync(values.out, `${JSON.stringify(keeperConfig, null, 2)}\n`);
-    log(`wrote the keeper config to ${values.out}`);
-  }
+  // the keeper's PerpV2Liquidator, owned by account 3, with .env.example's key (account 1) as its operator
+  const operator = dev.account(1).account.address;
+  const liquidator = await stageLiquidator(dev, dev.account(3), [operator], "2000000");
+  log(`PerpV2Liquidator ${liquidator}: 2,000,000 USDC deposited; operator ${operator} (.env.example's key)`);
+
+  const raw = perpV2KeeperConfig(dev.d, anvil.rpcUrl);
+  const keeperConfig = { ...raw, exchange: { ...(raw.exchange as object), liquidator } };
+  const out = values.out ?? "data/devnet-perp-v2.json";
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(keeperConfig, null, 2)}\n`);
+  log(`wrote the keeper config to ${out}`);
+  log(
+    `run the keeper: cp .env.example .env && npm start -- --config ${out} --dotenv .env   (Ctrl-C here stops the chain)`,
+  );
   process.stdout.write(`${JSON.stringify({ deployment: perpV2DeploymentJson(dev.d), keeperConfig }, null, 2)}\n`);
   log("running; Ctrl-C stops the chain");
 } catch (error) {

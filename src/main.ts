@@ -50,6 +50,8 @@ Options:
   --duration <sec>     stop cleanly after this many seconds; env KEEPER_RUN_SECONDS
   --status             the same as the status command
   --top <n>            rows of status (default 20)
+  --exchange <name>    demo: perp-engine (the reference exchange, default) or perp-v2 (Perpetual Protocol v2 from
+                       its npm bytecode: cross margin, partial liquidations, positions taken over and closed)
   --keep-running       demo: keep following after the scenario until Ctrl-C
   --precompute <mode>  demo: 1-second blocks, and liquidations prepared on the pending oracle updates
                        (backrun: in the update's own block; on-block: sent the instant it lands); docs/precompute.md
@@ -76,6 +78,7 @@ const OPTIONS = {
   duration: { type: "string" },
   "keep-running": { type: "boolean" },
   precompute: { type: "string" },
+  exchange: { type: "string" },
   status: { type: "boolean" },
   top: { type: "string" },
   "log-format": { type: "string" },
@@ -236,6 +239,20 @@ async function main(): Promise<number> {
       return 0;
     }
     if (demo) {
+      const exchange = values.exchange ?? "perp-engine";
+      if (exchange !== "perp-engine" && exchange !== "perp-v2") {
+        throw new ConfigError(`--exchange takes perp-engine or perp-v2, got "${exchange}"`);
+      }
+      if (exchange === "perp-v2") {
+        if (values.precompute !== undefined) throw new ConfigError("--precompute is for the perp-engine demo");
+        const { runPerpV2Demo } = await import("./demo/perpV2Demo.ts");
+        const result = await runPerpV2Demo({
+          log,
+          keepRunning: values["keep-running"] ?? false,
+          signal: controller.signal,
+        });
+        return (result.stillLiquidatable === 0 && result.inventoryFlat) || controller.signal.aborted ? 0 : 1;
+      }
       const { runDemo } = await import("./demo/demo.ts");
       const precompute = values.precompute;
       if (precompute !== undefined && precompute !== "backrun" && precompute !== "on-block") {

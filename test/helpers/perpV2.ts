@@ -9,7 +9,6 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Address, type Hex, maxUint256, type PublicClient, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
 import type { RunningKeeper } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
@@ -17,7 +16,15 @@ import { accountBalanceAbi, clearingHouseAbi } from "../../src/devnet/perpV2/abi
 import { perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
 import { priceToSqrtPriceX96 } from "../../src/devnet/perpV2/math.ts";
 import { decodePerpV2Events, PERP_V2_SCENARIO_GAS, PerpV2Devnet } from "../../src/devnet/perpV2/scenario.ts";
-import { describeRevert, type PendingTx, type Wallet } from "../../src/devnet/perpV2/tx.ts";
+import {
+  type Leg,
+  openTraders,
+  stageLiquidator,
+  stageMarkets,
+  type Trader,
+  type TraderSpec,
+} from "../../src/devnet/perpV2/stage.ts";
+import { describeRevert, type PendingTx } from "../../src/devnet/perpV2/tx.ts";
 import { PerpV2Book } from "../../src/protocol/perpV2/book.ts";
 import { discoverPerpV2 } from "../../src/protocol/perpV2/discover.ts";
 import { perpV2Decoder } from "../../src/protocol/perpV2/events.ts";
@@ -33,24 +40,7 @@ export const KEEPER_KEYS: readonly Hex[] = [ANVIL_KEYS[8], ANVIL_KEYS[9]];
 /** Scenario accounts (mnemonic indexes): 0 deployer, 2 the devnet's arbitrageur; traders from 10. */
 export const ROLE = { maker: 1, owner: 3, competitor: 4, maker2: 5 } as const;
 
-export interface Leg {
-  readonly market: "vETH" | "vBTC";
-  readonly side: "long" | "short";
-  /** USD notional (long: quote in, short: quote out). */
-  readonly notional: string;
-}
-
-export interface TraderSpec {
-  readonly name: string;
-  readonly usdc: string;
-  readonly legs: readonly Leg[];
-}
-
-export interface Trader extends TraderSpec {
-  readonly wallet: Wallet;
-  /** Lower case. */
-  readonly address: Address;
-}
+export type { Leg, Trader, TraderSpec };
 
 export interface PerpV2Fixture {
   readonly anvil: Anvil;
@@ -73,25 +63,10 @@ export async function startPerpV2Fixture(): Promise<PerpV2Fixture> {
   try {
     const dev = await PerpV2Devnet.deploy(anvil.rpcUrl);
     const client = dev.publicClient as unknown as PublicClient;
-    await dev.fundMany([
-      { trader: dev.account(ROLE.maker), usdc: "20000000" },
-      { trader: dev.arb, usdc: "10000000" },
-      { trader: dev.account(ROLE.competitor), usdc: "1000000" },
-    ]);
-    await dev.addLiquidity(dev.account(ROLE.maker), "vETH", "10000", "20000000");
-    await dev.addLiquidity(dev.account(ROLE.maker), "vBTC", "400", "12000000");
-    const owner = dev.account(ROLE.owner);
-    const liquidator = await dev.deployLiquidator(owner);
-    for (const key of KEEPER_KEYS) {
-      await dev.tx.call(owner, "PerpV2Liquidator.setOperator", {
-        address: liquidator,
-        abi: perpV2LiquidatorAbi,
-        functionName: "setOperator",
-        args: [privateKeyToAccount(key).address, true],
-        gas: 100_000n,
-      });
-    }
-    await dev.fundLiquidator(owner, liquidator, "2000000");
+    await stageMarkets(dev, dev.account(ROLE.maker));
+    await dev.fund(dev.account(ROLE.competitor), "1000000");
+    const operators = KEEPER_KEYS.map((k) => privateKeyToAccount(k).address);
+    const liquidator = await stageLiquidator(dev, dev.account(ROLE.owner), operators, "2000000");
     const rpc = (method: string, params: unknown[] = []) =>
       client.request({ method: method as never, params: params as never }) as Promise<unknown>;
     return {
@@ -109,31 +84,7 @@ export async function startPerpV2Fixture(): Promise<PerpV2Fixture> {
   }
 }
 
-/** Funds the traders (accounts firstIndex, firstIndex + 1, ...) and opens every leg, a few blocks in all. */
-export async function openTraders(
-  dev: PerpV2Devnet,
-  firstIndex: number,
-  specs: readonly TraderSpec[],
-): Promise<Trader[]> {
-  const traders = specs.map((spec, i) => {
-    const wallet = dev.account(firstIndex + i);
-    return { ...spec, wallet, address: wallet.account.address.toLowerCase() as Address };
-  });
-  await dev.fundMany(traders.map((t) => ({ trader: t.wallet, usdc: t.usdc })));
-  await dev.openPositions(
-    traders.flatMap((t) =>
-      t.legs.map((leg) => ({
-        trader: t.wallet,
-        base: leg.market,
-        args:
-          leg.side === "long"
-            ? { isBaseToQuote: false, isExactInput: true, amount: leg.notional }
-            : { isBaseToQuote: true, isExactInput: false, amount: leg.notional },
-      })),
-    ),
-  );
-  return traders;
-}
+export { openTraders };
 
 export interface TestKeeper {
   readonly keeper: PerpV2RunningKeeper;

@@ -10,6 +10,7 @@
  *   npm run bench:exec -- --modes batched,single         a subset of batched, single, baseline
  *   npm run bench:exec -- --keeper-log /tmp/keeper.log   the keepers' JSON log lines, for a post-mortem
  *   npm run bench:exec -- --trace-rpc /tmp/rpc.jsonl     one line per HTTP request at the proxy while counting
+ *   npm run bench:exec -- --exchange perp-v2 [--json]    Perp v2 instead: scripts/lib/benchExecPerpV2.ts
  *
  * Three modes, each on a fresh Anvil and deployment with the same scenario:
  * - batched: the keeper (startKeeper, in process) with its default config: liquidateMany batches;
@@ -110,7 +111,7 @@ const M = intArg("--baseline-liquidations", N);
 const MARKETS = intArg("--markets", 8);
 const HEALTHY = has("--healthy") ? intArg("--healthy", 1) : Math.ceil(N / 5);
 const MODES = (stringArg("--modes") ?? "batched,single,baseline").split(",").map((s) => s.trim());
-for (const m of MODES) {
+for (const m of stringArg("--exchange") === "perp-v2" ? [] : MODES) {
   if (!["batched", "single", "baseline"].includes(m)) throw new Error(`unknown mode ${m} (batched, single, baseline)`);
 }
 const KEEPER_LOG = stringArg("--keeper-log");
@@ -1266,7 +1267,10 @@ async function main(): Promise<void> {
   }
 }
 
-main()
+(stringArg("--exchange") === "perp-v2"
+  ? import("./lib/benchExecPerpV2.ts").then((m) => m.runPerpV2ExecBench())
+  : main()
+)
   .catch((error: unknown) => {
     process.stderr.write(
       `bench:exec failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,

@@ -163,7 +163,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   try {
     const head = await publicClient.getBlock({ blockTag: "latest" });
     startHead = head.number;
-    if (k.batching && BigInt(k.batchGasLimit) > head.gasLimit) {
+    if (k.batching && k.batchGasLimit !== undefined && BigInt(k.batchGasLimit) > head.gasLimit) {
       throw new ConfigError(
         `keeper.batchGasLimit ${k.batchGasLimit} is above the chain's block gas limit ${head.gasLimit}: ` +
           "no batch that large could ever be mined",

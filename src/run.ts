@@ -108,6 +108,9 @@ function bps(decimal: string | number): bigint {
 }
 
 /** The executor's settings from the config: fees, limits, batching; the exchange's own parts are the caller's. */
+/** keeper.batchGasLimit when the config leaves it out (perp-engine; perp-v2 has its own: PERP_V2_BATCH_GAS_LIMIT). */
+export const DEFAULT_BATCH_GAS_LIMIT = 3_000_000;
+
 export function executorSettings(
   k: KeeperConfig["keeper"],
 ): Pick<
@@ -143,7 +146,7 @@ export function executorSettings(
     minKeeperReward: parseUnits(k.minKeeperReward, 18),
     gasLimitMultiplierPercent: BigInt(k.gasLimitMultiplierPercent),
     batching: k.batching,
-    batchGasLimit: BigInt(k.batchGasLimit),
+    batchGasLimit: BigInt(k.batchGasLimit ?? DEFAULT_BATCH_GAS_LIMIT),
     firstBatchPositions: k.firstBatchPositions,
     maxConcurrentSimulations: k.maxConcurrentLiquidations,
     maxPendingPerSigner: k.maxPendingPerSigner,

@@ -324,6 +324,22 @@ async function measure(
     }
   }
   const liquidations = ours.length;
+  if (process.argv.includes("--details")) {
+    // the slowest accounts: when the chain first said liquidatable, when healthy again, and our calls' blocks
+    const slow = [...firstAt.entries()]
+      .map(([i, first]) => ({ i, first, span: (resolvedAt.get(i) ?? end + 1n) - first }))
+      .sort((a, b) => Number(b.span - a.span))
+      .slice(0, 8);
+    for (const { i, first, span } of slow) {
+      const t = s.traders[i] as Trader;
+      const blocks = ours
+        .filter((e) => (e.args as { trader: Address }).trader.toLowerCase() === t.address)
+        .map((e) => String(e.blockNumber));
+      progress(
+        `  ${t.name} ${t.legs.map((l) => `${l.market}:${l.notional}`).join("+")} on ${t.usdc}: liquidatable at ${first}, healthy after ${span} blocks; calls in ${blocks.join(", ")}`,
+      );
+    }
+  }
   const result: ModeResult = {
     accounts: s.traders.length,
     liquidatable: firstAt.size,

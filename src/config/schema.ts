@@ -60,10 +60,11 @@ export const keeperConfigSchema = z
         /** Pack one price update's candidates into the exchange's batch call (liquidateMany). */
         batching: z.boolean().default(true),
         /**
-         * Gas limit one batch may take: a tenth of a 30M block, so that batches pack a block tightly (a block takes a
-         * transaction only while its gas limit fits in the gas the block has left).
+         * Gas limit one batch may take; default the adapter's: perp-engine 3M (a tenth of a 30M block, so that batches
+         * pack a block tightly: a block takes a transaction only while its gas limit fits in the gas it has left),
+         * perp-v2 15M (its liquidations cost 1-2M each, and each batch also pays for closing what it took over).
          */
-        batchGasLimit: z.number().int().min(200_000).max(100_000_000).default(3_000_000),
+        batchGasLimit: z.number().int().min(200_000).max(100_000_000).optional(),
         /** Positions in the first, small batch of a burst: the most underwater go out without waiting. */
         firstBatchPositions: z.number().int().min(1).max(1000).default(8),
         /** Unresolved transactions per signer at once (mind the node's per-account pool limit). */

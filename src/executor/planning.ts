@@ -8,7 +8,7 @@ import type PQueue from "p-queue";
 import { BaseError, type Hex, HttpRequestError } from "viem";
 import { classifyRpcError, describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
-import type { Finding, LiquidationProtocol } from "../protocol/adapter.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
@@ -42,6 +42,8 @@ export interface PlanningHost {
 export class Planning {
   private gasPerPosition = INITIAL_GAS_PER_POSITION;
   private gasMeasured = false;
+  /** The gas limit per position of the batches planned so far (the estimate's margin, or the protocol's floor). */
+  private limitPerPosition: bigint | undefined;
   /** The latest gas estimate of a single liquidation: the guess for one prepared without a measure. */
   private singleGas: bigint | undefined;
 
@@ -120,7 +122,7 @@ export class Planning {
   maxBatchPositions(ctx: FeeContext): number {
     return batchCapacity({
       batchGasLimit: this.h.o.batchGasLimit,
-      gasPerPosition: (this.gasPerPosition * this.h.o.gasLimitMultiplierPercent) / 100n,
+      gasPerPosition: this.limitPerPosition ?? (this.gasPerPosition * this.h.o.gasLimitMultiplierPercent) / 100n,
       maxFeePerGas: currentFees(ctx, this.h.o.fees).maxFeePerGas,
       txFeeCap: this.h.o.fees.txFeeCap,
     });
@@ -140,13 +142,16 @@ export class Planning {
     const kept = targets;
     let data: Hex;
     let estimate: bigint;
+    let raw: bigint;
+    const floor = protocol.gasFloor?.(targets) ?? 0n;
     if (single) {
       const target = targets[0] as TargetPlan;
       data = protocol.encodeSingle(target);
       try {
         // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
         // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
-        estimate = atLeast(await client.estimateGas({ account: from, to: protocol.address, data }), protocol, [target]);
+        raw = await client.estimateGas({ account: from, to: protocol.address, data });
+        estimate = raw < floor ? floor : raw;
         this.singleGas = estimate;
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
@@ -161,20 +166,26 @@ export class Planning {
       // are the risk model's exact figures, so this is the batch's only read.
       data = protocol.encodeBatch?.(targets) as Hex;
       try {
-        estimate = await client.estimateGas({ account: from, to: protocol.address, data });
+        raw = await client.estimateGas({ account: from, to: protocol.address, data });
       } catch (error) {
         if (this.simulationUnanswered(error, group)) return false;
         const reason = revertReason(error, protocol);
         for (const c of group) this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
         return false;
       }
-      estimate = atLeast(estimate, protocol, targets);
+      estimate = raw < floor ? floor : raw;
       const measured = estimate / BigInt(targets.length);
       this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
       this.gasMeasured = true;
     }
     const reward = sumRewards(kept);
-    const gas = (estimate * this.h.o.gasLimitMultiplierPercent) / 100n;
+    // the estimate with its margin, or the protocol's floor (a worst case with its own margin) where that is more
+    const padded = (raw * this.h.o.gasLimitMultiplierPercent) / 100n;
+    const gas = padded < floor ? floor : padded;
+    if (!single) {
+      const limit = gas / BigInt(targets.length);
+      this.limitPerPosition = this.limitPerPosition === undefined ? limit : (this.limitPerPosition + limit) / 2n;
+    }
     const ctx = await this.h.feeContext(tick);
     const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas });
     const price = this.h.o.fees.gasTokenPrice;
@@ -269,10 +280,4 @@ export class Planning {
     );
     this.h.attempts.release(group.map((c) => c.target.key));
   }
-}
-
-/** The estimate, or the protocol's floor for these targets where that is more. */
-function atLeast(estimate: bigint, protocol: LiquidationProtocol, targets: readonly TargetPlan[]): bigint {
-  const floor = protocol.gasFloor?.(targets) ?? 0n;
-  return estimate < floor ? floor : estimate;
 }

@@ -173,7 +173,7 @@ export async function checkChain(
       `the exchange's deployBlock ${config.exchange.deployBlock} is above the chain head ${head.number}: wrong chain or config`,
     );
   }
-  if (k.batching && BigInt(k.batchGasLimit) > head.gasLimit) {
+  if (k.batching && k.batchGasLimit !== undefined && BigInt(k.batchGasLimit) > head.gasLimit) {
     throw new ConfigError(
       `keeper.batchGasLimit ${k.batchGasLimit} is above the chain's block gas limit ${head.gasLimit}: ` +
         "no batch that large could ever be mined",

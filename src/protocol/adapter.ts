@@ -62,7 +62,8 @@ export interface LiquidationProtocol {
    */
   readonly liquidator?: Address;
   /**
-   * Gas one target needs at least, whatever eth_estimateGas says: a batch that catches each item's revert (Perp v2's
+   * The gas limit these targets' transaction gets at least, whatever eth_estimateGas says (its worst case, margin
+   * included: the gas multiplier pads the estimate, not the floor): a batch that catches each item's revert (Perp v2's
    * liquidator contract) succeeds with too little gas by letting its items fail out of gas, so its estimate is no
    * measure. Undefined: the estimate stands.
    */

@@ -19,23 +19,21 @@ import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
 import type { PerpV2Inventory } from "./inventory.ts";
-import {
-  encodeLiquidate,
-  PERP_V2_LIQUIDATION_GAS,
-  planTargets,
-  receiptOutcomes,
-  revertMeaning,
-} from "./liquidation.ts";
+import { encodeLiquidate, planTargets, receiptOutcomes, revertMeaning } from "./liquidation.ts";
 import type { PerpV2MarginModel } from "./margin.ts";
 import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
 export const PERP_V2_ADAPTER = "perp-v2";
-/** Gas a liquidation needs per market beyond the first the account holds (the contracts loop over its markets). */
-const PER_EXTRA_MARKET_GAS = 700_000n;
-/** cancelAllExcessOrders of one maker market, measured 0.68-0.71M. */
-const CANCEL_ORDERS_GAS = 800_000n;
-/** closePosition of the liquidator's inventory in one market, measured 0.46M (docs/notes). */
-const CLOSE_GAS = 700_000n;
+/**
+ * Gas limits, margin included (the floor is the limit; the gas multiplier pads only eth_estimateGas): one liquidation
+ * (measured 1.00-1.42M, the first of a block in a market the most; through the contract the 63/64 rule takes a little
+ * more), each market of the account beyond the first (its contracts loop over them), a maker market's
+ * cancelAllExcessOrders (measured 0.68-0.71M), and one close of the liquidator's position (measured 0.46-0.60M).
+ */
+const LIQUIDATION_GAS_LIMIT = 1_750_000n;
+const PER_EXTRA_MARKET_GAS = 800_000n;
+const CANCEL_ORDERS_GAS = 900_000n;
+const CLOSE_GAS = 800_000n;
 
 /** The book's rules: Perp v2's reducer, from the parameters discovery read. */
 export function perpV2Rules(global: PerpV2Global): StateRules<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> {
@@ -214,9 +212,8 @@ export function perpV2Protocol(o: {
   const liquidator = o.liquidator;
   return {
     address: liquidator ?? o.clearingHouse,
-    // a liquidation costs 1.0-1.5M gas, up to 2.1M for an account in two markets, and a maker's cancel 0.7M more;
     // the contract's try/catch makes its estimate meaningless (items fail out of gas and are caught), and liquidate's
-    // own estimate runs short
+    // own estimate runs short: the limits above
     gasFloor: (targets) =>
       BigInt(liquidator ? (o.inventory?.closesAtMost(targets.filter((t) => !upkeep(t)).map(baseOf)) ?? 0) : 0) *
         CLOSE_GAS +
@@ -225,9 +222,7 @@ export function perpV2Protocol(o: {
         const account = o.book.accounts.get(accountOfTarget(t.key));
         const markets = BigInt(Math.max(1, account?.positions.size ?? 1));
         const orders = [...(account?.positions.values() ?? [])].some((p) => p.orders.length > 0);
-        return (
-          sum + PERP_V2_LIQUIDATION_GAS + (markets - 1n) * PER_EXTRA_MARKET_GAS + (orders ? CANCEL_ORDERS_GAS : 0n)
-        );
+        return sum + LIQUIDATION_GAS_LIMIT + (markets - 1n) * PER_EXTRA_MARKET_GAS + (orders ? CANCEL_ORDERS_GAS : 0n);
       }, 0n),
     ...(liquidator ? { liquidator } : {}),
     encodeSingle: (t) =>

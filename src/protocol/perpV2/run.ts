@@ -59,6 +59,12 @@ export const perpV2Snapshots = recordSnapshotCodec<PerpV2Account, PerpV2Market, 
   },
 });
 
+/**
+ * keeper.batchGasLimit's default on Perp v2: half a 30M block. A liquidation's gas limit is 1.75M or more (its floor),
+ * and a batch also pays to close what it took over: a tenth of a block (the PerpEngine default) would hold one.
+ */
+export const PERP_V2_BATCH_GAS_LIMIT = 15_000_000;
+
 export interface PerpV2RunningKeeper {
   readonly book: Book;
   readonly risk: CrossRiskEngine<PerpV2Account>;
@@ -147,6 +153,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     // eth_estimateGas under-estimates liquidate (inner calls under the 63/64 rule): at least 1.4x
     gasLimitMultiplierPercent: settings.gasLimitMultiplierPercent < 140n ? 140n : settings.gasLimitMultiplierPercent,
     batching: k.batching && liquidator !== undefined,
+    batchGasLimit: BigInt(k.batchGasLimit ?? minBig(PERP_V2_BATCH_GAS_LIMIT, head.gasLimit / 2n)),
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     // the keeper's own position is upkeep (an inventory close), judged by the inventory; every other by the risk
     current: (key) => (inventory.owns(key) ? inventory.current(key) : keeperRef?.current(key)),
@@ -365,4 +372,8 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     done: run.done,
     stop: run.stop,
   };
+}
+
+function minBig(a: number, b: bigint): bigint {
+  return BigInt(a) < b ? BigInt(a) : b;
 }

@@ -287,6 +287,6 @@ describe("perp-v2 inventory", () => {
     const call = decodeFunctionData({ abi: perpV2LiquidatorAbi, data: protocol.encodeSingle(target) });
     expect(call.functionName).toBe("closeInventory");
     expect(call.args).toEqual([[{ baseToken: getAddress(ETH), refPriceX18: 2000n * WAD }], 100n]);
-    expect(protocol.gasFloor?.([target])).toBe(700_000n);
+    expect(protocol.gasFloor?.([target])).toBe(800_000n);
   });
 });

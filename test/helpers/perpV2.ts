@@ -142,6 +142,17 @@ export interface Liquidation {
   readonly txHash: Hex;
 }
 
+/**
+ * Failed batch items other than follow-ups the account no longer needed: a CH_EAV (healthy) of a trader that the same
+ * transaction liquidated before it (the keeper sends an account's next calls with its first; one the account turned
+ * out not to need, with prices moving between planning and inclusion, is skipped by the contract).
+ */
+export function unexplained(failed: readonly FailedItem[], liquidated: readonly Liquidation[]): FailedItem[] {
+  return failed.filter(
+    (f) => !(f.reason === "CH_EAV" && liquidated.some((l) => l.trader === f.trader && l.txHash === f.txHash)),
+  );
+}
+
 export interface FailedItem {
   readonly trader: Address;
   readonly baseToken: Address;

@@ -18,8 +18,9 @@ import type { PriceView } from "../types.ts";
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
+import { type FollowUpPlans, MAX_FOLLOW_UPS, planFollowUps } from "./followUps.ts";
 import type { PerpV2Inventory } from "./inventory.ts";
-import { encodeLiquidate, planTargets, receiptOutcomes, revertMeaning } from "./liquidation.ts";
+import { encodeLiquidate, planTargets, receiptLiquidations, revertMeaning } from "./liquidation.ts";
 import type { PerpV2MarginModel } from "./margin.ts";
 import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
@@ -61,6 +62,8 @@ export function perpV2Accounts(o: {
   readonly exposureLeft?: () => bigint | undefined;
   /** The keeper's own liquidator account (lower case): never a target (PerpV2Inventory watches it instead). */
   readonly holder?: string;
+  /** With the liquidator contract: the calls each target's account still needs after it, in the same transaction. */
+  readonly followUps?: FollowUpPlans;
   readonly log?: Logger;
 }): AccountAdapter<PerpV2Account, PerpV2Market, PerpV2Global> {
   let budgetOf: PriceView | undefined;
@@ -104,6 +107,17 @@ export function perpV2Accounts(o: {
       const targets = plan.targets.slice(0, 1);
       const makerOrders = plan.prerequisites.length > 0;
       if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
+      // the calls its account needs after this one go in the same transaction (the contract judges each in turn),
+      // where the free collateral is not already short
+      if (o.followUps && o.batch && !capped) {
+        for (const t of targets) {
+          const roomy = budget === undefined || budget > t.capacity * BigInt(MAX_FOLLOW_UPS + 1);
+          o.followUps.set(
+            t.key,
+            roomy ? planFollowUps(account, evaluation, book, view, { priceId: t.market, size: t.size }) : [],
+          );
+        }
+      }
       if (budget !== undefined) for (const t of targets) budget = budget > t.capacity ? budget - t.capacity : 0n;
       if (exposure !== undefined)
         for (const t of targets) exposure = exposure > t.notional ? exposure - t.notional : 0n;
@@ -161,6 +175,8 @@ export function perpV2Protocol(o: {
   readonly decoder: PerpV2Decoder;
   /** With the liquidator contract: each batch also closes what it holds (inventory mode close). */
   readonly inventory?: PerpV2Inventory;
+  /** With the liquidator contract: each target's follow-up calls, after it in the same transaction. */
+  readonly followUps?: FollowUpPlans;
 }): LiquidationProtocol {
   const baseOf = (t: LiquidationTarget): Address => {
     const market = o.book.markets.get(t.marketId);
@@ -199,7 +215,10 @@ export function perpV2Protocol(o: {
   const batch = (all: readonly LiquidationTarget[]): Hex => {
     const targets = all.filter((t) => !upkeep(t));
     const orders = ordersOf(targets);
-    const items = targets.map((t) => ({ trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n }));
+    const items = targets.flatMap((t) => [
+      { trader: t.trader, baseToken: baseOf(t), positionSize: t.size ?? 0n },
+      ...(o.followUps?.get(t.key) ?? []).map((f) => ({ trader: t.trader, baseToken: f.baseToken, positionSize: 0n })),
+    ]);
     const inventory = o.inventory;
     return inventory?.closing
       ? encodeFunctionData({
@@ -222,7 +241,9 @@ export function perpV2Protocol(o: {
         const account = o.book.accounts.get(accountOfTarget(t.key));
         const markets = BigInt(Math.max(1, account?.positions.size ?? 1));
         const orders = [...(account?.positions.values() ?? [])].some((p) => p.orders.length > 0);
-        return sum + LIQUIDATION_GAS_LIMIT + (markets - 1n) * PER_EXTRA_MARKET_GAS + (orders ? CANCEL_ORDERS_GAS : 0n);
+        const calls = BigInt(1 + (liquidator ? (o.followUps?.get(t.key).length ?? 0) : 0));
+        const call = LIQUIDATION_GAS_LIMIT + (markets - 1n) * PER_EXTRA_MARKET_GAS;
+        return sum + calls * call + (orders ? CANCEL_ORDERS_GAS : 0n);
       }, 0n),
     ...(liquidator ? { liquidator } : {}),
     encodeSingle: (t) =>
@@ -238,8 +259,17 @@ export function perpV2Protocol(o: {
     ...(liquidator ? { encodeBatch: batch } : {}),
     outcomes(logs: readonly Log[]): Map<string, TargetOutcome> {
       const out = new Map<string, TargetOutcome>();
-      for (const [key, r] of receiptOutcomes(o.decoder, logs, o.book.global)) {
-        out.set(key, { kind: "liquidated", keeper: r.liquidator, reward: r.reward, badDebt: r.badDebt });
+      for (const r of receiptLiquidations(o.decoder, logs, o.book.global)) {
+        const key = targetKey(r.trader, o.book.global.marketsByBase.get(r.baseToken) ?? -1);
+        // several calls on one target in one transaction (follow-ups): their rewards and bad debt add up
+        const before = out.get(key);
+        const sum = before?.kind === "liquidated" ? before : { reward: 0n, badDebt: 0n };
+        out.set(key, {
+          kind: "liquidated",
+          keeper: r.liquidator,
+          reward: sum.reward + r.reward,
+          badDebt: sum.badDebt + r.badDebt,
+        });
       }
       if (!liquidator) return out;
       for (const log of logs) {

@@ -302,6 +302,18 @@ export function liquidationOutcomes(
   global: Pick<PerpV2BookView["global"], "marketsByBase" | "settlementDecimals">,
 ): ReadonlyMap<TargetKey, PerpV2Outcome> {
   const out = new Map<TargetKey, PerpV2Outcome>();
+  for (const o of liquidationList(events, global)) {
+    out.set(targetKey(o.trader, global.marketsByBase.get(o.baseToken) ?? -1), o);
+  }
+  return out;
+}
+
+/** Every PositionLiquidated of the events with its figures, in log order (a target may appear more than once). */
+export function liquidationList(
+  events: readonly PerpV2Event[],
+  global: Pick<PerpV2BookView["global"], "marketsByBase" | "settlementDecimals">,
+): PerpV2Outcome[] {
+  const out: PerpV2Outcome[] = [];
   const unit = 10n ** BigInt(18 - global.settlementDecimals);
   events.forEach((e, i) => {
     if (e.kind !== "positionLiquidated") return;
@@ -323,7 +335,7 @@ export function liquidationOutcomes(
       if (x.kind === "badDebtSettled" && x.trader === e.trader) badDebt = x.amount * unit;
     }
     const market = global.marketsByBase.get(e.baseToken);
-    out.set(targetKey(e.trader, market ?? -1), {
+    out.push({
       kind: "liquidated",
       trader: e.trader,
       baseToken: e.baseToken,
@@ -345,6 +357,15 @@ export function liquidationOutcomes(
     });
   });
   return out;
+}
+
+/** liquidationList of a receipt's raw logs (a receipt carries no block time: none is needed here). */
+export function receiptLiquidations(
+  decoder: PerpV2Decoder,
+  logs: readonly TimedChainLog[],
+  global: Pick<PerpV2BookView["global"], "marketsByBase" | "settlementDecimals">,
+): PerpV2Outcome[] {
+  return liquidationList(decoder.decode(logs, { timestampOf: () => 0n }), global);
 }
 
 /** liquidationOutcomes of a receipt's raw logs (a receipt carries no block time: none is needed here). */

@@ -38,6 +38,7 @@ import { vaultAbi } from "./abi.ts";
 import { PERP_V2_ADAPTER, perpV2Accounts, perpV2PriceMarkets, perpV2Protocol, perpV2Rules } from "./adapter.ts";
 import { describePerpV2, discoverPerpV2 } from "./discover.ts";
 import { type PerpV2Event, perpV2Decoder, type TimedChainLog } from "./events.ts";
+import { FollowUpPlans } from "./followUps.ts";
 import { PerpV2Inventory } from "./inventory.ts";
 import { perpV2Margin } from "./margin.ts";
 import { perpV2Deployment } from "./prices.ts";
@@ -139,6 +140,8 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
       "inventory.mode close needs exchange.liquidator (the PerpV2Liquidator closes in the liquidation's transaction): positions taken over stay with the signer",
     );
   }
+  // with the liquidator contract, the calls an account still needs go in the transaction of its first
+  const followUps = liquidator ? new FollowUpPlans() : undefined;
   let keeperRef: AccountKeeper<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> | undefined;
   let watcherRef: PerpV2RunningKeeper["watcher"] | undefined;
   const settings = executorSettings(k);
@@ -146,7 +149,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     client: publicClient,
     simulationClient: unbatchedClient,
     broadcastClients: connection.broadcastClients,
-    protocol: perpV2Protocol({ clearingHouse, liquidator, book, decoder, inventory }),
+    protocol: perpV2Protocol({ clearingHouse, liquidator, book, decoder, inventory, followUps }),
     lanes,
     log: logs.executor,
     ...settings,
@@ -172,6 +175,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
       freeCollateral: () => freeCollateral,
       exposureLeft: () => inventory.exposureLeft(),
       holder: inventory.holder,
+      followUps,
       log: logs.keeper,
     }),
     executor,

@@ -27,7 +27,7 @@
  * - takeoverClosed: the liquidator holds no position at the end; closeSlippageBpsMax: the worst close's price against
  *   the mark before it.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import {
@@ -212,6 +212,10 @@ function naiveBot(s: Stage, signal: AbortSignal): Promise<void> {
   })();
 }
 
+/** --keeper-log <file>: the keeper's JSON log lines, for a post-mortem. */
+const keeperLogPath = benchArgs().stringArg("--keeper-log");
+const keeperLog = keeperLogPath ? createWriteStream(keeperLogPath, { flags: "w" }) : undefined;
+
 async function runMode(mode: "keeper" | "baseline", n: number): Promise<ModeResult> {
   progress(`[${mode}] staging Perp v2 with ${n} traders...`);
   const s = await stage(n);
@@ -230,7 +234,12 @@ async function runMode(mode: "keeper" | "baseline", n: number): Promise<ModeResu
         config,
         rpcUrl: s.proxy.url,
         privateKeys: [KEEPER_KEY],
-        log: createLogger({ level: "error", format: "json" }),
+        // --keeper-log <file>: the keeper's JSON log lines, for a post-mortem
+        log: createLogger({
+          level: keeperLog ? "info" : "error",
+          format: "json",
+          ...(keeperLog ? { destination: keeperLog } : {}),
+        }),
         signal: controller.signal,
       });
       keeper.done.catch(() => {});

@@ -185,6 +185,12 @@ export class Planning {
     if (!single) {
       const limit = gas / BigInt(targets.length);
       this.limitPerPosition = this.limitPerPosition === undefined ? limit : (this.limitPerPosition + limit) / 2n;
+      if (gas > this.h.o.batchGasLimit && group.length > 1) {
+        // its floor is more than a batch may take (targets that need several calls): its halves are planned apart
+        const half = Math.ceil(group.length / 2);
+        for (const part of [group.slice(0, half), group.slice(half)]) this.simulate(part, tick);
+        return false;
+      }
     }
     const ctx = await this.h.feeContext(tick);
     const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas });

@@ -8,7 +8,7 @@
  * (margin ratio < 3.125%), partly (the contract takes at most half a call), or leaves healthy. The maker's liquidity
  * is deep (about $400M in vETH, $240M in vBTC) so that opening them barely moves the pools.
  *
- * - keeper: the keeper in process (startPerpV2Keeper), one signer, through its PerpV2Liquidator (batches, takeovers
+ * - keeper: the keeper in process (startPerpV2Keeper), one signer (`--signers 2`: two), through its PerpV2Liquidator (batches, takeovers
  *   closed through the pool in the same transaction), talking to Anvil through a counting proxy.
  * - baseline: a naive bot with its own Vault account, also through a counting proxy: at every head it reads every
  *   trader's getAccountValue and getMarginRequirementForLiquidation, then liquidates each liquidatable one, market by
@@ -22,7 +22,7 @@
  * - physicalLimitBlocks: ceil(gas of every liquidation call the keeper needed / 30M), the fewest blocks that work fits
  *   in; the target is blocksMax <= physicalLimitBlocks + 1;
  * - leftLiquidatable: accounts liquidatable 10 blocks after the crash's last block;
- * - txReverted: mined transactions of the liquidator's signer that reverted;
+ * - txReverted: mined transactions of the bot's signers that reverted;
  * - rpcPerLiquidation: JSON-RPC calls at the proxy (batch elements one by one) from the crash to the end / calls;
  * - takeoverClosed: the liquidator holds no position at the end; closeSlippageBpsMax: the worst close's price against
  *   the mark before it.
@@ -62,7 +62,7 @@ import { benchArgs, round, sleep, untilEvery } from "./tools.ts";
 
 const BLOCK_GAS_LIMIT = 30_000_000n;
 const FIRST_TRADER = 10;
-const KEEPER_KEY = ANVIL_KEYS[8] as Hex;
+const KEEPER_KEYS = [ANVIL_KEYS[8], ANVIL_KEYS[7]] as Hex[];
 const BASELINE_KEY = ANVIL_KEYS[9] as Hex;
 const until = untilEvery(250);
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -216,6 +216,10 @@ function naiveBot(s: Stage, signal: AbortSignal): Promise<void> {
 const keeperLogPath = benchArgs().stringArg("--keeper-log");
 const keeperLog = keeperLogPath ? createWriteStream(keeperLogPath, { flags: "w" }) : undefined;
 
+/** --signers: the keeper's keys (1 or 2), each an operator of its liquidator and a nonce lane of its own. */
+const signers = benchArgs().intArg("--signers", 1);
+if (signers > KEEPER_KEYS.length) throw new Error(`--signers takes 1 or ${KEEPER_KEYS.length}`);
+
 async function runMode(mode: "keeper" | "baseline", n: number): Promise<ModeResult> {
   progress(`[${mode}] staging Perp v2 with ${n} traders...`);
   const s = await stage(n);
@@ -224,16 +228,17 @@ async function runMode(mode: "keeper" | "baseline", n: number): Promise<ModeResu
   let bot: Promise<void> | undefined;
   const stateDir = mkdtempSync(join(os.tmpdir(), "bench-exec-perp-v2-"));
   try {
-    const signer = privateKeyToAccount(mode === "keeper" ? KEEPER_KEY : BASELINE_KEY).address;
-    let holder: Address = signer;
+    const keys = mode === "keeper" ? KEEPER_KEYS.slice(0, signers) : [BASELINE_KEY];
+    const addresses = keys.map((k) => privateKeyToAccount(k).address);
+    let holder: Address = addresses[0] as Address;
     if (mode === "keeper") {
-      holder = await stageLiquidator(s.dev, s.dev.account(3), [signer], "5000000");
+      holder = await stageLiquidator(s.dev, s.dev.account(3), addresses, "5000000");
       const raw = perpV2KeeperConfig(s.dev.d, s.proxy.url, { pollIntervalMs: 100, stateDir, metricsPort: 0 });
       const config = parseConfig({ ...raw, exchange: { ...(raw.exchange as object), liquidator: holder } }, "bench");
       keeper = await startPerpV2Keeper({
         config,
         rpcUrl: s.proxy.url,
-        privateKeys: [KEEPER_KEY],
+        privateKeys: keys,
         // --keeper-log <file>: the keeper's JSON log lines, for a post-mortem
         log: createLogger({
           level: keeperLog ? "info" : "error",
@@ -272,7 +277,7 @@ async function runMode(mode: "keeper" | "baseline", n: number): Promise<ModeResu
     const calls = s.proxy.snapshot().calls;
     controller.abort();
     progress(`[${mode}] reading the chain, blocks ${from}..${after}`);
-    return await measure(s, mode, holder, signer, from, to, after, calls);
+    return await measure(s, mode, holder, addresses, from, to, after, calls);
   } finally {
     controller.abort();
     await keeper?.stop("bench finished").catch(() => {});
@@ -287,7 +292,7 @@ async function measure(
   s: Stage,
   mode: "keeper" | "baseline",
   holder: Address,
-  signer: Address,
+  signers: readonly Address[],
   from: bigint,
   crashEnd: bigint,
   end: bigint,
@@ -326,7 +331,7 @@ async function measure(
   for (let b = from; b <= end; b++) {
     const block = await s.client.getBlock({ blockNumber: b, includeTransactions: true });
     for (const tx of block.transactions) {
-      if (tx.from.toLowerCase() !== signer.toLowerCase()) continue;
+      if (!signers.some((a) => a.toLowerCase() === tx.from.toLowerCase())) continue;
       const receipt = await s.client.getTransactionReceipt({ hash: tx.hash });
       gas += receipt.gasUsed;
       if (receipt.status !== "success") reverted++;
@@ -424,6 +429,7 @@ export async function runPerpV2ExecBench(): Promise<void> {
       JSON.stringify({
         bench: "exec",
         exchange: "perp-v2",
+        signers,
         accounts: k?.liquidatable ?? baseline?.liquidatable,
         liquidations: k?.liquidations,
         blocksP50: k?.blocksP50,

@@ -16,9 +16,9 @@
  *   then its receipt waited for), with a 3M gas limit.
  *
  * Figures, from the chain (every trader's health read at every block after the crash began):
- * - blocksP50 / blocksMax: from the first block at which the chain says an account is liquidatable to the first
- *   block after which it is not (liquidated whole, or partly until healthy), over the accounts that became
- *   liquidatable;
+ * - blocksP50 / blocksMax: from a block at which the chain says an account is liquidatable to the first block after
+ *   which it is not (liquidated whole, or partly until healthy), over every such episode (an account the still
+ *   falling price makes liquidatable again starts another);
  * - physicalLimitBlocks: ceil(gas of every liquidation call the keeper needed / 30M), the fewest blocks that work fits
  *   in; the target is blocksMax <= physicalLimitBlocks + 1;
  * - leftLiquidatable: accounts liquidatable 10 blocks after the crash's last block;
@@ -298,21 +298,30 @@ async function measure(
   end: bigint,
   rpcCalls: number,
 ): Promise<ModeResult> {
-  const firstAt = new Map<number, bigint>();
-  const resolvedAt = new Map<number, bigint>();
+  // episodes: from a block where the chain says an account is liquidatable to the first block after which it says it
+  // is not (liquidated whole, or partly until healthy); an account the falling price (or the pool our closes move)
+  // makes liquidatable again starts a new episode
+  const open = new Map<number, bigint>();
+  const episodes: { i: number; first: bigint; span: bigint }[] = [];
+  const seen = new Set<number>();
   let leftLiquidatable = 0;
   for (let b = from; b <= end; b++) {
     const flags = await liquidatableAt(s, b);
     flags.forEach((flag, i) => {
-      if (flag === true && !firstAt.has(i)) firstAt.set(i, b);
-      if (flag === false && firstAt.has(i) && !resolvedAt.has(i)) resolvedAt.set(i, b);
-      if (flag === true) resolvedAt.delete(i);
+      if (flag === true && !open.has(i)) {
+        open.set(i, b);
+        seen.add(i);
+      }
+      const first = open.get(i);
+      if (flag === false && first !== undefined) {
+        episodes.push({ i, first, span: b - first });
+        open.delete(i);
+      }
     });
     if (b === crashEnd + 10n) leftLiquidatable = flags.filter((f) => f !== false).length;
   }
-  const spans = [...firstAt.entries()]
-    .map(([i, first]) => Number((resolvedAt.get(i) ?? end + 1n) - first))
-    .sort((a, b) => a - b);
+  for (const [i, first] of open) episodes.push({ i, first, span: end + 1n - first });
+  const spans = episodes.map((e) => Number(e.span)).sort((a, b) => a - b);
   // the liquidator's calls, and the signer's transactions
   const logs = await s.client.getLogs({ address: [s.dev.d.clearingHouse, holder], fromBlock: from, toBlock: end });
   const events = parseEventLogs({ abi: [...clearingHouseAbi, ...perpV2LiquidatorAbi], logs });
@@ -340,10 +349,7 @@ async function measure(
   const liquidations = ours.length;
   if (process.argv.includes("--details")) {
     // the slowest accounts: when the chain first said liquidatable, when healthy again, and our calls' blocks
-    const slow = [...firstAt.entries()]
-      .map(([i, first]) => ({ i, first, span: (resolvedAt.get(i) ?? end + 1n) - first }))
-      .sort((a, b) => Number(b.span - a.span))
-      .slice(0, 8);
+    const slow = [...episodes].sort((a, b) => Number(b.span - a.span)).slice(0, 8);
     for (const { i, first, span } of slow) {
       const t = s.traders[i] as Trader;
       const blocks = ours
@@ -356,7 +362,7 @@ async function measure(
   }
   const result: ModeResult = {
     accounts: s.traders.length,
-    liquidatable: firstAt.size,
+    liquidatable: seen.size,
     liquidations,
     partial: [...perTrader.values()].filter((c) => c > 1).length,
     blocksP50: spans.length ? (spans[Math.floor((spans.length - 1) / 2)] as number) : 0,

@@ -96,12 +96,18 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     return this.p.book.accounts.get(this.p.adapter.accountOf(targetKey));
   }
 
-  /** Whether the target's account was liquidatable at the last tick (undefined: none priced it). */
+  /**
+   * Whether the target's account was liquidatable at the last tick. Undefined (no verdict: a pending liquidation is
+   * kept, not cancelled) when nothing priced it: no tick yet, a price it needs missing at the head (a market's view
+   * reverted), or a confirmation read still out.
+   */
   stillLiquidatable(targetKey: string): boolean | undefined {
     if (!this.lastView) return undefined;
     const key = this.p.adapter.accountOf(targetKey);
     if (!this.p.book.accounts.has(key)) return false;
-    return this.flagged.has(key);
+    if (this.flagged.has(key)) return true;
+    if (this.p.risk.tierOf(key) === "waiting" || this.confirming.has(key)) return undefined;
+    return false;
   }
 
   /** Accounts found liquidatable at the last tick that are still in the book (ops: left behind). */

@@ -104,6 +104,21 @@ describe("AccountKeeper", () => {
     expect([...k.keeper.liquidatableKeys()].map((x) => x.key)).toEqual(["0xa"]);
   });
 
+  it("gives no verdict on an account one of whose prices is missing at the head (its pending liquidation is kept)", () => {
+    const k = setup();
+    k.keeper.handleEvent({ ref: ref(1n), account: hedged("0xa", 100n * WAD) });
+    k.keeper.handleEvent({ ref: ref(1n), account: hedged("0xb", 1000n * WAD) });
+    k.keeper.handleTick(k.tick(99n, 51n));
+    expect(k.keeper.stillLiquidatable("0xa/0")).toBe(true);
+    // market 1's view reverted at this head: its accounts are unpriced, neither liquidatable nor healthy
+    k.keeper.handleTick({ ...k.tick(99n, 51n), prices: new Map([[0, 99n * WAD]]) });
+    expect(k.keeper.stillLiquidatable("0xa/0")).toBeUndefined();
+    // priced again: the verdicts come back
+    k.keeper.handleTick(k.tick(99n, 51n));
+    expect(k.keeper.stillLiquidatable("0xa/0")).toBe(true);
+    expect(k.keeper.stillLiquidatable("0xb/0")).toBe(false);
+  });
+
   it("a rollback gives the engine back the account as it was, and the executor hears the targets changed", () => {
     const k = setup();
     k.keeper.handleEvent({ ref: ref(1n), account: hedged("0xa", 1000n * WAD) });

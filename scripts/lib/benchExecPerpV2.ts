@@ -356,7 +356,7 @@ async function measure(
         .filter((e) => (e.args as { trader: Address }).trader.toLowerCase() === t.address)
         .map((e) => String(e.blockNumber));
       progress(
-        `  ${t.name} ${t.legs.map((l) => `${l.market}:${l.notional}`).join("+")} on ${t.usdc}: liquidatable at ${first}, healthy after ${span} blocks; calls in ${blocks.join(", ")}`,
+        `  ${t.name} ${t.address} ${t.legs.map((l) => `${l.market}:${l.notional}`).join("+")} on ${t.usdc}: liquidatable at ${first}, healthy after ${span} blocks; calls in ${blocks.join(", ")}`,
       );
     }
   }

@@ -9,34 +9,16 @@ import type { PerpV2Book } from "../../../src/protocol/perpV2/book.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
 import { captureLogs } from "../../helpers/logs.ts";
-import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, trader, USDC, WAD } from "./helpers.ts";
+import { BTC, bookWithMarkets, CONTRACTS, depositUsdc, ETH, takerTrade, trader, WAD } from "./helpers.ts";
 
 const eth = ETH.toLowerCase() as Address;
 const btc = BTC.toLowerCase() as Address;
 
 /** A trader with 800 USDC, long 5 ETH at 2000 and short 0.1 BTC at 30000. */
 function open(book: PerpV2Book, who: Address): void {
-  book.apply(
-    ev({ kind: "deposited", collateralToken: USDC.toLowerCase() as Address, trader: who, amount: 800_000_000n }),
-  );
-  for (const [base, size, openNotional] of [
-    [eth, 5n * WAD, -10_000n * WAD],
-    [btc, -(WAD / 10n), 3_000n * WAD],
-  ] as const) {
-    book.apply(
-      ev({
-        kind: "positionChanged",
-        trader: who,
-        baseToken: base,
-        exchangedPositionSize: size,
-        exchangedPositionNotional: -openNotional,
-        fee: 0n,
-        openNotional,
-        realizedPnl: 0n,
-        sqrtPriceAfterX96: 0n,
-      }),
-    );
-  }
+  depositUsdc(book, who, 800_000_000n);
+  takerTrade(book, who, eth, 5n * WAD, -10_000n * WAD);
+  takerTrade(book, who, btc, -(WAD / 10n), 3_000n * WAD);
 }
 
 const view = (): PriceView => ({

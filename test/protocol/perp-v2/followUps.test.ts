@@ -9,29 +9,15 @@ import type { PerpV2Book } from "../../../src/protocol/perpV2/book.ts";
 import { FollowUpPlans, planFollowUps } from "../../../src/protocol/perpV2/followUps.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
-import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, trader, USDC, WAD } from "./helpers.ts";
+import { BTC, bookWithMarkets, CONTRACTS, depositUsdc, ETH, takerTrade, trader, WAD } from "./helpers.ts";
 
 const eth = ETH.toLowerCase() as Address;
 const btc = BTC.toLowerCase() as Address;
 const who = trader(7).toLowerCase() as Address;
 
 function open(book: PerpV2Book, usdc: bigint, legs: readonly [Address, bigint, bigint][]) {
-  book.apply(ev({ kind: "deposited", collateralToken: USDC.toLowerCase() as Address, trader: who, amount: usdc }));
-  for (const [base, size, openNotional] of legs) {
-    book.apply(
-      ev({
-        kind: "positionChanged",
-        trader: who,
-        baseToken: base,
-        exchangedPositionSize: size,
-        exchangedPositionNotional: -openNotional,
-        fee: 0n,
-        openNotional,
-        realizedPnl: 0n,
-        sqrtPriceAfterX96: 0n,
-      }),
-    );
-  }
+  depositUsdc(book, who, usdc);
+  for (const [base, size, openNotional] of legs) takerTrade(book, who, base, size, openNotional);
 }
 
 /** Marks (and index TWAPs: they bound the funding) at ETH and BTC. */

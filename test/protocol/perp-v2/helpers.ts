@@ -98,3 +98,37 @@ export function bookWithMarkets(global: PerpV2Global = GLOBAL): PerpV2Book {
   );
   return book;
 }
+
+/** A taker's trade as the book sees it: the size exchanged, and the open notional after it (the quote mirrors it). */
+export function takerTrade(
+  book: PerpV2Book,
+  who: Address,
+  base: Address,
+  size: bigint,
+  openNotional: bigint,
+  block = 10n,
+  time = 1_000n,
+): void {
+  book.apply(
+    ev(
+      {
+        kind: "positionChanged",
+        trader: who,
+        baseToken: base,
+        exchangedPositionSize: size,
+        exchangedPositionNotional: -openNotional,
+        fee: 0n,
+        openNotional,
+        realizedPnl: 0n,
+        sqrtPriceAfterX96: 0n,
+      },
+      block,
+      time,
+    ),
+  );
+}
+
+/** A settlement-token (USDC, 6 decimals) deposit into the Vault. */
+export function depositUsdc(book: PerpV2Book, who: Address, usdcUnits: bigint): void {
+  book.apply(ev({ kind: "deposited", collateralToken: USDC.toLowerCase() as Address, trader: who, amount: usdcUnits }));
+}

@@ -24,7 +24,7 @@ import { PerpV2Inventory } from "../../../src/protocol/perpV2/inventory.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
 import { captureLogs } from "../../helpers/logs.ts";
-import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, trader, USDC, WAD } from "./helpers.ts";
+import { BTC, bookWithMarkets, CONTRACTS, depositUsdc, ETH, takerTrade, trader, WAD } from "./helpers.ts";
 
 const LIQUIDATOR = "0x00000000000000000000000000000000000c0ffe" as Address;
 const holder = LIQUIDATOR.toLowerCase() as Address;
@@ -56,25 +56,9 @@ function poolClient(spot: Map<string, bigint>) {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function deposit(book: PerpV2Book, who: Address, usdc: bigint) {
-  book.apply(ev({ kind: "deposited", collateralToken: USDC.toLowerCase() as Address, trader: who, amount: usdc }));
-}
-
-function position(book: PerpV2Book, who: Address, base: Address, size: bigint, openNotional: bigint) {
-  book.apply(
-    ev({
-      kind: "positionChanged",
-      trader: who,
-      baseToken: base,
-      exchangedPositionSize: size,
-      exchangedPositionNotional: -openNotional,
-      fee: 0n,
-      openNotional,
-      realizedPnl: 0n,
-      sqrtPriceAfterX96: 0n,
-    }),
-  );
-}
+const deposit = depositUsdc;
+const position = (book: PerpV2Book, who: Address, base: Address, size: bigint, openNotional: bigint) =>
+  takerTrade(book, who, base, size, openNotional);
 
 const at = (block: bigint, eth = 2000n, btc = 30_000n): PriceView => ({
   // mark and index TWAP of each market (ids 3k, 3k+1): the index bounds the funding accrued since the last update

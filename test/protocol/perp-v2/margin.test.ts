@@ -11,36 +11,15 @@ import { freeCollateralByRatio, UNBOUNDED } from "../../../src/protocol/perpV2/f
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import { FUNDING_PERIOD, maxDeltaTwapX96, Q96, takerFunding } from "../../../src/protocol/perpV2/math.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
-import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, trader, USDC, WAD } from "./helpers.ts";
+import { BTC, bookWithMarkets, CONTRACTS, depositUsdc, ETH, ev, takerTrade, trader, WAD } from "./helpers.ts";
 
 const t1 = trader(1).toLowerCase() as Address;
 const eth = ETH.toLowerCase() as Address;
 const btc = BTC.toLowerCase() as Address;
-const usdc = USDC.toLowerCase() as Address;
 
-function open(book: PerpV2Book, who: Address, base: Address, size: bigint, openNotional: bigint, time = 1_000n) {
-  book.apply(
-    ev(
-      {
-        kind: "positionChanged",
-        trader: who,
-        baseToken: base,
-        exchangedPositionSize: size,
-        exchangedPositionNotional: -openNotional,
-        fee: 0n,
-        openNotional,
-        realizedPnl: 0n,
-        sqrtPriceAfterX96: 0n,
-      },
-      20n,
-      time,
-    ),
-  );
-}
-
-function deposit(book: PerpV2Book, who: Address, usdcUnits: bigint) {
-  book.apply(ev({ kind: "deposited", collateralToken: usdc, trader: who, amount: usdcUnits }));
-}
+const open = (book: PerpV2Book, who: Address, base: Address, size: bigint, openNotional: bigint, time = 1_000n) =>
+  takerTrade(book, who, base, size, openNotional, 20n, time);
+const deposit = depositUsdc;
 
 const view = (prices: [number, bigint][], timestamp = 1_000n): PriceView => ({
   prices: new Map(prices),

@@ -134,15 +134,7 @@ contract PerpV2Liquidator {
     /// on; an empty reason usually means the item ran out of gas (give the batch ~1.5M gas per item).
     /// @return liquidated How many items succeeded.
     function liquidateBatch(Item[] calldata items) external onlyOperator returns (uint256 liquidated) {
-        uint256 n = items.length;
-        for (uint256 i = 0; i < n; i++) {
-            Item calldata item = items[i];
-            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
-                liquidated++;
-            } catch (bytes memory reason) {
-                emit LiquidationFailed(item.trader, item.baseToken, reason);
-            }
-        }
+        return _liquidateItems(items);
     }
 
     /// @notice A maker's open orders block its liquidation (CH_CLWTISO): their excess orders are cancelled first,
@@ -152,6 +144,10 @@ contract PerpV2Liquidator {
         onlyOperator
         returns (uint256 liquidated)
     {
+        return _cancelAndLiquidate(orders, items);
+    }
+
+    function _cancelAndLiquidate(Order[] calldata orders, Item[] calldata items) internal returns (uint256) {
         for (uint256 i = 0; i < orders.length; i++) {
             Order calldata o = orders[i];
             try clearingHouse.cancelAllExcessOrders(o.maker, o.baseToken) {}
@@ -159,6 +155,11 @@ contract PerpV2Liquidator {
                 emit CancelExcessOrdersFailed(o.maker, o.baseToken, reason);
             }
         }
+        return _liquidateItems(items);
+    }
+
+    /// @dev Each item liquidated in turn; one that fails is an event, not a revert.
+    function _liquidateItems(Item[] calldata items) internal returns (uint256 liquidated) {
         uint256 n = items.length;
         for (uint256 i = 0; i < n; i++) {
             Item calldata item = items[i];
@@ -180,22 +181,7 @@ contract PerpV2Liquidator {
         Close[] calldata closes,
         uint256 maxSlippageBps
     ) external onlyOperator returns (uint256 liquidated) {
-        for (uint256 i = 0; i < orders.length; i++) {
-            Order calldata o = orders[i];
-            try clearingHouse.cancelAllExcessOrders(o.maker, o.baseToken) {}
-            catch (bytes memory reason) {
-                emit CancelExcessOrdersFailed(o.maker, o.baseToken, reason);
-            }
-        }
-        uint256 n = items.length;
-        for (uint256 i = 0; i < n; i++) {
-            Item calldata item = items[i];
-            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
-                liquidated++;
-            } catch (bytes memory reason) {
-                emit LiquidationFailed(item.trader, item.baseToken, reason);
-            }
-        }
+        liquidated = _cancelAndLiquidate(orders, items);
         _closeAll(closes, maxSlippageBps);
     }
 

@@ -69,14 +69,12 @@ export class PerpV2Inventory {
       readonly canClose: boolean;
       /** Reads each market's pool price at every head (mode close): a close is sent only when the pool allows it. */
       readonly client?: PublicClient;
+      /** Whether accounts were found liquidatable at the last head: pool prices are read only then, or while holding. */
+      readonly busy?: () => boolean;
       readonly log?: Logger;
     },
   ) {
     this.holder = o.holder.toLowerCase();
-  }
-
-  get mode(): "close" | "hold" {
-    return this.o.settings.mode;
   }
 
   get maxSlippageBps(): bigint {
@@ -180,10 +178,18 @@ export class PerpV2Inventory {
     return spot * (RATIO_ONE + feeRatio) * 10_000n <= mark * (10_000n + bps) * RATIO_ONE;
   }
 
-  /** Reads every open market's pool price, pinned to the head (mode close only). */
-  private readSpots(view: PriceView): void {
+  /**
+   * Reads every open market's pool price, pinned to the head (mode close only), while something is held or accounts
+   * are being liquidated: no read on a quiet chain.
+   */
+  private readSpots(view: PriceView, holding: boolean): void {
     const client = this.o.client;
     if (!client || !this.closing) return;
+    if (!holding && !this.o.busy?.()) {
+      this.spot.clear();
+      this.spotBefore.clear();
+      return;
+    }
     const markets = [...this.o.book.markets.values()].filter((m) => m.status === "open");
     void Promise.all(
       markets.map((m) =>
@@ -289,7 +295,7 @@ export class PerpV2Inventory {
         );
       }
     }
-    this.readSpots(view);
+    this.readSpots(view, held.length > 0);
     this.checkMargin(view);
   }
 

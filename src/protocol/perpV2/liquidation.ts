@@ -135,7 +135,6 @@ export interface PerpV2Target {
   readonly shortfall: bigint;
   /** The liquidator's free collateral at imRatio it takes (quote WAD, an upper bound for a flat liquidator). */
   readonly capacity: bigint;
-  readonly gasGuess: bigint;
 }
 
 export interface PerpV2Plan {
@@ -144,9 +143,6 @@ export interface PerpV2Plan {
   /** In order: the largest position first. */
   readonly targets: readonly PerpV2Target[];
 }
-
-/** One liquidation: 1.06-1.42M gas measured (docs/notes perp-v2-curie.md). */
-export const PERP_V2_LIQUIDATION_GAS = 1_500_000n;
 
 /**
  * What to liquidate of an account the evaluation says is liquidatable (exact below requirement, or bounded with
@@ -240,7 +236,6 @@ export function planTargets(
       expectedReward: effect.reward,
       shortfall,
       capacity: effect.cost,
-      gasGuess: PERP_V2_LIQUIDATION_GAS,
     });
   }
   return { prerequisites, targets };

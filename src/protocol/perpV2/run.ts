@@ -132,6 +132,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     settings: exchange.inventory,
     canClose: liquidator !== undefined,
     client: publicClient,
+    busy: () => keeperRef?.liquidatableKeys()[Symbol.iterator]().next().done === false,
     log: logs.keeper,
   });
   if (exchange.inventory.mode === "close" && !liquidator) {

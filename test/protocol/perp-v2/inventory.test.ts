@@ -97,11 +97,13 @@ function setup(inventory: Record<string, unknown> = {}, spot = new Map<string, b
 }
 
 describe("perp-v2 inventory", () => {
-  it("follows what the liquidator holds: said when taken over, closed when the book shows it flat", () => {
-    const { book, logs, inv } = setup();
+  it("follows what the liquidator holds: said when taken over, closed when the book shows it flat", async () => {
+    const { book, logs, inv, pools } = setup();
     deposit(book, holder, 10_000_000_000n);
     inv.onTick(at(10n));
+    await flush();
     expect(inv.held()).toEqual([]);
+    expect(pools.reads()).toBe(0); // nothing held, nothing being liquidated: no pool read
     position(book, holder, eth, 2n * WAD, -3950n * WAD);
     inv.onTick(at(11n));
     expect(inv.held()).toEqual([

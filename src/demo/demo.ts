@@ -4,19 +4,17 @@
  * liquidates. Everything it prints is the keeper's own log.
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseUnits } from "viem";
 import { type RunningKeeper, startKeeper } from "../app.ts";
-import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
+import { ANVIL_KEYS } from "../devnet/anvil.ts";
 import { devnetConfig } from "../devnet/config.ts";
 import { DevExchange, ORACLE_DECIMALS } from "../devnet/exchange.ts";
 import { accountsNeeded, BTC, devnetPositions, ETH, openPositions } from "../devnet/positions.ts";
 import type { Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import { fundingIndexAt, health } from "../protocol/perpEngine/math.ts";
+import { keepFollowing, onDemoChain } from "./stage.ts";
 
 /** The demo's price path: calm, a crash, a squeeze. */
 export const DEMO_PRICE_PATH: readonly { readonly label: string; readonly BTC: string; readonly ETH: string }[] = [
@@ -56,10 +54,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   // the demo's own lines; the keeper's parts carry theirs (src/app.ts componentLogs)
   const log = o.log.child({ component: "demo" });
   const specs = devnetPositions();
-  const anvil = await startAnvil({ accounts: accountsNeeded(specs) + 1 });
-  let running: RunningKeeper | undefined;
-  const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-demo-"));
-  try {
+  return onDemoChain({ accounts: accountsNeeded(specs) + 1 }, signal, async ({ anvil, stateDir, started }) => {
     log.info({ event: "devnet_started", rpcUrl: anvil.rpcUrl }, "local Anvil devnet started");
     const ex = await DevExchange.deploy(anvil.rpcUrl);
     await openPositions(ex, specs);
@@ -83,7 +78,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         `demo: 1-second blocks; liquidations prepared on pending oracle updates (${o.precompute})`,
       );
     }
-    running = await startKeeper({
+    const keeper = await startKeeper({
       config: o.precompute
         ? { ...config, network: { ...config.network, wsUrl: anvil.rpcUrl.replace("http://", "ws://") } }
         : config,
@@ -92,7 +87,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       log: o.log,
       signal,
     });
-    const keeper = running;
+    started(keeper);
     keeper.done.catch(() => {});
     if (keeper.metricsUrl) {
       log.info(
@@ -112,10 +107,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       ]);
       await waitForKeeper(keeper, await ex.publicClient.getBlockNumber({ cacheTime: 0 }), signal, 20_000);
     }
-    if (o.keepRunning && !signal.aborted) {
-      log.info({ event: "demo_following" }, "scenario done; the keeper keeps following (Ctrl-C to stop)");
-      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
-    }
+    await keepFollowing(o.keepRunning, signal, log);
     const stillLiquidatable = countLiquidatable(keeper);
     const result = {
       liquidatedByKeeper: keeper.keeper.liquidationsOurs,
@@ -128,14 +120,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         `${result.stillLiquidatable} left below maintenance, ${result.openPositions} healthy positions open`,
     );
     return result;
-  } finally {
-    try {
-      await running?.stop(signal.aborted ? "signal" : "demo finished");
-    } finally {
-      await anvil.stop();
-      rmSync(stateDir, { recursive: true, force: true });
-    }
-  }
+  });
 }
 
 /** Waits until the keeper has seen block `head` and has no liquidatable position left unhandled. */

@@ -7,13 +7,10 @@
  * and again until healthy, and it closes the positions it took over through the pool. The summary says what the
  * chain says: every account's health by the ClearingHouse's own views, and the liquidator's positions.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Address, formatUnits, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { parseConfig } from "../config/load.ts";
-import { ANVIL_KEYS, startAnvil } from "../devnet/anvil.ts";
+import { ANVIL_KEYS } from "../devnet/anvil.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../devnet/perpV2/abis.ts";
 import { perpV2KeeperConfig } from "../devnet/perpV2/deploy.ts";
 import { decodePerpV2Events, PerpV2Devnet } from "../devnet/perpV2/scenario.ts";
@@ -21,6 +18,7 @@ import { long, openTraders, short, spec, stageLiquidator, stageMarkets, type Tra
 import type { Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import { type PerpV2RunningKeeper, startPerpV2Keeper } from "../protocol/perpV2/run.ts";
+import { keepFollowing, onDemoChain } from "./stage.ts";
 
 const ETH = "vETH";
 const BTC = "vBTC";
@@ -77,10 +75,8 @@ export interface PerpV2DemoResult {
 export async function runPerpV2Demo(o: PerpV2DemoOptions): Promise<PerpV2DemoResult> {
   const { signal } = o;
   const log = o.log.child({ component: "demo" });
-  const anvil = await startAnvil({ blockTime: 1, accounts: FIRST_TRADER + PERP_V2_DEMO_TRADERS.length + 2 });
-  let running: PerpV2RunningKeeper | undefined;
-  const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-demo-"));
-  try {
+  const accounts = FIRST_TRADER + PERP_V2_DEMO_TRADERS.length + 2;
+  return onDemoChain({ blockTime: 1, accounts }, signal, async ({ anvil, stateDir, started }) => {
     log.info({ event: "devnet_started", rpcUrl: anvil.rpcUrl }, "local Anvil devnet started (1-second blocks)");
     const dev = await PerpV2Devnet.deploy(anvil.rpcUrl);
     const client = dev.publicClient as unknown as PublicClient;
@@ -102,8 +98,14 @@ export async function runPerpV2Demo(o: PerpV2DemoOptions): Promise<PerpV2DemoRes
 
     const raw = perpV2KeeperConfig(dev.d, anvil.rpcUrl, { pollIntervalMs: 200, metricsPort: 0, stateDir });
     const config = parseConfig({ ...raw, exchange: { ...(raw.exchange as object), liquidator } }, "perp-v2 demo");
-    running = await startPerpV2Keeper({ config, rpcUrl: anvil.rpcUrl, privateKeys: [KEEPER_KEY], log: o.log, signal });
-    const keeper = running;
+    const keeper = await startPerpV2Keeper({
+      config,
+      rpcUrl: anvil.rpcUrl,
+      privateKeys: [KEEPER_KEY],
+      log: o.log,
+      signal,
+    });
+    started(keeper);
     keeper.done.catch(() => {});
     await caughtUp(keeper, await client.getBlockNumber({ cacheTime: 0 }), signal);
 
@@ -128,10 +130,7 @@ export async function runPerpV2Demo(o: PerpV2DemoOptions): Promise<PerpV2DemoRes
       flat = await isFlat(client, dev, liquidator);
       if (left === 0 && flat) break;
     }
-    if (o.keepRunning && !signal.aborted) {
-      log.info({ event: "demo_following" }, "scenario done; the keeper keeps following (Ctrl-C to stop)");
-      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
-    }
+    await keepFollowing(o.keepRunning, signal, log);
     const head = await client.getBlockNumber({ cacheTime: 0 });
     const events = decodePerpV2Events(
       await client.getLogs({ address: [dev.d.clearingHouse, liquidator], fromBlock: crashFrom, toBlock: head }),
@@ -165,14 +164,7 @@ export async function runPerpV2Demo(o: PerpV2DemoOptions): Promise<PerpV2DemoRes
         `its account value changed by ${Number(result.liquidatorValueChange).toFixed(2)} USDC`,
     );
     return result;
-  } finally {
-    try {
-      await running?.stop(signal.aborted ? "signal" : "demo finished");
-    } finally {
-      await anvil.stop();
-      rmSync(stateDir, { recursive: true, force: true });
-    }
-  }
+  });
 }
 
 /** Waits until the keeper's watcher has processed block `head`. */

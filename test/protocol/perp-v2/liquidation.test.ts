@@ -28,7 +28,7 @@ import {
 } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
-import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, IF, logOf, trader, USDC, WAD } from "./helpers.ts";
+import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, IF, logOf, takerTrade, trader, USDC, WAD } from "./helpers.ts";
 
 const t1 = trader(1).toLowerCase() as Address;
 const keeper = trader(9).toLowerCase() as Address;
@@ -121,21 +121,8 @@ function account(book: PerpV2Book) {
   return a;
 }
 
-function position(book: PerpV2Book, base: Address, size: bigint, openNotional: bigint) {
-  book.apply(
-    ev({
-      kind: "positionChanged",
-      trader: t1,
-      baseToken: base,
-      exchangedPositionSize: size,
-      exchangedPositionNotional: -openNotional,
-      fee: 0n,
-      openNotional,
-      realizedPnl: 0n,
-      sqrtPriceAfterX96: 0n,
-    }),
-  );
-}
+const position = (book: PerpV2Book, base: Address, size: bigint, openNotional: bigint) =>
+  takerTrade(book, t1, base, size, openNotional);
 
 const at = (eth: bigint, btc: bigint): PriceView => ({
   prices: new Map([

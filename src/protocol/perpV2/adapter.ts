@@ -20,8 +20,9 @@ import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
 import { type FollowUpPlans, MAX_FOLLOW_UPS, planFollowUps } from "./followUps.ts";
 import type { PerpV2Inventory } from "./inventory.ts";
-import { encodeLiquidate, planTargets, receiptLiquidations, revertMeaning } from "./liquidation.ts";
+import { encodeLiquidate, planTargets } from "./liquidation.ts";
 import type { PerpV2MarginModel } from "./margin.ts";
+import { receiptLiquidations, revertMeaning } from "./outcomes.ts";
 import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
 export const PERP_V2_ADAPTER = "perp-v2";

@@ -19,8 +19,8 @@ import type { Finding } from "../adapter.ts";
 import type { PriceView } from "../types.ts";
 import type { PerpV2ExchangeConfig } from "./config.ts";
 import { accountFigures, UNBOUNDED } from "./figures.ts";
-import { revertMeaning } from "./liquidation.ts";
 import { abs, dustFiltered, positionValue, RATIO_ONE } from "./math.ts";
+import { revertMeaning } from "./outcomes.ts";
 import { sqrtPriceX96ToWad } from "./prices.ts";
 import { type PerpV2BookView, targetKey } from "./records.ts";
 

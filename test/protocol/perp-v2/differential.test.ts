@@ -17,14 +17,9 @@ import { accountBalanceAbi, clearingHouseAbi } from "../../../src/protocol/perpV
 import { PerpV2Book } from "../../../src/protocol/perpV2/book.ts";
 import { discoverPerpV2 } from "../../../src/protocol/perpV2/discover.ts";
 import { perpV2Decoder } from "../../../src/protocol/perpV2/events.ts";
-import {
-  encodeTarget,
-  type PerpV2Outcome,
-  planTargets,
-  receiptOutcomes,
-  revertMeaning,
-} from "../../../src/protocol/perpV2/liquidation.ts";
+import { encodeTarget, planTargets } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
+import { type PerpV2Outcome, receiptOutcomes, revertMeaning } from "../../../src/protocol/perpV2/outcomes.ts";
 import { type PerpV2Deployment, perpV2Deployment } from "../../../src/protocol/perpV2/prices.ts";
 import { chainEvents, compareAccount, newTally, type Snapshot, snapshot } from "./chainCheck.ts";
 

@@ -21,12 +21,11 @@ import {
   encodeTarget,
   liquidatableSize,
   liquidationEffect,
-  liquidationOutcomes,
   planTargets,
-  revertMeaning,
   UINT24_REVERT,
 } from "../../../src/protocol/perpV2/liquidation.ts";
 import { perpV2Margin } from "../../../src/protocol/perpV2/margin.ts";
+import { liquidationOutcomes, revertMeaning } from "../../../src/protocol/perpV2/outcomes.ts";
 import type { PriceView } from "../../../src/protocol/types.ts";
 import { BTC, bookWithMarkets, CONTRACTS, ETH, ev, IF, logOf, takerTrade, trader, USDC, WAD } from "./helpers.ts";
 

@@ -8,6 +8,13 @@
  * Accounts whose evaluation is a bound that straddles the boundary are settled by the model's confirmation reads,
  * pinned to the head's hash, made off the tick's path; the answer is observed by the engine and, when liquidatable,
  * handed to the executor then.
+ *
+ * Looking ahead: a tick may carry the prices the next block is expected to see (`tick.ahead`: views read at its
+ * number and expected time). The accounts that are safe now but liquidatable there (CrossRiskEngine.lookahead, exact
+ * on the cold and warm tiers) are handed to the executor at this head (`account_anticipated`), so that their
+ * liquidation is in the very block that first allows it rather than the one after. Until the next head they count
+ * as liquidatable; the next head judges them as it finds them (a forecast that failed cancels what is still pending,
+ * and a liquidation that lands early is skipped by the liquidator contract, not reverted).
  */
 import type { Hex, PublicClient } from "viem";
 import { describeError } from "./chain/errors.ts";
@@ -54,6 +61,8 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
   private stale = false;
   /** Confirmation reads in flight, by account: one at a time each. */
   private readonly confirming = new Set<string>();
+  /** Accounts the last tick's forecast found liquidatable in the next block (not at the tick itself). */
+  private anticipated = new Map<string, Evaluation>();
 
   constructor(private readonly p: AccountKeeperParts<A, M, G, E>) {}
 
@@ -105,9 +114,14 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     if (!this.lastView) return undefined;
     const key = this.p.adapter.accountOf(targetKey);
     if (!this.p.book.accounts.has(key)) return false;
-    if (this.flagged.has(key)) return true;
+    if (this.flagged.has(key) || this.anticipated.has(key)) return true;
     if (this.p.risk.tierOf(key) === "waiting" || this.confirming.has(key)) return undefined;
     return false;
+  }
+
+  /** Whether any account is being liquidated: found liquidatable at the last tick, or in its forecast. */
+  busy(): boolean {
+    return this.flagged.size > 0 || this.anticipated.size > 0;
   }
 
   /** Accounts found liquidatable at the last tick that are still in the book (ops: left behind). */
@@ -134,9 +148,43 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     const fresh = [...next.keys()].filter((k) => !this.flagged.has(k));
     this.flagged = next;
     if (findings.length > 0) this.p.executor.submit(findings, tick);
+    this.anticipated = new Map();
+    // before onHead: what is pending for the next block is still wanted there
+    if (tick.ahead) this.lookahead(tick, tick.ahead);
     this.p.executor.onHead(tick);
     for (const key of fresh) this.logFlagged(key, next.get(key) as Evaluation, tick);
     if (result.confirm.length > 0) void this.confirm(result.confirm, view, tick);
+  }
+
+  /** The accounts the next block will find below maintenance, by the forecast: sent for that block. */
+  private lookahead(tick: Tick, ahead: NonNullable<Tick["ahead"]>): void {
+    if (ahead.timestamp <= tick.timestamp || ahead.prices.size === 0) return;
+    const view: PriceView = { prices: ahead.prices, timestamp: ahead.timestamp, blockNumber: ahead.blockNumber };
+    const { liquidatable, truncated } = this.p.risk.lookahead(view);
+    if (truncated) {
+      this.p.log.warn(
+        { event: "lookahead_truncated", blockNumber: big(tick.blockNumber) },
+        `too many accounts near maintenance to look ahead at all of them at block ${tick.blockNumber}`,
+      );
+    }
+    const findings: Finding[] = [];
+    for (const f of liquidatable) {
+      const key = f.account.key;
+      if (this.flagged.has(key) || this.confirming.has(key)) continue;
+      this.anticipated.set(key, f.evaluation);
+      findings.push(...this.p.adapter.findings(f.account, f.evaluation, view, this.p.book));
+      this.p.log.info(
+        {
+          event: "account_anticipated",
+          account: key,
+          blockNumber: big(tick.blockNumber),
+          forBlock: big(ahead.blockNumber),
+          expectedTimestamp: big(ahead.timestamp),
+        },
+        `account ${key} will be below maintenance margin in block ${ahead.blockNumber}: its liquidation is sent for it`,
+      );
+    }
+    if (findings.length > 0) this.p.executor.submit(findings, tick);
   }
 
   /** The engine follows the book (rebuilt from it after replayed history). */

@@ -142,4 +142,36 @@ describe("AccountKeeper", () => {
     const found = new Set(k.submitted.flat().map((f) => f.target.account));
     expect(found.size).toBe(19); // 95 .. 113
   });
+
+  it("looks ahead: an account the next block's expected prices make liquidatable is sent at this head, and kept until then", () => {
+    const k = setup();
+    k.keeper.handleEvent({ ref: ref(1n), account: hedged("0xa", 100n * WAD) });
+    k.keeper.handleEvent({ ref: ref(1n), account: hedged("0xb", 1000n * WAD) });
+    k.keeper.handleTick(k.tick(100n, 50n));
+    // at this head both are safe; the forecast for the next block has a at 20 down
+    const now = k.tick(100n, 50n);
+    const ahead = {
+      prices: new Map([
+        [0, 99n * WAD],
+        [1, 51n * WAD],
+      ]),
+      blockNumber: now.blockNumber + 1n,
+      timestamp: now.timestamp + 1n,
+    };
+    k.keeper.handleTick({ ...now, ahead });
+    expect(k.submitted.flat().map((f) => f.target.key)).toEqual(["0xa/0", "0xa/1"]);
+    expect(k.keeper.stillLiquidatable("0xa/0")).toBe(true); // pending for the next block: not cancelled
+    expect(k.keeper.stillLiquidatable("0xb/0")).toBe(false);
+    expect(k.keeper.busy()).toBe(true);
+    expect([...k.keeper.liquidatableKeys()]).toEqual([]); // not liquidatable yet: nothing is left behind
+    // the next block did not bring the forecast: a's pending liquidation is no longer wanted
+    k.keeper.handleTick(k.tick(100n, 50n));
+    expect(k.keeper.stillLiquidatable("0xa/0")).toBe(false);
+    expect(k.keeper.busy()).toBe(false);
+    // a forecast no later than the head is not one
+    k.submitted.length = 0;
+    const stale = k.tick(100n, 50n);
+    k.keeper.handleTick({ ...stale, ahead: { ...ahead, timestamp: stale.timestamp } });
+    expect(k.submitted).toEqual([]);
+  });
 });

@@ -363,7 +363,10 @@ export class Inclusion {
         txHash: receipt.transactionHash,
         blockNumber: big(receipt.blockNumber),
       },
-      `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
+      how === "not_liquidatable"
+        ? `${this.h.o.marketName(t.marketId)} position of ${t.trader} was not liquidatable when our call ran ` +
+            "(settled or topped up first, or sent for a block its forecast came early for)"
+        : `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
     );
   }
 }

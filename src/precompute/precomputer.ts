@@ -18,6 +18,7 @@
  * block) always runs as well; a position with work under way is never planned twice.
  */
 import type { Address, Hex } from "viem";
+import { BlockClock } from "../chain/blockClock.ts";
 import type { Attempt } from "../executor/attempt.ts";
 import type { Executor, PendingPlan } from "../executor/executor.ts";
 import type { TickHook } from "../keeper.ts";
@@ -84,16 +85,13 @@ export interface PrecomputeStats {
 
 /** Checks in a row that must find the node without an update before it counts as dropped. */
 const UNKNOWN_CHECKS = 2;
-/** Block intervals remembered to expect the next block's time. */
-const INTERVALS = 8;
 
 export class Precomputer implements TickHook {
   readonly stats: PrecomputeStats = { seen: 0, landed: 0, replaced: 0, dropped: 0, expired: 0 };
   private readonly tracked = new Map<Hex, Tracked>();
   /** Hashes an update was known by before a same-answer replacement took its place (see adopt). */
   private readonly aliases = new Map<Hex, Tracked>();
-  private readonly intervals: bigint[] = [];
-  private previousTimestamp: bigint | undefined;
+  private readonly clock = new BlockClock();
   private timer: ReturnType<typeof setInterval> | undefined;
   private checking = false;
   private source: PendingSource | undefined;
@@ -145,15 +143,7 @@ export class Precomputer implements TickHook {
 
   /** The next block's expected timestamp: the head's plus the usual interval, and not before the wall clock. */
   private nextTimestamp(tick: Tick): bigint {
-    const sorted = [...this.intervals].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    let interval = sorted.length > 0 ? (sorted[Math.floor(sorted.length / 2)] as bigint) : 1n;
-    if (interval < 1n) interval = 1n;
-    if (interval > 60n) interval = 60n;
-    const next = tick.timestamp + interval;
-    const now = BigInt(Math.floor(Date.now() / 1000));
-    // a wall clock far from the chain's (a test chain set in time, or a host clock gone wrong) is not trusted: ahead
-    // of the chain's own estimate by more than two intervals, the estimate stands
-    return now > next && now - next <= 2n * interval ? now : next;
+    return this.clock.next(tick.timestamp);
   }
 
   /** A pending update to a market's aggregator, as the source saw it. */
@@ -253,11 +243,7 @@ export class Precomputer implements TickHook {
   /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */
   onTick(tick: Tick): void {
     this.aggregatorMap = undefined; // markets listed, proxies re-pointed: rebuilt when next asked
-    if (this.previousTimestamp !== undefined && tick.timestamp > this.previousTimestamp) {
-      this.intervals.push(tick.timestamp - this.previousTimestamp);
-      if (this.intervals.length > INTERVALS) this.intervals.shift();
-    }
-    this.previousTimestamp = tick.timestamp;
+    this.clock.observe(tick.timestamp);
     for (const t of [...this.tracked.values()]) {
       const verdict = judgeUpdate({
         seenAtBlock: t.seenAtBlock,

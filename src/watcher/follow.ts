@@ -67,6 +67,7 @@ export function tick(s: WatcherState, block: Head, prices: TickPrices, receivedA
     prices: prices.prices,
     receivedAt,
     ...(prices.oracleUpdatedAt ? { oracleUpdatedAt: prices.oracleUpdatedAt } : {}),
+    ...(prices.ahead ? { ahead: prices.ahead } : {}),
   };
   s.o.onTick(s.lastTick);
 }

@@ -16,6 +16,15 @@ export interface TickPrices {
   readonly prices: ReadonlyMap<number, bigint>;
   /** Each market's oracle answer time (unix seconds) at this head, refused answers included; push oracles only. */
   readonly oracleUpdatedAt?: ReadonlyMap<number, bigint>;
+  /** The prices the next block is expected to see (views read at its expected number and time); view sources only. */
+  readonly ahead?: AheadPrices;
+}
+
+/** Prices read as the block after the head would see them, the head's transactions only: a forecast, not a fact. */
+export interface AheadPrices {
+  readonly prices: ReadonlyMap<number, bigint>;
+  readonly blockNumber: bigint;
+  readonly timestamp: bigint;
 }
 
 /** `R`: what the source reads alongside a head's logs and takes back once the head's events are applied. */

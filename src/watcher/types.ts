@@ -9,7 +9,7 @@ import type { Subscription } from "../chain/subscription.ts";
 import type { Logger } from "../ops/logger.ts";
 import type { ChainLog } from "../protocol/adapter.ts";
 import type { LogRef } from "../state/events.ts";
-import type { PriceSource } from "./prices.ts";
+import type { AheadPrices, PriceSource } from "./prices.ts";
 
 /** A decoded exchange event, as far as the watcher needs it: where it sits in the chain. */
 export interface WatchedEvent {
@@ -60,6 +60,8 @@ export interface Tick {
   readonly receivedAt?: number;
   /** Each market's oracle answer time (updatedAt, unix seconds) known at this head, refused answers included. */
   readonly oracleUpdatedAt?: ReadonlyMap<number, bigint>;
+  /** The prices the next block is expected to see (watcher/prices.ts AheadPrices): liquidations sent for it. */
+  readonly ahead?: AheadPrices;
 }
 
 /** A live head subscription (renewed when it was open but announced nothing while blocks came). */

@@ -6,12 +6,19 @@
  * - a read that fails, or an answer that does not decode to a positive price, leaves that market out of the tick
  *   (nothing is liquidated against it), said once until the market is priced again;
  * - a market listed in the head's own block is read after its events are applied (a second round trip, rare).
+ *
+ * Looking ahead (`lookahead`, while it is wanted): the same reads are made a second time in the head's round trip, as
+ * the next block would make them (eth_call's block overrides: the head's number + 1 and the next block's expected
+ * time, BlockClock). A mark that follows a TWAP moves with time alone, so the keeper learns which accounts the next
+ * block will find below maintenance and sends their liquidations for it. These prices are a forecast: a failed read
+ * or a bad answer leaves the market out of it quietly, and nothing but a liquidation the contract may skip rests on it.
  */
 import type { Address, Hex, Log, PublicClient } from "viem";
-import { readPinned } from "../chain/pinnedReads.ts";
+import { BlockClock } from "../chain/blockClock.ts";
+import { type NextBlock, readPinned } from "../chain/pinnedReads.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import type { ReadCall } from "../protocol/types.ts";
-import type { PriceSource, TickPrices } from "./prices.ts";
+import type { AheadPrices, PriceSource, TickPrices } from "./prices.ts";
 import type { Head } from "./types.ts";
 
 /** One market's mark-price view, as the adapter states it. */
@@ -26,11 +33,14 @@ export interface ViewMarket {
 interface HeadReads {
   readonly markets: readonly ViewMarket[];
   readonly answers: PromiseSettledResult<Hex>[];
+  /** The same reads as the next block would make them. */
+  readonly ahead?: { readonly next: NextBlock; readonly answers: PromiseSettledResult<Hex>[] };
 }
 
 export class ViewPrices implements PriceSource<HeadReads> {
   /** Markets whose price is missing, said once until priced again. */
   private readonly missing = new Set<number>();
+  private readonly clock = new BlockClock();
 
   constructor(
     private readonly o: {
@@ -38,6 +48,8 @@ export class ViewPrices implements PriceSource<HeadReads> {
       readonly markets: () => readonly ViewMarket[];
       readonly log: Logger;
       readonly multicall3?: Address;
+      /** Whether to read the next block's prices too (at this head): e.g. while accounts are near maintenance. */
+      readonly lookahead?: () => boolean;
     },
   ) {}
 
@@ -51,7 +63,14 @@ export class ViewPrices implements PriceSource<HeadReads> {
 
   async readHead(client: PublicClient, block: Head): Promise<HeadReads> {
     const markets = [...this.o.markets()]; // as of the head's ask: a market its events list is read after them
-    return { markets, answers: await this.read(client, markets, block) };
+    this.clock.observe(block.timestamp);
+    if (!this.o.lookahead?.()) return { markets, answers: await this.read(client, markets, block) };
+    const next = { number: block.number + 1n, time: this.clock.next(block.timestamp) };
+    const [answers, ahead] = await Promise.all([
+      this.read(client, markets, block),
+      this.read(client, markets, block, next).catch((error: unknown) => markets.map(() => rejected(error))),
+    ]);
+    return { markets, answers, ahead: { next, answers: ahead } };
   }
 
   async settleHead(client: PublicClient, block: Head, head: HeadReads, _logs: readonly Log[]): Promise<TickPrices> {
@@ -65,7 +84,8 @@ export class ViewPrices implements PriceSource<HeadReads> {
         answers.set(m.id, more[i] as PromiseSettledResult<Hex>);
       });
     }
-    return this.prices(block, all, answers);
+    const prices = this.prices(block, all, answers);
+    return head.ahead ? { ...prices, ahead: this.ahead(head.markets, head.ahead) } : prices;
   }
 
   async resync(client: PublicClient, block: Head): Promise<TickPrices> {
@@ -76,19 +96,38 @@ export class ViewPrices implements PriceSource<HeadReads> {
 
   reset(): void {
     this.missing.clear();
+    this.clock.clear();
   }
 
   private read(
     client: PublicClient,
     markets: readonly ViewMarket[],
     block: Head,
+    next?: NextBlock,
   ): Promise<PromiseSettledResult<Hex>[]> {
     return readPinned(
       client,
       markets.map((m) => m.read),
       block.hash,
       this.o.multicall3,
+      next,
     );
+  }
+
+  /** The next block's prices: every answer that decodes to a positive price, the rest left out without a word. */
+  private ahead(markets: readonly ViewMarket[], read: NonNullable<HeadReads["ahead"]>): AheadPrices {
+    const prices = new Map<number, bigint>();
+    markets.forEach((m, i) => {
+      const answer = read.answers[i];
+      if (answer?.status !== "fulfilled") return;
+      try {
+        const price = m.decode(answer.value);
+        if (price > 0n) prices.set(m.id, price);
+      } catch {
+        // a forecast: a market without one is judged at the next head as usual
+      }
+    });
+    return { prices, blockNumber: read.next.number, timestamp: read.next.time };
   }
 
   private prices(
@@ -122,4 +161,8 @@ export class ViewPrices implements PriceSource<HeadReads> {
     }
     return { prices };
   }
+}
+
+function rejected(reason: unknown): PromiseSettledResult<Hex> {
+  return { status: "rejected", reason };
 }

@@ -58,6 +58,17 @@ describe("CrossRiskEngine against a full exact scan", () => {
     );
   });
 
+  it("lookahead: at the next view, before ticking, exactly the cold and warm accounts a scan finds liquidatable there", () => {
+    let anticipated = 0;
+    fc.assert(
+      fc.property(scenarioArb, fc.constantFrom("exact" as const, "bounded" as const), (scenario, exactness) => {
+        anticipated += runScenario(scenario, { exactness, observe: true, lookahead: true }).anticipated;
+      }),
+      { seed: SEED + 4, numRuns: RUNS },
+    );
+    expect(anticipated).toBeGreaterThan(RUNS / 2); // views do make cold and warm accounts liquidatable
+  });
+
   it("detects misses: a model that understates a slope fails the same property", () => {
     const result = fc.check(
       fc.property(scenarioArb, (scenario: Scenario) => {

@@ -76,4 +76,40 @@ describe("ViewPrices", () => {
     expect(tick.prices.get(4)).toBe(9n * WAD);
     expect(tick.prices.get(1)).toBe(7n * WAD);
   });
+
+  it("looks ahead while wanted: the same reads as the next block (number + 1, expected time) in the head's round trip", async () => {
+    const seen: { over?: { number: Hex; time: Hex } }[] = [];
+    const client = {
+      async request({
+        params,
+      }: {
+        method: string;
+        params: [{ to: Hex }, { blockHash: Hex }, unknown?, { number: Hex; time: Hex }?];
+      }) {
+        seen.push(params[3] ? { over: params[3] } : {});
+        const id = Number.parseInt(params[0].to.slice(-2), 16);
+        if (id === 2 && params[3]) throw new Error("execution reverted");
+        // the view moves with time: its answer is the block time it runs at
+        return toHex((params[3] ? hexToBigInt(params[3].time) : 0n) + BigInt(id) * WAD, { size: 32 });
+      },
+    } as unknown as PublicClient;
+    let wanted = false;
+    const logs = captureLogs();
+    const prices = new ViewPrices({ markets: () => [market(1), market(2)], log: logs.log, lookahead: () => wanted });
+    const settle = async (n: bigint) => {
+      const block = head(n);
+      return prices.settleHead(client, block, await prices.readHead(client, block), []);
+    };
+    expect((await settle(10n)).ahead).toBeUndefined();
+    expect(seen.every((c) => c.over === undefined)).toBe(true);
+    wanted = true;
+    const tick = await settle(12n); // heads 10 and 12: a 2 s interval, so the next block is expected at 1012 + 2
+    expect(tick.ahead?.blockNumber).toBe(13n);
+    expect(tick.ahead?.timestamp).toBe(1014n);
+    expect(tick.ahead?.prices.get(1)).toBe(1014n + WAD);
+    expect(tick.ahead?.prices.has(2)).toBe(false); // a failed forecast read is left out, quietly
+    expect(tick.prices.get(2)).toBe(2n * WAD); // and the head's own price stands
+    expect(seen.filter((c) => c.over).map((c) => c.over?.number)).toEqual(["0xd", "0xd"]);
+    expect(logs.lines.filter((l) => l.event === "mark_price_unavailable")).toEqual([]);
+  });
 });

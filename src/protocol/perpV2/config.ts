@@ -9,7 +9,8 @@
  *     "liquidator": "0x…",             the keeper's PerpV2Liquidator; absent: each signer liquidates from its own
  *                                      Vault account
  *     "inventory": { "mode": "close", "closeWithinBlocks": 5, "maxSlippageBps": 100, "maxExposure": "0" },
- *     "minFreeCollateral": "5000"      alert when the liquidator's free collateral falls below it
+ *     "minFreeCollateral": "5000",     alert when the liquidator's free collateral falls below it
+ *     "lookahead": true                send for the next block the accounts its expected marks make liquidatable
  *   }
  */
 import { type Address, getAddress, isAddress } from "viem";
@@ -70,6 +71,12 @@ export const perpV2ExchangeSchema = z
     inventory: perpV2InventorySchema.prefault({}),
     /** Settlement token (USDC) the liquidator's free collateral should not fall below: an alert, not a stop. */
     minFreeCollateral: decimalString.optional(),
+    /**
+     * Look ahead: while accounts are near maintenance, each head's marks are read a second time as the next block
+     * will see them (its number and expected time: the mark follows the pool's TWAP), and the accounts it will find
+     * liquidatable are sent for that block. One more eth_call per head, in the head's round trip.
+     */
+    lookahead: z.boolean().default(true),
   })
   .strict();
 

@@ -132,7 +132,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     settings: exchange.inventory,
     canClose: liquidator !== undefined,
     client: publicClient,
-    busy: () => keeperRef?.liquidatableKeys()[Symbol.iterator]().next().done === false,
+    busy: () => keeperRef?.busy() === true,
     log: logs.keeper,
   });
   if (exchange.inventory.mode === "close" && !liquidator) {
@@ -232,6 +232,12 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     markets: () => perpV2PriceMarkets(book, contracts.accountBalance),
     log: logs.watcher,
     multicall3: connection.multicall3,
+    // the next block's marks, while some account is near maintenance (warm) or being liquidated
+    lookahead: () => {
+      if (!exchange.lookahead) return false;
+      const tiers = risk.stats();
+      return tiers.warm + tiers.liquidatable > 0;
+    },
   });
   const watcher: PerpV2RunningKeeper["watcher"] = new Watcher({
     client: publicClient,

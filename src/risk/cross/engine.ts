@@ -257,6 +257,47 @@ export class CrossRiskEngine<A extends AccountRecord> {
   }
 
   /**
+   * The accounts that are not liquidatable now but will be at `view` (the next block's expected prices and time),
+   * without changing anything: every warm account, and the cold ones whose certificate `view` breaks (a face its
+   * prices cross, a deadline it reaches), evaluated exactly there; a cold account whose box holds the view is safe at
+   * it. Accounts already liquidatable, dirty or waiting are not looked at; a bounded evaluation is not a verdict.
+   * At most `maxEvaluations` model calls (`truncated` says when more were due).
+   */
+  lookahead(view: PriceView, maxEvaluations = 10_000): { liquidatable: Flagged<A>[]; truncated: boolean } {
+    const { tier, deadline } = this.book.slots;
+    const t = Number(view.timestamp);
+    const seen = new Set<number>();
+    const liquidatable: Flagged<A>[] = [];
+    let truncated = false;
+    let evaluations = 0;
+    const consider = (s: number): void => {
+      if (seen.has(s) || truncated) return;
+      seen.add(s);
+      if (tier[s] !== WARM && tier[s] !== COLD) return;
+      if (++evaluations > maxEvaluations) {
+        truncated = true;
+        return;
+      }
+      const account = this.book.accounts[s] as A;
+      const evaluation = this.model.evaluate(account, view);
+      if (evaluation.kind !== "unpriced" && (highSlack(evaluation) as bigint) < 0n) {
+        liquidatable.push({ account, evaluation });
+      }
+    };
+    const warm = this.tiers.warm;
+    for (let i = 0; i < warm.length; i++) consider(warm.slot[i] as number);
+    const pf = this.prices.floatsOf(view);
+    for (let id = 0; id < pf.length; id++) {
+      const p = pf[id] as number;
+      if (!Number.isNaN(p) && p !== this.prices.f[id]) this.certs.levels.scan(id, p, consider);
+    }
+    this.certs.heap.forEachDue(t, (s) => {
+      if ((deadline[s] as number) <= t) consider(s);
+    });
+    return { liquidatable, truncated };
+  }
+
+  /**
    * A cold account's certificate (tests, diagnostics): per price its lower and upper level as stored in the trees
    * (the box the account is safe in) and the deadline; undefined unless the account is cold.
    */

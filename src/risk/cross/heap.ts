@@ -71,6 +71,20 @@ export class DeadlineHeap {
     for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(keys[i] as number, slots[i] as number, i, n);
   }
 
+  /** Visits (keeps) the slot of every entry whose key is at most `t`, in no particular order. */
+  forEachDue(t: number, visit: (slot: number) => void): void {
+    const stack: number[] = [];
+    if (this.count > 0) stack.push(0);
+    while (stack.length > 0) {
+      const i = stack.pop() as number;
+      if ((this.keys[i] as number) > t) continue; // a heap: nothing below it is due either
+      visit(this.slots[i] as number);
+      const left = 2 * i + 1;
+      if (left < this.count) stack.push(left);
+      if (left + 1 < this.count) stack.push(left + 1);
+    }
+  }
+
   clear(): void {
     this.count = 0;
   }

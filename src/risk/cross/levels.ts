@@ -124,6 +124,22 @@ export class LevelTrees {
     return n;
   }
 
+  /** Visits (keeps) every level that a fall of `price` to `p` or a rise to it would fire; stale ones included. */
+  scan(price: number, p: number, visit: (slot: number) => void): void {
+    const down = this.down[price];
+    if (down !== undefined && down.size > 0 && (down.maxKey() as number) >= p) {
+      down.forRange(p, down.maxKey() as number, true, (_key, slot) => {
+        visit(slot);
+      });
+    }
+    const up = this.up[price];
+    if (up !== undefined && up.size > 0 && (up.minKey() as number) <= p) {
+      up.forRange(up.minKey() as number, p, true, (_key, slot) => {
+        visit(slot);
+      });
+    }
+  }
+
   private tree(side: (Tree | undefined)[], price: number): Tree {
     let tree = side[price];
     if (tree === undefined) {

@@ -124,6 +124,8 @@ export interface SimOptions {
   readonly wrap?: (model: LinearModel) => MarginModel<LinearAccount>;
   /** Answers confirmations with the exact evaluation (observe) after the check. */
   readonly observe?: boolean;
+  /** Before each tick, asks the engine to look ahead at the tick's view, and checks it against the scan. */
+  readonly lookahead?: boolean;
 }
 
 export class Sim {
@@ -137,6 +139,8 @@ export class Sim {
   readonly keys: string[] = [];
   ticks = 0;
   flagged = 0;
+  /** Accounts the lookahead found (before the tick that then flagged them). */
+  anticipated = 0;
 
   constructor(
     readonly scenario: Scenario,
@@ -289,6 +293,7 @@ export class Sim {
   /** One tick of the engine, checked against the full scan; returns what the engine reported. */
   tick(): TickResult<LinearAccount> {
     const view = this.view();
+    if (this.options.lookahead) this.checkLookahead(view);
     const result = this.engine.tick(view);
     this.ticks++;
     this.check(view, result);
@@ -296,6 +301,31 @@ export class Sim {
       for (const { account } of result.confirm) this.engine.observe(account.key, this.model.exact(account, view), view);
     }
     return result;
+  }
+
+  /**
+   * The engine's lookahead at `view`, before it ticks there: exactly the cold and warm accounts whose evaluation at
+   * the view is liquidatable (the others are not its to judge), and nothing changed by asking.
+   */
+  private checkLookahead(view: PriceView): void {
+    const before = JSON.stringify(this.engine.stats());
+    const { liquidatable, truncated } = this.engine.lookahead(view);
+    if (truncated) throw new Error("lookahead truncated under its default bound");
+    const got = new Set(liquidatable.map((f) => f.account.key));
+    let expected = 0;
+    for (const account of this.engine.values()) {
+      const tier = this.engine.tierOf(account.key);
+      const high = highSlack(this.model.evaluate(account, view));
+      const due = (tier === "cold" || tier === "warm") && high !== undefined && high < 0n;
+      if (due) expected++;
+      if (due !== got.has(account.key)) {
+        throw new Error(
+          `lookahead ${due ? "missed" : "wrongly reported"} ${account.key} (${tier}) at t=${view.timestamp}, tick ${this.ticks}`,
+        );
+      }
+    }
+    if (JSON.stringify(this.engine.stats()) !== before) throw new Error("lookahead changed the engine");
+    this.anticipated += expected;
   }
 
   private check(view: PriceView, result: TickResult<LinearAccount>): void {

@@ -1,0 +1,44 @@
+/**
+ * The next block's expected time, from the heads seen: the head's timestamp plus the median of the last intervals
+ * (1 to 60 s), and not before the wall clock when that is near. What a liquidation sent now for the next block is
+ * judged at: Perp v2's mark follows the pool's TWAP over time, PerpEngine's funding accrues over it.
+ */
+
+/** Block intervals remembered. */
+const INTERVALS = 8;
+
+export class BlockClock {
+  private readonly intervals: bigint[] = [];
+  private previous: bigint | undefined;
+
+  /** A head's timestamp, in the order heads come (a repeat or an older one adds no interval). */
+  observe(timestamp: bigint): void {
+    if (this.previous !== undefined && timestamp > this.previous) {
+      this.intervals.push(timestamp - this.previous);
+      if (this.intervals.length > INTERVALS) this.intervals.shift();
+    }
+    this.previous = timestamp;
+  }
+
+  /** The usual interval between blocks, seconds (1 until two heads were seen). */
+  interval(): bigint {
+    const sorted = [...this.intervals].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const median = sorted.length > 0 ? (sorted[Math.floor(sorted.length / 2)] as bigint) : 1n;
+    return median < 1n ? 1n : median > 60n ? 60n : median;
+  }
+
+  /** The timestamp the block after a head of `timestamp` is expected to carry. */
+  next(timestamp: bigint, nowMs = Date.now()): bigint {
+    const interval = this.interval();
+    const next = timestamp + interval;
+    const now = BigInt(Math.floor(nowMs / 1000));
+    // a wall clock far from the chain's (a test chain set in time, or a host clock gone wrong) is not trusted: ahead
+    // of the chain's own estimate by more than two intervals, the estimate stands
+    return now > next && now - next <= 2n * interval ? now : next;
+  }
+
+  clear(): void {
+    this.intervals.length = 0;
+    this.previous = undefined;
+  }
+}

@@ -66,6 +66,12 @@ contract PerpV2Liquidator {
         uint256 refPriceX18;
     }
 
+    /// Gas kept back from every inner call: a batch always has what it needs to report an item and go on, so it never
+    /// runs out of gas itself, whatever gas limit it was sent with.
+    uint256 private constant RESERVE = 60_000;
+    /// An item (or a close) is not tried with less gas than this left: it is reported failed with an empty reason.
+    uint256 private constant MIN_CALL_GAS = 400_000;
+
     IPerpV2ClearingHouse public immutable clearingHouse;
     IPerpV2Vault public immutable vault;
     IPerpV2AccountBalance public immutable accountBalance;
@@ -131,10 +137,14 @@ contract PerpV2Liquidator {
 
     /// @notice Liquidates each item through ClearingHouse.liquidate(trader, baseToken, positionSize). An item that
     /// reverts (healthy again, already liquidated, maker orders left...) emits LiquidationFailed and the batch goes
-    /// on; an empty reason usually means the item ran out of gas (give the batch ~1.5M gas per item).
+    /// on; an empty reason means the item ran out of gas, or was not tried for lack of it.
     /// @return liquidated How many items succeeded.
-    function liquidateBatch(Item[] calldata items) external onlyOperator returns (uint256 liquidated) {
-        return _liquidateItems(items);
+    /// @return gasUsed The gas the call used from its first statement: what a simulation (eth_call) measures the
+    /// transaction's gas limit by, in one execution.
+    function liquidateBatch(Item[] calldata items) external onlyOperator returns (uint256 liquidated, uint256 gasUsed) {
+        uint256 start = gasleft();
+        liquidated = _liquidateItems(items);
+        gasUsed = start - gasleft();
     }
 
     /// @notice A maker's open orders block its liquidation (CH_CLWTISO): their excess orders are cancelled first,
@@ -142,15 +152,22 @@ contract PerpV2Liquidator {
     function cancelAndLiquidate(Order[] calldata orders, Item[] calldata items)
         external
         onlyOperator
-        returns (uint256 liquidated)
+        returns (uint256 liquidated, uint256 gasUsed)
     {
-        return _cancelAndLiquidate(orders, items);
+        uint256 start = gasleft();
+        liquidated = _cancelAndLiquidate(orders, items);
+        gasUsed = start - gasleft();
     }
 
     function _cancelAndLiquidate(Order[] calldata orders, Item[] calldata items) internal returns (uint256) {
         for (uint256 i = 0; i < orders.length; i++) {
             Order calldata o = orders[i];
-            try clearingHouse.cancelAllExcessOrders(o.maker, o.baseToken) {}
+            uint256 left = gasleft();
+            if (left < MIN_CALL_GAS + RESERVE) {
+                emit CancelExcessOrdersFailed(o.maker, o.baseToken, "");
+                continue;
+            }
+            try clearingHouse.cancelAllExcessOrders{gas: left - RESERVE}(o.maker, o.baseToken) {}
             catch (bytes memory reason) {
                 emit CancelExcessOrdersFailed(o.maker, o.baseToken, reason);
             }
@@ -163,7 +180,12 @@ contract PerpV2Liquidator {
         uint256 n = items.length;
         for (uint256 i = 0; i < n; i++) {
             Item calldata item = items[i];
-            try clearingHouse.liquidate(item.trader, item.baseToken, item.positionSize) {
+            uint256 left = gasleft();
+            if (left < MIN_CALL_GAS + RESERVE) {
+                emit LiquidationFailed(item.trader, item.baseToken, "");
+                continue;
+            }
+            try clearingHouse.liquidate{gas: left - RESERVE}(item.trader, item.baseToken, item.positionSize) {
                 liquidated++;
             } catch (bytes memory reason) {
                 emit LiquidationFailed(item.trader, item.baseToken, reason);
@@ -180,18 +202,22 @@ contract PerpV2Liquidator {
         Item[] calldata items,
         Close[] calldata closes,
         uint256 maxSlippageBps
-    ) external onlyOperator returns (uint256 liquidated) {
+    ) external onlyOperator returns (uint256 liquidated, uint256 gasUsed) {
+        uint256 start = gasleft();
         liquidated = _cancelAndLiquidate(orders, items);
         _closeAll(closes, maxSlippageBps);
+        gasUsed = start - gasleft();
     }
 
     /// @notice Closes the positions this contract holds in `closes` (see liquidateAndClose); returns how many closed.
     function closeInventory(Close[] calldata closes, uint256 maxSlippageBps)
         external
         onlyOperator
-        returns (uint256 closed)
+        returns (uint256 closed, uint256 gasUsed)
     {
-        return _closeAll(closes, maxSlippageBps);
+        uint256 start = gasleft();
+        closed = _closeAll(closes, maxSlippageBps);
+        gasUsed = start - gasleft();
     }
 
     function _closeAll(Close[] calldata closes, uint256 maxSlippageBps) internal returns (uint256 closed) {
@@ -209,7 +235,12 @@ contract PerpV2Liquidator {
                 // a short is bought back (quote to base, exact output): at most this much quote paid
                 bound = _ceilDiv(uint256(-size) * c.refPriceX18 * (10_000 + maxSlippageBps), 10_000 * 1e18);
             }
-            try clearingHouse.closePosition(
+            uint256 left = gasleft();
+            if (left < MIN_CALL_GAS + RESERVE) {
+                emit InventoryCloseFailed(c.baseToken, size, "");
+                continue;
+            }
+            try clearingHouse.closePosition{gas: left - RESERVE}(
                 IPerpV2ClearingHouse.ClosePositionParams({
                     baseToken: c.baseToken,
                     sqrtPriceLimitX96: 0,

@@ -14,6 +14,7 @@ import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
 import { currentFees, expectedProfit, type FeeContext, planFees } from "./fees.ts";
 import { feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
+import { type CallGas, callGas, measuredLimit } from "./gas.ts";
 import type { PendingWork } from "./pending.ts";
 import { batchCapacity, pack, prioritise, targetPlans } from "./planner.ts";
 import {
@@ -140,53 +141,41 @@ export class Planning {
     const targets: TargetPlan[] = targetPlans(group);
     const single = targets.length === 1 || !protocol.encodeBatch;
     const kept = targets;
-    let data: Hex;
-    let estimate: bigint;
-    let raw: bigint;
+    // single: each call's own gas, never another position's (a larger estimate seen earlier would inflate its gas
+    // limit, its worst-case fee and the caps it is held to). A batch: the simulation fails exactly when it would
+    // revert (an unusable oracle); a position someone else settled meanwhile is skipped by the contract, not a revert.
+    // The rewards are the risk model's exact figures, so this is the batch's only read.
+    const data = single ? protocol.encodeSingle(targets[0] as TargetPlan) : (protocol.encodeBatch?.(targets) as Hex);
     const floor = protocol.gasFloor?.(targets) ?? 0n;
-    if (single) {
-      const target = targets[0] as TargetPlan;
-      data = protocol.encodeSingle(target);
-      try {
-        // the gas estimate is the simulation: each call's own gas, never another position's (a larger estimate seen
-        // earlier would inflate its gas limit, its worst-case fee and the caps it is held to)
-        raw = await client.estimateGas({ account: from, to: protocol.address, data });
-        estimate = raw < floor ? floor : raw;
-        this.singleGas = estimate;
-      } catch (error) {
-        if (this.simulationUnanswered(error, group)) return false;
-        this.refuse(group[0], tick.blockNumber, revertReason(error, protocol), {
-          error: describeError(error),
-        });
-        return false;
+    let measure: CallGas;
+    try {
+      measure = await callGas(client, protocol, from, data, tick, this.h.o.batchGasLimit * 2n);
+    } catch (error) {
+      if (this.simulationUnanswered(error, group)) return false;
+      const reason = revertReason(error, protocol);
+      for (const c of single ? group.slice(0, 1) : group) {
+        this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
       }
-    } else {
-      // the gas estimate is the simulation: it fails exactly when liquidateMany would revert (an unusable
-      // oracle); a position someone else settled meanwhile is skipped by the contract, not a revert. The rewards
-      // are the risk model's exact figures, so this is the batch's only read.
-      data = protocol.encodeBatch?.(targets) as Hex;
-      try {
-        raw = await client.estimateGas({ account: from, to: protocol.address, data });
-      } catch (error) {
-        if (this.simulationUnanswered(error, group)) return false;
-        const reason = revertReason(error, protocol);
-        for (const c of group) this.refuse(c, tick.blockNumber, reason, { error: describeError(error) });
-        return false;
-      }
-      estimate = raw < floor ? floor : raw;
+      return false;
+    }
+    const { raw } = measure;
+    // measured: the call's own gas with a small margin; estimated: the estimate with its margin, or the protocol's
+    // floor (a worst case with its own margin) where that is more
+    const estimate = measure.measured || raw >= floor ? raw : floor;
+    const padded = (raw * this.h.o.gasLimitMultiplierPercent) / 100n;
+    const gas = measure.measured ? measuredLimit(raw) : padded < floor ? floor : padded;
+    if (single) this.singleGas = estimate;
+    else {
       const measured = estimate / BigInt(targets.length);
       this.gasPerPosition = this.gasMeasured ? (this.gasPerPosition + measured) / 2n : measured;
       this.gasMeasured = true;
     }
     const reward = sumRewards(kept);
-    // the estimate with its margin, or the protocol's floor (a worst case with its own margin) where that is more
-    const padded = (raw * this.h.o.gasLimitMultiplierPercent) / 100n;
-    const gas = padded < floor ? floor : padded;
     if (!single) {
       const limit = gas / BigInt(targets.length);
       this.limitPerPosition = this.limitPerPosition === undefined ? limit : (this.limitPerPosition + limit) / 2n;
       if (gas > this.h.o.batchGasLimit && group.length > 1) {
-        // its floor is more than a batch may take (targets that need several calls): its halves are planned apart
+        // more than a batch may take (targets that need several calls): its halves are planned apart
         const half = Math.ceil(group.length / 2);
         for (const part of [group.slice(0, half), group.slice(half)]) this.simulate(part, tick);
         return false;

@@ -7,7 +7,7 @@
  * excess orders first, all in one transaction, each item skipped rather than reverted when it is no longer
  * liquidatable), or, without one, each signer's own Vault account, one `ClearingHouse.liquidate` per transaction.
  */
-import { type Address, decodeEventLog, encodeFunctionData, type Hex, type Log } from "viem";
+import { type Address, decodeAbiParameters, decodeEventLog, encodeFunctionData, type Hex, type Log } from "viem";
 import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
 import type { AccountAdapter } from "../../accountKeeper.ts";
 import type { Logger } from "../../ops/logger.ts";
@@ -246,7 +246,7 @@ export function perpV2Protocol(o: {
         const call = LIQUIDATION_GAS_LIMIT + (markets - 1n) * PER_EXTRA_MARKET_GAS;
         return sum + calls * call + (orders ? CANCEL_ORDERS_GAS : 0n);
       }, 0n),
-    ...(liquidator ? { liquidator } : {}),
+    ...(liquidator ? { liquidator, gasUsedIn: liquidatorGasUsed } : {}),
     encodeSingle: (t) =>
       liquidator && o.inventory && upkeep(t)
         ? encodeFunctionData({
@@ -305,4 +305,17 @@ export function perpV2Protocol(o: {
     },
     revertName: (data) => revertMeaning(data)?.name,
   };
+}
+
+/**
+ * The gas a PerpV2Liquidator call used, as it returns it: every entry point the keeper calls (liquidateBatch,
+ * cancelAndLiquidate, liquidateAndClose, closeInventory) returns (count, gasUsed).
+ */
+export function liquidatorGasUsed(returnData: Hex): bigint | undefined {
+  try {
+    const [, used] = decodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], returnData);
+    return used;
+  } catch {
+    return undefined;
+  }
 }

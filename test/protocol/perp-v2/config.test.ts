@@ -28,6 +28,7 @@ describe("perp-v2 exchange config", () => {
       address: CH,
       deployBlock: 513_075,
       inventory: { mode: "close", closeWithinBlocks: 5, maxSlippageBps: 100, maxExposure: "0" },
+      lookahead: true,
     });
   });
 
@@ -37,12 +38,14 @@ describe("perp-v2 exchange config", () => {
       liquidator: LIQ,
       inventory: { mode: "hold", maxExposure: "250000.5" },
       minFreeCollateral: "5000",
+      lookahead: false,
     });
     expect(config).toEqual({
       ...minimal,
       liquidator: LIQ,
       inventory: { mode: "hold", closeWithinBlocks: 5, maxSlippageBps: 100, maxExposure: "250000.5" },
       minFreeCollateral: "5000",
+      lookahead: false,
     });
     expect(
       parsePerpV2ExchangeConfig({

@@ -1,0 +1,63 @@
+/**
+ * A call's gas, as the simulation finds it: eth_estimateGas's search (many executions), or, where the protocol's
+ * contract measures its own gas and returns it (LiquidationProtocol.gasUsedIn: the keeper's Perp v2 liquidator), one
+ * eth_call made as the next block will run it. The measure makes a tight gas limit possible: blocks are packed by gas
+ * limit, not by gas used, so a padded limit leaves a crash's block space unused.
+ */
+import { type Address, type Hex, hexToBytes, type PublicClient } from "viem";
+import type { LiquidationProtocol } from "../protocol/adapter.ts";
+import type { Tick } from "../watcher/watcher.ts";
+
+/** A measured call's limit: its gas with this margin (percent) ... */
+export const MEASURED_MARGIN_PERCENT = 110n;
+/** ... and this headroom (the 1/64 each nested call keeps back, a storage slot warm in the simulation but cold). */
+export const MEASURED_HEADROOM = 150_000n;
+
+/** What a transaction pays before its code runs: 21000 and its calldata (EIP-2028: 16 a non-zero byte, 4 a zero). */
+export function intrinsicGas(data: Hex): bigint {
+  let gas = 21_000n;
+  for (const byte of hexToBytes(data)) gas += byte === 0 ? 4n : 16n;
+  return gas;
+}
+
+export interface CallGas {
+  /** The gas the call takes (measured: its intrinsic gas included). */
+  readonly raw: bigint;
+  /** Whether the call measured it (a tight limit from it), or eth_estimateGas guessed it (floors and multiplier). */
+  readonly measured: boolean;
+}
+
+/**
+ * The gas of `data` sent by `from` to the protocol. Measured: one eth_call with `simulationGas`, at the block the tick
+ * forecasts (tick.ahead: its number and expected time) when it carries one. A call that reverts throws, as
+ * eth_estimateGas does, for the caller to refuse it.
+ */
+export async function callGas(
+  client: PublicClient,
+  protocol: Pick<LiquidationProtocol, "address" | "gasUsedIn">,
+  from: Address | undefined,
+  data: Hex,
+  tick: Pick<Tick, "ahead">,
+  simulationGas: bigint,
+): Promise<CallGas> {
+  if (protocol.gasUsedIn) {
+    const ahead = tick.ahead;
+    const { data: answer } = await client.call({
+      ...(from ? { account: from } : {}),
+      to: protocol.address,
+      data,
+      gas: simulationGas,
+      ...(ahead ? { blockOverrides: { number: ahead.blockNumber, time: ahead.timestamp } } : {}),
+    });
+    const used = answer ? protocol.gasUsedIn(answer) : undefined;
+    if (used !== undefined && used > 0n && used < simulationGas)
+      return { raw: used + intrinsicGas(data), measured: true };
+    // an answer that does not say: the estimate
+  }
+  return { raw: await client.estimateGas({ account: from, to: protocol.address, data }), measured: false };
+}
+
+/** The gas limit of a measured call. */
+export function measuredLimit(raw: bigint): bigint {
+  return (raw * MEASURED_MARGIN_PERCENT) / 100n + MEASURED_HEADROOM;
+}

@@ -1,0 +1,74 @@
+import { encodeAbiParameters, type Hex, type PublicClient } from "viem";
+import { describe, expect, it } from "vitest";
+import { callGas, intrinsicGas, MEASURED_HEADROOM, measuredLimit } from "../../src/executor/gas.ts";
+import { liquidatorGasUsed } from "../../src/protocol/perpV2/adapter.ts";
+
+const TO = "0x00000000000000000000000000000000000000aa";
+const FROM = "0x00000000000000000000000000000000000000bb";
+const answer = (count: bigint, used: bigint): Hex =>
+  encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [count, used]);
+
+function node(reply: { call?: Hex | Error; estimate?: bigint }) {
+  const calls: Record<string, unknown>[] = [];
+  let estimates = 0;
+  const client = {
+    async call(args: Record<string, unknown>) {
+      calls.push(args);
+      if (reply.call instanceof Error) throw reply.call;
+      return { data: reply.call };
+    },
+    async estimateGas() {
+      estimates++;
+      return reply.estimate ?? 0n;
+    },
+  } as unknown as PublicClient;
+  return { client, calls, estimates: () => estimates };
+}
+
+describe("a call's gas", () => {
+  it("intrinsic gas: 21000 and 4 per zero byte, 16 per other byte", () => {
+    expect(intrinsicGas("0x")).toBe(21_000n);
+    expect(intrinsicGas("0x0001ff00")).toBe(21_000n + 4n + 16n + 16n + 4n);
+  });
+
+  it("measured by one eth_call at the forecast block when the contract returns its gas; no estimate", async () => {
+    const n = node({ call: answer(3n, 2_500_000n) });
+    const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
+    const data: Hex = "0x12345678";
+    const ahead = { prices: new Map(), blockNumber: 11n, timestamp: 1_001n };
+    const gas = await callGas(n.client, protocol, FROM, data, { ahead }, 30_000_000n);
+    expect(gas).toEqual({ raw: 2_500_000n + intrinsicGas(data), measured: true });
+    expect(n.estimates()).toBe(0);
+    expect(n.calls[0]).toMatchObject({ to: TO, data, gas: 30_000_000n, blockOverrides: { number: 11n, time: 1_001n } });
+    // the limit: a small margin, far under the 1.4x an estimate gets
+    expect(measuredLimit(gas.raw)).toBeLessThan((gas.raw * 12n) / 10n + MEASURED_HEADROOM);
+    expect(measuredLimit(gas.raw)).toBeGreaterThan(gas.raw + MEASURED_HEADROOM);
+    // no forecast: the latest block as it is
+    await callGas(n.client, protocol, FROM, data, {}, 30_000_000n);
+    expect(n.calls[1]?.blockOverrides).toBeUndefined();
+  });
+
+  it("an answer that does not say (short, or all the gas given: items ran out) falls back to eth_estimateGas", async () => {
+    const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
+    for (const call of ["0x" as Hex, answer(0n, 30_000_000n)]) {
+      const n = node({ call, estimate: 700_000n });
+      expect(await callGas(n.client, protocol, FROM, "0x", {}, 30_000_000n)).toEqual({
+        raw: 700_000n,
+        measured: false,
+      });
+      expect(n.estimates()).toBe(1);
+    }
+    // a protocol that does not measure: the estimate alone
+    const n = node({ estimate: 90_000n });
+    expect(await callGas(n.client, { address: TO }, FROM, "0x", {}, 1n)).toEqual({ raw: 90_000n, measured: false });
+    expect(n.calls).toEqual([]);
+  });
+
+  it("a call that reverts throws (the caller refuses it)", async () => {
+    const n = node({ call: new Error("execution reverted: NotOperator") });
+    await expect(
+      callGas(n.client, { address: TO, gasUsedIn: liquidatorGasUsed }, FROM, "0x", {}, 1_000n),
+    ).rejects.toThrow(/NotOperator/);
+    expect(n.estimates()).toBe(0);
+  });
+});

@@ -363,10 +363,13 @@ export class Inclusion {
         txHash: receipt.transactionHash,
         blockNumber: big(receipt.blockNumber),
       },
-      how === "not_liquidatable"
-        ? `${this.h.o.marketName(t.marketId)} position of ${t.trader} was not liquidatable when our call ran ` +
+      how === "liquidator_capacity"
+        ? `${this.h.o.marketName(t.marketId)} position of ${t.trader} was more than the liquidator could take over ` +
+            "when our call ran (its free collateral): it is planned again within what is left"
+        : how === "not_liquidatable"
+          ? `${this.h.o.marketName(t.marketId)} position of ${t.trader} was not liquidatable when our call ran ` +
             "(settled or topped up first, or sent for a block its forecast came early for)"
-        : `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
+          : `${this.h.o.marketName(t.marketId)} position of ${t.trader} was settled by someone else first`,
     );
   }
 }

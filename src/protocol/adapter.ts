@@ -45,7 +45,11 @@ export interface Finding {
 export type TargetOutcome =
   | { readonly kind: "liquidated"; readonly keeper: Address; readonly reward: bigint; readonly badDebt: bigint }
   /** The batch call skipped it: no position any more (someone was first, or it closed), or not liquidatable. */
-  | { readonly kind: "skipped"; readonly reason: "no_position" | "not_liquidatable" | "out_of_gas" }
+  | {
+      readonly kind: "skipped";
+      /** liquidator_capacity: the liquidator could not take it over (Perp v2: its free collateral, CH_NEFCI). */
+      readonly reason: "no_position" | "not_liquidatable" | "out_of_gas" | "liquidator_capacity";
+    }
   /**
    * Upkeep, not a liquidation: the keeper's own position in the target's market was closed (Perp v2's inventory),
    * or the close was refused (the pool's price beyond the bound; said by the adapter, tried again later).

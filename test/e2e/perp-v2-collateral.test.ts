@@ -206,7 +206,7 @@ describe("the keeper on Perp v2 with too little collateral for every takeover", 
     expect.soft(leftBeforeDeposit.filter((a) => nameOf(a).startsWith("safe"))).toEqual([]);
     // said: short at the heads it could not take everything, and low once the free collateral crossed the minimum
     expect.soft(short.length).toBeGreaterThanOrEqual(1);
-    expect.soft(short.every((l) => typeof l.freeCollateral === "string" && typeof l.account === "string")).toBe(true);
+    expect.soft(short.every((l) => typeof l.budgetLeft === "string" && typeof l.account === "string")).toBe(true);
     expect.soft(low).toHaveLength(1);
     expect.soft(low[0]).toMatchObject({ liquidator: ready().liquidator, minFreeCollateral: MIN_FREE });
     expect.soft(free).toBeLessThan(usdc(MIN_FREE));

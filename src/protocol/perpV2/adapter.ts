@@ -18,10 +18,12 @@ import type { PriceView } from "../types.ts";
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
+import { accountFigures, freeCollateralByRatio } from "./figures.ts";
 import { type FollowUpPlans, MAX_FOLLOW_UPS, planFollowUps } from "./followUps.ts";
 import type { PerpV2Inventory } from "./inventory.ts";
 import { encodeLiquidate, planTargets } from "./liquidation.ts";
 import type { PerpV2MarginModel } from "./margin.ts";
+import { FUNDING_PERIOD, RATIO_ONE } from "./math.ts";
 import { receiptLiquidations, revertMeaning } from "./outcomes.ts";
 import { type PerpV2Account, type PerpV2BookView, type PerpV2Global, type PerpV2Market, targetKey } from "./records.ts";
 
@@ -36,6 +38,14 @@ const LIQUIDATION_GAS_LIMIT = 1_750_000n;
 const PER_EXTRA_MARKET_GAS = 800_000n;
 const CANCEL_ORDERS_GAS = 900_000n;
 const CLOSE_GAS = 800_000n;
+
+/**
+ * Kept back from the liquidator's free collateral when takeovers are planned within it: between the head and the
+ * block that mines them its own positions pay funding (at most maxFundingRate a day on their value) and prices move,
+ * and a plan that fills the free collateral to the last cent fails its last item (CH_NEFCI). 1% of it, and this many
+ * seconds of funding at the cap on what the liquidator holds.
+ */
+const COLLATERAL_RESERVE_SECONDS = 120n;
 
 /** The book's rules: Perp v2's reducer, from the parameters discovery read. */
 export function perpV2Rules(global: PerpV2Global): StateRules<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> {
@@ -78,6 +88,24 @@ export function perpV2Accounts(o: {
       if (view !== budgetOf) {
         budgetOf = view;
         budget = o.freeCollateral?.();
+        // the read is a head behind the book (made at each head, answered after the head is planned): what the
+        // liquidator took over in this head's block is in the book, not in the read. The book's own figure for it
+        // at this head counts that; the lower of the two is planned within.
+        const own = o.holder === undefined ? undefined : book.accounts.get(o.holder);
+        const fromBook =
+          budget === undefined || !own ? undefined : freeCollateralByRatio(own, book, view, book.global.imRatio);
+        if (budget !== undefined && fromBook !== undefined) {
+          const low = fromBook[0] < 0n ? 0n : fromBook[0];
+          if (low < budget) budget = low;
+        }
+        if (budget !== undefined) {
+          const figures = own ? accountFigures(own, book, view) : undefined;
+          const held = figures?.kind === "priced" ? figures.totalAbsPositionValue : 0n;
+          const reserve =
+            budget / 100n +
+            (held * book.global.maxFundingRate * COLLATERAL_RESERVE_SECONDS) / (RATIO_ONE * FUNDING_PERIOD);
+          budget = budget > reserve ? budget - reserve : 0n;
+        }
         exposure = o.exposureLeft?.();
         short = false;
       }
@@ -97,7 +125,7 @@ export function perpV2Accounts(o: {
           {
             event: "liquidator_collateral_short",
             account: account.key,
-            freeCollateral: budget?.toString(),
+            budgetLeft: budget?.toString(),
             blockNumber: view.blockNumber.toString(),
           },
           "the liquidator's free collateral does not cover every takeover at this head: taking what fits; deposit more",
@@ -110,16 +138,21 @@ export function perpV2Accounts(o: {
       if (makerOrders && !o.batch) return []; // cancelAllExcessOrders first needs the liquidator contract
       // the calls its account needs after this one go in the same transaction (the contract judges each in turn),
       // where the free collateral is not already short
-      if (o.followUps && o.batch && !capped) {
+      // (none when it is: an older plan never rides along), and each is counted against the budget at its first's cost
+      let calls = 1n;
+      if (o.followUps && o.batch) {
         for (const t of targets) {
-          const roomy = budget === undefined || budget > t.capacity * BigInt(MAX_FOLLOW_UPS + 1);
-          o.followUps.set(
-            t.key,
-            roomy ? planFollowUps(account, evaluation, book, view, { priceId: t.market, size: t.size }) : [],
-          );
+          const roomy = !capped && (budget === undefined || budget > t.capacity * BigInt(MAX_FOLLOW_UPS + 1));
+          const followUps = roomy
+            ? planFollowUps(account, evaluation, book, view, { priceId: t.market, size: t.size })
+            : [];
+          o.followUps.set(t.key, followUps);
+          calls = BigInt(1 + followUps.length);
         }
       }
-      if (budget !== undefined) for (const t of targets) budget = budget > t.capacity ? budget - t.capacity : 0n;
+      if (budget !== undefined) {
+        for (const t of targets) budget = budget > t.capacity * calls ? budget - t.capacity * calls : 0n;
+      }
       if (exposure !== undefined)
         for (const t of targets) exposure = exposure > t.notional ? exposure - t.notional : 0n;
       return targets.map((t) => ({
@@ -295,7 +328,14 @@ export function perpV2Protocol(o: {
           const meaning = e.args.reason === "0x" ? "out_of_gas" : revertMeaning(e.args.reason)?.meaning;
           out.set(key, {
             kind: "skipped",
-            reason: meaning === "gone" ? "no_position" : meaning === "out_of_gas" ? "out_of_gas" : "not_liquidatable",
+            reason:
+              meaning === "gone"
+                ? "no_position"
+                : meaning === "out_of_gas"
+                  ? "out_of_gas"
+                  : meaning === "liquidator_capacity"
+                    ? "liquidator_capacity"
+                    : "not_liquidatable",
           });
         } catch {
           // another of the contract's events

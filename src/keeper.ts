@@ -5,6 +5,7 @@
 
 import type { Executor } from "./executor/executor.ts";
 import { big, type Logger } from "./ops/logger.ts";
+import type { Finding } from "./protocol/adapter.ts";
 import type { Book, BookChange, BookState } from "./protocol/perpEngine/book.ts";
 import type { ExchangeEvent } from "./protocol/perpEngine/events.ts";
 import { describePosition } from "./protocol/perpEngine/format.ts";
@@ -166,9 +167,9 @@ export class Keeper {
   }
 
   /** The positions of a market below maintenance at a price and time that are not the chain's yet (a pending update). */
-  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): Candidate[] {
+  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): Finding[] {
     this.indexed();
-    return this.p.risk.liquidatable(marketId, markPrice, timestamp);
+    return this.p.risk.liquidatable(marketId, markPrice, timestamp).map(findingOf);
   }
 
   /** Whether a position (as the book has it now) is below maintenance at this price and time; false when gone. */

@@ -24,9 +24,8 @@ import type { Executor, PendingPlan } from "../executor/executor.ts";
 import type { TickHook } from "../keeper.ts";
 import { big, type Logger } from "../ops/logger.ts";
 import { formatAnswer } from "../prices/chainlink/markPrices.ts";
-import { markPriceOf } from "../prices/chainlink/oracle.ts";
-import type { Book, Market } from "../protocol/perpEngine/book.ts";
-import { type Candidate, findingOf } from "../protocol/perpEngine/scan.ts";
+import { type ChainlinkMarket, markPriceOf } from "../prices/chainlink/oracle.ts";
+import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { backrunFees, updateTip } from "./backrunFees.ts";
 import { judgeUpdate, replaces } from "./lifecycle.ts";
@@ -39,7 +38,8 @@ export type PrecomputeMode = "on-block" | "backrun";
 /** The keeper's view the precomputer needs (src/keeper.ts). */
 export interface RiskView {
   readonly tick: Tick | undefined;
-  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): Candidate[];
+  /** What to liquidate of the market's positions below maintenance at a price and time (a pending update's). */
+  liquidatableAt(marketId: number, markPrice: bigint, timestamp: bigint): readonly Finding[];
   liquidatableAtPrice(key: string, markPrice: bigint, timestamp: bigint): boolean;
 }
 
@@ -49,7 +49,8 @@ export interface PrecomputerOptions {
   readonly maxWaitBlocks: bigint;
   /** How often the node is asked about each pending update (dropped, replaced, mined). */
   readonly checkIntervalMs: number;
-  readonly book: Book;
+  /** The exchange's markets priced by push oracles, as of now. */
+  readonly book: { readonly markets: ReadonlyMap<number, ChainlinkMarket> };
   readonly keeper: RiskView;
   readonly executor: Executor;
   readonly simulator: PendingSimulator;
@@ -161,7 +162,7 @@ export class Precomputer implements TickHook {
     }
     const timestamp = this.nextTimestamp(tick);
     const prices = new Map<number, bigint>();
-    const markets: Market[] = [];
+    const markets: ChainlinkMarket[] = [];
     for (const marketId of update.marketIds) {
       const market = this.o.book.markets.get(marketId);
       if (!market) continue;
@@ -196,7 +197,13 @@ export class Precomputer implements TickHook {
       held: [],
       // on the block the risk model judged, so that the simulation and the book see the same state
       simulate: (calls) =>
-        this.o.simulator.simulate(update, decimalsOf(markets[0] as Market), timestamp, calls, tick.blockNumber),
+        this.o.simulator.simulate(
+          update,
+          decimalsOf(markets[0] as ChainlinkMarket),
+          timestamp,
+          calls,
+          tick.blockNumber,
+        ),
       fees:
         mode === "backrun"
           ? (ceiling, baseFeePerGas, cancel) => backrunFees(update, baseFeePerGas, ceiling, cancel)
@@ -230,14 +237,14 @@ export class Precomputer implements TickHook {
           kind: update.kind,
           mode,
           backrunFallback: this.o.mode === "backrun" && mode !== "backrun" ? "update_tip_zero" : undefined,
-          liquidatable: candidates.filter((c) => c.position.marketId === market.id).length,
+          liquidatable: candidates.filter((c) => c.target.marketId === market.id).length,
           blockNumber: big(tick.blockNumber),
           expectedTimestamp: big(timestamp),
         },
         `pending ${market.name} oracle update to ${formatAnswer(update.answer, market.priceScale)} seen (${update.txHash})`,
       );
     }
-    if (candidates.length > 0) this.o.executor.submit(candidates.map(findingOf), tick, plan);
+    if (candidates.length > 0) this.o.executor.submit(candidates, tick, plan);
   }
 
   /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */
@@ -372,6 +379,6 @@ function sameAnswers(a: PendingUpdate, b: PendingUpdate): boolean {
 }
 
 /** The oracle's decimals, from the market's price scale (10^(18 - decimals)). */
-function decimalsOf(market: Market): number {
+function decimalsOf(market: ChainlinkMarket): number {
   return 18 - (market.priceScale.toString().length - 1);
 }

@@ -8,18 +8,17 @@
 import type { Address, Log, PublicClient } from "viem";
 import type { Logger } from "../../ops/logger.ts";
 import { big } from "../../ops/logger.ts";
-import type { Market } from "../../protocol/perpEngine/book.ts";
 import type { PriceSource, TickPrices } from "../../watcher/prices.ts";
 import type { Head } from "../../watcher/types.ts";
 import { NO_ORACLE_LOGS, OracleFeeds } from "./feeds.ts";
 import { MarkPrices } from "./markPrices.ts";
-import { type OracleReading, readOracles, resolveSource } from "./oracle.ts";
+import { type ChainlinkMarket, type OracleReading, readOracles, resolveSource } from "./oracle.ts";
 
 type Reads = Map<number, PromiseSettledResult<OracleReading>>;
 
 interface HeadReads {
   /** The markets known when the head was asked for. */
-  readonly markets: readonly Market[];
+  readonly markets: readonly ChainlinkMarket[];
   /** Whether every oracle is read at this head (the periodic check of the logs). */
   readonly check: boolean;
   readonly reads: Reads;
@@ -34,7 +33,7 @@ export class ChainlinkPrices implements PriceSource<HeadReads> {
   constructor(
     private readonly o: {
       /** The book's markets, as of now. */
-      readonly markets: () => Iterable<Market>;
+      readonly markets: () => Iterable<ChainlinkMarket>;
       readonly log: Logger;
       /** Multicall3 on this chain: every oracle read in one eth_call (without it, one eth_call per oracle). */
       readonly multicall3?: Address;
@@ -104,8 +103,8 @@ export class ChainlinkPrices implements PriceSource<HeadReads> {
   /** Reads these markets' oracles and resolves these sources at a block, in one batch; the reads by market. */
   private async readAndResolve(
     client: PublicClient,
-    read: readonly Market[],
-    resolve: readonly Market[],
+    read: readonly ChainlinkMarket[],
+    resolve: readonly ChainlinkMarket[],
     block: Head,
   ): Promise<Reads> {
     const [readings, sources] = await Promise.all([
@@ -126,7 +125,7 @@ export class ChainlinkPrices implements PriceSource<HeadReads> {
   /** Oracle answers to mark prices (a market whose oracle was refused is left out, and said once). */
   private prices(
     block: Head,
-    markets: readonly Market[],
+    markets: readonly ChainlinkMarket[],
     readings: readonly PromiseSettledResult<OracleReading>[],
   ): TickPrices {
     const prices = this.marks.at(block.number, block.timestamp, markets, readings);

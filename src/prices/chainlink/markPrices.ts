@@ -6,8 +6,7 @@
  */
 import { describeError } from "../../chain/errors.ts";
 import { big, type Logger } from "../../ops/logger.ts";
-import type { Market } from "../../protocol/perpEngine/book.ts";
-import { markPriceOf, type OracleReading } from "./oracle.ts";
+import { type ChainlinkMarket, markPriceOf, type OracleReading } from "./oracle.ts";
 
 export class MarkPrices {
   private readonly lastAnswers = new Map<number, bigint>();
@@ -20,7 +19,7 @@ export class MarkPrices {
   at(
     head: bigint,
     timestamp: bigint,
-    markets: readonly Market[],
+    markets: readonly ChainlinkMarket[],
     readings: readonly PromiseSettledResult<OracleReading>[],
   ): Map<number, bigint> {
     const prices = new Map<number, bigint>();

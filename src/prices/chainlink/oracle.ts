@@ -1,8 +1,20 @@
 import { type Address, decodeFunctionResult, encodeFunctionData, type Hex, type PublicClient } from "viem";
 import { mockV3AggregatorAbi } from "../../../abi/MockV3Aggregator.ts";
 import { classifyRpcError } from "../../chain/errors.ts";
+
+/** A market priced by a Chainlink-style push oracle, as the price kit and the precomputer need it. */
+export interface ChainlinkMarket {
+  readonly id: number;
+  readonly name: string;
+  /** The aggregator (or proxy) its answers come from. */
+  readonly oracle: Address;
+  /** 10^(18 - the oracle's decimals): an answer times this is a WAD price. */
+  readonly priceScale: bigint;
+  /** The oldest answer the exchange accepts, seconds. */
+  readonly maxOracleAge: bigint;
+}
+
 import { readPinned } from "../../chain/pinnedReads.ts";
-import type { Market } from "../../protocol/perpEngine/book.ts";
 
 /** One answer of a Chainlink aggregator (AggregatorV3Interface.latestRoundData). */
 export interface OracleReading {
@@ -76,7 +88,7 @@ export async function readOracles(
  * The mark price a reading gives, by the contract's own rules (PerpEngine._markPrice): a positive answer no older
  * than the market's maxOracleAge at `timestamp`. A refused reading never becomes a price.
  */
-export function markPriceOf(reading: OracleReading, market: Market, timestamp: bigint): MarkPriceResult {
+export function markPriceOf(reading: OracleReading, market: ChainlinkMarket, timestamp: bigint): MarkPriceResult {
   if (reading.answer <= 0n) return { ok: false, reason: "non_positive_answer", reading };
   if (reading.updatedAt === 0n) return { ok: false, reason: "stale", reading };
   if (reading.updatedAt > timestamp) return { ok: false, reason: "future_timestamp", reading };

@@ -14,6 +14,7 @@ import { BackfillStopped } from "./errors.ts";
 import { BLOOM_CHECKED_GAP, checkRange, gapBlooms } from "./evidence.ts";
 import { fetchLogRanges } from "./logs.ts";
 import type { WatcherState } from "./state.ts";
+import { fillTimestamps } from "./timestamps.ts";
 import type { WatchedEvent } from "./types.ts";
 
 /**
@@ -46,6 +47,7 @@ export async function index(
       s.processed = to;
     },
     verify: blooms && (async (logs, rangeFrom, rangeTo) => checkRange(s, await blooms, logs, rangeFrom, rangeTo)),
+    ...(s.o.timedLogs ? { prepare: (logs: ChainLog[]) => fillTimestamps(s.ep.logsClient, logs) } : {}),
   });
 }
 

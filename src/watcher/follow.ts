@@ -9,10 +9,12 @@
  */
 
 import { InconsistentAnswerError, rpcRead } from "../chain/errors.ts";
+import type { ChainLog } from "../protocol/adapter.ts";
 import { apply, decodeTrusted } from "./apply.ts";
 import { checkBlockLogs } from "./evidence.ts";
 import type { TickPrices } from "./prices.ts";
 import type { WatcherState } from "./state.ts";
+import { stampLogs } from "./timestamps.ts";
 import type { Head } from "./types.ts";
 
 /**
@@ -42,6 +44,7 @@ export async function extend(s: WatcherState, block: Head, receivedAt: number): 
     (s.exchange.has(l.address.toLowerCase()) ? exchangeLogs : others).push(l);
   }
   const from = s.checkpoint;
+  if (s.o.timedLogs) stampLogs(exchangeLogs as ChainLog[], block.timestamp);
   try {
     apply(s, decodeTrusted(s, exchangeLogs), true, 0n);
   } catch (error) {

@@ -14,6 +14,8 @@ export interface LogRangeOptions {
   readonly concurrency?: number;
   /** Called with each range's logs, in block order. */
   readonly onRange: (logs: ChainLog[], fromBlock: bigint, toBlock: bigint) => void;
+  /** After `verify`, before `onRange`: what the logs still need (their block times). */
+  readonly prepare?: (logs: ChainLog[]) => Promise<void>;
   /** Checks a range's logs before they are handed over (a rejection ends the fetch, nothing of that range applied). */
   readonly verify?: (logs: ChainLog[], fromBlock: bigint, toBlock: bigint) => Promise<void>;
 }
@@ -69,6 +71,7 @@ export async function fetchLogRanges(client: PublicClient, options: LogRangeOpti
       fill();
       const logs = await (inFlight.shift() as Promise<ChainLog[]>);
       await options.verify?.(logs, from, to);
+      await options.prepare?.(logs);
       options.onRange(logs, from, to);
     }
   } finally {

@@ -100,6 +100,11 @@ export interface WatcherOptions<E extends WatchedEvent = WatchedEvent, C = unkno
   readonly log: Logger;
   decode(logs: readonly ChainLog[]): E[];
   /**
+   * Whether decoding needs each log's block time (`blockTimestamp`): where an endpoint leaves it out, the watcher
+   * fills it in from the block's header (timestamps.ts) before decoding.
+   */
+  readonly timedLogs?: boolean;
+  /**
    * Applies each decoded event, in chain order, and returns what it changed in the book (undefined: nothing, e.g. an
    * event already applied). `live`: seen while following the head, not replayed by a backfill or a rebuild.
    */

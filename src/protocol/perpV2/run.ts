@@ -247,6 +247,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     prices,
     log: logs.watcher,
     decode: (l) => decoder.decode(l as readonly TimedChainLog[]),
+    timedLogs: true, // funding accrues by the second: an endpoint that leaves blockTimestamp out gets it filled in
     removesListing: (applied) => applied.changes.some((c) => c.type === "market" && c.before === undefined),
     onEvent: (event, live) => keeper.handleEvent(event, live),
     onRollback: (changes, cursor) => {

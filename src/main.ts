@@ -218,7 +218,7 @@ async function main(): Promise<number> {
       return 0;
     }
     if (command === "collateral") {
-      const { collateral } = await import("./ops/collateralCli.ts");
+      const { collateral } = await import("./protocol/perpV2/collateralCli.ts");
       console.log(
         await collateral(
           resolveRun(inputs),

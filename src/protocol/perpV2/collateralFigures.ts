@@ -16,11 +16,11 @@ import {
   parseAbi,
   parseUnits,
 } from "viem";
-import { SetupError } from "../errors.ts";
-import { accountBalanceAbi, clearingHouseAbi, exchangeAbi, vaultAbi } from "../protocol/perpV2/abi.ts";
-import { type PerpV2Contracts, ratioPercent } from "../protocol/perpV2/discover.ts";
-import { RATIO_ONE } from "../protocol/perpV2/math.ts";
-import { opsAccountBalanceAbi, opsVaultAbi } from "../protocol/perpV2/opsAbi.ts";
+import { SetupError } from "../../errors.ts";
+import { accountBalanceAbi, clearingHouseAbi, exchangeAbi, vaultAbi } from "./abi.ts";
+import { type PerpV2Contracts, ratioPercent } from "./discover.ts";
+import { RATIO_ONE } from "./math.ts";
+import { opsAccountBalanceAbi, opsVaultAbi } from "./opsAbi.ts";
 
 /** A refused command (a bad amount, the wrong signer, more than there is): nothing was sent. Exit 2. */
 export class CollateralError extends SetupError {

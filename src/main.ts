@@ -17,6 +17,7 @@ import { KeeperError, SetupError } from "./errors.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
 import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
 import { packageVersion } from "./ops/version.ts";
+import { exchangeCommands } from "./protocol/exchanges.ts";
 import { startPerpV2Keeper } from "./protocol/perpV2/run.ts";
 
 /** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
@@ -235,7 +236,8 @@ async function main(): Promise<number> {
       const config = loadConfigFile(configPath as string);
       const rpcUrl = rpcUrlOf(config, env, configPath as string);
       const { statusReport } = await import("./ops/statusCommand.ts");
-      console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
+      const view = await exchangeCommands(config).statusView();
+      console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top, view));
       return 0;
     }
     if (demo) {

@@ -1,0 +1,31 @@
+/**
+ * What the commands need of each exchange beyond the run itself (src/app.ts, src/protocol/perpV2/run.ts), chosen by
+ * exchange.adapter: the status view of `perp-keeper status`. The commands' drivers in src/ops/ take these as arguments
+ * and name no exchange.
+ */
+import { ConfigError } from "../config/load.ts";
+import type { KeeperConfig } from "../config/schema.ts";
+import type { StatusView } from "../ops/statusCommand.ts";
+
+export type AdapterName = KeeperConfig["exchange"]["adapter"];
+
+export interface ExchangeCommands {
+  /** `perp-keeper status`: the exchange's view, loaded on demand (it brings decimal.js and its own reads). */
+  statusView(): Promise<StatusView>;
+}
+
+const COMMANDS: { readonly [A in AdapterName]: ExchangeCommands } = {
+  "perp-engine": {
+    statusView: async () => (await import("./perpEngine/status.ts")).perpEngineStatus,
+  },
+  "perp-v2": {
+    statusView: async () => {
+      throw new ConfigError("status has no view for the perp-v2 adapter");
+    },
+  },
+};
+
+/** The configured exchange's commands. */
+export function exchangeCommands(config: Pick<KeeperConfig, "exchange">): ExchangeCommands {
+  return COMMANDS[config.exchange.adapter];
+}

@@ -309,7 +309,12 @@ async function checkConfig(settings: RunSettings): Promise<string> {
     throw new Error(`cannot reach the RPC at ${endpoint}: ${describeError(error)}`);
   }
   try {
-    const facts = await checkChain(connection, settings.config, settings.signers).catch((error: unknown) => {
+    const facts = await checkChain(
+      connection,
+      settings.config,
+      settings.signers,
+      exchangeCommands(settings.config).describe,
+    ).catch((error: unknown) => {
       if (!isRetryable(error)) throw error;
       throw new Error(`the RPC at ${endpoint} failed: ${describeError(error)}`);
     });
@@ -329,7 +334,8 @@ async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Lo
     privateKeys: settings.privateKeys,
     log,
     signal,
-    preflight: (connection) => checkChain(connection, settings.config, settings.signers),
+    preflight: (connection) =>
+      checkChain(connection, settings.config, settings.signers, exchangeCommands(settings.config).describe),
   }).catch((error: unknown) => {
     if (signal.aborted && error instanceof StartupError) return undefined; // asked to stop while still connecting
     throw error;

@@ -1,24 +1,31 @@
 /**
  * What the commands need of each exchange beyond the run itself (src/app.ts, src/protocol/perpV2/run.ts), chosen by
- * exchange.adapter: the status view of `perp-keeper status`. The commands' drivers in src/ops/ take these as arguments
- * and name no exchange.
+ * exchange.adapter: check-config's description of the exchange and the status view of `perp-keeper status`. The
+ * commands' drivers in src/ops/ take these as arguments and name no exchange.
  */
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
+import type { DescribeExchange } from "../ops/preflight.ts";
 import type { StatusView } from "../ops/statusCommand.ts";
+import { describePerpEngine } from "./perpEngine/preflight.ts";
+import { describePerpV2Exchange } from "./perpV2/preflight.ts";
 
 export type AdapterName = KeeperConfig["exchange"]["adapter"];
 
 export interface ExchangeCommands {
+  /** check-config (and run's start-up checks): the exchange, checked and described. */
+  readonly describe: DescribeExchange;
   /** `perp-keeper status`: the exchange's view, loaded on demand (it brings decimal.js and its own reads). */
   statusView(): Promise<StatusView>;
 }
 
 const COMMANDS: { readonly [A in AdapterName]: ExchangeCommands } = {
   "perp-engine": {
+    describe: describePerpEngine,
     statusView: async () => (await import("./perpEngine/status.ts")).perpEngineStatus,
   },
   "perp-v2": {
+    describe: describePerpV2Exchange,
     statusView: async () => {
       throw new ConfigError("status has no view for the perp-v2 adapter");
     },

@@ -188,9 +188,14 @@ async function main(): Promise<number> {
       if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
       const forkBlock = parseForkBlock(values["fork-block"]);
       const timeoutSeconds = parseSeconds("--timeout", values.timeout) ?? DEFAULT_REHEARSAL_TIMEOUT_SECONDS;
+      const config = loadConfigFile(configPath as string);
+      const rehearsal = exchangeCommands(config).rehearsal;
+      if (!rehearsal) throw new ConfigError(`rehearse is not available for the ${config.exchange.adapter} adapter`);
+      const exchange = await rehearsal();
       try {
         const report = await rehearse({
-          config: loadConfigFile(configPath as string),
+          config,
+          exchange,
           forkUrl,
           forkBlock,
           shocks,

@@ -1,11 +1,13 @@
 /**
  * What the commands need of each exchange beyond the run itself (src/app.ts, src/protocol/perpV2/run.ts), chosen by
- * exchange.adapter: check-config's description of the exchange and the status view of `perp-keeper status`. The
- * commands' drivers in src/ops/ take these as arguments and name no exchange.
+ * exchange.adapter: check-config's description of the exchange, the status view of `perp-keeper status`, and what
+ * `perp-keeper rehearse` shocks and counts. The commands' drivers in src/ops/ take these as arguments and name no
+ * exchange.
  */
 import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import type { DescribeExchange } from "../ops/preflight.ts";
+import type { RehearsalExchange } from "../ops/rehearse.ts";
 import type { StatusView } from "../ops/statusCommand.ts";
 import { describePerpEngine } from "./perpEngine/preflight.ts";
 import { describePerpV2Exchange } from "./perpV2/preflight.ts";
@@ -17,12 +19,15 @@ export interface ExchangeCommands {
   readonly describe: DescribeExchange;
   /** `perp-keeper status`: the exchange's view, loaded on demand (it brings decimal.js and its own reads). */
   statusView(): Promise<StatusView>;
+  /** `perp-keeper rehearse`, loaded on demand (the keeper itself); absent: the exchange cannot be rehearsed. */
+  readonly rehearsal?: () => Promise<RehearsalExchange>;
 }
 
 const COMMANDS: { readonly [A in AdapterName]: ExchangeCommands } = {
   "perp-engine": {
     describe: describePerpEngine,
     statusView: async () => (await import("./perpEngine/status.ts")).perpEngineStatus,
+    rehearsal: async () => (await import("./perpEngine/rehearsal.ts")).perpEngineRehearsal,
   },
   "perp-v2": {
     describe: describePerpV2Exchange,

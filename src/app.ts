@@ -232,6 +232,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   );
   freshnessRef = freshness;
   const sources: OpsSources = {
+    adapter: config.exchange.adapter,
     book,
     positions: (distance) => perpEnginePositionsByMarket({ book, watcher }, distance),
     watcher,

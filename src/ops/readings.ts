@@ -13,8 +13,8 @@ import type { LeftBehindReading } from "./leftBehind.ts";
 
 /** What the metrics, the health checks and the heartbeat read; all of it owned by the keeper's parts. */
 export interface OpsSources {
-  /** The protocol adapter (config exchange.adapter), for build_info; default perp-engine. */
-  readonly adapter?: string;
+  /** The protocol adapter (config exchange.adapter), for build_info. */
+  readonly adapter: string;
   /** The exchange's markets, by id: their names label the figures. */
   readonly book: { readonly markets: ReadonlyMap<number, { readonly id: number; readonly name: string }> };
   /**

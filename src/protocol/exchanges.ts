@@ -4,7 +4,6 @@
  * `perp-keeper rehearse` shocks and counts. The commands' drivers in src/ops/ take these as arguments and name no
  * exchange.
  */
-import { ConfigError } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import type { DescribeExchange } from "../ops/preflight.ts";
 import type { RehearsalExchange } from "../ops/rehearse.ts";
@@ -31,9 +30,7 @@ const COMMANDS: { readonly [A in AdapterName]: ExchangeCommands } = {
   },
   "perp-v2": {
     describe: describePerpV2Exchange,
-    statusView: async () => {
-      throw new ConfigError("status has no view for the perp-v2 adapter");
-    },
+    statusView: async () => (await import("./perpV2/status.ts")).perpV2Status,
   },
 };
 

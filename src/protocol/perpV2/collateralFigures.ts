@@ -113,15 +113,16 @@ async function liquidatorKind(
   return { kind: "contract", owner };
 }
 
-/** The liquidator's figures, every read at one block. */
+/** The liquidator's figures, every read at one block: `atBlock`, or the latest. */
 export async function readCollateral(
   client: PublicClient,
   c: PerpV2Contracts,
   account: Address,
+  atBlock?: bigint,
 ): Promise<CollateralFigures> {
   const who = await liquidatorKind(client, c, account);
   const wallet = who.kind === "contract" ? who.owner : account;
-  const blockNumber = await client.getBlockNumber({ cacheTime: 0 });
+  const blockNumber = atBlock ?? (await client.getBlockNumber({ cacheTime: 0 }));
   const at = { blockNumber } as const;
   const [
     walletBalance,

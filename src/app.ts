@@ -16,13 +16,13 @@ import { LeftBehind } from "./ops/leftBehind.ts";
 import { tapOf } from "./ops/logger.ts";
 import type { OpsSources } from "./ops/metrics.ts";
 import { Notifier } from "./ops/notify.ts";
-import { perpEnginePositionsByMarket } from "./ops/readings.ts";
 import { startOpsRuntime } from "./ops/runtime.ts";
 import { PendingSource } from "./precompute/pendingSource.ts";
 import { Precomputer } from "./precompute/precomputer.ts";
 import { PendingSimulator } from "./precompute/simulate.ts";
 import { Book } from "./protocol/perpEngine/book.ts";
 import { perpEngineProtocol } from "./protocol/perpEngine/protocol.ts";
+import { perpEnginePositionsByMarket } from "./protocol/perpEngine/readings.ts";
 import { RiskEngine } from "./protocol/perpEngine/riskEngine.ts";
 import { perpEngineSnapshots } from "./protocol/perpEngine/snapshot.ts";
 import { type PerpEngineWatcher, watchExchange } from "./protocol/perpEngine/watch.ts";
@@ -232,6 +232,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   );
   freshnessRef = freshness;
   const sources: OpsSources = {
+    adapter: config.exchange.adapter,
     book,
     positions: (distance) => perpEnginePositionsByMarket({ book, watcher }, distance),
     watcher,

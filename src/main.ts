@@ -17,6 +17,7 @@ import { KeeperError, SetupError } from "./errors.ts";
 import { createLogger, type Logger } from "./ops/logger.ts";
 import { checkChain, checkStateDir, describeRun, type RunSettings, resolveRun } from "./ops/preflight.ts";
 import { packageVersion } from "./ops/version.ts";
+import { exchangeCommands } from "./protocol/exchanges.ts";
 import { startPerpV2Keeper } from "./protocol/perpV2/run.ts";
 
 /** A signal repeated sooner than this is the same request delivered twice by the process tree, not a second one. */
@@ -187,9 +188,14 @@ async function main(): Promise<number> {
       if (shocks.length === 0) throw new ConfigError("rehearse needs at least one --shock, e.g. --shock BTC-USD=-10%");
       const forkBlock = parseForkBlock(values["fork-block"]);
       const timeoutSeconds = parseSeconds("--timeout", values.timeout) ?? DEFAULT_REHEARSAL_TIMEOUT_SECONDS;
+      const config = loadConfigFile(configPath as string);
+      const rehearsal = exchangeCommands(config).rehearsal;
+      if (!rehearsal) throw new ConfigError(`rehearse is not available for the ${config.exchange.adapter} adapter`);
+      const exchange = await rehearsal();
       try {
         const report = await rehearse({
-          config: loadConfigFile(configPath as string),
+          config,
+          exchange,
           forkUrl,
           forkBlock,
           shocks,
@@ -218,7 +224,7 @@ async function main(): Promise<number> {
       return 0;
     }
     if (command === "collateral") {
-      const { collateral } = await import("./ops/collateralCli.ts");
+      const { collateral } = await import("./protocol/perpV2/collateralCli.ts");
       console.log(
         await collateral(
           resolveRun(inputs),
@@ -235,7 +241,8 @@ async function main(): Promise<number> {
       const config = loadConfigFile(configPath as string);
       const rpcUrl = rpcUrlOf(config, env, configPath as string);
       const { statusReport } = await import("./ops/statusCommand.ts");
-      console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top));
+      const view = await exchangeCommands(config).statusView();
+      console.log(await statusReport(config, rpcUrl, createLogger({ level: "warn", format: "json" }), top, view));
       return 0;
     }
     if (demo) {
@@ -307,7 +314,12 @@ async function checkConfig(settings: RunSettings): Promise<string> {
     throw new Error(`cannot reach the RPC at ${endpoint}: ${describeError(error)}`);
   }
   try {
-    const facts = await checkChain(connection, settings.config, settings.signers).catch((error: unknown) => {
+    const facts = await checkChain(
+      connection,
+      settings.config,
+      settings.signers,
+      exchangeCommands(settings.config).describe,
+    ).catch((error: unknown) => {
       if (!isRetryable(error)) throw error;
       throw new Error(`the RPC at ${endpoint} failed: ${describeError(error)}`);
     });
@@ -327,7 +339,8 @@ async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Lo
     privateKeys: settings.privateKeys,
     log,
     signal,
-    preflight: (connection) => checkChain(connection, settings.config, settings.signers),
+    preflight: (connection) =>
+      checkChain(connection, settings.config, settings.signers, exchangeCommands(settings.config).describe),
   }).catch((error: unknown) => {
     if (signal.aborted && error instanceof StartupError) return undefined; // asked to stop while still connecting
     throw error;

@@ -336,7 +336,7 @@ export function keeperMetrics(s: OpsSources): Registry {
         {
           version: packageVersion(),
           commit: buildCommit(),
-          adapter: s.adapter ?? "perp-engine",
+          adapter: s.adapter,
           node: process.version,
         },
         1,

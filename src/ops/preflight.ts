@@ -16,13 +16,11 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Address, formatEther, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { Connection } from "../chain/connect.ts";
 import { endpoints } from "../chain/connect.ts";
 import { ConfigError, type KeeperEnv, loadConfigFile, redactUrl } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { SignerError } from "../executor/signers.ts";
-import { describePerpV2, discoverPerpV2 } from "../protocol/perpV2/discover.ts";
 
 /** What `run` uses, after the config file, the environment and the flags. */
 export interface RunSettings {
@@ -125,7 +123,7 @@ export interface SignerFunds {
 export interface ChainFacts {
   readonly head: bigint;
   readonly blockGasLimit: bigint;
-  /** What the exchange is, as check-config says it: "a PerpEngine with 2 markets", a Perp v2 deployment. */
+  /** What the exchange is, as check-config says it (the adapter's DescribeExchange). */
   readonly exchange: string;
   readonly signers: readonly SignerFunds[];
   /** Gas token a signer needs to take work: one liquidation at the head's fees, or keeper.minSignerBalance. */
@@ -153,13 +151,21 @@ export function fundingFloor(k: KeeperConfig["keeper"], baseFeePerGas: bigint): 
 }
 
 /**
+ * The exchange behind exchange.address, checked and described in one line for check-config; a deployment that is not
+ * what the config says is a ConfigError naming what is wrong. Each adapter's (src/protocol/exchanges.ts).
+ */
+export type DescribeExchange = (connection: Connection, config: KeeperConfig) => Promise<string>;
+
+/**
  * The chain-side checks after connect's (chain id, the exchange's code): the start block is not beyond the head,
- * a batch fits in a block, and (unless a dry run, which sends nothing) at least one signer can pay.
+ * a batch fits in a block, the exchange is what `describeExchange` finds, and (unless a dry run, which sends nothing)
+ * at least one signer can pay.
  */
 export async function checkChain(
   connection: Connection,
   config: KeeperConfig,
   signers: readonly Address[],
+  describeExchange: DescribeExchange,
 ): Promise<ChainFacts> {
   const client = connection.publicClient;
   const k = config.keeper;
@@ -190,29 +196,6 @@ export async function checkChain(
     );
   }
   return { head: head.number, blockGasLimit: head.gasLimit, exchange, signers: funds, floorWei };
-}
-
-/**
- * The exchange behind exchange.address, checked and described: a PerpEngine's market count, or a Perp v2 deployment
- * discovered from its ClearingHouse (every contract found and cross-checked; ConfigError naming what is wrong).
- */
-async function describeExchange(connection: Connection, config: KeeperConfig): Promise<string> {
-  const client = connection.publicClient;
-  if (config.exchange.adapter === "perp-v2") {
-    const contracts = await discoverPerpV2(client, connection.engine, {
-      deployBlock: BigInt(config.exchange.deployBlock),
-      maxLogRange: config.keeper.maxLogRange,
-      logConcurrency: config.keeper.logConcurrency,
-    });
-    const liquidator = config.exchange.liquidator;
-    return `${describePerpV2(contracts)}${liquidator ? `; liquidator ${liquidator}` : "; each signer liquidates from its own Vault account"}`;
-  }
-  const markets = await client.readContract({
-    address: connection.engine,
-    abi: perpEngineAbi,
-    functionName: "marketCount",
-  });
-  return `a PerpEngine with ${markets} markets`;
 }
 
 /** check-config's report: what `run` would use, and what the chain showed. */

@@ -6,18 +6,15 @@ import type { Address } from "viem";
 import type { RpcStats } from "../chain/rpcStats.ts";
 import type { ExecutorStats, UpdateStats } from "../executor/executor.ts";
 import type { PrecomputeStats } from "../precompute/precomputer.ts";
-import type { Book } from "../protocol/perpEngine/book.ts";
-import { fundingIndexAt } from "../protocol/perpEngine/math.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { FreshnessVerdict } from "./freshness.ts";
 import type { Latency } from "./latency.ts";
 import type { LeftBehindReading } from "./leftBehind.ts";
-import { roomToLiquidation } from "./status.ts";
 
 /** What the metrics, the health checks and the heartbeat read; all of it owned by the keeper's parts. */
 export interface OpsSources {
-  /** The protocol adapter (config exchange.adapter), for build_info; default perp-engine. */
-  readonly adapter?: string;
+  /** The protocol adapter (config exchange.adapter), for build_info. */
+  readonly adapter: string;
   /** The exchange's markets, by id: their names label the figures. */
   readonly book: { readonly markets: ReadonlyMap<number, { readonly id: number; readonly name: string }> };
   /**
@@ -94,33 +91,6 @@ export function positionsByMarket(
     s.positions?.(distance) ??
     new Map([...s.book.markets.values()].map((m) => [m.name, { tracked: 0, atRisk: 0 }] as const))
   );
-}
-
-/** PerpEngine's positions by market: one pass over its book at the last tick's prices and funding. */
-export function perpEnginePositionsByMarket(
-  s: { readonly book: Book; readonly watcher: OpsSources["watcher"] },
-  distance: number,
-): Map<string, { tracked: number; atRisk: number }> {
-  const { book } = s;
-  const tick = s.watcher.latestTick;
-  const out = new Map<string, { tracked: number; atRisk: number }>();
-  const indices = new Map<number, bigint>();
-  for (const market of book.markets.values()) {
-    out.set(market.name, { tracked: 0, atRisk: 0 });
-    const price = tick?.prices.get(market.id);
-    if (tick && price !== undefined) indices.set(market.id, fundingIndexAt(market.funding, price, tick.timestamp));
-  }
-  for (const p of book.positions.values()) {
-    const market = book.markets.get(p.marketId);
-    if (!market) continue;
-    const row = out.get(market.name) as { tracked: number; atRisk: number };
-    row.tracked++;
-    const price = tick?.prices.get(p.marketId);
-    const fundingIndex = indices.get(p.marketId);
-    if (price === undefined || fundingIndex === undefined || price === 0n) continue;
-    if (roomToLiquidation(p, market, price, fundingIndex) <= distance) row.atRisk++;
-  }
-  return out;
 }
 
 /** Unresolved transactions by signer (every signer present, 0 when idle). */

@@ -19,7 +19,6 @@ import {
   encodeFunctionData,
   formatUnits,
   type Hex,
-  hexToString,
   http,
   numberToHex,
   type PublicClient,
@@ -27,15 +26,13 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
-import { perpEngineAbi } from "../../abi/PerpEngine.ts";
-import { type RunningKeeper, startKeeper } from "../app.ts";
 import { describeError } from "../chain/errors.ts";
 import { ConfigError, redactUrl, redactUrls } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { ANVIL_KEYS, anvilBinary, startAnvil } from "../devnet/anvil.ts";
 import { placeCode } from "../devnet/exchange.ts";
-import type { Tick } from "../watcher/watcher.ts";
-import { createLogger } from "./logger.ts";
+import type { ExecutorStats } from "../executor/executor.ts";
+import { createLogger, type Logger } from "./logger.ts";
 import { sleep } from "./sleep.ts";
 
 export interface Shock {
@@ -73,8 +70,44 @@ export interface RehearsalReport {
   readonly pendingAtEnd: number;
 }
 
+/** What a rehearsal needs of one exchange: its adapter's (src/protocol/exchanges.ts). */
+export interface RehearsalExchange {
+  /** The exchange's markets by name, and the AggregatorV3Interface feed each one is priced by: what a shock moves. */
+  oracles(client: PublicClient, exchange: Address): Promise<Map<string, Address>>;
+  /** Starts the exchange's keeper on the fork, with the counts the report needs. */
+  start(o: {
+    readonly config: KeeperConfig;
+    readonly rpcUrl: string;
+    readonly privateKeys: readonly Hex[];
+    readonly log: Logger;
+    /** The keeper's signer: its rewards are the report's. */
+    readonly keeperAddress: Address;
+  }): Promise<RehearsedKeeper>;
+}
+
+/** A keeper running on the fork, as the rehearsal reads it. */
+export interface RehearsedKeeper {
+  readonly executor: {
+    readonly stats: Readonly<ExecutorStats>;
+    readonly pendingAttempts: readonly unknown[];
+  };
+  /** Resolves when the keeper has stopped; rejects with a fatal error. */
+  readonly done: Promise<void>;
+  stop(reason?: string): Promise<void>;
+  /** Positions liquidatable at the first head the keeper judged (the shocks are applied before it starts). */
+  liquidatableAfterShock(): number | undefined;
+  /** Keeper rewards the chain's events credited to keeperAddress, WAD collateral. */
+  rewardsWad(): bigint;
+  /** Positions open in the keeper's book. */
+  openPositions(): number;
+  /** Positions liquidatable at the last head the keeper saw. */
+  stillLiquidatable(): number;
+}
+
 export interface RehearseOptions {
   readonly config: KeeperConfig;
+  /** The configured exchange's part (src/protocol/exchanges.ts). */
+  readonly exchange: RehearsalExchange;
   readonly forkUrl: string;
   readonly forkBlock?: bigint;
   readonly shocks: readonly Shock[];
@@ -200,23 +233,12 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
     throw new Error(redactForkUrl(`cannot fork: ${describeError(error)}`, o.forkUrl));
   }
   const stateDir = mkdtempSync(join(tmpdir(), "perp-keeper-rehearsal-"));
-  let running: RunningKeeper | undefined;
+  let running: RehearsedKeeper | undefined;
   try {
     interrupted();
     const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
     const forkBlock = await client.getBlockNumber();
-    const engine = o.config.exchange.address as Address;
-    const count = await client.readContract({ address: engine, abi: perpEngineAbi, functionName: "marketCount" });
-    const markets = new Map<string, Address>();
-    for (let id = 0n; id < count; id++) {
-      const m = (await client.readContract({
-        address: engine,
-        abi: perpEngineAbi,
-        functionName: "market",
-        args: [id],
-      })) as unknown as { name: Hex; oracle: Address };
-      markets.set(hexToString(m.name, { size: 32 }).replace(/\0+$/, ""), m.oracle);
-    }
+    const markets = await o.exchange.oracles(client, o.config.exchange.address as Address);
     const key = ANVIL_KEYS[1];
     const keeperAddress = privateKeyToAccount(key).address;
     const sender = privateKeyToAccount(ANVIL_KEYS[2]).address;
@@ -253,33 +275,12 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
       keeper: { ...o.config.keeper, stateDir, metricsEnabled: false, snapshotIntervalSeconds: 0, dryRun: false },
     };
     progress(`fork at block ${forkBlock}, shocks applied; the keeper backfills and runs on the fork`);
-    const keeper = await startKeeper({ config, rpcUrl: anvil.rpcUrl, privateKeys: [key], log });
+    const keeper = await o.exchange.start({ config, rpcUrl: anvil.rpcUrl, privateKeys: [key], log, keeperAddress });
     running = keeper;
     let failed: { error: unknown } | undefined;
     keeper.done.catch((error: unknown) => {
       failed = { error };
     });
-    let liquidatableAfterShock: number | undefined;
-    const handleTick = keeper.keeper.handleTick.bind(keeper.keeper);
-    keeper.keeper.handleTick = (tick: Tick) => {
-      handleTick(tick);
-      // after the keeper's own pass (which brings its index up to date): nothing of it is mined yet
-      if (liquidatableAfterShock === undefined) {
-        liquidatableAfterShock = [...tick.prices].reduce(
-          (n, [market, price]) => n + keeper.risk.liquidatable(market, price, tick.timestamp).length,
-          0,
-        );
-      }
-    };
-    // the rewards of our liquidations, exact (WAD collateral), as the chain's events carry them
-    let rewardsWad = 0n;
-    const handleEvent = keeper.keeper.handleEvent.bind(keeper.keeper);
-    keeper.keeper.handleEvent = (event, live) => {
-      if (event.kind === "positionLiquidated" && event.keeper.toLowerCase() === keeperAddress.toLowerCase()) {
-        rewardsWad += event.keeperReward;
-      }
-      return handleEvent(event, live);
-    };
     const backfilled = () => lines.some((l) => l.event === "backfill_completed");
     // time moves on the fork (a block a second) until the keeper has nothing left to do, or the deadline
     const deadline = Date.now() + timeoutSeconds * 1000;
@@ -296,7 +297,7 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
         now !== last ||
         keeper.executor.pendingAttempts.length > 0 ||
         !backfilled() ||
-        liquidatableAfterShock === undefined
+        keeper.liquidatableAfterShock() === undefined
       ) {
         last = now;
         quietSince = Date.now();
@@ -305,6 +306,7 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
         break;
       }
     }
+    const liquidatableAfterShock = keeper.liquidatableAfterShock();
     if (!backfilled() || liquidatableAfterShock === undefined) {
       throw new RehearsalIncomplete(
         `the keeper's backfill on the fork did not finish within --timeout ${timeoutSeconds} s: no result. ` +
@@ -312,12 +314,6 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
       );
     }
     await keeper.stop("rehearsal finished");
-    const tick = keeper.watcher.latestTick;
-    let stillLiquidatable = 0;
-    for (const p of keeper.book.positions.values()) {
-      const price = tick?.prices.get(p.marketId);
-      if (tick && price !== undefined && keeper.risk.isLiquidatable(p, price, tick.timestamp)) stillLiquidatable++;
-    }
     const skipped: Record<string, number> = {};
     for (const l of lines.filter((x) => x.event === "liquidation_skipped")) {
       const reason = String(l.reason);
@@ -327,16 +323,16 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
     return {
       forkBlock: forkBlock.toString(),
       shocks,
-      positions: keeper.book.positions.size + s.confirmed,
+      positions: keeper.openPositions() + s.confirmed,
       liquidatableAfterShock,
       liquidated: s.confirmed,
       lostRace: s.lostRace,
-      rewards: formatUnits(rewardsWad, 18),
+      rewards: formatUnits(keeper.rewardsWad(), 18),
       gasPaidWei: s.gasPaidWei.toString(),
       transactions: s.sent,
       reverted: s.reverted,
       skipped,
-      stillLiquidatable,
+      stillLiquidatable: keeper.stillLiquidatable(),
       settled,
       pendingAtEnd: keeper.executor.pendingAttempts.length,
     };

@@ -1,37 +1,36 @@
-import { connect } from "../chain/connect.ts";
-import type { KeeperConfig } from "../config/schema.ts";
-import { Book } from "../protocol/perpEngine/book.ts";
-import { fromWad } from "../protocol/perpEngine/format.ts";
-import { watchExchange } from "../protocol/perpEngine/watch.ts";
-import type { Logger } from "./logger.ts";
-import { positionsNearLiquidation, renderStatus } from "./status.ts";
-
 /**
- * `--status`: indexes the exchange up to the head, reads the mark prices there and renders the positions
- * nearest to liquidation. Read-only: needs no key.
+ * `perp-keeper status`: what an operator reads about the configured exchange at the head, and exits. Read-only: needs
+ * no key. What is shown is the exchange's own (its adapter's status view, chosen by exchange.adapter in
+ * src/protocol/exchanges.ts): this driver connects, hands the connection to the view, and closes it.
  */
-export async function statusReport(config: KeeperConfig, rpcUrl: string, log: Logger, top: number): Promise<string> {
-  const book = new Book();
-  const watcher = watchExchange(config, await connect(config, rpcUrl), book, log.child({ component: "watcher" }), {
-    onEvent: (event) => book.apply(event),
-    onRollback: (changes, cursor) => book.rewind(changes, cursor),
-    onTick: () => {},
-    onReorg: () => book.reset(),
-  });
-  await watcher.backfill();
-  await watcher.poll();
-  const tick = watcher.latestTick;
-  if (!tick) throw new Error("no block to read prices at");
-  const rows = positionsNearLiquidation(book, tick.prices, tick.timestamp, top);
-  const prices = [...book.markets.values()]
-    .map((m) => {
-      const price = tick.prices.get(m.id);
-      return `${m.name} ${price === undefined ? "no valid price" : fromWad(price).toString()}`;
-    })
-    .join(", ");
-  return [
-    `${config.network.name} block ${tick.blockNumber}: ${book.positions.size} open positions in ${book.markets.size} markets (${prices})`,
-    `the ${rows.length} nearest to liquidation (room: distance from the mark price to the liquidation price):`,
-    renderStatus(rows),
-  ].join("\n");
+import { type Connection, connect } from "../chain/connect.ts";
+import type { KeeperConfig } from "../config/schema.ts";
+import type { Logger } from "./logger.ts";
+
+export interface StatusRequest {
+  readonly config: KeeperConfig;
+  /** Checked by connect: the configured chain, the exchange's code at its address. */
+  readonly connection: Connection;
+  readonly log: Logger;
+  /** Rows to show (--top). */
+  readonly top: number;
+}
+
+/** One exchange's status view: indexes it up to the head on the connection and renders the report. */
+export type StatusView = (request: StatusRequest) => Promise<string>;
+
+/** The report of `view` for the configured exchange at the head. */
+export async function statusReport(
+  config: KeeperConfig,
+  rpcUrl: string,
+  log: Logger,
+  top: number,
+  view: StatusView,
+): Promise<string> {
+  const connection = await connect(config, rpcUrl);
+  try {
+    return await view({ config, connection, log, top });
+  } finally {
+    connection.close();
+  }
 }

@@ -60,6 +60,16 @@ describe("command line", () => {
     expect(r.stderr).toContain("status needs --config");
   });
 
+  it("rehearse on an exchange it cannot rehearse (perp-v2) is exit 2 naming the adapter, before any fork", () => {
+    const file = join(dir, "perp-v2.json");
+    const exchange = { adapter: "perp-v2", address: config.exchange.address, deployBlock: 0 };
+    writeFileSync(file, JSON.stringify({ ...config, exchange }));
+    const r = run(["rehearse", "--config", file, "--fork-url", "http://127.0.0.1:1", "--shock", "vETH=-10%"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("rehearse is not available for the perp-v2 adapter");
+    expect(r.stderr).not.toContain("forking");
+  });
+
   it("exits 2 on a malformed key without printing it", () => {
     const file = join(dir, "good.json");
     writeFileSync(file, JSON.stringify(config));

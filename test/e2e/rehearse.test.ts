@@ -14,6 +14,7 @@ import { devnetConfig } from "../../src/devnet/config.ts";
 import { DEVNET_MARKETS, type MarketSpec, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
 import { anvilEnv, parseShock, type RehearsalReport, redactForkUrl, rehearse } from "../../src/ops/rehearse.ts";
+import { perpEngineRehearsal } from "../../src/protocol/perpEngine/rehearsal.ts";
 import { type DevnetFixture, ethLongs, startDevnet } from "../helpers/devnet.ts";
 import { startFaultProxy } from "../helpers/faultProxy.ts";
 
@@ -99,6 +100,7 @@ describe("rehearse", () => {
     const config = devnetConfig(net.ex.d, net.anvil.rpcUrl);
     const report = await rehearse({
       config,
+      exchange: perpEngineRehearsal,
       forkUrl: net.anvil.rpcUrl,
       shocks: [{ market: "ETH-USD", percent: -10 }],
       timeoutSeconds: 60,

@@ -144,6 +144,7 @@ function stripComment(text: string): string {
 
 function sources(): OpsSources {
   return {
+    adapter: "perp-engine",
     book: new Book(),
     watcher: { processedBlock: 0n, latestTick: undefined },
     executor: { stats: newStats(), pendingAttempts: [] },

@@ -113,6 +113,7 @@ describe("Freshness", () => {
     let head = 100n;
     const { f, advance } = fixture(() => [Promise.resolve(head)]);
     const s: OpsSources = {
+      adapter: "perp-engine",
       book: new Book(),
       watcher: { processedBlock: 100n, latestTick: undefined },
       executor: { stats: {} as ExecutorStats, pendingAttempts: [] },

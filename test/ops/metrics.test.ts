@@ -14,6 +14,7 @@ const SIGNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" as const;
 
 function sources(o: { tick?: Tick; pending?: bigint[]; s?: ExecutorStats; backfilled?: boolean } = {}): OpsSources {
   return {
+    adapter: "perp-engine",
     book: new Book(),
     watcher: { processedBlock: o.tick?.blockNumber ?? 0n, latestTick: o.tick },
     executor: {

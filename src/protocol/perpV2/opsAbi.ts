@@ -1,6 +1,6 @@
 /**
  * Perp v2 ("Curie", @perp/curie-contract 2.8.4) fragments that discovery (./discover.ts) and the collateral command
- * (src/ops/collateral.ts) use beyond ./abi.ts: the cross-references each contract keeps (which ClearingHouse, which
+ * (src/protocol/perpV2/collateral.ts) use beyond ./abi.ts: the cross-references each contract keeps (which ClearingHouse, which
  * Vault...), the markets' settings and status, and the Vault's deposit and withdrawal. Hand-written like abi.ts, and
  * checked against the npm artifacts by test/protocol/perp-v2/discover.test.ts.
  */

@@ -37,10 +37,9 @@ import {
   type Transport,
   type WalletClient,
 } from "viem";
-import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
-import { KeeperError } from "../errors.ts";
-import type { PerpV2Contracts } from "../protocol/perpV2/discover.ts";
-import { opsClearingHouseConfigAbi, opsVaultAbi } from "../protocol/perpV2/opsAbi.ts";
+import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
+import { KeeperError } from "../../errors.ts";
+import type { Logger } from "../../ops/logger.ts";
 import {
   CollateralError,
   liquidatorViewsAbi,
@@ -49,7 +48,8 @@ import {
   renderCollateral,
   token,
 } from "./collateralFigures.ts";
-import type { Logger } from "./logger.ts";
+import type { PerpV2Contracts } from "./discover.ts";
+import { opsClearingHouseConfigAbi, opsVaultAbi } from "./opsAbi.ts";
 
 export type { CollateralFigures, CollateralPosition } from "./collateralFigures.ts";
 export { CollateralError, readCollateral, renderCollateral };

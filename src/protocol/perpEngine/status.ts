@@ -1,11 +1,15 @@
 /**
- * The status view: the open positions nearest to liquidation at the current mark prices, as an operator reads
- * them. Ranking uses the exact liquidation price (bigint); only the rows shown are described with decimal.js.
+ * PerpEngine's status view (`perp-keeper status`): the open positions nearest to liquidation at the current mark
+ * prices, as an operator reads them. Ranking uses the exact liquidation price (bigint); only the rows shown are
+ * described with decimal.js.
  */
 
-import type { Book, Market, TrackedPosition } from "../protocol/perpEngine/book.ts";
-import { describePosition, type PositionView } from "../protocol/perpEngine/format.ts";
-import { fundingIndexAt, liquidationPriceUnits } from "../protocol/perpEngine/math.ts";
+import type { StatusView } from "../../ops/statusCommand.ts";
+import { renderTable } from "../../ops/table.ts";
+import { Book, type Market, type TrackedPosition } from "./book.ts";
+import { describePosition, fromWad, type PositionView } from "./format.ts";
+import { fundingIndexAt, liquidationPriceUnits } from "./math.ts";
+import { watchExchange } from "./watch.ts";
 
 export interface StatusRow extends PositionView {
   readonly marketId: number;
@@ -72,11 +76,38 @@ export function renderStatus(rows: readonly StatusRow[]): string {
   const cells = rows.map((r) =>
     COLUMNS.map(([k]) => (k === "distanceToLiquidation" ? `${(Number(r[k]) * 100).toFixed(2)}%` : String(r[k]))),
   );
-  const widths = COLUMNS.map(([, title], i) => Math.max(title.length, ...cells.map((c) => (c[i] ?? "").length)));
-  const line = (values: string[]) =>
-    values
-      .map((v, i) => v.padEnd(widths[i] ?? 0))
-      .join("  ")
-      .trimEnd();
-  return [line(COLUMNS.map(([, t]) => t)), ...cells.map(line)].join("\n");
+  return renderTable(
+    COLUMNS.map(([, title]) => title),
+    cells,
+  );
 }
+
+/**
+ * The status view: indexes the exchange up to the head, reads the mark prices there and renders the positions
+ * nearest to liquidation.
+ */
+export const perpEngineStatus: StatusView = async ({ config, connection, log, top }) => {
+  const book = new Book();
+  const watcher = watchExchange(config, connection, book, log.child({ component: "watcher" }), {
+    onEvent: (event) => book.apply(event),
+    onRollback: (changes, cursor) => book.rewind(changes, cursor),
+    onTick: () => {},
+    onReorg: () => book.reset(),
+  });
+  await watcher.backfill();
+  await watcher.poll();
+  const tick = watcher.latestTick;
+  if (!tick) throw new Error("no block to read prices at");
+  const rows = positionsNearLiquidation(book, tick.prices, tick.timestamp, top);
+  const prices = [...book.markets.values()]
+    .map((m) => {
+      const price = tick.prices.get(m.id);
+      return `${m.name} ${price === undefined ? "no valid price" : fromWad(price).toString()}`;
+    })
+    .join(", ");
+  return [
+    `${config.network.name} block ${tick.blockNumber}: ${book.positions.size} open positions in ${book.markets.size} markets (${prices})`,
+    `the ${rows.length} nearest to liquidation (room: distance from the mark price to the liquidation price):`,
+    renderStatus(rows),
+  ].join("\n");
+};

@@ -1,16 +1,17 @@
 /**
- * The collateral command (src/ops/collateral.ts) on Perp v2 from its npm bytecode on Anvil: status, deposit and
+ * The collateral command (src/protocol/perpV2/collateral.ts) on Perp v2 from its npm bytecode on Anvil: status, deposit and
  * withdraw for an EOA liquidator and for a PerpV2Liquidator contract (whose takeover then shows in its status); the
  * figures move by exactly the amount; bad amounts, the wrong signer and a withdrawal above the free collateral are
  * refused with their own messages and nothing is sent (the nonce does not move); no key reaches the logs.
  */
 import { type Address, formatUnits, type LocalAccount, parseAbi, parseUnits, toHex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
-import { testUSDCAbi } from "../../abi/TestUSDC.ts";
-import { type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
-import { PerpV2Devnet } from "../../src/devnet/perpV2/scenario.ts";
-import type { Wallet } from "../../src/devnet/perpV2/tx.ts";
+import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
+import { testUSDCAbi } from "../../../abi/TestUSDC.ts";
+import { type Anvil, startAnvil } from "../../../src/devnet/anvil.ts";
+import { PerpV2Devnet } from "../../../src/devnet/perpV2/scenario.ts";
+import type { Wallet } from "../../../src/devnet/perpV2/tx.ts";
+import { createLogger } from "../../../src/ops/logger.ts";
 import {
   type CollateralArgs,
   CollateralError,
@@ -18,9 +19,8 @@ import {
   collateralCommand,
   parseAmount,
   readCollateral,
-} from "../../src/ops/collateral.ts";
-import { createLogger } from "../../src/ops/logger.ts";
-import { discoverPerpV2, type PerpV2Contracts } from "../../src/protocol/perpV2/discover.ts";
+} from "../../../src/protocol/perpV2/collateral.ts";
+import { discoverPerpV2, type PerpV2Contracts } from "../../../src/protocol/perpV2/discover.ts";
 
 const usdc = (amount: string) => parseUnits(amount, 6);
 

@@ -1,8 +1,8 @@
 import { parseUnits } from "viem";
 import { describe, expect, it } from "vitest";
-import { positionsNearLiquidation, renderStatus } from "../../src/ops/status.ts";
-import { Book } from "../../src/protocol/perpEngine/book.ts";
-import { listedEvent, nextRef } from "../helpers/events.ts";
+import { Book } from "../../../src/protocol/perpEngine/book.ts";
+import { positionsNearLiquidation, renderStatus } from "../../../src/protocol/perpEngine/status.ts";
+import { listedEvent, nextRef } from "../../helpers/events.ts";
 
 const wad = (x: string) => parseUnits(x, 18);
 

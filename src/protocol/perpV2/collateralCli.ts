@@ -1,15 +1,15 @@
 /**
  * `perp-keeper collateral status|deposit <amount>|withdraw <amount>` for a Perp v2 keeper: the liquidator account's
  * collateral in the Vault (the configured PerpV2Liquidator, else the first signer's own account). The command line
- * and config side; what it reads, checks and sends is src/ops/collateral.ts.
+ * and config side; what it reads, checks and sends is src/protocol/perpV2/collateral.ts.
  */
 import { privateKeyToAccount } from "viem/accounts";
-import { connect } from "../chain/connect.ts";
-import { ConfigError } from "../config/load.ts";
-import { discoverPerpV2 } from "../protocol/perpV2/discover.ts";
+import { connect } from "../../chain/connect.ts";
+import { ConfigError } from "../../config/load.ts";
+import type { Logger } from "../../ops/logger.ts";
+import type { RunSettings } from "../../ops/preflight.ts";
 import { type CollateralAction, collateralCommand } from "./collateral.ts";
-import type { Logger } from "./logger.ts";
-import type { RunSettings } from "./preflight.ts";
+import { discoverPerpV2 } from "./discover.ts";
 
 const ACTIONS: readonly CollateralAction[] = ["status", "deposit", "withdraw"];
 

@@ -16,11 +16,11 @@ import {
   parseAbi,
   parseUnits,
 } from "viem";
-import { SetupError } from "../errors.ts";
-import { accountBalanceAbi, clearingHouseAbi, exchangeAbi, vaultAbi } from "../protocol/perpV2/abi.ts";
-import { type PerpV2Contracts, ratioPercent } from "../protocol/perpV2/discover.ts";
-import { RATIO_ONE } from "../protocol/perpV2/math.ts";
-import { opsAccountBalanceAbi, opsVaultAbi } from "../protocol/perpV2/opsAbi.ts";
+import { SetupError } from "../../errors.ts";
+import { accountBalanceAbi, clearingHouseAbi, exchangeAbi, vaultAbi } from "./abi.ts";
+import { type PerpV2Contracts, ratioPercent } from "./discover.ts";
+import { RATIO_ONE } from "./math.ts";
+import { opsAccountBalanceAbi, opsVaultAbi } from "./opsAbi.ts";
 
 /** A refused command (a bad amount, the wrong signer, more than there is): nothing was sent. Exit 2. */
 export class CollateralError extends SetupError {
@@ -113,15 +113,16 @@ async function liquidatorKind(
   return { kind: "contract", owner };
 }
 
-/** The liquidator's figures, every read at one block. */
+/** The liquidator's figures, every read at one block: `atBlock`, or the latest. */
 export async function readCollateral(
   client: PublicClient,
   c: PerpV2Contracts,
   account: Address,
+  atBlock?: bigint,
 ): Promise<CollateralFigures> {
   const who = await liquidatorKind(client, c, account);
   const wallet = who.kind === "contract" ? who.owner : account;
-  const blockNumber = await client.getBlockNumber({ cacheTime: 0 });
+  const blockNumber = atBlock ?? (await client.getBlockNumber({ cacheTime: 0 }));
   const at = { blockNumber } as const;
   const [
     walletBalance,

@@ -285,6 +285,9 @@ describe("Perp v2 lookahead: liquidations land in the first block that allows th
       expect(o.first.length).toBeGreaterThanOrEqual(6);
       expect(inFirst.length).toBeGreaterThanOrEqual(3);
       expect(inFirst.length * 2).toBeGreaterThanOrEqual(o.first.length);
+      // forecasts timed to the real next block: few items sent a block early and skipped (a 15 s jump seen among the
+      // last intervals once forecast the next block 14 s late, and every account's item was skipped)
+      expect.soft(o.early).toBeLessThanOrEqual(Math.floor(o.first.length / 3));
       // each was anticipated: an account_anticipated line for it, for the block it was liquidated in
       for (const x of inFirst) {
         const lines = o.anticipated.filter((l) => String(l.account).toLowerCase() === x.trader);

@@ -34,6 +34,7 @@ import {
   type Address,
   createPublicClient,
   createWalletClient,
+  decodeFunctionData,
   type Hex,
   http,
   type PublicClient,
@@ -56,6 +57,7 @@ import {
   type TraderSpec,
 } from "../../src/devnet/perpV2/stage.ts";
 import { createLogger } from "../../src/ops/logger.ts";
+import { revertMeaning } from "../../src/protocol/perpV2/outcomes.ts";
 import { type PerpV2RunningKeeper, startPerpV2Keeper } from "../../src/protocol/perpV2/run.ts";
 import { CountingHttpProxy } from "./countingProxies.ts";
 import { benchArgs, round, sleep, untilEvery } from "./tools.ts";
@@ -337,10 +339,23 @@ async function measure(
   }
   let gas = 0n;
   let reverted = 0;
+  /** --details: each keeper transaction's liquidation items (block, nonce, trader, base token). */
+  const asked: { block: bigint; nonce: number; trader: string; base: string }[] = [];
   for (let b = from; b <= end; b++) {
     const block = await s.client.getBlock({ blockNumber: b, includeTransactions: true });
     for (const tx of block.transactions) {
       if (!signers.some((a) => a.toLowerCase() === tx.from.toLowerCase())) continue;
+      try {
+        const call = decodeFunctionData({ abi: perpV2LiquidatorAbi, data: tx.input });
+        const items = (call.args as readonly unknown[]).find(
+          (a) => Array.isArray(a) && (a[0] as { trader?: string })?.trader,
+        );
+        for (const it of (items ?? []) as { trader: string; baseToken: string }[]) {
+          asked.push({ block: b, nonce: tx.nonce, trader: it.trader.toLowerCase(), base: it.baseToken.toLowerCase() });
+        }
+      } catch {
+        // a cancel, or a call not to the liquidator
+      }
       const receipt = await s.client.getTransactionReceipt({ hash: tx.hash });
       gas += receipt.gasUsed;
       if (receipt.status !== "success") reverted++;
@@ -355,8 +370,23 @@ async function measure(
       const blocks = ours
         .filter((e) => (e.args as { trader: Address }).trader.toLowerCase() === t.address)
         .map((e) => String(e.blockNumber));
+      const market = (base: string) =>
+        s.dev.d.markets.find((m) => m.baseToken.toLowerCase() === base.toLowerCase())?.name ?? base;
+      const items = asked
+        .filter((a) => a.trader === t.address.toLowerCase())
+        .map((a) => `${a.block}#${a.nonce}:${market(a.base)}`);
+      const failed = events
+        .filter(
+          (e) =>
+            e.eventName === "LiquidationFailed" &&
+            (e.args as { trader: Address }).trader.toLowerCase() === t.address.toLowerCase(),
+        )
+        .map((e) => {
+          const a = e.args as { baseToken: Address; reason: Hex };
+          return `${e.blockNumber}:${market(a.baseToken)}:${a.reason === "0x" ? "out of gas" : (revertMeaning(a.reason)?.name ?? a.reason.slice(0, 10))}`;
+        });
       progress(
-        `  ${t.name} ${t.address} ${t.legs.map((l) => `${l.market}:${l.notional}`).join("+")} on ${t.usdc}: liquidatable at ${first}, healthy after ${span} blocks; calls in ${blocks.join(", ")}`,
+        `  ${t.name} ${t.address} ${t.legs.map((l) => `${l.market}:${l.notional}`).join("+")} on ${t.usdc}: liquidatable at ${first}, healthy after ${span} blocks; calls in ${blocks.join(", ")}; items ${items.join(" ") || "-"}; failed ${failed.join(" ") || "-"}`,
       );
     }
   }

@@ -290,6 +290,8 @@ export class Executor {
         if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
         await this.monitor.judge(head);
         this.retryBacklog();
+        // what maxPendingGas held back at this head, now that the head's receipts freed room
+        if (!this.closed) this.planning.resubmitDeferred();
         await this.monitor.maybeCompact();
       } catch (error) {
         this.o.log.warn(

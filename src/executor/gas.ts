@@ -28,26 +28,27 @@ export interface CallGas {
 }
 
 /**
- * The gas of `data` sent by `from` to the protocol. Measured: one eth_call with `simulationGas`, at the block the tick
- * forecasts (tick.ahead: its number and expected time) when it carries one. A call that reverts throws, as
- * eth_estimateGas does, for the caller to refuse it.
+ * The gas of `data` sent by `from` to the protocol. Measured: one eth_call with `simulationGas`, run as the next
+ * block will run it (block overrides: the head's number + 1, and the time the tick forecasts, else a second later):
+ * on the head's own block a call finds the head's once-a-block work done (Perp v2's funding update of each market)
+ * and measures short. A call that reverts throws, as eth_estimateGas does, for the caller to refuse it.
  */
 export async function callGas(
   client: PublicClient,
   protocol: Pick<LiquidationProtocol, "address" | "gasUsedIn">,
   from: Address | undefined,
   data: Hex,
-  tick: Pick<Tick, "ahead">,
+  tick: Pick<Tick, "ahead" | "blockNumber" | "timestamp">,
   simulationGas: bigint,
 ): Promise<CallGas> {
   if (protocol.gasUsedIn) {
-    const ahead = tick.ahead;
+    const next = tick.ahead ?? { blockNumber: tick.blockNumber + 1n, timestamp: tick.timestamp + 1n };
     const { data: answer } = await client.call({
       ...(from ? { account: from } : {}),
       to: protocol.address,
       data,
       gas: simulationGas,
-      ...(ahead ? { blockOverrides: { number: ahead.blockNumber, time: ahead.timestamp } } : {}),
+      blockOverrides: { number: next.blockNumber, time: next.timestamp },
     });
     const used = answer ? protocol.gasUsedIn(answer) : undefined;
     if (used !== undefined && used > 0n && used < simulationGas)

@@ -48,7 +48,38 @@ export class Planning {
   /** The latest gas estimate of a single liquidation: the guess for one prepared without a measure. */
   private singleGas: bigint | undefined;
 
+  /** Candidates the last submit left for later under maxPendingGas: planned again once the head's pass has run. */
+  private deferred: { readonly candidates: readonly Finding[]; readonly tick: Tick } | undefined;
+
   constructor(private readonly h: PlanningHost) {}
+
+  /**
+   * The gas that may still be planned under maxPendingGas (undefined: no bound): the bound less the gas limits of
+   * our transactions not yet mined and a guess for those being planned.
+   */
+  private room(): { readonly left: bigint; readonly idle: boolean } | undefined {
+    const cap = this.h.o.maxPendingGas;
+    if (cap === undefined) return undefined;
+    let used = 0n;
+    for (const a of this.h.attempts.unresolved) if (a.status !== "cancelling") used += a.gas;
+    let planning = 0n;
+    for (const [, holder] of this.h.attempts.claims.entries()) if (holder === "planning") planning++;
+    return { left: cap - used - planning * this.perPositionGuess(), idle: used === 0n && planning === 0n };
+  }
+
+  /** A position's gas limit in a batch, as measured so far. */
+  private perPositionGuess(): bigint {
+    return this.limitPerPosition ?? (this.gasPerPosition * this.h.o.gasLimitMultiplierPercent) / 100n;
+  }
+
+  /** What the last submit deferred, submitted again (after the head's pass freed room); those changed since, not. */
+  resubmitDeferred(): void {
+    const d = this.deferred;
+    this.deferred = undefined;
+    if (!d) return;
+    const same = d.candidates.filter((c) => this.h.o.current(c.target.key) === c.state);
+    if (same.length > 0) this.submit(same, d.tick);
+  }
 
   /** Gas of a call the simulation did not measure: the figures measured so far. */
   gasGuess(batch: boolean, positions: bigint): bigint {
@@ -75,12 +106,22 @@ export class Planning {
       fresh.push(c);
     }
     if (fresh.length === 0) return;
-    for (const c of fresh) {
+    let ordered = prioritise(fresh);
+    const room = pending ? undefined : this.room();
+    if (room !== undefined) {
+      // the most urgent first, as many as the bound leaves room for (one at least when nothing is pending of ours)
+      const each = this.perPositionGuess();
+      let fits = room.left > 0n ? Number(room.left / (each > 0n ? each : 1n)) : 0;
+      if (fits === 0 && room.idle) fits = 1;
+      this.deferred = fits < ordered.length ? { candidates: ordered.slice(fits), tick } : undefined;
+      ordered = ordered.slice(0, fits);
+      if (ordered.length === 0) return;
+    }
+    for (const c of ordered) {
       this.h.attempts.claims.claim([c.target.key], "planning");
       this.h.attempts.claims.plannedOn(c.target.key, c.state);
     }
     void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
-    const ordered = prioritise(fresh);
     if (!(this.h.o.batching && this.h.o.protocol.encodeBatch !== undefined)) {
       for (const c of ordered) this.simulate([c], tick, undefined, pending);
       return;

@@ -40,6 +40,13 @@ export interface ExecutorOptions {
   readonly maxConcurrentSimulations: number;
   /** Transactions one signer may have unresolved at once (the node's per-account pool limit). */
   readonly maxPendingPerSigner: number;
+  /**
+   * Gas (limits) of liquidations planned and not yet mined, at most (undefined: no bound): a crash bigger than a
+   * few blocks is planned a block or two ahead of inclusion, the rest at later heads on the book and prices of then,
+   * instead of all of it on the first head's (a cross-margin account whose later calls were planned at that head's
+   * prices needs another transaction by the time its own lands). About two blocks' gas.
+   */
+  readonly maxPendingGas?: bigint;
   /** Blocks without inclusion after which a transaction counts as stuck. */
   readonly stuckBlocks: bigint;
   /** A signer below this balance (wei) takes no new work. */

@@ -5,6 +5,7 @@ import { liquidatorGasUsed } from "../../src/protocol/perpV2/adapter.ts";
 
 const TO = "0x00000000000000000000000000000000000000aa";
 const FROM = "0x00000000000000000000000000000000000000bb";
+const HEAD = { blockNumber: 10n, timestamp: 1_000n };
 const answer = (count: bigint, used: bigint): Hex =>
   encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [count, used]);
 
@@ -36,23 +37,30 @@ describe("a call's gas", () => {
     const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
     const data: Hex = "0x12345678";
     const ahead = { prices: new Map(), blockNumber: 11n, timestamp: 1_001n };
-    const gas = await callGas(n.client, protocol, FROM, data, { ahead }, 30_000_000n);
+    const gas = await callGas(
+      n.client,
+      protocol,
+      FROM,
+      data,
+      { ahead, blockNumber: 10n, timestamp: 1_000n },
+      30_000_000n,
+    );
     expect(gas).toEqual({ raw: 2_500_000n + intrinsicGas(data), measured: true });
     expect(n.estimates()).toBe(0);
     expect(n.calls[0]).toMatchObject({ to: TO, data, gas: 30_000_000n, blockOverrides: { number: 11n, time: 1_001n } });
     // the limit: a small margin, far under the 1.4x an estimate gets
     expect(measuredLimit(gas.raw)).toBeLessThan((gas.raw * 12n) / 10n + MEASURED_HEADROOM);
     expect(measuredLimit(gas.raw)).toBeGreaterThan(gas.raw + MEASURED_HEADROOM);
-    // no forecast: the latest block as it is
-    await callGas(n.client, protocol, FROM, data, {}, 30_000_000n);
-    expect(n.calls[1]?.blockOverrides).toBeUndefined();
+    // no forecast: the block after the head, a second later (never the head's own block, its once-a-block work done)
+    await callGas(n.client, protocol, FROM, data, { blockNumber: 10n, timestamp: 1_000n }, 30_000_000n);
+    expect(n.calls[1]?.blockOverrides).toEqual({ number: 11n, time: 1_001n });
   });
 
   it("an answer that does not say (short, or all the gas given: items ran out) falls back to eth_estimateGas", async () => {
     const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
     for (const call of ["0x" as Hex, answer(0n, 30_000_000n)]) {
       const n = node({ call, estimate: 700_000n });
-      expect(await callGas(n.client, protocol, FROM, "0x", {}, 30_000_000n)).toEqual({
+      expect(await callGas(n.client, protocol, FROM, "0x", HEAD, 30_000_000n)).toEqual({
         raw: 700_000n,
         measured: false,
       });
@@ -60,14 +68,14 @@ describe("a call's gas", () => {
     }
     // a protocol that does not measure: the estimate alone
     const n = node({ estimate: 90_000n });
-    expect(await callGas(n.client, { address: TO }, FROM, "0x", {}, 1n)).toEqual({ raw: 90_000n, measured: false });
+    expect(await callGas(n.client, { address: TO }, FROM, "0x", HEAD, 1n)).toEqual({ raw: 90_000n, measured: false });
     expect(n.calls).toEqual([]);
   });
 
   it("a call that reverts throws (the caller refuses it)", async () => {
     const n = node({ call: new Error("execution reverted: NotOperator") });
     await expect(
-      callGas(n.client, { address: TO, gasUsedIn: liquidatorGasUsed }, FROM, "0x", {}, 1_000n),
+      callGas(n.client, { address: TO, gasUsedIn: liquidatorGasUsed }, FROM, "0x", HEAD, 1_000n),
     ).rejects.toThrow(/NotOperator/);
     expect(n.estimates()).toBe(0);
   });

@@ -61,10 +61,12 @@ export const perpV2Snapshots = recordSnapshotCodec<PerpV2Account, PerpV2Market, 
 });
 
 /**
- * keeper.batchGasLimit's default on Perp v2: half a 30M block. A liquidation's gas limit is 1.75M or more (its floor),
- * and a batch also pays to close what it took over: a tenth of a block (the PerpEngine default) would hold one.
+ * keeper.batchGasLimit's default on Perp v2: a quarter of the block's gas limit, at most 7.5M. A liquidation takes
+ * 1.0 to 1.4M and a batch also closes what it took over, so a tenth of a block (the PerpEngine default) would hold
+ * few; and one sender's transactions go into a block in nonce order, so the next that does not fit leaves its room
+ * unused: half a block wasted a quarter of each block on average, a quarter an eighth.
  */
-export const PERP_V2_BATCH_GAS_LIMIT = 15_000_000;
+export const PERP_V2_BATCH_GAS_LIMIT = 7_500_000;
 
 export interface PerpV2RunningKeeper {
   readonly book: Book;
@@ -157,7 +159,10 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     // eth_estimateGas under-estimates liquidate (inner calls under the 63/64 rule): at least 1.4x
     gasLimitMultiplierPercent: settings.gasLimitMultiplierPercent < 140n ? 140n : settings.gasLimitMultiplierPercent,
     batching: k.batching && liquidator !== undefined,
-    batchGasLimit: BigInt(k.batchGasLimit ?? minBig(PERP_V2_BATCH_GAS_LIMIT, head.gasLimit / 2n)),
+    batchGasLimit: BigInt(k.batchGasLimit ?? minBig(PERP_V2_BATCH_GAS_LIMIT, head.gasLimit / 4n)),
+    // a crash of more than two blocks of liquidations is planned a block or two ahead of inclusion: an account's
+    // later calls (follow-ups) are planned on the prices of a head near the block that runs them
+    maxPendingGas: 2n * head.gasLimit,
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     // the keeper's own position is upkeep (an inventory close), judged by the inventory; every other by the risk
     current: (key) => (inventory.owns(key) ? inventory.current(key) : keeperRef?.current(key)),

@@ -141,9 +141,15 @@ contract PerpV2Liquidator {
     /// @return liquidated How many items succeeded.
     /// @return gasUsed The gas the call used from its first statement: what a simulation (eth_call) measures the
     /// transaction's gas limit by, in one execution.
-    function liquidateBatch(Item[] calldata items) external onlyOperator returns (uint256 liquidated, uint256 gasUsed) {
+    /// @return done Bit i set when item i (i < 256) was liquidated: the items a simulation skipped, whose gas the
+    /// measure does not hold.
+    function liquidateBatch(Item[] calldata items)
+        external
+        onlyOperator
+        returns (uint256 liquidated, uint256 gasUsed, uint256 done)
+    {
         uint256 start = gasleft();
-        liquidated = _liquidateItems(items);
+        (liquidated, done) = _liquidateItems(items);
         gasUsed = start - gasleft();
     }
 
@@ -152,14 +158,17 @@ contract PerpV2Liquidator {
     function cancelAndLiquidate(Order[] calldata orders, Item[] calldata items)
         external
         onlyOperator
-        returns (uint256 liquidated, uint256 gasUsed)
+        returns (uint256 liquidated, uint256 gasUsed, uint256 done)
     {
         uint256 start = gasleft();
-        liquidated = _cancelAndLiquidate(orders, items);
+        (liquidated, done) = _cancelAndLiquidate(orders, items);
         gasUsed = start - gasleft();
     }
 
-    function _cancelAndLiquidate(Order[] calldata orders, Item[] calldata items) internal returns (uint256) {
+    function _cancelAndLiquidate(Order[] calldata orders, Item[] calldata items)
+        internal
+        returns (uint256 liquidated, uint256 done)
+    {
         for (uint256 i = 0; i < orders.length; i++) {
             Order calldata o = orders[i];
             uint256 left = gasleft();
@@ -175,8 +184,9 @@ contract PerpV2Liquidator {
         return _liquidateItems(items);
     }
 
-    /// @dev Each item liquidated in turn; one that fails is an event, not a revert.
-    function _liquidateItems(Item[] calldata items) internal returns (uint256 liquidated) {
+    /// @dev Each item liquidated in turn; one that fails is an event, not a revert. `done`: bit i set when item i
+    /// (i < 256) was liquidated.
+    function _liquidateItems(Item[] calldata items) internal returns (uint256 liquidated, uint256 done) {
         uint256 n = items.length;
         for (uint256 i = 0; i < n; i++) {
             Item calldata item = items[i];
@@ -187,6 +197,7 @@ contract PerpV2Liquidator {
             }
             try clearingHouse.liquidate{gas: left - RESERVE}(item.trader, item.baseToken, item.positionSize) {
                 liquidated++;
+                if (i < 256) done |= 1 << i;
             } catch (bytes memory reason) {
                 emit LiquidationFailed(item.trader, item.baseToken, reason);
             }
@@ -202,9 +213,9 @@ contract PerpV2Liquidator {
         Item[] calldata items,
         Close[] calldata closes,
         uint256 maxSlippageBps
-    ) external onlyOperator returns (uint256 liquidated, uint256 gasUsed) {
+    ) external onlyOperator returns (uint256 liquidated, uint256 gasUsed, uint256 done) {
         uint256 start = gasleft();
-        liquidated = _cancelAndLiquidate(orders, items);
+        (liquidated, done) = _cancelAndLiquidate(orders, items);
         _closeAll(closes, maxSlippageBps);
         gasUsed = start - gasleft();
     }
@@ -213,11 +224,12 @@ contract PerpV2Liquidator {
     function closeInventory(Close[] calldata closes, uint256 maxSlippageBps)
         external
         onlyOperator
-        returns (uint256 closed, uint256 gasUsed)
+        returns (uint256 closed, uint256 gasUsed, uint256 done)
     {
         uint256 start = gasleft();
         closed = _closeAll(closes, maxSlippageBps);
         gasUsed = start - gasleft();
+        done = 0; // no liquidation items
     }
 
     function _closeAll(Close[] calldata closes, uint256 maxSlippageBps) internal returns (uint256 closed) {

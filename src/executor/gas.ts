@@ -50,7 +50,7 @@ export async function callGas(
       gas: simulationGas,
       blockOverrides: { number: next.blockNumber, time: next.timestamp },
     });
-    const used = answer ? protocol.gasUsedIn(answer) : undefined;
+    const used = answer ? protocol.gasUsedIn(answer, data) : undefined;
     if (used !== undefined && used > 0n && used < simulationGas)
       return { raw: used + intrinsicGas(data), measured: true };
     // an answer that does not say: the estimate

@@ -73,12 +73,13 @@ export interface LiquidationProtocol {
    */
   gasFloor?(targets: readonly LiquidationTarget[]): bigint;
   /**
-   * The gas a call used by its own return data (a contract of the keeper's that measures itself with gasleft():
-   * Perp v2's liquidator). With it a simulation is one eth_call rather than eth_estimateGas's search, and the gas limit
-   * is that gas with a small margin (executor/gas.ts), not the floor. Undefined (the method, or its answer): the
-   * estimate and the floor.
+   * The gas a call needs by its own return data (a contract of the keeper's that measures itself with gasleft():
+   * Perp v2's liquidator): what it used in the simulation, and what the targets it skipped there would use if they are
+   * due when it runs (`data`: the call). With it a simulation is one eth_call rather than eth_estimateGas's search, and
+   * the gas limit is that gas with a small margin (executor/gas.ts), not the floor. Undefined (the method, or its
+   * answer): the estimate and the floor.
    */
-  gasUsedIn?(returnData: Hex): bigint | undefined;
+  gasUsedIn?(returnData: Hex, data: Hex): bigint | undefined;
   /** Calldata of a single liquidation. */
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */

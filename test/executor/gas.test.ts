@@ -1,13 +1,29 @@
-import { encodeAbiParameters, type Hex, type PublicClient } from "viem";
+import { encodeAbiParameters, encodeFunctionData, type Hex, type PublicClient } from "viem";
 import { describe, expect, it } from "vitest";
+import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
 import { callGas, intrinsicGas, MEASURED_HEADROOM, measuredLimit } from "../../src/executor/gas.ts";
 import { liquidatorGasUsed } from "../../src/protocol/perpV2/adapter.ts";
 
 const TO = "0x00000000000000000000000000000000000000aa";
 const FROM = "0x00000000000000000000000000000000000000bb";
 const HEAD = { blockNumber: 10n, timestamp: 1_000n };
-const answer = (count: bigint, used: bigint): Hex =>
-  encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], [count, used]);
+const answer = (count: bigint, used: bigint, done = (1n << count) - 1n): Hex =>
+  encodeAbiParameters([{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }], [count, used, done]);
+const A = "0x00000000000000000000000000000000000000a1";
+const B = "0x00000000000000000000000000000000000000b2";
+const BASE = "0x00000000000000000000000000000000000000c3";
+/** liquidateBatch of A, A's follow-up, and B. */
+const batch: Hex = encodeFunctionData({
+  abi: perpV2LiquidatorAbi,
+  functionName: "liquidateBatch",
+  args: [
+    [
+      { trader: A, baseToken: BASE, positionSize: 0n },
+      { trader: A, baseToken: BASE, positionSize: 0n },
+      { trader: B, baseToken: BASE, positionSize: 0n },
+    ],
+  ],
+});
 
 function node(reply: { call?: Hex | Error; estimate?: bigint }) {
   const calls: Record<string, unknown>[] = [];
@@ -35,7 +51,7 @@ describe("a call's gas", () => {
   it("measured by one eth_call at the forecast block when the contract returns its gas; no estimate", async () => {
     const n = node({ call: answer(3n, 2_500_000n) });
     const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
-    const data: Hex = "0x12345678";
+    const data = batch;
     const ahead = { prices: new Map(), blockNumber: 11n, timestamp: 1_001n };
     const gas = await callGas(
       n.client,
@@ -60,7 +76,7 @@ describe("a call's gas", () => {
     const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
     for (const call of ["0x" as Hex, answer(0n, 30_000_000n)]) {
       const n = node({ call, estimate: 700_000n });
-      expect(await callGas(n.client, protocol, FROM, "0x", HEAD, 30_000_000n)).toEqual({
+      expect(await callGas(n.client, protocol, FROM, batch, HEAD, 30_000_000n)).toEqual({
         raw: 700_000n,
         measured: false,
       });
@@ -70,6 +86,32 @@ describe("a call's gas", () => {
     const n = node({ estimate: 90_000n });
     expect(await callGas(n.client, { address: TO }, FROM, "0x", HEAD, 1n)).toEqual({ raw: 90_000n, measured: false });
     expect(n.calls).toEqual([]);
+  });
+
+  it("a target the simulation skipped gets a liquidation's gas on top; a skipped follow-up does not", async () => {
+    const protocol = { address: TO, gasUsedIn: liquidatorGasUsed } as const;
+    const used = 1_000_000n;
+    const all = await callGas(node({ call: answer(3n, used) }).client, protocol, FROM, batch, HEAD, 30_000_000n);
+    // A liquidated, its follow-up skipped (no longer needed), B skipped (healthy at the simulated state)
+    const some = await callGas(
+      node({ call: answer(1n, used, 0b001n) }).client,
+      protocol,
+      FROM,
+      batch,
+      HEAD,
+      30_000_000n,
+    );
+    const followUpOnly = await callGas(
+      node({ call: answer(2n, used, 0b101n) }).client,
+      protocol,
+      FROM,
+      batch,
+      HEAD,
+      30_000_000n,
+    );
+    expect(all.measured && some.measured && followUpOnly.measured).toBe(true);
+    expect(followUpOnly.raw).toBe(all.raw);
+    expect(some.raw - all.raw).toBeGreaterThanOrEqual(1_000_000n); // B's liquidation, should it be due on chain
   });
 
   it("a call that reverts throws (the caller refuses it)", async () => {

@@ -7,7 +7,15 @@
  * excess orders first, all in one transaction, each item skipped rather than reverted when it is no longer
  * liquidatable), or, without one, each signer's own Vault account, one `ClearingHouse.liquidate` per transaction.
  */
-import { type Address, decodeAbiParameters, decodeEventLog, encodeFunctionData, type Hex, type Log } from "viem";
+import {
+  type Address,
+  decodeAbiParameters,
+  decodeEventLog,
+  decodeFunctionData,
+  encodeFunctionData,
+  type Hex,
+  type Log,
+} from "viem";
 import { perpV2LiquidatorAbi } from "../../../abi/PerpV2Liquidator.ts";
 import type { AccountAdapter } from "../../accountKeeper.ts";
 import type { Logger } from "../../ops/logger.ts";
@@ -38,6 +46,8 @@ const LIQUIDATION_GAS_LIMIT = 1_750_000n;
 const PER_EXTRA_MARKET_GAS = 800_000n;
 const CANCEL_ORDERS_GAS = 900_000n;
 const CLOSE_GAS = 800_000n;
+/** A liquidation's gas (1.0 to 1.4M measured), for a target the simulation skipped (liquidatorGasUsed). */
+const SKIPPED_TARGET_GAS = 1_400_000n;
 
 /**
  * Kept back from the liquidator's free collateral when takeovers are planned within it: between the head and the
@@ -348,14 +358,35 @@ export function perpV2Protocol(o: {
 }
 
 /**
- * The gas a PerpV2Liquidator call used, as it returns it: every entry point the keeper calls (liquidateBatch,
- * cancelAndLiquidate, liquidateAndClose, closeInventory) returns (count, gasUsed).
+ * The gas a PerpV2Liquidator call needs, by what it returns: every entry point the keeper calls (liquidateBatch,
+ * cancelAndLiquidate, liquidateAndClose, closeInventory) returns (count, gasUsed, done), `done` a bit per liquidation
+ * item liquidated. A target's first item (a follow-up is an item of the same trader right after) that the simulation
+ * skipped (healthy at the simulated state, a view reverting for a block) is given a liquidation's gas on top: if it is
+ * due when the transaction runs, it must not starve the items after it. A follow-up skipped there is not: it is only
+ * needed if prices moved on, and its gas would hold block space from others.
  */
-export function liquidatorGasUsed(returnData: Hex): bigint | undefined {
+export function liquidatorGasUsed(returnData: Hex, data: Hex): bigint | undefined {
+  let used: bigint;
+  let done: bigint;
   try {
-    const [, used] = decodeAbiParameters([{ type: "uint256" }, { type: "uint256" }], returnData);
-    return used;
+    [, used, done] = decodeAbiParameters([{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }], returnData);
   } catch {
     return undefined;
   }
+  let items: readonly { readonly trader: Address }[] = [];
+  try {
+    const call = decodeFunctionData({ abi: perpV2LiquidatorAbi, data });
+    const list = (call.args as readonly unknown[]).find(
+      (a) => Array.isArray(a) && a.length > 0 && typeof (a[0] as { trader?: unknown }).trader === "string",
+    );
+    items = (list ?? []) as readonly { readonly trader: Address }[];
+  } catch {
+    return undefined;
+  }
+  let contingency = 0n;
+  items.forEach((item, i) => {
+    const first = i === 0 || items[i - 1]?.trader.toLowerCase() !== item.trader.toLowerCase();
+    if (first && i < 256 && ((done >> BigInt(i)) & 1n) === 0n) contingency += SKIPPED_TARGET_GAS;
+  });
+  return used + contingency;
 }

@@ -19,6 +19,8 @@
  * - blocksP50 / blocksMax: from a block at which the chain says an account is liquidatable to the first block after
  *   which it is not (liquidated whole, or partly until healthy), over every such episode (an account the still
  *   falling price makes liquidatable again starts another);
+ * - firstCallP50 / firstCallMax: from the same block to the first block with one of the bot's liquidations of the
+ *   account (the issue's "to the block that liquidates it"; an account the crash keeps pushing needs more after it);
  * - physicalLimitBlocks: ceil(gas of every liquidation call the keeper needed / 30M), the fewest blocks that work fits
  *   in; the target is blocksMax <= physicalLimitBlocks + 1;
  * - leftLiquidatable: accounts liquidatable 10 blocks after the crash's last block;
@@ -97,6 +99,8 @@ interface ModeResult {
   readonly partial: number;
   readonly blocksP50: number;
   readonly blocksMax: number;
+  readonly firstCallP50: number;
+  readonly firstCallMax: number;
   readonly physicalLimitBlocks: number;
   readonly leftLiquidatable: number;
   readonly txReverted: number;
@@ -362,6 +366,23 @@ async function measure(
     }
   }
   const liquidations = ours.length;
+  // per episode, the blocks to our first liquidation of the account in it (none: to the end, as the span)
+  const callBlocks = new Map<string, bigint[]>();
+  for (const e of ours) {
+    const who = (e.args as { trader: Address }).trader.toLowerCase();
+    const list = callBlocks.get(who) ?? [];
+    list.push(e.blockNumber as bigint);
+    callBlocks.set(who, list);
+  }
+  const toFirstCall = episodes
+    .map((e) => {
+      const t = s.traders[e.i] as Trader;
+      const call = (callBlocks.get(t.address.toLowerCase()) ?? [])
+        .filter((b) => b >= e.first)
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[0];
+      return Number(call === undefined || call > e.first + e.span ? e.span : call - e.first);
+    })
+    .sort((a, b) => a - b);
   if (process.argv.includes("--details")) {
     // the slowest accounts: when the chain first said liquidatable, when healthy again, and our calls' blocks
     const slow = [...episodes].sort((a, b) => Number(b.span - a.span)).slice(0, 8);
@@ -397,6 +418,8 @@ async function measure(
     partial: [...perTrader.values()].filter((c) => c > 1).length,
     blocksP50: spans.length ? (spans[Math.floor((spans.length - 1) / 2)] as number) : 0,
     blocksMax: spans.length ? (spans[spans.length - 1] as number) : 0,
+    firstCallP50: toFirstCall.length ? (toFirstCall[Math.floor((toFirstCall.length - 1) / 2)] as number) : 0,
+    firstCallMax: toFirstCall.length ? (toFirstCall[toFirstCall.length - 1] as number) : 0,
     physicalLimitBlocks: Number((gas + BLOCK_GAS_LIMIT - 1n) / BLOCK_GAS_LIMIT),
     leftLiquidatable,
     txReverted: reverted,
@@ -447,7 +470,8 @@ export async function runPerpV2ExecBench(): Promise<void> {
     if (!r) return;
     console.log(
       `${name.padEnd(9)} ${r.liquidatable}/${r.accounts} liquidatable, ${r.liquidations} liquidations (${r.partial} accounts over several calls); ` +
-        `blocks p50 ${r.blocksP50}, max ${r.blocksMax} (physical limit ${r.physicalLimitBlocks}); left ${r.leftLiquidatable}; ` +
+        `blocks to healthy p50 ${r.blocksP50}, max ${r.blocksMax}, to the first call p50 ${r.firstCallP50}, max ${r.firstCallMax} ` +
+        `(physical limit ${r.physicalLimitBlocks}); left ${r.leftLiquidatable}; ` +
         `reverted ${r.txReverted}; ${r.rpcPerLiquidation} RPC/liquidation` +
         (r.takeoverClosed === undefined
           ? ""
@@ -470,6 +494,8 @@ export async function runPerpV2ExecBench(): Promise<void> {
         liquidations: k?.liquidations,
         blocksP50: k?.blocksP50,
         blocksMax: k?.blocksMax,
+        firstCallP50: k?.firstCallP50,
+        firstCallMax: k?.firstCallMax,
         physicalLimitBlocks: k?.physicalLimitBlocks,
         leftLiquidatable: k?.leftLiquidatable,
         txReverted: k?.txReverted,
@@ -480,6 +506,8 @@ export async function runPerpV2ExecBench(): Promise<void> {
         baseline: baseline && {
           blocksP50: baseline.blocksP50,
           blocksMax: baseline.blocksMax,
+          firstCallP50: baseline.firstCallP50,
+          firstCallMax: baseline.firstCallMax,
           leftLiquidatable: baseline.leftLiquidatable,
           txReverted: baseline.txReverted,
           rpcPerLiquidation: baseline.rpcPerLiquidation,

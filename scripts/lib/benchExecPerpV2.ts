@@ -24,7 +24,8 @@
  * - physicalLimitBlocks: ceil(gas of every liquidation call the keeper needed / 30M), the fewest blocks that work fits
  *   in; the target is blocksMax <= physicalLimitBlocks + 1;
  * - leftLiquidatable: accounts liquidatable 10 blocks after the crash's last block;
- * - txReverted: mined transactions of the bot's signers that reverted;
+ * - txReverted: mined transactions of the bot's signers that reverted; itemsOutOfGas: liquidation items the
+ *   keeper's liquidator did not try, or that ran out of gas (LiquidationFailed with no revert data);
  * - rpcPerLiquidation: JSON-RPC calls at the proxy (batch elements one by one) from the crash to the end / calls;
  * - takeoverClosed: the liquidator holds no position at the end; closeSlippageBpsMax: the worst close's price against
  *   the mark before it.
@@ -100,6 +101,7 @@ interface ModeResult {
   readonly blocksP50: number;
   readonly blocksMax: number;
   readonly firstCallP50: number;
+  readonly itemsOutOfGas: number;
   readonly firstCallMax: number;
   readonly physicalLimitBlocks: number;
   readonly leftLiquidatable: number;
@@ -366,6 +368,9 @@ async function measure(
     }
   }
   const liquidations = ours.length;
+  const itemsOutOfGas = events.filter(
+    (e) => e.eventName === "LiquidationFailed" && (e.args as { reason: Hex }).reason === "0x",
+  ).length;
   // per episode, the blocks to our first liquidation of the account in it (none: to the end, as the span)
   const callBlocks = new Map<string, bigint[]>();
   for (const e of ours) {
@@ -418,6 +423,7 @@ async function measure(
     partial: [...perTrader.values()].filter((c) => c > 1).length,
     blocksP50: spans.length ? (spans[Math.floor((spans.length - 1) / 2)] as number) : 0,
     blocksMax: spans.length ? (spans[spans.length - 1] as number) : 0,
+    itemsOutOfGas,
     firstCallP50: toFirstCall.length ? (toFirstCall[Math.floor((toFirstCall.length - 1) / 2)] as number) : 0,
     firstCallMax: toFirstCall.length ? (toFirstCall[toFirstCall.length - 1] as number) : 0,
     physicalLimitBlocks: Number((gas + BLOCK_GAS_LIMIT - 1n) / BLOCK_GAS_LIMIT),
@@ -472,7 +478,7 @@ export async function runPerpV2ExecBench(): Promise<void> {
       `${name.padEnd(9)} ${r.liquidatable}/${r.accounts} liquidatable, ${r.liquidations} liquidations (${r.partial} accounts over several calls); ` +
         `blocks to healthy p50 ${r.blocksP50}, max ${r.blocksMax}, to the first call p50 ${r.firstCallP50}, max ${r.firstCallMax} ` +
         `(physical limit ${r.physicalLimitBlocks}); left ${r.leftLiquidatable}; ` +
-        `reverted ${r.txReverted}; ${r.rpcPerLiquidation} RPC/liquidation` +
+        `reverted ${r.txReverted}; ${r.itemsOutOfGas} items out of gas; ${r.rpcPerLiquidation} RPC/liquidation` +
         (r.takeoverClosed === undefined
           ? ""
           : `; takeovers closed: ${r.takeoverClosed}, worst close ${r.closeSlippageBpsMax} bps from the mark`),
@@ -499,6 +505,7 @@ export async function runPerpV2ExecBench(): Promise<void> {
         physicalLimitBlocks: k?.physicalLimitBlocks,
         leftLiquidatable: k?.leftLiquidatable,
         txReverted: k?.txReverted,
+        itemsOutOfGas: k?.itemsOutOfGas,
         rpcPerLiquidation: k?.rpcPerLiquidation,
         takeoverClosed: k?.takeoverClosed,
         closeSlippageBpsMax: k?.closeSlippageBpsMax,

@@ -13,13 +13,8 @@ import { type Address, decodeFunctionData, type Hex, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
-import { parseConfig } from "../../src/config/load.ts";
 import { vaultAbi } from "../../src/devnet/perpV2/abis.ts";
-import { perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
 import { PERP_V2_SCENARIO_GAS } from "../../src/devnet/perpV2/scenario.ts";
-import { startPerpV2Keeper as startRuntime } from "../../src/protocol/perpV2/run.ts";
-import { testStateDir } from "../helpers/devnet.ts";
-import { captureLogs } from "../helpers/logs.ts";
 import {
   chainBetween,
   type HealthReader,
@@ -31,6 +26,7 @@ import {
   ROLE,
   settledKeeper,
   startPerpV2Fixture,
+  startPerpV2Keeper,
   stopKeeper,
   type TestKeeper,
   type Trader,
@@ -85,20 +81,6 @@ const freeCollateral = () =>
     args: [ready().liquidator],
   }) as Promise<bigint>;
 
-/** The fixture's keeper (startPerpV2Keeper in helpers/perpV2.ts), with the exchange's inventory and alert settings. */
-async function startKeeper(f: PerpV2Fixture, exchange: Record<string, unknown>): Promise<TestKeeper> {
-  const logs = captureLogs();
-  const stateDir = testStateDir();
-  const raw = perpV2KeeperConfig(f.dev.d, f.anvil.rpcUrl, { pollIntervalMs: 100, metricsPort: 0, stateDir });
-  const config = parseConfig(
-    { ...raw, exchange: { ...(raw.exchange as object), liquidator: f.liquidator, ...exchange } },
-    "perp-v2 collateral test config",
-  );
-  const k = await startRuntime({ config, rpcUrl: f.anvil.rpcUrl, privateKeys: KEEPER_KEYS, log: logs.log });
-  k.done.catch(() => {});
-  return { keeper: k, logs, stateDir };
-}
-
 /** The batch items (trader, size asked) of a keeper transaction to our liquidator; none for another call. */
 async function itemsOf(hash: Hex): Promise<{ trader: Address; positionSize: bigint }[]> {
   const tx = await ready().client.getTransaction({ hash });
@@ -127,9 +109,8 @@ beforeAll(async () => {
     gas: PERP_V2_SCENARIO_GAS.liquidatorCall,
   });
   traders.push(...(await openTraders(dev, 10, TRADERS)));
-  run = await startKeeper(fx, {
-    inventory: { mode: "hold", maxExposure: "10000000" },
-    minFreeCollateral: MIN_FREE,
+  run = await startPerpV2Keeper(fx, {
+    exchange: { inventory: { mode: "hold", maxExposure: "10000000" }, minFreeCollateral: MIN_FREE },
   });
   const logs = run.logs;
   await until("backfill_completed", () => logs.events("backfill_completed").length > 0, 60_000);

@@ -12,25 +12,19 @@
  * no account is liquidated that way (each only after an end-of-block state already said liquidatable).
  * Everything is measured on the chain; the keeper's log only says that it anticipated.
  */
-import type { Address, PublicClient } from "viem";
+import type { Address } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config/load.ts";
-import { startAnvil } from "../../src/devnet/anvil.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../../src/devnet/perpV2/abis.ts";
-import { perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
-import { PerpV2Devnet } from "../../src/devnet/perpV2/scenario.ts";
-import { long, openTraders, spec, stageLiquidator, stageMarkets, type Trader } from "../../src/devnet/perpV2/stage.ts";
-import { startPerpV2Keeper as startRuntime } from "../../src/protocol/perpV2/run.ts";
-import { testStateDir } from "../helpers/devnet.ts";
-import { captureLogs } from "../helpers/logs.ts";
+import { long, openTraders, spec, type Trader } from "../../src/devnet/perpV2/stage.ts";
 import {
   chainBetween,
   healthReader,
   KEEPER_KEYS,
   type PerpV2Fixture,
-  ROLE,
   settledKeeper,
+  startPerpV2Fixture,
+  startPerpV2Keeper,
   stopKeeper,
   type TestKeeper,
   unexplained,
@@ -51,46 +45,6 @@ const NOTIONALS = [9800, 9600, 9400, 9200, 9000, 8800, 8600, 8400, 8200, 8000, 7
 /** Blocks (1 s) after the step by which the mark has stopped drifting (the 15 s market TWAP). */
 const DRIFT_BLOCKS = 16n;
 const signers = KEEPER_KEYS.map((k) => privateKeyToAccount(k).address.toLowerCase() as Address);
-
-/** startPerpV2Fixture (test/helpers/perpV2.ts) with the protocol's mark-price config (and its 3600 s warm-up). */
-async function startProtocolMarkFixture(): Promise<PerpV2Fixture> {
-  const anvil = await startAnvil({ blockTime: 1, accounts: 60 });
-  try {
-    const dev = await PerpV2Devnet.deploy(anvil.rpcUrl, { markPrice: "protocol" });
-    const client = dev.publicClient as unknown as PublicClient;
-    await stageMarkets(dev, dev.account(ROLE.maker));
-    const operators = KEEPER_KEYS.map((k) => privateKeyToAccount(k).address);
-    const liquidator = await stageLiquidator(dev, dev.account(ROLE.owner), operators, "2000000");
-    const rpc = (method: string, params: unknown[] = []) =>
-      client.request({ method: method as never, params: params as never }) as Promise<unknown>;
-    return {
-      anvil,
-      dev,
-      client,
-      liquidator,
-      rpc,
-      head: () => client.getBlockNumber({ cacheTime: 0 }),
-      stop: () => anvil.stop(),
-    };
-  } catch (error) {
-    await anvil.stop();
-    throw error;
-  }
-}
-
-/** startPerpV2Keeper (test/helpers/perpV2.ts) with exchange settings of the test's own (lookahead on or off). */
-async function startKeeper(fx: PerpV2Fixture, exchange: Record<string, unknown>): Promise<TestKeeper> {
-  const logs = captureLogs();
-  const stateDir = testStateDir();
-  const raw = perpV2KeeperConfig(fx.dev.d, fx.anvil.rpcUrl, { pollIntervalMs: 100, metricsPort: 0, stateDir });
-  const config = parseConfig(
-    { ...raw, exchange: { ...(raw.exchange as object), liquidator: fx.liquidator, ...exchange } },
-    "perp-v2 lookahead test config",
-  );
-  const keeper = await startRuntime({ config, rpcUrl: fx.anvil.rpcUrl, privateKeys: KEEPER_KEYS, log: logs.log });
-  keeper.done.catch(() => {});
-  return { keeper, logs, stateDir };
-}
 
 /** What the chain's own views say of `trader` at the end of `block`. */
 async function liquidatableAt(fx: PerpV2Fixture, trader: Address, block: bigint): Promise<boolean> {
@@ -155,7 +109,7 @@ function scenario(label: string, exchange: Record<string, unknown>) {
   let outcome: Outcome | undefined;
 
   beforeAll(async () => {
-    fx = await startProtocolMarkFixture();
+    fx = await startPerpV2Fixture({ markPrice: "protocol" }); // and its 3600 s warm-up
     const dev = fx.dev;
     traders = await openTraders(
       dev,
@@ -164,7 +118,7 @@ function scenario(label: string, exchange: Record<string, unknown>) {
     );
     // the longs pushed the pool up ~1.3%: the arbitrageur puts it back, so that the step is one trade of 943 ticks
     await dev.movePoolTo(ETH, String(PRICE));
-    run = await startKeeper(fx, exchange);
+    run = await startPerpV2Keeper(fx, { exchange });
     const { keeper, logs } = run;
     await until("backfill_completed", () => logs.events("backfill_completed").length > 0, 60_000);
     const head = await fx.head();

@@ -13,7 +13,7 @@ import type { RunningKeeper } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../../src/devnet/perpV2/abis.ts";
-import { perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
+import { type PerpV2DeployOptions, perpV2KeeperConfig } from "../../src/devnet/perpV2/deploy.ts";
 import { priceToSqrtPriceX96 } from "../../src/devnet/perpV2/math.ts";
 import { decodePerpV2Events, PERP_V2_SCENARIO_GAS, PerpV2Devnet } from "../../src/devnet/perpV2/scenario.ts";
 import {
@@ -58,10 +58,12 @@ export interface PerpV2Fixture {
  * both, the arbitrageur and a competitor funded, and the keeper's PerpV2Liquidator with 2M USDC and both keeper
  * signers as operators. Anvil is stopped if any of it fails.
  */
-export async function startPerpV2Fixture(): Promise<PerpV2Fixture> {
+export async function startPerpV2Fixture(
+  options: { readonly markPrice?: PerpV2DeployOptions["markPrice"] } = {},
+): Promise<PerpV2Fixture> {
   const anvil = await startAnvil({ blockTime: 1, accounts: 60 });
   try {
-    const dev = await PerpV2Devnet.deploy(anvil.rpcUrl);
+    const dev = await PerpV2Devnet.deploy(anvil.rpcUrl, options.markPrice ? { markPrice: options.markPrice } : {});
     const client = dev.publicClient as unknown as PublicClient;
     await stageMarkets(dev, dev.account(ROLE.maker));
     await dev.fund(dev.account(ROLE.competitor), "1000000");
@@ -95,7 +97,13 @@ export interface TestKeeper {
 /** A keeper on the fixture (perp-v2 adapter, our liquidator), its log captured; `done` is left to the test. */
 export async function startPerpV2Keeper(
   fx: PerpV2Fixture,
-  options: { stateDir?: string; keys?: readonly Hex[]; keeper?: Record<string, unknown> } = {},
+  options: {
+    stateDir?: string;
+    keys?: readonly Hex[];
+    keeper?: Record<string, unknown>;
+    /** Exchange settings over the fixture's (e.g. lookahead, inventory). */
+    exchange?: Record<string, unknown>;
+  } = {},
 ): Promise<TestKeeper> {
   const logs = captureLogs();
   const stateDir = options.stateDir ?? testStateDir();
@@ -106,7 +114,7 @@ export async function startPerpV2Keeper(
     ...options.keeper,
   });
   const config = parseConfig(
-    { ...raw, exchange: { ...(raw.exchange as object), liquidator: fx.liquidator } },
+    { ...raw, exchange: { ...(raw.exchange as object), liquidator: fx.liquidator, ...options.exchange } },
     "perp-v2 test config",
   );
   const keeper = await startRuntime({

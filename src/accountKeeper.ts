@@ -62,7 +62,7 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
   /** Confirmation reads in flight, by account: one at a time each. */
   private readonly confirming = new Set<string>();
   /** Accounts the last tick's forecast found liquidatable in the next block (not at the tick itself). */
-  private anticipated = new Map<string, Evaluation>();
+  private anticipated = new Set<string>();
 
   constructor(private readonly p: AccountKeeperParts<A, M, G, E>) {}
 
@@ -148,7 +148,7 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     const fresh = [...next.keys()].filter((k) => !this.flagged.has(k));
     this.flagged = next;
     if (findings.length > 0) this.p.executor.submit(findings, tick);
-    this.anticipated = new Map();
+    this.anticipated = new Set();
     // before onHead: what is pending for the next block is still wanted there
     if (tick.ahead) this.lookahead(tick, tick.ahead);
     this.p.executor.onHead(tick);
@@ -171,7 +171,7 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     for (const f of liquidatable) {
       const key = f.account.key;
       if (this.flagged.has(key) || this.confirming.has(key)) continue;
-      this.anticipated.set(key, f.evaluation);
+      this.anticipated.add(key);
       findings.push(...this.p.adapter.findings(f.account, f.evaluation, view, this.p.book));
       this.p.log.info(
         {

@@ -97,7 +97,6 @@ function attributesOf(spec: HermesFeedSpec): Record<string, string> {
     display_symbol: pair,
     generic_symbol: `${base}${quote}`,
     quote_currency: quote,
-    schema: "",
     symbol: spec.symbol.includes(".") ? spec.symbol : `${assetType}.${pair}`,
   };
 }

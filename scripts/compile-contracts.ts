@@ -22,6 +22,7 @@ export const ARTIFACTS: Record<string, string> = {
   SimpleAggregatorProxy: "EventfulAggregators.sol",
   PinnedAnswer: "PinnedAnswer.sol",
   PerpV2Liquidator: "PerpV2Liquidator.sol",
+  ICrossMarginEngine: "ICrossMarginEngine.sol",
 };
 
 type SolcOutput = {

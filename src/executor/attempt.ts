@@ -67,6 +67,8 @@ export interface Attempt {
   readonly to: Address;
   readonly data: Hex;
   readonly gas: bigint;
+  /** Wei the liquidation sends (a pull oracle's update fee); absent: 0. A cancel sends nothing. */
+  readonly value?: bigint;
   /** Every transaction signed at this nonce, oldest first. */
   readonly txs: SignedTx[];
   status: AttemptStatus;

@@ -37,6 +37,7 @@ export interface NewAttempt {
   readonly to: Attempt["to"];
   readonly data: Hex;
   readonly gas: bigint;
+  readonly value?: bigint;
   readonly createdAtBlock: bigint;
   readonly after?: Hex;
 }

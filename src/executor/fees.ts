@@ -44,6 +44,8 @@ export const CANCEL_GAS = 21_000n;
 export interface TxShape {
   readonly gas: bigint;
   readonly reward?: bigint;
+  /** Wei the transaction sends (a pull oracle's fee): a cost beside its gas; absent: 0. */
+  readonly value?: bigint;
 }
 
 /** A liquidation's value: expected reward, gas it is expected to use, and the gas limit it is signed with. */
@@ -53,6 +55,8 @@ export interface TxValue {
   readonly gas: bigint;
   /** Gas limit signed (default `gas`): what the caps price, as the node does. */
   readonly gasLimit?: bigint;
+  /** Wei sent with it (a pull oracle's update fee): a cost the reward must cover beside gas; absent: 0. */
+  readonly value?: bigint;
 }
 
 /** Fees as the chain stands at a head: its base fee and the tip the policy picked for that block. */
@@ -89,7 +93,7 @@ export function planFees(ctx: FeeContext, policy: FeePolicy, value?: TxValue): F
   const base = ctx.baseFeePerGas;
   const tip = ctx.priorityFeePerGas;
   if (value && policy.gasTokenPrice !== undefined && policy.gasTokenPrice > 0n && value.gas > 0n) {
-    const profit = expectedProfit(value.reward, value.gas, base, tip, policy.gasTokenPrice);
+    const profit = expectedProfit(value.reward, value.gas, base, tip, policy.gasTokenPrice, value.value);
     if (profit < policy.minProfit) return { ok: false, reason: "unprofitable", expectedProfit: profit };
   }
   const cap = feeCeiling(policy, value);
@@ -139,7 +143,7 @@ export function currentFees(ctx: FeeContext, policy: FeePolicy, gas?: bigint): F
  */
 export function feeCeiling(policy: FeePolicy, value?: TxValue): bigint | undefined {
   if (!value) return policy.maxFeePerGasCap;
-  return ceilingFor(policy, { gas: value.gasLimit ?? value.gas, reward: value.reward });
+  return ceilingFor(policy, { gas: value.gasLimit ?? value.gas, reward: value.reward, value: value.value });
 }
 
 /** The ceiling on maxFeePerGas for one transaction: every cap that applies to it. Undefined: none. */
@@ -149,8 +153,10 @@ export function ceilingFor(policy: FeePolicy, tx: TxShape): bigint | undefined {
     if (cap === undefined || c < cap) cap = c;
   };
   if (tx.reward !== undefined && policy.gasTokenPrice !== undefined && policy.gasTokenPrice > 0n && tx.gas > 0n) {
-    // gas * maxFee * price / WAD <= reward * share  =>  maxFee <= reward * share * WAD / (price * gas)
-    lower((tx.reward * policy.maxRewardShareBps * WAD) / (BPS * policy.gasTokenPrice * tx.gas));
+    // gas * maxFee * price / WAD <= reward * share  =>  maxFee <= reward * share * WAD / (price * gas); the value sent
+    // (a pull oracle's fee) is paid whatever the gas price, so the share applies to the reward net of it
+    const net = tx.reward - ((tx.value ?? 0n) * policy.gasTokenPrice) / WAD;
+    lower(net > 0n ? (net * policy.maxRewardShareBps * WAD) / (BPS * policy.gasTokenPrice * tx.gas) : 0n);
   }
   if (policy.txFeeCap !== undefined && tx.gas > 0n) lower(policy.txFeeCap / tx.gas);
   return cap;
@@ -203,7 +209,8 @@ export function replacementFees(previous: Fees, now: Fees, policy: FeePolicy, tx
 
 /**
  * The keeper's profit in collateral (WAD) if the transaction uses `gas` at the price it would pay now (base fee
- * plus tip), with the gas token priced at `gasTokenPrice` collateral per whole token (WAD).
+ * plus tip) and sends `valueWei` (a pull oracle's update fee), with the gas token priced at `gasTokenPrice`
+ * collateral per whole token (WAD).
  */
 export function expectedProfit(
   reward: bigint,
@@ -211,7 +218,8 @@ export function expectedProfit(
   baseFeePerGas: bigint,
   maxPriorityFeePerGas: bigint,
   gasTokenPrice: bigint,
+  valueWei = 0n,
 ): bigint {
-  const costWei = gas * (baseFeePerGas + maxPriorityFeePerGas);
+  const costWei = gas * (baseFeePerGas + maxPriorityFeePerGas) + valueWei;
   return reward - (costWei * gasTokenPrice) / WAD;
 }

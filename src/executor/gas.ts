@@ -40,7 +40,9 @@ export async function callGas(
   data: Hex,
   tick: Pick<Tick, "ahead" | "blockNumber" | "timestamp">,
   simulationGas: bigint,
+  value = 0n,
 ): Promise<CallGas> {
+  const paid = value > 0n ? { value } : {};
   if (protocol.gasUsedIn) {
     const next = tick.ahead ?? { blockNumber: tick.blockNumber + 1n, timestamp: tick.timestamp + 1n };
     const { data: answer } = await client.call({
@@ -48,6 +50,7 @@ export async function callGas(
       to: protocol.address,
       data,
       gas: simulationGas,
+      ...paid,
       blockOverrides: { number: next.blockNumber, time: next.timestamp },
     });
     const used = answer ? protocol.gasUsedIn(answer, data) : undefined;
@@ -55,7 +58,7 @@ export async function callGas(
       return { raw: used + intrinsicGas(data), measured: true };
     // an answer that does not say: the estimate
   }
-  return { raw: await client.estimateGas({ account: from, to: protocol.address, data }), measured: false };
+  return { raw: await client.estimateGas({ account: from, to: protocol.address, data, ...paid }), measured: false };
 }
 
 /** The gas limit of a measured call. */

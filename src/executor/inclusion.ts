@@ -277,7 +277,7 @@ export class Inclusion {
       this.h.stats.cancelled++;
       log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
     } else if (receipt.status === "success") {
-      const outcomes = protocol.outcomes(receipt.logs);
+      const outcomes = protocol.outcomes(receipt.logs, receipt.from);
       let won = 0;
       let closed = 0;
       for (const t of a.targets) {

@@ -30,6 +30,8 @@ export type JournalRecord =
       readonly to: Address;
       readonly data: Hex;
       readonly gas: string;
+      /** Wei sent with the liquidation; absent: 0 (every record before pull oracles). */
+      readonly value?: string;
       readonly createdAtBlock: string;
       /** Backrun: the pending oracle update it was sent behind (after a restart it is cancelled unless mined). */
       readonly after?: Hex;
@@ -58,6 +60,7 @@ export function attemptRecord(a: Attempt): JournalRecord {
     to: a.to,
     data: a.data,
     gas: a.gas.toString(),
+    ...(a.value === undefined || a.value === 0n ? {} : { value: a.value.toString() }),
     createdAtBlock: a.createdAtBlock.toString(),
     ...(a.after === undefined ? {} : { after: a.after }),
   };
@@ -271,6 +274,7 @@ export function replay(
           to: r.to,
           data: r.data,
           gas: BigInt(r.gas),
+          ...(typeof r.value === "string" ? { value: BigInt(r.value) } : {}),
           txs: [],
           status: "signed",
           createdAtBlock: BigInt(r.createdAtBlock),

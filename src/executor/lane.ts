@@ -16,6 +16,8 @@ export interface UnsignedCall {
   readonly to: Address;
   readonly data: Hex;
   readonly gas: bigint;
+  /** Wei sent with it (a pull oracle's update fee); absent: 0. */
+  readonly value?: bigint;
 }
 
 export class NonceLane {
@@ -89,7 +91,7 @@ export class NonceLane {
       to: call.to,
       data: call.data,
       gas: call.gas,
-      value: 0n,
+      value: call.value ?? 0n,
       maxFeePerGas: fees.maxFeePerGas,
       maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
     });

@@ -97,7 +97,11 @@ export class Monitor {
 
   /** Replaces the attempt's liquidation by a cancel at its nonce (no target is wanted any more). */
   async cancel(lane: NonceLane, a: Attempt, latest: SignedTx, now: Fees, head: Tick): Promise<void> {
-    const resend = decideStuck(latest, true, false, now, this.h.o.fees, { gas: a.gas, reward: sumRewards(a.targets) });
+    const resend = decideStuck(latest, true, false, now, this.h.o.fees, {
+      gas: a.gas,
+      reward: sumRewards(a.targets),
+      value: a.value,
+    });
     if (resend.type !== "replace") return this.holdAtCap(a, latest);
     const sender = this.h.senderOf(lane);
     const tx = await sender.sign(a, "cancel", resend.fees);
@@ -131,7 +135,11 @@ export class Monitor {
     const isKnown = await this.h.inclusion.anyKnown(a);
     if (isKnown === undefined) return; // the node cannot be asked now: judged again at the next head
     // a liquidation's bids are held to what its reward and gas allow, as its first fees were
-    const resend = decideStuck(latest, isKnown, wanted, now, o.fees, { gas: a.gas, reward: sumRewards(a.targets) });
+    const resend = decideStuck(latest, isKnown, wanted, now, o.fees, {
+      gas: a.gas,
+      reward: sumRewards(a.targets),
+      value: a.value,
+    });
     if (resend.type === "hold") return this.holdAtCap(a, latest);
     if (!isKnown) {
       o.log.warn(

@@ -60,7 +60,7 @@ export function decideStuck(
   wanted: boolean | undefined,
   now: Fees,
   policy: FeePolicy,
-  liquidation: { readonly gas: bigint; readonly reward: bigint },
+  liquidation: { readonly gas: bigint; readonly reward: bigint; readonly value?: bigint },
 ): Resend {
   const purpose: SignedTx["purpose"] = latest.purpose === "liquidate" && wanted !== false ? "liquidate" : "cancel";
   const tx: TxShape = purpose === "cancel" ? { gas: CANCEL_GAS } : liquidation;

@@ -187,10 +187,11 @@ export class Planning {
     // revert (an unusable oracle); a position someone else settled meanwhile is skipped by the contract, not a revert.
     // The rewards are the risk model's exact figures, so this is the batch's only read.
     const data = single ? protocol.encodeSingle(targets[0] as TargetPlan) : (protocol.encodeBatch?.(targets) as Hex);
+    const value = protocol.value?.(targets) ?? 0n;
     const floor = protocol.gasFloor?.(targets) ?? 0n;
     let measure: CallGas;
     try {
-      measure = await callGas(client, protocol, from, data, tick, this.h.o.batchGasLimit * 2n);
+      measure = await callGas(client, protocol, from, data, tick, this.h.o.batchGasLimit * 2n, value);
     } catch (error) {
       if (this.simulationUnanswered(error, group)) return false;
       const reason = revertReason(error, protocol);
@@ -223,15 +224,16 @@ export class Planning {
       }
     }
     const ctx = await this.h.feeContext(tick);
-    const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas });
+    const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas, value });
     const price = this.h.o.fees.gasTokenPrice;
     const profit =
       price === undefined
         ? undefined
-        : expectedProfit(reward, estimate, ctx.baseFeePerGas, ctx.priorityFeePerGas, price);
+        : expectedProfit(reward, estimate, ctx.baseFeePerGas, ctx.priorityFeePerGas, price, value);
     const plan = {
       positions: kept.length,
       reward: quote(reward),
+      valueWei: value > 0n ? big(value) : undefined,
       expectedProfit: profit === undefined ? undefined : quote(profit),
       gas: big(gas),
       baseFeePerGas: big(ctx.baseFeePerGas),
@@ -254,7 +256,7 @@ export class Planning {
       return false;
     }
     const kind = single ? "single" : "batch";
-    const call = { to: protocol.address, data, gas };
+    const call = { to: protocol.address, data, gas, ...(value > 0n ? { value } : {}) };
     if (this.h.o.dryRun) {
       this.h.o.log.info(
         {

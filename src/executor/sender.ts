@@ -148,6 +148,7 @@ export class Sender {
       to: unit.call.to,
       data: unit.call.data,
       gas: unit.call.gas,
+      ...(unit.call.value ? { value: unit.call.value } : {}),
       createdAtBlock: unit.head,
       after: unit.plan?.state === "pending" ? unit.after : undefined,
     });
@@ -176,7 +177,11 @@ export class Sender {
     const { lane, h } = this;
     const call = purpose === "cancel" ? { to: lane.address, data: "0x" as Hex, gas: CANCEL_GAS } : a;
     const reward = purpose === "cancel" ? undefined : sumRewards(a.targets);
-    const check = checkFees(fees, { gas: call.gas, reward }, h.o.fees);
+    const check = checkFees(
+      fees,
+      { gas: call.gas, reward, value: purpose === "cancel" ? undefined : a.value },
+      h.o.fees,
+    );
     if (!check.ok) {
       h.o.log.error(
         {
@@ -243,6 +248,7 @@ export class Sender {
           targets: a.kind === "batch" ? a.targets.map(targetIds) : undefined,
           reward: quote(sumRewards(a.targets)),
           gas: big(a.gas),
+          valueWei: a.value ? big(a.value) : undefined,
           afterUpdate: unit.after,
           msSinceUpdateSeen:
             unit.seenAt === undefined ? undefined : Math.round((performance.now() - unit.seenAt) * 10) / 10,

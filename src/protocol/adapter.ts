@@ -84,8 +84,16 @@ export interface LiquidationProtocol {
   encodeSingle(target: LiquidationTarget): Hex;
   /** Calldata of a batch, or undefined when the protocol has no batch call. */
   encodeBatch?(targets: readonly LiquidationTarget[]): Hex;
-  /** By target key, what the transaction's logs say happened. */
-  outcomes(logs: readonly Log[]): Map<string, TargetOutcome>;
+  /**
+   * Wei the call for these targets sends, as last encoded (a pull oracle's update fee for the price updates the
+   * calldata carries: call it right after encodeSingle/encodeBatch). Undefined (the method): 0.
+   */
+  value?(targets: readonly LiquidationTarget[]): bigint;
+  /**
+   * By target key, what the transaction's logs say happened. `from`: the transaction's sender, for exchanges whose
+   * events do not name the keeper (Synthetix-shaped: the reward goes to msg.sender).
+   */
+  outcomes(logs: readonly Log[], from?: Address): Map<string, TargetOutcome>;
   /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */
   revertName(data: Hex | undefined): string | undefined;
 }

@@ -62,6 +62,28 @@ describe("fee plan from the head", () => {
     }
   });
 
+  it("counts the value a liquidation sends (a pull oracle's fee) as a cost, in the profit check and the share cap", () => {
+    const priced = { ...policy, gasTokenPrice: parseUnits("3000", 18), maxRewardShareBps: 5_000n };
+    const gas = 100_000n;
+    const reward = parseUnits("10", 18);
+    const fee = parseUnits("0.002", 18); // 6 USDC at 3000
+    const gasCost = (gas * (ctx.baseFeePerGas + ctx.priorityFeePerGas) * priced.gasTokenPrice) / 10n ** 18n;
+    expect(expectedProfit(reward, gas, ctx.baseFeePerGas, ctx.priorityFeePerGas, priced.gasTokenPrice, fee)).toBe(
+      reward - gasCost - parseUnits("6", 18),
+    );
+    // without the fee it pays; with it the 10 USDC reward leaves 4 USDC, of which half may go to gas: 2 USDC at
+    // 100k gas is 6.67 gwei, under the 10 gwei base fee
+    expect(planFees(ctx, priced, { reward, gas }).ok).toBe(true);
+    expect(planFees(ctx, priced, { reward, gas, value: fee })).toEqual({ ok: false, reason: "base_fee_above_cap" });
+    // a fee above the reward: nothing may be signed for it
+    expect(
+      checkFees({ maxFeePerGas: 1n, maxPriorityFeePerGas: 1n }, { gas, reward, value: parseUnits("1", 18) }, priced),
+    ).toEqual({
+      ok: false,
+      reason: "max_fee_above_cap",
+    });
+  });
+
   it("takes the observed tip when above the floor", () => {
     expect(pickTip(policy, parseGwei("2"))).toBe(parseGwei("2"));
     expect(pickTip(policy, 0n)).toBe(policy.minPriorityFeePerGas);

@@ -222,6 +222,18 @@ describe("journal", () => {
     expect(attempts[1]?.targets[0]).not.toHaveProperty("account");
   });
 
+  it("keeps the value a liquidation sends (a pull oracle's fee), and reads attempts without one as sending nothing", async () => {
+    const p = path();
+    const paying: Attempt = { ...attempt(0), value: 123_456_789_012_345_678_901n };
+    const plain = attempt(1);
+    await write(p, [paying, plain]);
+    const { journal, attempts } = await open(p);
+    await journal.close();
+    expect(attempts).toEqual([paying, plain]);
+    expect(attempts[0]?.value).toBe(123_456_789_012_345_678_901n);
+    expect(attempts[1]).not.toHaveProperty("value");
+  });
+
   it("numbers every line and checksums it; seq starts again at 1 when the file is rewritten", async () => {
     const p = path();
     await write(p, [attempt(0), attempt(1)]);

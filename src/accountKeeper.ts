@@ -132,8 +132,12 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     }
   }
 
-  /** Finds the accounts below maintenance at this head's prices and hands their targets to the executor. */
-  handleTick(tick: Tick): void {
+  /**
+   * Finds the accounts below maintenance at this head's prices and hands their targets to the executor. `head`
+   * false: a price tick between heads (a pull oracle's message, the prices the next block will be judged at): the
+   * same judgement, without the head's own work (the executor's monitoring of what is pending, the look-ahead).
+   */
+  handleTick(tick: Tick, head = true): void {
     this.indexed();
     this.lastTick = tick;
     const view: PriceView = { prices: tick.prices, timestamp: tick.timestamp, blockNumber: tick.blockNumber };
@@ -148,10 +152,12 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
     const fresh = [...next.keys()].filter((k) => !this.flagged.has(k));
     this.flagged = next;
     if (findings.length > 0) this.p.executor.submit(findings, tick);
-    this.anticipated = new Set();
-    // before onHead: what is pending for the next block is still wanted there
-    if (tick.ahead) this.lookahead(tick, tick.ahead);
-    this.p.executor.onHead(tick);
+    if (head) {
+      this.anticipated = new Set();
+      // before onHead: what is pending for the next block is still wanted there
+      if (tick.ahead) this.lookahead(tick, tick.ahead);
+      this.p.executor.onHead(tick);
+    }
     for (const key of fresh) this.logFlagged(key, next.get(key) as Evaluation, tick);
     if (result.confirm.length > 0) void this.confirm(result.confirm, view, tick);
   }

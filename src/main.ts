@@ -331,7 +331,13 @@ async function checkConfig(settings: RunSettings): Promise<string> {
 
 async function runConfigured(settings: RunSettings, signal: AbortSignal, log: Logger): Promise<number> {
   checkStateDir(settings.config.keeper.stateDir);
-  const start = settings.config.exchange.adapter === "perp-v2" ? startPerpV2Keeper : startKeeper;
+  const adapter = settings.config.exchange.adapter;
+  const start =
+    adapter === "perp-v2"
+      ? startPerpV2Keeper
+      : adapter === "cross-margin"
+        ? (await import("./protocol/crossMargin/run.ts")).startCrossMarginKeeper
+        : startKeeper;
   const running = await start({
     config: settings.config,
     rpcUrl: settings.rpcUrl,

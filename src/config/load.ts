@@ -71,6 +71,8 @@ export interface KeeperEnv {
   readonly runSeconds: number | undefined;
   readonly logLevel: string;
   readonly logFormat: "json" | "pretty" | undefined;
+  /** HERMES_URLS (comma-separated): the pull oracle's price service; a URL may hold an API key, never logged whole. */
+  readonly hermesUrls: readonly string[] | undefined;
 }
 
 /** JSON-RPC over HTTP(S): the transport the keeper uses. */
@@ -119,6 +121,14 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
   if (wsUrl !== undefined && !z.url({ protocol: /^wss?$/ }).safeParse(wsUrl).success) {
     throw new ConfigError(`RPC_WS_URL must be a ws(s) URL, got "${redactUrl(wsUrl)}"`);
   }
+  const hermesUrls = env.HERMES_URLS?.split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "");
+  for (const url of hermesUrls ?? []) {
+    if (!httpUrl.safeParse(url).success) {
+      throw new ConfigError(`HERMES_URLS must be http(s) URLs (comma-separated), got "${redactUrl(url)}"`);
+    }
+  }
   const logLevel = env.LOG_LEVEL?.trim() || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   const logFormat = env.LOG_FORMAT?.trim() || undefined;
@@ -135,6 +145,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): KeeperEnv {
     runSeconds: parseSeconds("KEEPER_RUN_SECONDS", env.KEEPER_RUN_SECONDS),
     logLevel,
     logFormat,
+    hermesUrls: hermesUrls && hermesUrls.length > 0 ? hermesUrls : undefined,
   };
 }
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { NOTIFY_EVENTS } from "../ops/notify.ts";
+import { crossMarginExchangeSchema } from "../protocol/crossMargin/config.ts";
 import { perpV2ExchangeSchema } from "../protocol/perpV2/config.ts";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
@@ -43,6 +44,11 @@ export const keeperConfigSchema = z
        * liquidator, the inventory policy and the collateral floor: src/protocol/perpV2/config.ts.
        */
       perpV2ExchangeSchema,
+      /**
+       * A cross-margin exchange priced by a Pyth pull oracle (the reference CrossMarginEngine): prices from Hermes,
+       * liquidations that carry them: src/protocol/crossMargin/config.ts.
+       */
+      crossMarginExchangeSchema,
     ]),
     keeper: z
       .object({

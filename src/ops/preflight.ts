@@ -73,6 +73,11 @@ export function resolveRun(i: RunInputs): RunSettings {
     configPath: i.configPath,
     config: {
       ...file,
+      // HERMES_URLS (a URL may hold an API key: .env, not the config file) overrides exchange.hermes.endpoints
+      exchange:
+        file.exchange.adapter === "cross-margin" && env.hermesUrls
+          ? { ...file.exchange, hermes: { ...file.exchange.hermes, endpoints: [...env.hermesUrls] } }
+          : file.exchange,
       network: { ...file.network, wsUrl: env.wsUrl ?? file.network.wsUrl },
       keeper: { ...file.keeper, dryRun, stateDir },
     },

@@ -8,6 +8,7 @@ import type { KeeperConfig } from "../config/schema.ts";
 import type { DescribeExchange } from "../ops/preflight.ts";
 import type { RehearsalExchange } from "../ops/rehearse.ts";
 import type { StatusView } from "../ops/statusCommand.ts";
+import { describeCrossMargin } from "./crossMargin/status.ts";
 import { describePerpEngine } from "./perpEngine/preflight.ts";
 import { describePerpV2Exchange } from "./perpV2/preflight.ts";
 
@@ -31,6 +32,10 @@ const COMMANDS: { readonly [A in AdapterName]: ExchangeCommands } = {
   "perp-v2": {
     describe: describePerpV2Exchange,
     statusView: async () => (await import("./perpV2/status.ts")).perpV2Status,
+  },
+  "cross-margin": {
+    describe: describeCrossMargin,
+    statusView: async () => (await import("./crossMargin/status.ts")).crossMarginStatus,
   },
 };
 

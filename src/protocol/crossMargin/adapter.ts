@@ -1,0 +1,230 @@
+/**
+ * The cross-margin exchange through the seam: its accounts for the core loop (src/accountKeeper.ts) and its
+ * liquidation calls for the executor. Its prices are pulled: a call that flags an account carries the newest update
+ * bytes of every market the account holds and pays the oracle's fee (`value`); continuing a flagged account needs no
+ * price and carries none.
+ *
+ * Two ways to bring the price, as real exchanges take it (exchange.priceUpdates):
+ * - attach: `liquidate(accountId, priceUpdateData)` payable (D8X, SmarDex USDN), `liquidateMany(ids, data)` for a batch;
+ * - erc7412: `multicall([fulfillOracleQuery(query + data), liquidate(accountId)])` (Synthetix v3), one account a call.
+ */
+import {
+  type Abi,
+  type Address,
+  decodeErrorResult,
+  decodeEventLog,
+  encodeAbiParameters,
+  encodeFunctionData,
+  type Hex,
+  type Log,
+} from "viem";
+import { iCrossMarginEngineAbi } from "../../../abi/ICrossMarginEngine.ts";
+import type { AccountAdapter } from "../../accountKeeper.ts";
+import type { Finding, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
+import type { PriceId } from "../types.ts";
+import { type CrossMarginEvaluation, crossMarginMargin, evaluateAccount } from "./margin.ts";
+import { liquidationCapacity } from "./math.ts";
+import type { CrossMarginAccount, CrossMarginBookView, CrossMarginGlobal, CrossMarginMarket } from "./records.ts";
+
+/** The errors Pyth's contract reverts with (PythErrors.sol), beside the exchange's own. */
+export const pythErrorsAbi = [
+  { type: "error", name: "InsufficientFee", inputs: [] },
+  { type: "error", name: "StalePrice", inputs: [] },
+  { type: "error", name: "InvalidArgument", inputs: [] },
+  { type: "error", name: "PriceFeedNotFound", inputs: [] },
+  { type: "error", name: "PriceFeedNotFoundWithinRange", inputs: [] },
+  { type: "error", name: "NoFreshUpdate", inputs: [] },
+  { type: "error", name: "InvalidUpdateData", inputs: [] },
+  { type: "error", name: "InvalidUpdateDataSource", inputs: [] },
+  { type: "error", name: "InvalidWormholeVaa", inputs: [] },
+] as const satisfies Abi;
+
+const ERRORS_ABI = [...iCrossMarginEngineAbi.filter((i) => i.type === "error"), ...pythErrorsAbi] as Abi;
+
+/** What a liquidation carries for the prices it needs: the update bytes and the fee. */
+export interface PriceAttachment {
+  readonly updates: readonly Hex[];
+  readonly feeds: readonly Hex[];
+  /** Wei: the call's msg.value. */
+  readonly fee: bigint;
+}
+
+/** Where the attachment comes from: the stream's newest messages and the oracle's fee. */
+export interface PriceAttacher {
+  /** The newest update bytes of these markets' feeds, deduplicated, and the fee; undefined: a price is missing. */
+  attach(prices: readonly PriceId[]): PriceAttachment | undefined;
+}
+
+export type PriceUpdateMode = "attach" | "erc7412";
+
+/** ERC-7412's oracle query for Pyth prices of `feeds`, with the exchange's staleness tolerance. */
+export function fulfillData(feeds: readonly Hex[], maxAge: bigint, updates: readonly Hex[]): Hex {
+  return encodeAbiParameters(
+    [{ type: "uint8" }, { type: "uint64" }, { type: "bytes32[]" }, { type: "bytes[]" }],
+    [1, maxAge, [...feeds], [...updates]],
+  );
+}
+
+/** The accounts of the book for the core loop. */
+export function crossMarginAccounts(o: {
+  readonly book: () => CrossMarginBookView;
+  /** The time the next block is expected at: when a window frees, and what a flag is judged at. */
+  readonly nextTimestamp: () => bigint;
+}): AccountAdapter<CrossMarginAccount, CrossMarginMarket, CrossMarginGlobal> & {
+  evaluate(account: CrossMarginAccount, prices: ReadonlyMap<PriceId, bigint>): CrossMarginEvaluation;
+} {
+  const model = crossMarginMargin(o.book);
+  return {
+    model,
+    evaluate: (account, prices) => evaluateAccount(account, o.book(), { prices }),
+    findings(account, evaluation, _view, book) {
+      if (evaluation.kind !== "exact") return [];
+      const global = book.global.config;
+      if (!global) return [];
+      const target: LiquidationTarget = {
+        key: account.key,
+        account: account.key,
+        trader: account.owner,
+        marketId: account.prices[0] ?? 0,
+      };
+      const shortfall = evaluation.requirement - evaluation.balance;
+      if (account.flagged) {
+        // continued when one of its markets' windows has room in the next block
+        const now = o.nextTimestamp();
+        const room = account.prices.some((id) => {
+          const market = book.markets.get(id);
+          if (!market?.config) return false;
+          const capacity = liquidationCapacity(market.config, market.window, now);
+          return capacity === undefined || capacity > 0n;
+        });
+        if (!room) return [];
+        const reward = global.stepReward < global.maxKeeperReward ? global.stepReward : global.maxKeeperReward;
+        return [{ target, state: account, shortfall, expectedReward: reward }];
+      }
+      const health = evaluateAccount(account, book, _view).health;
+      return [{ target, state: account, shortfall, expectedReward: health?.liquidationReward ?? 0n } satisfies Finding];
+    },
+    targetKeys: (account) => [account.key],
+    pricesOf: (market) => [market.priceId],
+    accountOf: (key) => key,
+  };
+}
+
+/** The liquidation calls for the executor. */
+export function crossMarginProtocol(o: {
+  readonly engine: Address;
+  readonly book: CrossMarginBookView;
+  readonly prices: PriceAttacher;
+  readonly mode: PriceUpdateMode;
+}): LiquidationProtocol {
+  const idOf = (t: LiquidationTarget): bigint => BigInt(t.account ?? t.key);
+  const accountOf = (t: LiquidationTarget) => o.book.accounts.get(t.account ?? t.key);
+  /** The prices the targets' flags need (flagged accounts need none). */
+  const pricesFor = (targets: readonly LiquidationTarget[]): PriceId[] => {
+    const ids = new Set<PriceId>();
+    for (const t of targets) {
+      const account = accountOf(t);
+      if (!account || account.flagged) continue;
+      for (const id of account.prices) ids.add(id);
+    }
+    return [...ids].sort((a, b) => a - b);
+  };
+  /** The value of the call last encoded, by its targets. */
+  let last: { targets: readonly LiquidationTarget[]; value: bigint } | undefined;
+  const attachment = (targets: readonly LiquidationTarget[]): PriceAttachment => {
+    const prices = pricesFor(targets);
+    if (prices.length === 0) return { updates: [], feeds: [], fee: 0n };
+    const a = o.prices.attach(prices);
+    // no fresh message for a price it needs: the call goes without, and the exchange refuses it (the risk model
+    // does not find such an account: its price is absent)
+    return a ?? { updates: [], feeds: [], fee: 0n };
+  };
+  const maxAge = () => o.book.global.config?.maxPriceAge ?? 0n;
+  const encode = (targets: readonly LiquidationTarget[]): Hex => {
+    const a = attachment(targets);
+    last = { targets, value: a.fee };
+    const ids = targets.map(idOf);
+    if (o.mode === "erc7412" && a.updates.length > 0) {
+      const calls: Hex[] = [
+        encodeFunctionData({
+          abi: iCrossMarginEngineAbi,
+          functionName: "fulfillOracleQuery",
+          args: [fulfillData(a.feeds, maxAge(), a.updates)],
+        }),
+        ...ids.map((id) => encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidate", args: [id] })),
+      ];
+      return encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "multicall", args: [calls] });
+    }
+    if (targets.length === 1) {
+      const [id] = ids as [bigint];
+      return a.updates.length > 0
+        ? encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidate", args: [id, [...a.updates]] })
+        : encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidate", args: [id] });
+    }
+    return a.updates.length > 0
+      ? encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidateMany", args: [ids, [...a.updates]] })
+      : encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidateFlaggedAccounts", args: [ids] });
+  };
+  return {
+    address: o.engine,
+    encodeSingle: (t) => encode([t]),
+    // ERC-7412's multicall reverts whole when one call does: one account a transaction
+    ...(o.mode === "attach" ? { encodeBatch: (targets: readonly LiquidationTarget[]) => encode(targets) } : {}),
+    value(targets) {
+      if (last && last.targets.length === targets.length && last.targets.every((t, i) => t.key === targets[i]?.key)) {
+        return last.value;
+      }
+      return attachment(targets).fee;
+    },
+    outcomes: (logs, from) => crossMarginOutcomes(logs, o.engine, from),
+    revertName(data) {
+      if (!data || data === "0x") return undefined;
+      try {
+        return decodeErrorResult({ abi: ERRORS_ABI, data }).errorName;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+/** By account key, what a transaction's logs say happened to each account it addressed. */
+export function crossMarginOutcomes(
+  logs: readonly Log[],
+  engine: Address,
+  from: Address | undefined,
+): Map<string, TargetOutcome> {
+  const out = new Map<string, TargetOutcome>();
+  const closed = new Set<string>();
+  const address = engine.toLowerCase();
+  for (const log of logs) {
+    if (log.address.toLowerCase() !== address) continue;
+    let decoded: { eventName: string; args: Record<string, unknown> };
+    try {
+      decoded = decodeEventLog({ abi: iCrossMarginEngineAbi, topics: log.topics, data: log.data }) as typeof decoded;
+    } catch {
+      continue;
+    }
+    const key = (decoded.args.accountId as bigint | undefined)?.toString(10);
+    if (key === undefined) continue;
+    switch (decoded.eventName) {
+      case "AccountFlaggedForLiquidation":
+      case "PositionLiquidated":
+        closed.add(key);
+        break;
+      case "AccountLiquidationAttempt": {
+        const reward = decoded.args.reward as bigint;
+        if (reward > 0n || closed.has(key)) {
+          out.set(key, { kind: "liquidated", keeper: from ?? ("0x" as Address), reward, badDebt: 0n });
+        } else out.set(key, { kind: "skipped", reason: "not_liquidatable" });
+        break;
+      }
+      case "LiquidationSkipped": {
+        const reason = Number(decoded.args.reason);
+        out.set(key, { kind: "skipped", reason: reason === 2 ? "no_position" : "not_liquidatable" });
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -66,6 +66,14 @@ export interface LocalHermes {
   updateData(ids: readonly string[]): Hex[];
   /** Open stream connections (for tests). */
   readonly streams: number;
+  /**
+   * Fault modes, for tests: a frozen server. Until resume(), requests get no answer and streams no event (moves
+   * still happen); resume() answers the held requests and sends the held events, in order.
+   */
+  pause(): void;
+  resume(): void;
+  /** Ends every open stream (the server stays up and accepts new ones), as a proxy or a restart would. */
+  endStreams(): void;
   /** Ends every stream and stops the server. */
   close(): Promise<void>;
 }
@@ -125,6 +133,7 @@ export async function startHermes(options: { feeds: readonly HermesFeedSpec[]; p
     metadata.push({ id, attributes: attributesOf(spec) });
   }
   const streams = new Set<Stream>();
+  let held: (() => void)[] | undefined; // while paused: what to do on resume
 
   const stateOf = (id: string): HermesFeedState => {
     const state = states.get(normalizeFeedId(id));
@@ -222,6 +231,14 @@ export async function startHermes(options: { feeds: readonly HermesFeedSpec[]; p
   };
 
   const server = createServer((req, res) => {
+    if (held) {
+      held.push(() => serve(req, res));
+      return;
+    }
+    serve(req, res);
+  });
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
+    if (res.destroyed) return;
     try {
       handle(req, res);
     } catch (error) {
@@ -229,7 +246,7 @@ export async function startHermes(options: { feeds: readonly HermesFeedSpec[]; p
       if (!res.headersSent) res.writeHead(status, { "content-type": "text/plain" });
       res.end(error instanceof Error ? error.message : String(error));
     }
-  });
+  };
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
@@ -258,8 +275,10 @@ export async function startHermes(options: { feeds: readonly HermesFeedSpec[]; p
     });
     for (const stream of streams) {
       const feeds = moved.filter((s) => stream.ids.has(s.id));
-      if (feeds.length > 0)
-        stream.res.write(`data: ${JSON.stringify(body(feeds, stream.encoding, stream.parsed))}\n\n`);
+      if (feeds.length === 0) continue;
+      const event = `data: ${JSON.stringify(body(feeds, stream.encoding, stream.parsed))}\n\n`;
+      if (held) held.push(() => stream.res.writableEnded || stream.res.write(event));
+      else stream.res.write(event);
     }
     return moved;
   };
@@ -274,7 +293,20 @@ export async function startHermes(options: { feeds: readonly HermesFeedSpec[]; p
     get streams() {
       return streams.size;
     },
+    pause: () => {
+      held ??= [];
+    },
+    resume: () => {
+      const todo = held ?? [];
+      held = undefined;
+      for (const run of todo) run();
+    },
+    endStreams: () => {
+      for (const stream of streams) stream.res.end();
+      streams.clear();
+    },
     close: async () => {
+      held = undefined;
       for (const stream of streams) stream.res.end();
       streams.clear();
       await new Promise<void>((resolve) => {

@@ -247,8 +247,19 @@ async function main(): Promise<number> {
     }
     if (demo) {
       const exchange = values.exchange ?? "perp-engine";
-      if (exchange !== "perp-engine" && exchange !== "perp-v2") {
-        throw new ConfigError(`--exchange takes perp-engine or perp-v2, got "${exchange}"`);
+      if (exchange !== "perp-engine" && exchange !== "perp-v2" && exchange !== "cross-margin") {
+        throw new ConfigError(`--exchange takes perp-engine, perp-v2 or cross-margin, got "${exchange}"`);
+      }
+      if (exchange === "cross-margin") {
+        if (values.precompute !== undefined) throw new ConfigError("--precompute is for the perp-engine demo");
+        const { runCrossMarginDemo } = await import("./demo/crossMarginDemo.ts");
+        const result = await runCrossMarginDemo({
+          log,
+          keepRunning: values["keep-running"] ?? false,
+          signal: controller.signal,
+        });
+        const done = result.stillOpen === 0 && result.flaggedByKeeper === result.liquidatableAfterCrash;
+        return (done && result.wronglyFlagged === 0) || controller.signal.aborted ? 0 : 1;
       }
       if (exchange === "perp-v2") {
         if (values.precompute !== undefined) throw new ConfigError("--precompute is for the perp-engine demo");

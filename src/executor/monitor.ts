@@ -85,6 +85,14 @@ export class Monitor {
 
   private wanted(a: Attempt): boolean | undefined {
     if (a.targets.length === 0) return false;
+    if (this.h.o.protocol.priceExpired?.(a.data) === true) {
+      // its attached prices are too old for the next block: it would revert there; cancelled, planned again fresh
+      this.h.o.log.info(
+        { event: "liquidation_price_expired", ...attemptIds(a) },
+        `the prices nonce ${a.nonce} carries are too old for the next block: cancelled, planned again with fresh ones`,
+      );
+      return false;
+    }
     if (this.h.rebuilding()) return undefined;
     let unknown = false;
     for (const t of a.targets) {

@@ -90,6 +90,12 @@ export interface LiquidationProtocol {
    */
   value?(targets: readonly LiquidationTarget[]): bigint;
   /**
+   * Whether a call's attached prices (a pull oracle's update bytes) are too old for the block after this head: a
+   * pending transaction that carries them would revert, so it is cancelled and its targets planned again with fresh
+   * prices, never bumped as it is. Undefined (the method, or a call it does not know): they never expire.
+   */
+  priceExpired?(data: Hex): boolean | undefined;
+  /**
    * By target key, what the transaction's logs say happened. `from`: the transaction's sender, for exchanges whose
    * events do not name the keeper (Synthetix-shaped: the reward goes to msg.sender).
    */

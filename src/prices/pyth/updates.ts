@@ -38,16 +38,18 @@ export class PythUpdates implements PriceAttacher {
     const updates: Hex[] = [];
     const feeds: Hex[] = [];
     let carried = 0;
+    let oldest: bigint | undefined;
     for (const id of prices) {
       const feed = this.o.feedOf(id);
       const message = feed === undefined ? undefined : this.o.stream.latest(feed);
       if (!feed || !message) return undefined;
       feeds.push(feed);
+      if (oldest === undefined || message.publishTime < oldest) oldest = message.publishTime;
       if (updates.includes(message.update)) continue;
       updates.push(message.update);
       carried += this.o.stream.feedsIn(message.update);
     }
-    return { updates, feeds, fee: this.perFeed * BigInt(carried) };
+    return { updates, feeds, fee: this.perFeed * BigInt(carried), ...(oldest === undefined ? {} : { oldest }) };
   }
 
   /**

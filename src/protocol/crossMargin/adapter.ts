@@ -53,6 +53,8 @@ export interface PriceAttachment {
   readonly feeds: readonly Hex[];
   /** Wei: the call's msg.value. */
   readonly fee: bigint;
+  /** Publish time of the oldest message carried; undefined: none carried. */
+  readonly oldest?: bigint;
 }
 
 /** Where the attachment comes from: the stream's newest messages and the oracle's fee. */
@@ -122,6 +124,8 @@ export function crossMarginProtocol(o: {
   readonly book: CrossMarginBookView;
   readonly prices: PriceAttacher;
   readonly mode: PriceUpdateMode;
+  /** The time the next block is expected at: when attached prices stop being accepted. */
+  readonly nextTimestamp: () => bigint;
 }): LiquidationProtocol {
   const idOf = (t: LiquidationTarget): bigint => BigInt(t.account ?? t.key);
   const accountOf = (t: LiquidationTarget) => o.book.accounts.get(t.account ?? t.key);
@@ -135,6 +139,8 @@ export function crossMarginProtocol(o: {
     }
     return [...ids].sort((a, b) => a - b);
   };
+  /** By calldata: the time its oldest attached price stops being accepted (publish time + the exchange's maximum age). */
+  const validUntil = new Map<Hex, bigint>();
   /** The value of the call last encoded, by its targets. */
   let last: { targets: readonly LiquidationTarget[]; value: bigint } | undefined;
   const attachment = (targets: readonly LiquidationTarget[]): PriceAttachment => {
@@ -149,6 +155,14 @@ export function crossMarginProtocol(o: {
   const encode = (targets: readonly LiquidationTarget[]): Hex => {
     const a = attachment(targets);
     last = { targets, value: a.fee };
+    const data = encodeCall(targets, a);
+    if (a.oldest !== undefined) {
+      if (validUntil.size >= 4_096) validUntil.delete(validUntil.keys().next().value as Hex);
+      validUntil.set(data, a.oldest + maxAge());
+    }
+    return data;
+  };
+  const encodeCall = (targets: readonly LiquidationTarget[], a: PriceAttachment): Hex => {
     const ids = targets.map(idOf);
     if (o.mode === "erc7412" && a.updates.length > 0) {
       const calls: Hex[] = [
@@ -190,6 +204,10 @@ export function crossMarginProtocol(o: {
         return last.value;
       }
       return attachment(targets).fee;
+    },
+    priceExpired(data) {
+      const until = validUntil.get(data);
+      return until === undefined ? undefined : o.nextTimestamp() > until;
     },
     outcomes: (logs, from) => crossMarginOutcomes(logs, o.engine, from),
     revertName(data) {

@@ -177,7 +177,8 @@ export class PythPriceStream {
     for (const e of this.endpoints)
       for (const feed of e.newest.keys()) if (!this.feedSet.has(feed)) e.newest.delete(feed);
     this.o.log.debug({ feeds: next.length, endpoint: this.endpoints[this.active]?.label }, "Pyth feeds changed");
-    if (!this.started || this.closed || !this.attempting) return; // a pending retry connects with the new feeds
+    // a pending retry connects with the new feeds; otherwise the followed endpoint is asked again (or at last)
+    if (!this.started || this.closed || this.retryTimer !== undefined) return;
     this.stopAttempt();
     this.launch(this.active);
   }
@@ -231,6 +232,7 @@ export class PythPriceStream {
     const gen = ++this.generation;
     const e = this.endpoints[index] as Endpoint;
     this.active = index;
+    if (this.feeds.length === 0) return; // nothing to follow until setFeeds
     this.attempting = true;
     this.heardAt = this.clock();
     this.streaming = false;

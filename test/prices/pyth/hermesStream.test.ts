@@ -227,6 +227,13 @@ describe("PythPriceStream", () => {
     await until("BTC's move", () => r.stream.latest(BTC)?.price === 8_000_000_000_000n, 5_000);
     r.stream.setFeeds([BTC]);
     expect(r.stream.latest(ETH)).toBeUndefined();
+
+    const idle = run([a.url], { feeds: [] }); // no market yet: nothing asked until there is one
+    await idle.stream.start();
+    expect(idle.stream.health().connected).toBe(false);
+    idle.stream.setFeeds([ETH]);
+    await until("ETH's price", () => idle.stream.latest(ETH)?.price === 300_000_000_000n, 5_000);
+    await until("its stream open", () => idle.on(0), 5_000);
   });
 
   it("fails over to the next endpoint when the stream ends, within staleAfterMs and the back-off", async () => {

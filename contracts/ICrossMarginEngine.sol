@@ -108,8 +108,10 @@ interface ICrossMarginEngine {
     /// reverts NotEligibleForLiquidation), and closes its positions up to each market's window capacity.
     function liquidate(uint128 accountId, bytes[] calldata priceUpdateData) external payable returns (uint256 liquidationReward);
     /// ERC-7412's form: the same without attached prices; flagging an account reverts OracleDataRequired when a price
-    /// it needs is missing or stale. Continuing a flagged account needs no price.
-    function liquidate(uint128 accountId) external returns (uint256 liquidationReward);
+    /// it needs is missing or stale. Continuing a flagged account needs no price. Payable only so that it composes in
+    /// `multicall([fulfillOracleQuery, liquidate])`, whose msg.value pays Pyth (a delegate-call keeps msg.value, and a
+    /// non-payable function refuses any); outside a multicall it refuses ether.
+    function liquidate(uint128 accountId) external payable returns (uint256 liquidationReward);
     /// The reference's batch: one price update for all, then each account liquidated as `liquidate` would, skipping
     /// (LiquidationSkipped) what `liquidate` would refuse instead of reverting.
     function liquidateMany(uint128[] calldata accountIds, bytes[] calldata priceUpdateData) external payable returns (uint256 liquidationReward);

@@ -23,6 +23,8 @@ export const ARTIFACTS: Record<string, string> = {
   PinnedAnswer: "PinnedAnswer.sol",
   PerpV2Liquidator: "PerpV2Liquidator.sol",
   ICrossMarginEngine: "ICrossMarginEngine.sol",
+  CrossMarginEngine: "CrossMarginEngine.sol",
+  TestUSD: "TestUSD.sol",
 };
 
 type SolcOutput = {

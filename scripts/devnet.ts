@@ -3,7 +3,8 @@
  * deploys the reference exchange, opens the devnet's positions, writes config/devnet.json and keeps the chain
  * up until Ctrl-C. Then, in another terminal: cp .env.example .env && npm start -- --config config/devnet.json --dotenv .env
  * With --exchange perp-v2: Perpetual Protocol v2 instead (scripts/devnet-perp-v2.ts), its config written to
- * data/devnet-perp-v2.json (untracked).
+ * data/devnet-perp-v2.json (untracked). With --exchange cross-margin: the Pyth-priced cross-margin exchange and a local
+ * Hermes (scripts/devnet-cross-margin.ts), its config written to data/devnet-cross-margin.json (untracked).
  */
 import { writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -21,11 +22,13 @@ const exchange =
   exchangeAt < 0
     ? "perp-engine"
     : (process.argv[exchangeAt]?.split("=")[1] ?? process.argv[exchangeAt + 1] ?? "").trim();
-if (exchange !== "perp-engine" && exchange !== "perp-v2")
-  throw new Error(`--exchange takes perp-engine or perp-v2, got "${exchange}"`);
+if (exchange !== "perp-engine" && exchange !== "perp-v2" && exchange !== "cross-margin")
+  throw new Error(`--exchange takes perp-engine, perp-v2 or cross-margin, got "${exchange}"`);
 if (exchangeAt >= 0) process.argv.splice(exchangeAt, process.argv[exchangeAt]?.includes("=") ? 1 : 2);
 if (exchange === "perp-v2") {
   await import("./devnet-perp-v2.ts");
+} else if (exchange === "cross-margin") {
+  await import("./devnet-cross-margin.ts");
 } else {
   await perpEngineDevnet();
 }

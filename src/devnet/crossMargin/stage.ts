@@ -24,6 +24,8 @@ export interface CrossMarginStage {
 export interface StageOptions extends CrossMarginDeployOptions {
   /** Every feed published again this often, ms (default 1000; 0: never). */
   readonly heartbeatMs?: number;
+  /** Hermes' loopback port (default: a free one). */
+  readonly hermesPort?: number;
 }
 
 export async function stageCrossMargin(rpcUrl: string, options: StageOptions = {}): Promise<CrossMarginStage> {
@@ -36,6 +38,7 @@ export async function stageCrossMargin(rpcUrl: string, options: StageOptions = {
       expo: m.expo,
       conf: 0n,
     })),
+    ...(options.hermesPort === undefined ? {} : { port: options.hermesPort }),
   });
   const market = (name: string) => {
     const m = deployment.markets.find((x) => x.name === name);

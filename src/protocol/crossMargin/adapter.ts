@@ -73,6 +73,20 @@ export function fulfillData(feeds: readonly Hex[], maxAge: bigint, updates: read
   );
 }
 
+/** Whether one of a flagged account's markets has room in its liquidation window at `now` (or no cap). */
+export function windowRoom(
+  account: CrossMarginAccount,
+  book: Pick<CrossMarginBookView, "markets">,
+  now: bigint,
+): boolean {
+  return account.prices.some((id) => {
+    const market = book.markets.get(id);
+    if (!market?.config) return false;
+    const capacity = liquidationCapacity(market.config, market.window, now);
+    return capacity === undefined || capacity > 0n;
+  });
+}
+
 /** The accounts of the book for the core loop. */
 export function crossMarginAccounts(o: {
   readonly book: () => CrossMarginBookView;
@@ -98,14 +112,7 @@ export function crossMarginAccounts(o: {
       const shortfall = evaluation.requirement - evaluation.balance;
       if (account.flagged) {
         // continued when one of its markets' windows has room in the next block
-        const now = o.nextTimestamp();
-        const room = account.prices.some((id) => {
-          const market = book.markets.get(id);
-          if (!market?.config) return false;
-          const capacity = liquidationCapacity(market.config, market.window, now);
-          return capacity === undefined || capacity > 0n;
-        });
-        if (!room) return [];
+        if (!windowRoom(account, book, o.nextTimestamp())) return [];
         const reward = global.stepReward < global.maxKeeperReward ? global.stepReward : global.maxKeeperReward;
         return [{ target, state: account, shortfall, expectedReward: reward }];
       }

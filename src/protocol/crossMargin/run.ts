@@ -42,7 +42,7 @@ import { Snapshotter } from "../../state/snapshotter.ts";
 import { headSubscription } from "../../watcher/headSubscription.ts";
 import type { Tick } from "../../watcher/types.ts";
 import { Watcher } from "../../watcher/watcher.ts";
-import { crossMarginAccounts, crossMarginProtocol } from "./adapter.ts";
+import { crossMarginAccounts, crossMarginProtocol, windowRoom } from "./adapter.ts";
 import { crossMarginRules } from "./book.ts";
 import { type CrossMarginEvent, crossMarginDecoder, type TimedChainLog } from "./events.ts";
 import { pythPriceToWad } from "./math.ts";
@@ -282,7 +282,16 @@ export async function startCrossMarginKeeper(
       keeper.handleTick(tick);
       latency.tick(tick.receivedAt);
       freshnessRef?.progressed(tick.blockNumber);
-      leftBehind.update(tick.blockNumber, keeper.liquidatableKeys());
+      // a flagged account waiting for its markets' windows is not left behind: the exchange holds it back
+      const now = prices.nextTimestamp();
+      const waiting = (key: string) => {
+        const a = book.accounts.get(key);
+        return a?.flagged === true && !windowRoom(a, book, now);
+      };
+      leftBehind.update(
+        tick.blockNumber,
+        [...keeper.liquidatableKeys()].filter((k) => !waiting(k.key)),
+      );
     },
     onReorg: () => {
       keeper.reset();

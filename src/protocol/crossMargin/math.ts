@@ -177,8 +177,9 @@ export function maxLiquidationInWindow(config: CrossMarginMarketConfig): bigint 
 /**
  * The entries still counted at `now`: timestamp + maxSecondsInLiquidationWindow > now. The engine prunes the others
  * from its window each time it records a liquidation in the market, with the configuration in force then: a mirror
- * that applies liveWindow at each PositionLiquidated holds the same window (entries pruned under a shorter window
- * do not come back when it is lengthened). No window: nothing is counted.
+ * that sets window := liveWindow(config, window, t) ++ [(t, amount)] at each PositionLiquidated holds the same window
+ * (entries pruned under a shorter window do not come back when it is lengthened). No window: nothing is counted, and
+ * the engine records nothing (a market's window is never switched on or off).
  */
 export function liveWindow<T extends WindowEntry>(
   config: CrossMarginMarketConfig,

@@ -288,6 +288,16 @@ describe("CrossMarginEngine: setup", () => {
   it("the markets, configs, prices and accounts are as deployed; ids above 2^53 are exact", async () => {
     expect(await read<readonly bigint[]>("marketIds")).toEqual([ETH, BTC, SOL]);
     expect(await read("getMarketConfig", [ETH])).toEqual(market(ETH).config);
+    const configured = await client.getContractEvents({
+      address: d.engine,
+      abi: crossMarginEngineAbi,
+      eventName: "GlobalConfigured",
+      fromBlock: d.deployBlock,
+      toBlock: d.deployBlock,
+    });
+    expect(configured.map((e) => e.args)).toEqual([
+      { minKeeperRewardUsd: w(1), maxKeeperRewardUsd: w(100), stepRewardUsd: w(2), maxPriceAge: 60n },
+    ]);
     expect(await read("indexPrice", [SOL])).toBe(w(10));
     expect(await read("oracleId")).toBe(`0x${Buffer.from("PYTH").toString("hex").padEnd(64, "0")}`);
     expect(await read("globalConfig")).toEqual([
@@ -691,13 +701,21 @@ describe("CrossMarginEngine: prices", () => {
 describe("CrossMarginEngine: gas", () => {
   it("flag + close of a 1, 2 and 3-market account, and liquidateMany per account", async () => {
     const figures: Record<string, bigint> = {};
+    // steady state: the keeper already holds the quote token (a first receipt would add a fresh storage slot)
+    const mint = encodeFunctionData({ abi: testUSDAbi, functionName: "mint", args: [keeperAccount.address, 1n] });
+    const minted = await walletOf(trader(0)).sendTransaction({ to: d.quoteToken, data: mint, gas: 100_000n });
+    await client.waitForTransactionReceipt({ hash: minted });
+    // continuing a flagged account: BIG_ETH flagged with 20 ETH left, its next window
+    const t1 = (await now()) + 1n;
+    await at(t1);
+    await send(call("liquidate", [BIG_ETH, [update(ETH, "90", t1)]]), { value: d.updateFee });
+    await at(t1 + 10n);
+    figures["liquidate(id) continuing a flagged 1-market account"] = (await send(call("liquidate", [BIG_ETH]))).gasUsed;
+    await at(t1 + 20n);
+    figures["liquidateFlagged(1) finishing it"] = (await send(call("liquidateFlagged", [1n]))).gasUsed;
     // a wide ETH window, so that every position closes in full
-    await send(
-      call("setMarketConfig", [ETH, { ...market(ETH).config, maxLiquidationLimitAccumulationMultiplier: w(100) }]),
-      {
-        from: trader(0),
-      },
-    );
+    const wide = { ...market(ETH).config, maxLiquidationLimitAccumulationMultiplier: w(100) };
+    await send(call("setMarketConfig", [ETH, wide]), { from: trader(0) });
     for (const [label, id] of [
       ["1 market", ONE],
       ["2 markets", TWO],

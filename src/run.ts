@@ -253,7 +253,7 @@ export function runKeeper<S>(p: RunParts<S>): {
         await within(executor.shutdown(), Math.max(left(), 1_000));
         await p.closeOps();
         connection.close();
-        const { gasPaidWei, ...counts } = executor.stats;
+        const { gasPaidWei, valuePaidWei, ...counts } = executor.stats;
         log.info(
           {
             event: "keeper_stopped",
@@ -261,6 +261,7 @@ export function runKeeper<S>(p: RunParts<S>): {
             processedBlock: watcher.processedBlock.toString(),
             ...counts,
             gasPaidWei: gasPaidWei.toString(),
+            valuePaidWei: valuePaidWei > 0n ? valuePaidWei.toString() : undefined,
             pendingInJournal: executor.pendingAttempts.length,
             drained,
           },

@@ -269,6 +269,7 @@ export class Inclusion {
       gasUsed: big(receipt.gasUsed),
       effectiveGasPrice: big(receipt.effectiveGasPrice),
       gasPaidWei: big(gasPaid),
+      valueWei: a.value && tx?.purpose !== "cancel" ? big(a.value) : undefined,
     };
     let status: Attempt["status"];
     if (tx?.purpose === "cancel" || a.targets.length === 0) {
@@ -277,6 +278,8 @@ export class Inclusion {
       this.h.stats.cancelled++;
       log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
     } else if (receipt.status === "success") {
+      // the value a liquidation sends (a pull oracle's fee) is spent once it succeeds; a revert gives it back
+      if (a.value) this.h.stats.valuePaidWei += a.value;
       const outcomes = protocol.outcomes(receipt.logs, receipt.from);
       let won = 0;
       let closed = 0;

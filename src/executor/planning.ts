@@ -200,7 +200,7 @@ export class Planning {
       }
       return false;
     }
-    const { raw } = measure;
+    const raw = measure.raw + (protocol.gasExtra?.(targets) ?? 0n);
     // measured: the call's own gas with a small margin; estimated: the estimate with its margin, or the protocol's
     // floor (a worst case with its own margin) where that is more
     const estimate = measure.measured || raw >= floor ? raw : floor;

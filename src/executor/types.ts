@@ -109,6 +109,8 @@ export interface ExecutorStats {
   failed: number;
   /** Gas paid by our mined transactions, wei. */
   gasPaidWei: bigint;
+  /** Value our mined, successful liquidations sent (a pull oracle's update fees), wei. */
+  valuePaidWei: bigint;
 }
 
 /** How soon after their price update our liquidations land, and what was prepared ahead of updates (issue 9). */
@@ -144,6 +146,7 @@ export function newStats(): ExecutorStats {
     skipped: 0,
     failed: 0,
     gasPaidWei: 0n,
+    valuePaidWei: 0n,
   };
 }
 

@@ -124,6 +124,15 @@ export function keeperMetrics(s: OpsSources): Registry {
     },
   });
   const gasFollow = new Follower(gas);
+  const oracleFees: Counter<string> = new Counter({
+    name: `${PREFIX}oracle_fees_paid_wei_total`,
+    help: "Value our successful liquidations sent: a pull oracle's update fees, wei of the chain's gas token",
+    registers,
+    collect() {
+      oracleFeesFollow.to({}, Number(s.executor.stats.valuePaidWei));
+    },
+  });
+  const oracleFeesFollow = new Follower(oracleFees);
   const rewards: Counter<string> = new Counter({
     name: `${PREFIX}rewards_collateral_total`,
     help: "Keeper rewards earned by our liquidations (seen live on chain), in collateral tokens",

@@ -22,6 +22,7 @@ export const NOTIFY_EVENTS = [
   "signer_low",
   "left_behind",
   "keeper_stopping",
+  "prices_stale",
 ] as const;
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
@@ -48,6 +49,8 @@ const BY_LOG_EVENT: Record<string, NotifyEvent> = {
   signer_low_balance: "signer_low",
   liquidatable_left_behind: "left_behind",
   keeper_stopping: "keeper_stopping",
+  // a pull oracle's price service (Hermes): every endpoint down or behind, nothing is liquidated meanwhile
+  prices_stale: "prices_stale",
 };
 
 /** The only fields a notification carries (figures and public identifiers). */
@@ -68,6 +71,8 @@ const FIELDS = [
   "oldestKey",
   "oldestAgeBlocks",
   "oldestAgeSeconds",
+  "endpoints",
+  "lastEventAgeMs",
 ] as const;
 
 interface Message {
@@ -166,6 +171,8 @@ export class Notifier {
         return `${where}: ${f.positions} liquidatable position(s) not liquidated, the oldest for ${f.oldestAgeBlocks} blocks`;
       case "keeper_stopping":
         return `${where}: the keeper is stopping`;
+      case "prices_stale":
+        return `${where}: every price service endpoint (${f.endpoints}) is down or behind: pull-oracle prices are stale, nothing is liquidated against them`;
     }
   }
 

@@ -73,6 +73,12 @@ export interface LiquidationProtocol {
    */
   gasFloor?(targets: readonly LiquidationTarget[]): bigint;
   /**
+   * Gas the call may need in the next block beyond what its simulation at the head measured: work the next block
+   * allows that the head's state did not (a liquidation window that frees in between). Added to the estimate before
+   * its margin. Undefined: none.
+   */
+  gasExtra?(targets: readonly LiquidationTarget[]): bigint;
+  /**
    * The gas a call needs by its own return data (a contract of the keeper's that measures itself with gasleft():
    * Perp v2's liquidator): what it used in the simulation, and what the targets it skipped there would use if they are
    * due when it runs (`data`: the call). With it a simulation is one eth_call rather than eth_estimateGas's search, and

@@ -80,6 +80,11 @@ export class PullPrices implements PriceSource<void> {
     this.refused.clear();
   }
 
+  /** The last head's timestamp; undefined before the first. */
+  get headTimestamp(): bigint | undefined {
+    return this.lastHead;
+  }
+
   /** The next block's expected time after the last head (now, when no head was seen). */
   nextTimestamp(nowMs = Date.now()): bigint {
     return this.lastHead === undefined ? BigInt(Math.floor(nowMs / 1000)) : this.clock.next(this.lastHead, nowMs);

@@ -41,11 +41,8 @@ export const pythErrorsAbi = [
 
 const ERRORS_ABI = [...iCrossMarginEngineAbi.filter((i) => i.type === "error"), ...pythErrorsAbi] as Abi;
 
-/** Gas limits at least (worst cases with a margin over what Anvil measured): see gasFloor. */
-const TX_GAS = 60_000n;
-const FLAG_GAS = 75_000n;
-const CONTINUE_GAS = 20_000n;
-const CLOSE_GAS = 45_000n;
+/** Gas of closing one position in a liquidation call, with a margin (Anvil: 45-75k, a payout included). */
+const CLOSE_GAS = 80_000n;
 
 /** What a liquidation carries for the prices it needs: the update bytes and the fee. */
 export interface PriceAttachment {
@@ -133,6 +130,8 @@ export function crossMarginProtocol(o: {
   readonly mode: PriceUpdateMode;
   /** The time the next block is expected at: when attached prices stop being accepted. */
   readonly nextTimestamp: () => bigint;
+  /** The last head's timestamp (what a simulation at the head runs at); undefined before the first. */
+  readonly headTimestamp: () => bigint | undefined;
 }): LiquidationProtocol {
   const idOf = (t: LiquidationTarget): bigint => BigInt(t.account ?? t.key);
   const accountOf = (t: LiquidationTarget) => o.book.accounts.get(t.account ?? t.key);
@@ -194,15 +193,25 @@ export function crossMarginProtocol(o: {
   };
   return {
     address: o.engine,
-    // the simulation runs at the head, the call in the next block: a window that frees in between has the call close
-    // more than the simulation did (measured on Anvil: a flag 55-60k, each position closed 30-35k, a continuation's
-    // own 10-15k, a transaction 21k and its update data)
-    gasFloor: (targets) =>
-      targets.reduce((sum, t) => {
+    // the simulation runs at the head, the call in the next block: a market whose window frees in between has the
+    // call close a position the simulation did not (measured on Anvil: 45-75k a market's close)
+    gasExtra: (targets) => {
+      const head = o.headTimestamp();
+      if (head === undefined) return 0n;
+      const next = o.nextTimestamp();
+      let extra = 0n;
+      for (const t of targets) {
         const account = accountOf(t);
-        const markets = BigInt(Math.max(1, account?.prices.length ?? 1));
-        return sum + (account?.flagged ? CONTINUE_GAS : FLAG_GAS) + markets * CLOSE_GAS;
-      }, TX_GAS),
+        for (const id of account?.prices ?? []) {
+          const market = o.book.markets.get(id);
+          if (!market?.config) continue;
+          const now = liquidationCapacity(market.config, market.window, head);
+          const then = liquidationCapacity(market.config, market.window, next);
+          if (now !== undefined && now === 0n && then !== undefined && then > 0n) extra += CLOSE_GAS;
+        }
+      }
+      return extra;
+    },
     encodeSingle: (t) => encode([t]),
     // ERC-7412's multicall reverts whole when one call does: one account a transaction
     ...(o.mode === "attach" ? { encodeBatch: (targets: readonly LiquidationTarget[]) => encode(targets) } : {}),

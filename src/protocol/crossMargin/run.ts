@@ -221,6 +221,7 @@ export async function startCrossMarginKeeper(
       prices: updates,
       mode: exchange.priceUpdates,
       nextTimestamp: () => prices.nextTimestamp(),
+      headTimestamp: () => prices.headTimestamp,
     }),
     lanes,
     log: logs.executor,

@@ -52,6 +52,9 @@ export interface AccountKeeperParts<A extends AccountRecord, M, G, E extends { r
   readonly log: Logger;
 }
 
+/** How long after a tick its account_flagged lines are written: after the first broadcast, not before. */
+const LOG_DELAY_MS = 25;
+
 export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly ref: LogRef }> {
   private lastTick: Tick | undefined;
   private lastView: PriceView | undefined;
@@ -158,7 +161,13 @@ export class AccountKeeper<A extends AccountRecord, M, G, E extends { readonly r
       if (tick.ahead) this.lookahead(tick, tick.ahead);
       this.p.executor.onHead(tick);
     }
-    for (const key of fresh) this.logFlagged(key, next.get(key) as Evaluation, tick);
+    // said once the work is under way: a crash's hundreds of lines must not delay its first broadcast (signed,
+    // journaled and sent within a few milliseconds of the tick)
+    if (fresh.length > 0) {
+      setTimeout(() => {
+        for (const key of fresh) this.logFlagged(key, next.get(key) as Evaluation, tick);
+      }, LOG_DELAY_MS).unref();
+    }
     if (result.confirm.length > 0) void this.confirm(result.confirm, view, tick);
   }
 

@@ -325,6 +325,15 @@ export class Executor {
     });
   }
 
+  /**
+   * Reads this head's fees ahead of any work (eth_feeHistory, once a block): where work may come between heads (a
+   * pull oracle's price), its first broadcast does not wait for the read.
+   */
+  warmFees(tick: { blockNumber: bigint; baseFeePerGas: bigint }): void {
+    if (this.closed) return;
+    void this.feeContext(tick).catch(() => {});
+  }
+
   private async feeContext(tick: { blockNumber: bigint; baseFeePerGas: bigint }): Promise<FeeContext> {
     if (this.feeCache?.block === tick.blockNumber) return this.feeCache.ctx;
     const ctx = (async (): Promise<FeeContext> => {

@@ -25,6 +25,8 @@ export interface CallGas {
   readonly raw: bigint;
   /** Whether the call measured it (a tight limit from it), or eth_estimateGas guessed it (floors and multiplier). */
   readonly measured: boolean;
+  /** The protocol's worst case, known without a simulation (LiquidationProtocol.plannedGas): the limit itself. */
+  readonly planned?: boolean;
 }
 
 /**

@@ -189,9 +189,15 @@ export class Planning {
     const data = single ? protocol.encodeSingle(targets[0] as TargetPlan) : (protocol.encodeBatch?.(targets) as Hex);
     const value = protocol.value?.(targets) ?? 0n;
     const floor = protocol.gasFloor?.(targets) ?? 0n;
+    // a call whose gas the protocol knows without running it (a batch that skips what it cannot do, on a model that is
+    // exact): sent without a simulation's round trip, its limit that worst case
+    const planned = protocol.plannedGas?.(targets, data);
     let measure: CallGas;
     try {
-      measure = await callGas(client, protocol, from, data, tick, this.h.o.batchGasLimit * 2n, value);
+      measure =
+        planned !== undefined
+          ? { raw: planned, measured: true, planned: true }
+          : await callGas(client, protocol, from, data, tick, this.h.o.batchGasLimit * 2n, value);
     } catch (error) {
       if (this.simulationUnanswered(error, group)) return false;
       const reason = revertReason(error, protocol);
@@ -200,12 +206,13 @@ export class Planning {
       }
       return false;
     }
-    const raw = measure.raw + (protocol.gasExtra?.(targets) ?? 0n);
+    // a planned call's worst case counts every close already; a simulation at the head does not
+    const raw = measure.raw + (measure.planned ? 0n : (protocol.gasExtra?.(targets) ?? 0n));
     // measured: the call's own gas with a small margin; estimated: the estimate with its margin, or the protocol's
     // floor (a worst case with its own margin) where that is more
     const estimate = measure.measured || raw >= floor ? raw : floor;
     const padded = (raw * this.h.o.gasLimitMultiplierPercent) / 100n;
-    const gas = measure.measured ? measuredLimit(raw) : padded < floor ? floor : padded;
+    const gas = measure.planned ? raw : measure.measured ? measuredLimit(raw) : padded < floor ? floor : padded;
     if (single) this.singleGas = estimate;
     else {
       const measured = estimate / BigInt(targets.length);

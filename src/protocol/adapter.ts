@@ -79,6 +79,13 @@ export interface LiquidationProtocol {
    */
   gasExtra?(targets: readonly LiquidationTarget[]): bigint;
   /**
+   * The gas limit of a call known without simulating it: a worst case from the protocol's own figures, for a call
+   * that cannot revert for its targets (a batch that skips what it cannot do) on an exact model, where a simulation's
+   * round trip would only delay the first broadcast. The call is then sent unsimulated with this limit. Undefined
+   * (the method, or its answer): simulated.
+   */
+  plannedGas?(targets: readonly LiquidationTarget[], data: Hex): bigint | undefined;
+  /**
    * The gas a call needs by its own return data (a contract of the keeper's that measures itself with gasleft():
    * Perp v2's liquidator): what it used in the simulation, and what the targets it skipped there would use if they are
    * due when it runs (`data`: the call). With it a simulation is one eth_call rather than eth_estimateGas's search, and

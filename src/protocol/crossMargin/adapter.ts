@@ -20,8 +20,9 @@ import {
 } from "viem";
 import { iCrossMarginEngineAbi } from "../../../abi/ICrossMarginEngine.ts";
 import type { AccountAdapter } from "../../accountKeeper.ts";
+import { intrinsicGas } from "../../executor/gas.ts";
 import type { Finding, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
-import type { PriceId } from "../types.ts";
+import type { PriceId, PriceView } from "../types.ts";
 import { type CrossMarginEvaluation, crossMarginMargin, evaluateAccount } from "./margin.ts";
 import { liquidationCapacity } from "./math.ts";
 import type { CrossMarginAccount, CrossMarginBookView, CrossMarginGlobal, CrossMarginMarket } from "./records.ts";
@@ -43,6 +44,18 @@ const ERRORS_ABI = [...iCrossMarginEngineAbi.filter((i) => i.type === "error"), 
 
 /** Gas of closing one position in a liquidation call, with a margin (Anvil: 45-75k, a payout included). */
 const CLOSE_GAS = 80_000n;
+/**
+ * A batch's gas planned without a simulation, worst cases over what Anvil measured (CrossMarginEngine with MockPyth):
+ * the call and its one payout, each price update applied, an account flagged (health read, collateral seized, listed)
+ * or continued, each position closed, and each market's window walked cold once.
+ */
+const PLAN_TX_GAS = 60_000n;
+const PLAN_UPDATE_GAS = 60_000n;
+const PLAN_FLAG_GAS = 50_000n;
+const PLAN_CONTINUE_GAS = 15_000n;
+const PLAN_CLOSE_GAS = 45_000n;
+const PLAN_MARKET_GAS = 25_000n;
+const PLAN_WINDOW_ENTRY_GAS = 7_500n;
 
 /** What a liquidation carries for the prices it needs: the update bytes and the fee. */
 export interface PriceAttachment {
@@ -84,6 +97,10 @@ export function windowRoom(
   });
 }
 
+function sameTargets(a: readonly LiquidationTarget[], b: readonly LiquidationTarget[]): boolean {
+  return a.length === b.length && a.every((t, i) => t.key === b[i]?.key);
+}
+
 /** The accounts of the book for the core loop. */
 export function crossMarginAccounts(o: {
   readonly book: () => CrossMarginBookView;
@@ -93,6 +110,11 @@ export function crossMarginAccounts(o: {
   evaluate(account: CrossMarginAccount, prices: ReadonlyMap<PriceId, bigint>): CrossMarginEvaluation;
 } {
   const model = crossMarginMargin(o.book);
+  /** Room left in each market's window at the view being judged (by price id; undefined: no cap). */
+  let room: { view: PriceView | undefined; left: Map<PriceId, bigint | undefined> } = {
+    view: undefined,
+    left: new Map(),
+  };
   return {
     model,
     evaluate: (account, prices) => evaluateAccount(account, o.book(), { prices }),
@@ -107,13 +129,36 @@ export function crossMarginAccounts(o: {
         marketId: account.prices[0] ?? 0,
       };
       const shortfall = evaluation.requirement - evaluation.balance;
+      // the windows' room in the next block, shared by the accounts of one tick: a flag takes what it can, and a
+      // flagged account is continued only while room is left (sent for more, the rest would be skipped, gas spent)
+      if (room.view !== _view) room = { view: _view, left: new Map() };
+      const now = o.nextTimestamp();
+      const take = (): boolean => {
+        let any = false;
+        for (const id of account.prices) {
+          const market = book.markets.get(id);
+          if (!market?.config) continue;
+          const left = room.left.has(id) ? room.left.get(id) : liquidationCapacity(market.config, market.window, now);
+          if (left === undefined) {
+            any = true;
+            room.left.set(id, undefined);
+            continue;
+          }
+          const size = account.positions.get(id)?.size ?? 0n;
+          const amount = size < 0n ? -size : size;
+          if (left > 0n) any = true;
+          room.left.set(id, left > amount ? left - amount : 0n);
+        }
+        return any;
+      };
       if (account.flagged) {
         // continued when one of its markets' windows has room in the next block
-        if (!windowRoom(account, book, o.nextTimestamp())) return [];
+        if (!take()) return [];
         const reward = global.stepReward < global.maxKeeperReward ? global.stepReward : global.maxKeeperReward;
         return [{ target, state: account, shortfall, expectedReward: reward }];
       }
-      const health = evaluateAccount(account, book, _view).health;
+      take();
+      const health = model.figures(account, _view).health;
       return [{ target, state: account, shortfall, expectedReward: health?.liquidationReward ?? 0n } satisfies Finding];
     },
     targetKeys: (account) => [account.key],
@@ -147,8 +192,8 @@ export function crossMarginProtocol(o: {
   };
   /** By calldata: the time its oldest attached price stops being accepted (publish time + the exchange's maximum age). */
   const validUntil = new Map<Hex, bigint>();
-  /** The value of the call last encoded, by its targets. */
-  let last: { targets: readonly LiquidationTarget[]; value: bigint } | undefined;
+  /** The call last encoded: its targets and what it carries. */
+  let last: { targets: readonly LiquidationTarget[]; value: bigint; attachment: PriceAttachment } | undefined;
   const attachment = (targets: readonly LiquidationTarget[]): PriceAttachment => {
     const prices = pricesFor(targets);
     if (prices.length === 0) return { updates: [], feeds: [], fee: 0n };
@@ -160,7 +205,7 @@ export function crossMarginProtocol(o: {
   const maxAge = () => o.book.global.config?.maxPriceAge ?? 0n;
   const encode = (targets: readonly LiquidationTarget[]): Hex => {
     const a = attachment(targets);
-    last = { targets, value: a.fee };
+    last = { targets, value: a.fee, attachment: a };
     const data = encodeCall(targets, a);
     if (a.oldest !== undefined) {
       if (validUntil.size >= 4_096) validUntil.delete(validUntil.keys().next().value as Hex);
@@ -181,12 +226,8 @@ export function crossMarginProtocol(o: {
       ];
       return encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "multicall", args: [calls] });
     }
-    if (targets.length === 1) {
-      const [id] = ids as [bigint];
-      return a.updates.length > 0
-        ? encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidate", args: [id, [...a.updates]] })
-        : encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidate", args: [id] });
-    }
+    // one account or many, the batch calls: they skip (LiquidationSkipped) what liquidate would revert on, so a call
+    // planned at a tick never reverts for an account someone else took first, and needs no simulation
     return a.updates.length > 0
       ? encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidateMany", args: [ids, [...a.updates]] })
       : encodeFunctionData({ abi: iCrossMarginEngineAbi, functionName: "liquidateFlaggedAccounts", args: [ids] });
@@ -212,13 +253,36 @@ export function crossMarginProtocol(o: {
       }
       return extra;
     },
+    // attach mode's calls skip rather than revert, on an exact model and prices the call brings itself: their gas is
+    // planned from the exchange's figures, not simulated (a simulation's round trip before the first broadcast)
+    ...(o.mode === "attach"
+      ? {
+          plannedGas: (targets: readonly LiquidationTarget[], data: Hex) => {
+            const a = last && sameTargets(last.targets, targets) ? last.attachment : attachment(targets);
+            let gas = intrinsicGas(data) + PLAN_TX_GAS + PLAN_UPDATE_GAS * BigInt(a?.updates.length ?? 0);
+            const markets = new Set<PriceId>();
+            for (const t of targets) {
+              const account = accountOf(t);
+              gas += account?.flagged ? PLAN_CONTINUE_GAS : PLAN_FLAG_GAS;
+              for (const id of account?.prices ?? []) {
+                gas += PLAN_CLOSE_GAS;
+                markets.add(id);
+              }
+            }
+            // a market's window walked (and pruned) cold once a transaction: one entry per second liquidated in it
+            for (const id of markets) {
+              const seconds = new Set(o.book.markets.get(id)?.window.map((e) => e.timestamp)).size + 1;
+              gas += PLAN_MARKET_GAS + PLAN_WINDOW_ENTRY_GAS * BigInt(seconds);
+            }
+            return gas;
+          },
+        }
+      : {}),
     encodeSingle: (t) => encode([t]),
     // ERC-7412's multicall reverts whole when one call does: one account a transaction
     ...(o.mode === "attach" ? { encodeBatch: (targets: readonly LiquidationTarget[]) => encode(targets) } : {}),
     value(targets) {
-      if (last && last.targets.length === targets.length && last.targets.every((t, i) => t.key === targets[i]?.key)) {
-        return last.value;
-      }
+      if (last && sameTargets(last.targets, targets)) return last.value;
       return attachment(targets).fee;
     },
     priceExpired(data) {

@@ -103,10 +103,25 @@ export function sensitivityOf(account: CrossMarginAccount, book: Pick<CrossMargi
   };
 }
 
+/** The margin model, and the figures behind its last evaluation of an account at a view. */
+export interface CrossMarginModel extends MarginModel<CrossMarginAccount> {
+  /** The contract's figures of the account at `at`: the engine's own evaluation when it just made it (no second pass). */
+  figures(account: CrossMarginAccount, at: Pick<PriceView, "prices">): CrossMarginEvaluation;
+}
+
 /** The margin model on a book (read through `book()`: the record book the keeper holds). */
-export function crossMarginMargin(book: () => CrossMarginBookView): MarginModel<CrossMarginAccount> {
+export function crossMarginMargin(book: () => CrossMarginBookView): CrossMarginModel {
+  const last = new WeakMap<CrossMarginAccount, { at: object; figures: CrossMarginEvaluation }>();
   return {
-    evaluate: (account, at) => evaluateAccount(account, book(), at).evaluation,
+    evaluate(account, at) {
+      const figures = evaluateAccount(account, book(), at);
+      last.set(account, { at, figures });
+      return figures.evaluation;
+    },
     sensitivity: (account) => sensitivityOf(account, book()),
+    figures(account, at) {
+      const held = last.get(account);
+      return held && held.at === at ? held.figures : evaluateAccount(account, book(), at);
+    },
   };
 }

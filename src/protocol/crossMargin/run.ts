@@ -175,7 +175,9 @@ export async function startCrossMarginKeeper(
   const lanes = opened.map((x) => x.lane);
 
   const book: Book = new RecordBook(crossMarginRules);
-  const risk = new CrossRiskEngine(crossMarginAccountsModel(book));
+  // one model for the engine and the findings: the figures of the engine's own evaluation are not computed twice
+  const accounts = crossMarginAccounts({ book: () => book, nextTimestamp: () => prices.nextTimestamp() });
+  const risk = new CrossRiskEngine(accounts.model);
   const decoder = crossMarginDecoder(engine);
   const markets = (): PullMarket[] => {
     const maxAge = book.global.config?.maxPriceAge;
@@ -237,7 +239,7 @@ export async function startCrossMarginKeeper(
   const keeper = new AccountKeeper({
     book,
     risk,
-    adapter: crossMarginAccounts({ book: () => book, nextTimestamp: () => prices.nextTimestamp() }),
+    adapter: accounts,
     executor,
     client: unbatchedClient,
     multicall3: connection.multicall3,
@@ -280,6 +282,8 @@ export async function startCrossMarginKeeper(
       lastHead = tick;
       followFeeds();
       void updates.refresh(feeds[0], tick.blockNumber);
+      // a price between heads is liquidated at once: this head's fees are read now, not on its way
+      executor.warmFees(tick);
       keeper.handleTick(tick);
       latency.tick(tick.receivedAt);
       freshnessRef?.progressed(tick.blockNumber);
@@ -428,9 +432,4 @@ export async function startCrossMarginKeeper(
     done: run.done,
     stop: run.stop,
   };
-}
-
-/** The margin model on the keeper's book. */
-function crossMarginAccountsModel(book: Book) {
-  return crossMarginAccounts({ book: () => book, nextTimestamp: () => 0n }).model;
 }

@@ -326,6 +326,20 @@ export class Executor {
   }
 
   /**
+   * A cause of refusals and reverts is gone (the pull oracle's fee was re-read after it changed): the targets they
+   * hold back are planned again at the next tick, not after their cooldown.
+   */
+  retryRefused(reason: string): void {
+    const lifted = this.cooldown.lift();
+    if (lifted > 0) {
+      this.o.log.info(
+        { event: "liquidations_retried", reason, positions: lifted },
+        `${lifted} refused liquidation(s) planned again: ${reason}`,
+      );
+    }
+  }
+
+  /**
    * Reads this head's fees ahead of any work (eth_feeHistory, once a block): where work may come between heads (a
    * pull oracle's price), its first broadcast does not wait for the read.
    */

@@ -167,6 +167,18 @@ export class Cooldown {
   delete(key: string): void {
     this.until.delete(key);
   }
+
+  /** Lifts every wait that ends (not a dry run's, which never does); how many were lifted. */
+  lift(): number {
+    let n = 0;
+    for (const [key, cool] of this.until) {
+      if (cool.until < BigInt(Number.MAX_SAFE_INTEGER)) {
+        this.until.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
 }
 
 /**

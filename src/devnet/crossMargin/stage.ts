@@ -49,7 +49,14 @@ export async function stageCrossMargin(rpcUrl: string, options: StageOptions = {
   const timer =
     beat > 0
       ? setInterval(() => {
-          hermes.setPrices(deployment.markets.map((m) => ({ id: m.feedId, price: hermes.feed(m.feedId).price })));
+          // a feed is published again once the clock has passed its last publish time: a move made in the same
+          // second got the next second (MockPyth keeps only newer prices), and a heartbeat on top of it would push
+          // publish times ahead of the clock, where the exchange refuses them
+          const now = BigInt(Math.floor(Date.now() / 1000));
+          const due = deployment.markets.filter((m) => hermes.feed(m.feedId).publishTime < now);
+          if (due.length > 0) {
+            hermes.setPrices(due.map((m) => ({ id: m.feedId, price: hermes.feed(m.feedId).price, publishTime: now })));
+          }
         }, beat)
       : undefined;
   timer?.unref();

@@ -25,6 +25,8 @@ export class PythUpdates implements PriceAttacher {
       readonly client: PublicClient;
       readonly pyth: Address;
       readonly log: Logger;
+      /** The fee changed: what was refused or reverted for too little value may go again. */
+      readonly onChange?: (before: bigint, after: bigint) => void;
     },
   ) {}
 
@@ -71,11 +73,18 @@ export class PythUpdates implements PriceAttacher {
       const per = fee / BigInt(Math.max(1, this.o.stream.feedsIn(message.update)));
       if (this.perFeed !== undefined && per !== this.perFeed) {
         this.o.log.warn(
-          { event: "oracle_fee_changed", before: this.perFeed.toString(), after: per.toString() },
+          {
+            event: "oracle_fee_changed",
+            before: this.perFeed.toString(),
+            after: per.toString(),
+            blockNumber: blockNumber?.toString(),
+          },
           `the oracle's update fee changed from ${this.perFeed} to ${per} wei per price`,
         );
       }
+      const before = this.perFeed;
       this.perFeed = per;
+      if (before !== undefined && before !== per) this.o.onChange?.(before, per);
     } catch (error) {
       if (strict) throw error;
       this.o.log.warn(

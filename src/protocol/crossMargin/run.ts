@@ -202,6 +202,7 @@ export async function startCrossMarginKeeper(
     client: publicClient,
     pyth,
     log: logs.executor,
+    onChange: () => executorRef?.retryRefused("the oracle's update fee changed"),
   });
   try {
     await updates.refresh(feeds[0], headNumber, true);
@@ -213,6 +214,7 @@ export async function startCrossMarginKeeper(
   let keeperRef: CrossMarginRunningKeeper["keeper"] | undefined;
   let watcherRef: CrossMarginRunningKeeper["watcher"] | undefined;
   const settings = executorSettings(k);
+  let executorRef: Executor | undefined;
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
@@ -236,6 +238,7 @@ export async function startCrossMarginKeeper(
     endpoints: connection.endpoints.many ? connection.endpoints : undefined,
     reorgWindowBlocks: (h) => reorgWindow(h, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
   });
+  executorRef = executor;
   const keeper = new AccountKeeper({
     book,
     risk,

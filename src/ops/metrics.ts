@@ -174,6 +174,24 @@ export function keeperMetrics(s: OpsSources): Registry {
     if (!books || now - books.at > 100) books = { at: now, rows: positionsByMarket(s, s.atRiskDistance) };
     return books.rows;
   };
+  // pull-oracle exchanges only; elsewhere 0 and unset
+  new Gauge({
+    name: `${PREFIX}price_stream_stale`,
+    help: "1 while every endpoint of the pull oracle's price service (Hermes) is down or behind: nothing is liquidated against stale prices",
+    registers,
+    collect() {
+      this.set(s.priceStream?.().stale ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}price_stream_last_event_age_seconds`,
+    help: "Seconds since the pull oracle's price stream last delivered an event",
+    registers,
+    collect() {
+      const age = s.priceStream?.().lastEventAgeMs;
+      if (age !== undefined) this.set(age / 1000);
+    },
+  });
   new Gauge({
     name: `${PREFIX}positions_tracked`,
     help: "Open positions in the keeper's book, by market",

@@ -51,6 +51,8 @@ export interface OpsSources {
   readonly freshness?: () => FreshnessVerdict;
   /** The latency histograms (absent: exported, never observed). */
   readonly latency?: Latency;
+  /** A pull oracle's price stream (absent: the exchange's prices are read on chain). */
+  readonly priceStream?: () => { readonly stale: boolean; readonly lastEventAgeMs: number | undefined };
 }
 
 /** One reading of the keeper, shared by /metrics, /healthz and the heartbeat. */

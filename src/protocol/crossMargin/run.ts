@@ -401,6 +401,7 @@ export async function startCrossMarginKeeper(
     leftBehind: () => leftBehind.read(),
     latency,
     freshness: () => freshness.verdict(),
+    priceStream: () => stream.health(),
   };
   const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
   const snapshots = k.snapshotIntervalSeconds > 0;

@@ -115,6 +115,15 @@ export interface LiquidationProtocol {
   outcomes(logs: readonly Log[], from?: Address): Map<string, TargetOutcome>;
   /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */
   revertName(data: Hex | undefined): string | undefined;
+  /**
+   * The target keys a transaction's calldata liquidates (another sender's pending or mined call to the exchange, or
+   * to a known liquidator contract): decoded as this adapter encodes its own calls, keyed as its findings are, each
+   * once. An empty array: a liquidation call whose calldata names no target of the book (an empty batch, markets the
+   * book does not list, or cross-margin's `liquidateFlagged`, whose accounts the contract picks). Undefined: not a
+   * liquidation call of this exchange (another address, another function, or calldata that does not decode); it
+   * never throws. Undefined (the method): competitors are not recognised on this exchange.
+   */
+  competitorTargets?(input: Hex, to: Address): readonly string[] | undefined;
 }
 
 /**

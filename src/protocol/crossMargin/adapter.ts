@@ -23,6 +23,7 @@ import type { AccountAdapter } from "../../accountKeeper.ts";
 import { intrinsicGas } from "../../executor/gas.ts";
 import type { Finding, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
 import type { PriceId, PriceView } from "../types.ts";
+import { crossMarginCompetitors } from "./competitors.ts";
 import { type CrossMarginEvaluation, crossMarginMargin, evaluateAccount } from "./margin.ts";
 import { liquidationCapacity } from "./math.ts";
 import type { CrossMarginAccount, CrossMarginBookView, CrossMarginGlobal, CrossMarginMarket } from "./records.ts";
@@ -298,6 +299,7 @@ export function crossMarginProtocol(o: {
         return undefined;
       }
     },
+    competitorTargets: crossMarginCompetitors(o.engine),
   };
 }
 

@@ -21,6 +21,7 @@ import type { LogRef } from "../../state/events.ts";
 import type { ChainLog, LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../adapter.ts";
 import { eventDecoder } from "../eventDecoder.ts";
 import { positionKey } from "./book.ts";
+import { perpEngineCompetitors } from "./competitors.ts";
 import type { ExchangeEvent } from "./events.ts";
 
 export { perpEngineAbi };
@@ -368,5 +369,6 @@ export function perpEngineProtocol(address: Address): LiquidationProtocol {
         return undefined;
       }
     },
+    competitorTargets: perpEngineCompetitors(address),
   };
 }

@@ -25,6 +25,7 @@ import type { LiquidationProtocol, LiquidationTarget, TargetOutcome } from "../a
 import type { PriceView } from "../types.ts";
 import { accountBalanceAbi, baseTokenAbi } from "./abi.ts";
 import { reduce } from "./book.ts";
+import { perpV2Competitors } from "./competitors.ts";
 import type { PerpV2Decoder, PerpV2Event } from "./events.ts";
 import { accountFigures, freeCollateralByRatio } from "./figures.ts";
 import { type FollowUpPlans, MAX_FOLLOW_UPS, planFollowUps } from "./followUps.ts";
@@ -354,6 +355,7 @@ export function perpV2Protocol(o: {
       return out;
     },
     revertName: (data) => revertMeaning(data)?.name,
+    competitorTargets: perpV2Competitors({ clearingHouse: o.clearingHouse, book: o.book }),
   };
 }
 

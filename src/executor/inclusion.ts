@@ -342,7 +342,10 @@ export class Inclusion {
           { event: "liquidation_reverted", ...figures },
           `our liquidation of ${this.h.describeTargets(a)} reverted on chain`,
         );
-        for (const t of a.targets) this.h.coolDown(t.key, receipt.blockNumber);
+        // too little value for the oracle's fee as it stands now: planned again at once with the new fee
+        if (!protocol.underpaid?.(a.targets, a.value ?? 0n)) {
+          for (const t of a.targets) this.h.coolDown(t.key, receipt.blockNumber);
+        }
       }
     }
     void this.h.attempts.setStatus(a, status, {

@@ -113,6 +113,12 @@ export interface LiquidationProtocol {
    * events do not name the keeper (Synthetix-shaped: the reward goes to msg.sender).
    */
   outcomes(logs: readonly Log[], from?: Address): Map<string, TargetOutcome>;
+  /**
+   * Whether `value` is less than what a call for these targets must send now (a pull oracle's fee rose since it was
+   * signed): a revert of that call is the fee's doing, not the targets', and they are planned again at the next tick
+   * rather than after a cooldown. Undefined (the method): never.
+   */
+  underpaid?(targets: readonly LiquidationTarget[], value: bigint): boolean;
   /** The custom error a reverted call carries (NotLiquidatable, NoPosition, StalePrice...), from its revert data. */
   revertName(data: Hex | undefined): string | undefined;
   /**

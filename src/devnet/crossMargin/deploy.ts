@@ -323,7 +323,10 @@ export async function openCrossMarginAccounts(
     });
     const override = options.prices?.[m.name];
     const price = override ? parseUnits(override, -m.expo) : stored.price;
-    const publishTime = head > stored.publishTime ? head : stored.publishTime + 1n;
+    // never ahead of the chain's clock unless a new price needs a newer time (MockPyth keeps only newer prices): a
+    // publish time in the future would hide the next update made at the chain's time
+    const publishTime =
+      head > stored.publishTime ? head : price !== stored.price ? stored.publishTime + 1n : stored.publishTime;
     updates.set(m.marketId, marketPriceUpdate(m, price, publishTime));
   }
   const opened: OpenedCrossMarginAccount[] = specs.map((spec, i) => ({

@@ -286,6 +286,7 @@ export function crossMarginProtocol(o: {
       if (last && sameTargets(last.targets, targets)) return last.value;
       return attachment(targets).fee;
     },
+    underpaid: (targets, value) => value < attachment(targets).fee,
     priceExpired(data) {
       const until = validUntil.get(data);
       return until === undefined ? undefined : o.nextTimestamp() > until;

@@ -257,11 +257,13 @@ describe("the cross-margin keeper across a restart and a reorganisation", () => 
     for (const event of NEVER) expect.soft(logs.events(event)).toEqual([]);
   });
 
-  // Missing: refreshing the update bytes of a liquidation that must be sent again. A transaction the reorganisation
-  // dropped is re-sent as signed (executor liquidation_resent: the same raw bytes), carrying the price it was built
-  // with; once that price is older than the exchange's maxPriceAge, the exchange refuses it and the re-sent flag
-  // reverts (liquidation_reverted, the account then waits out a cooldown before a fresh flag). Nothing re-signs a pending or re-sent liquidation with the stream's
-  // newest update bytes (src/executor/*, src/protocol/crossMargin/adapter.ts).
+  // Missing: a liquidation a reorganisation dropped, whose carried price is stale by then, must never be mined again.
+  // The keeper cancels a pending liquidation whose prices the next block would refuse (liquidation_price_expired:
+  // LiquidationProtocol.priceExpired), but here the dropped transaction is mined again (reverted, the exchange
+  // refusing its stale price) in the first block of the new branch, before the keeper's next head pass judges it:
+  // the node keeps a reorganised transaction in its pool, and only a cancel at its nonce, sent the moment the
+  // reorganisation is seen, would beat it (last run: flag in 88, reorganised 8 deep, the stale flag reverted in 96,
+  // the account flagged again with a fresh price in 100).
   it.skip("(c) a reorganisation after the carried price went stale: the liquidation on the new branch carries a fresh price, nothing reverts", async () => {
     const f = ready();
     const { keeper: k, logs, signers } = current();

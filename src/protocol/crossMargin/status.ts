@@ -24,7 +24,7 @@ export async function describeCrossMargin(connection: Connection, _config: Keepe
       client.readContract({ address, abi, functionName: "marketIds" }),
     ]);
     return (
-      `cross-margin exchange ${address}: Pyth ${pyth}, ${markets.length} market(s) (${markets.join(", ")}), ` +
+      `a cross-margin exchange priced by Pyth ${pyth}, ${markets.length} market(s) (${markets.join(", ")}), ` +
       `prices accepted up to ${global[3]} s old, keeper reward ${formatUnits(global[0], 18)} to ${formatUnits(global[1], 18)}`
     );
   } catch (error) {

@@ -128,6 +128,7 @@ export function executorSettings(
   | "maxPendingPerSigner"
   | "stuckBlocks"
   | "minSignerBalance"
+  | "bidding"
 > {
   return {
     dryRun: k.dryRun,
@@ -152,6 +153,14 @@ export function executorSettings(
     maxPendingPerSigner: k.maxPendingPerSigner,
     stuckBlocks: BigInt(k.stuckBlocks),
     minSignerBalance: parseUnits(k.minSignerBalance, 18),
+    bidding: {
+      ordering: k.bidding.ordering,
+      profitShareBps: BigInt(k.bidding.profitShareBps),
+      maxPriorityFeePerGas:
+        k.bidding.maxPriorityFeePerGasGwei === undefined
+          ? undefined
+          : parseUnits(k.bidding.maxPriorityFeePerGasGwei, 9),
+    },
   };
 }
 

@@ -160,6 +160,26 @@ export const keeperConfigSchema = z
           })
           .optional(),
         /**
+         * How a contested liquidation bids (issue 18): on a chain ordered by priority fee, the going tip plus a share
+         * of the expected profit after gas per unit of gas, never below minProfit; uncontested: the going tip.
+         */
+        bidding: z
+          .object({
+            /** priority: the pool is ordered by tip, so bid; fcfs: first come, first served, so never overpay. */
+            ordering: z.enum(["priority", "fcfs"], { error: 'must be "priority" or "fcfs"' }).default("priority"),
+            /** Share of the expected profit after gas (per unit of gas) offered as extra tip, bps. */
+            profitShareBps: z
+              .number({ error: "must be a whole number of basis points, 0..10000" })
+              .int({ error: "must be a whole number of basis points, 0..10000" })
+              .min(0, { error: "must be at least 0" })
+              .max(10_000, { error: "must be at most 10000 (all of the profit)" })
+              .default(5000),
+            /** Cap on a bid's tip, gwei; unset: the fee ceiling and the profit bound it. */
+            maxPriorityFeePerGasGwei: decimalIn(0, 1_000_000).optional(),
+          })
+          .strict()
+          .prefault({}),
+        /**
          * Same-block liquidations: act on oracle updates still in the mempool (docs/precompute.md). Off by default.
          */
         precompute: z

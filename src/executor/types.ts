@@ -7,6 +7,7 @@ import type { Endpoints } from "../chain/endpoints.ts";
 import type { Logger } from "../ops/logger.ts";
 import type { LiquidationProtocol } from "../protocol/adapter.ts";
 import type { Attempt } from "./attempt.ts";
+import type { BiddingPolicy } from "./bidding.ts";
 import type { FeePolicy } from "./fees.ts";
 import type { NonceLane } from "./lane.ts";
 
@@ -23,6 +24,11 @@ export interface ExecutorOptions {
   /** Simulate and log, never send. */
   readonly dryRun: boolean;
   readonly fees: FeePolicy;
+  /**
+   * How contested liquidations bid (src/executor/bidding.ts: bid, outbid); undefined: never above the going tip.
+   * Not used by planning yet (issue 18).
+   */
+  readonly bidding?: BiddingPolicy;
   /** Tip source: the policy's floor, or the floor raised to a percentile of the last block's tips. */
   readonly tipSource: "fixed" | "feeHistory";
   readonly tipPercentile: number;

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfigFile, parseConfig, readEnv } from "../../src/config/load.ts";
+import { executorSettings } from "../../src/run.ts";
 
 const valid = {
   network: { name: "devnet", chainId: 31337, rpcUrl: "http://127.0.0.1:8545" },
@@ -91,6 +92,37 @@ describe("config files", () => {
     expect(parseConfig({ ...valid, keeper: { precompute: { mode: "on-block" } } }).keeper.precompute.mode).toBe(
       "on-block",
     );
+  });
+
+  it("refuses a bad bidding policy, naming its path, and fills its defaults", () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ bidding: { ordering: "fastest" } }, /keeper\.bidding\.ordering.*"priority" or "fcfs"/],
+      [{ bidding: { profitShareBps: 10_001 } }, /keeper\.bidding\.profitShareBps.*at most 10000/],
+      [{ bidding: { profitShareBps: -1 } }, /keeper\.bidding\.profitShareBps.*at least 0/],
+      [{ bidding: { profitShareBps: 12.5 } }, /keeper\.bidding\.profitShareBps.*whole number/],
+      [{ bidding: { profitShareBps: "5000" } }, /keeper\.bidding\.profitShareBps/],
+      [{ bidding: { maxPriorityFeePerGasGwei: 5 } }, /keeper\.bidding\.maxPriorityFeePerGasGwei/],
+      [{ bidding: { maxPriorityFeePerGasGwei: "-1" } }, /keeper\.bidding\.maxPriorityFeePerGasGwei/],
+      [{ bidding: { maxPriorityFeePerGasGwei: "1e3" } }, /keeper\.bidding\.maxPriorityFeePerGasGwei/],
+      [{ bidding: { share: 5000 } }, /keeper\.bidding/],
+      [{ bidding: "priority" }, /keeper\.bidding/],
+    ];
+    for (const [keeper, message] of cases) {
+      expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(message);
+    }
+    expect(parseConfig(valid).keeper.bidding).toEqual({ ordering: "priority", profitShareBps: 5000 });
+    const set = { ordering: "fcfs", profitShareBps: 0, maxPriorityFeePerGasGwei: "2.5" };
+    expect(parseConfig({ ...valid, keeper: { bidding: set } }).keeper.bidding).toEqual(set);
+    expect(executorSettings(parseConfig({ ...valid, keeper: { bidding: set } }).keeper).bidding).toEqual({
+      ordering: "fcfs",
+      profitShareBps: 0n,
+      maxPriorityFeePerGas: 2_500_000_000n,
+    });
+    expect(executorSettings(parseConfig(valid).keeper).bidding).toEqual({
+      ordering: "priority",
+      profitShareBps: 5000n,
+      maxPriorityFeePerGas: undefined,
+    });
   });
 
   it("names every bad field with its path", () => {

@@ -230,7 +230,8 @@ const liquidationArb: fc.Arbitrary<TxValue> = fc
   .record({
     gas: fc.bigInt({ min: 21_000n, max: 30_000_000n }),
     multiplierPercent: fc.bigInt({ min: 100n, max: 500n }),
-    reward: spread(1_000_000n * WAD),
+    // anything, or a reward of the size liquidations pay (so that most contested cases bid)
+    reward: fc.oneof(spread(1_000_000n * WAD), fc.bigInt({ min: WAD, max: 100_000n * WAD })),
     value: fc.option(spread(ETH / 10n), { nil: undefined }),
   })
   .map(({ gas, multiplierPercent, reward, value }) => ({

@@ -85,7 +85,10 @@ export class CompetitorWatch {
     };
     for (const key of keys) {
       let on = this.bids.get(key);
-      if (!on) this.bids.set(key, (on = new Map()));
+      if (!on) {
+        on = new Map();
+        this.bids.set(key, on);
+      }
       // a replacement of the competitor's own (same sender and nonce) supersedes its earlier bid
       for (const [hash, other] of on) if (other.from === bid.from && other.nonce === bid.nonce) on.delete(hash);
       on.set(bid.hash, bid);

@@ -4,6 +4,7 @@
  * adapter beside src/protocol/perpEngine/.
  */
 import type { Address, Hex, Log } from "viem";
+import type { LogRef } from "../state/events.ts";
 
 /**
  * What one liquidation call addresses, as the protocol addresses it. A target is not an account: a PerpEngine target
@@ -142,3 +143,23 @@ export type ChainLog = Pick<Log, "topics" | "data"> & {
   readonly blockHash: Hex | null;
   readonly transactionHash: Hex | null;
 };
+
+/** A log with the block timestamp some endpoints add (Anvil, geth >= 1.16, reth). */
+export type TimedChainLog = ChainLog & {
+  readonly address: Address | string;
+  readonly blockTimestamp?: bigint | Hex | null | undefined;
+};
+
+/** Where a log sits in the chain; a pending log (no block position) is `fail`'s error: it is never indexed. */
+export function logRef(log: ChainLog, fail: (message: string) => Error): LogRef {
+  const { blockNumber, logIndex, blockHash, transactionHash } = log;
+  if (blockNumber === null || logIndex === null || blockHash === null || transactionHash === null) {
+    throw fail("log without block position (pending logs are not indexed)");
+  }
+  return {
+    blockNumber: typeof blockNumber === "bigint" ? blockNumber : BigInt(blockNumber),
+    logIndex: typeof logIndex === "number" ? logIndex : Number(logIndex),
+    blockHash,
+    transactionHash,
+  };
+}

@@ -14,17 +14,8 @@
  *     }
  *   }
  */
-import { getAddress, isAddress } from "viem";
 import { z } from "zod";
-
-const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
-const address = z
-  .string()
-  .regex(HEX_ADDRESS, "must be a 0x-prefixed 20-byte hex address")
-  .refine((v) => !HEX_ADDRESS.test(v) || isAddress(v, { strict: true }), {
-    message: "has a wrong EIP-55 checksum (mixed case): check for a typo, or write it all in lower case",
-  })
-  .transform((v) => getAddress(v));
+import { checkedAddress as address } from "../../config/address.ts";
 
 export const hermesSchema = z
   .object({

@@ -9,7 +9,10 @@ import { type Address, decodeEventLog, type Hex, toEventSelector } from "viem";
 import { iCrossMarginEngineAbi } from "../../../abi/ICrossMarginEngine.ts";
 import { KeeperError } from "../../errors.ts";
 import type { LogRef } from "../../state/events.ts";
-import type { ChainLog } from "../adapter.ts";
+import { logRef, type TimedChainLog } from "../adapter.ts";
+
+export type { TimedChainLog } from "../adapter.ts";
+
 import type { CrossMarginMarketConfig } from "./math.ts";
 
 /** A log that carries a used event's selector but does not decode: exit 2, never retried. */
@@ -83,28 +86,9 @@ const SELECTORS = new Map<string, UsedName>(
     .map((item) => [toEventSelector(item as Parameters<typeof toEventSelector>[0]), item.name as UsedName]),
 );
 
-/** A log with the block timestamp some endpoints add (Anvil, geth >= 1.16, reth). */
-export type TimedChainLog = ChainLog & {
-  readonly address: Address | string;
-  readonly blockTimestamp?: bigint | Hex | null | undefined;
-};
-
 export interface DecodeOptions {
   /** A block's timestamp when a log carries none (an endpoint without `blockTimestamp` in its logs). */
   readonly timestampOf?: (blockNumber: bigint) => bigint | undefined;
-}
-
-function refOf(log: ChainLog): LogRef {
-  const { blockNumber, logIndex, blockHash, transactionHash } = log;
-  if (blockNumber === null || logIndex === null || blockHash === null || transactionHash === null) {
-    throw new CrossMarginDecodeError("log without block position (pending logs are not indexed)");
-  }
-  return {
-    blockNumber: typeof blockNumber === "bigint" ? blockNumber : BigInt(blockNumber),
-    logIndex: typeof logIndex === "number" ? logIndex : Number(logIndex),
-    blockHash,
-    transactionHash,
-  };
 }
 
 function bodyOf(name: UsedName, a: Record<string, unknown>): CrossMarginEventBody {
@@ -193,7 +177,7 @@ export function crossMarginDecoder(engine: Address): CrossMarginDecoder {
     const topic0 = log.topics[0];
     const name = topic0 === undefined ? undefined : SELECTORS.get(topic0.toLowerCase());
     if (!name) return undefined;
-    const ref = refOf(log);
+    const ref = logRef(log, (m) => new CrossMarginDecodeError(m));
     let args: Record<string, unknown>;
     try {
       const decoded = decodeEventLog({

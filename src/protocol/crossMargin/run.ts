@@ -24,7 +24,7 @@ import type { OpsSources } from "../../ops/metrics.ts";
 import { Notifier } from "../../ops/notify.ts";
 import { startOpsRuntime } from "../../ops/runtime.ts";
 import { PythPriceStream } from "../../prices/pyth/hermesStream.ts";
-import { type PullMarket, PullPrices } from "../../prices/pyth/pullPrices.ts";
+import { PullPrices } from "../../prices/pyth/pullPrices.ts";
 import { PythUpdates } from "../../prices/pyth/updates.ts";
 import { CrossRiskEngine } from "../../risk/cross/engine.ts";
 import {
@@ -36,7 +36,6 @@ import {
   StartupError,
 } from "../../run.ts";
 import { type Applied, RecordBook, type RecordState } from "../../state/recordBook.ts";
-import { recordSnapshotCodec } from "../../state/recordSnapshot.ts";
 import { snapshotPath } from "../../state/snapshotFile.ts";
 import { Snapshotter } from "../../state/snapshotter.ts";
 import { headSubscription } from "../../watcher/headSubscription.ts";
@@ -45,29 +44,17 @@ import { Watcher } from "../../watcher/watcher.ts";
 import { crossMarginAccounts, crossMarginProtocol, windowRoom } from "./adapter.ts";
 import { crossMarginRules } from "./book.ts";
 import { type CrossMarginEvent, crossMarginDecoder, type TimedChainLog } from "./events.ts";
-import { pythPriceToWad } from "./math.ts";
+import { feedsIn, feedsOnChain, pullMarkets } from "./prices.ts";
 import {
   CROSS_MARGIN_ADAPTER,
   type CrossMarginAccount,
   type CrossMarginGlobal,
   type CrossMarginMarket,
 } from "./records.ts";
+import { crossMarginSnapshots } from "./snapshot.ts";
 
 type Book = RecordBook<CrossMarginAccount, CrossMarginMarket, CrossMarginGlobal, CrossMarginEvent>;
 type State = RecordState<CrossMarginAccount, CrossMarginMarket, CrossMarginGlobal>;
-
-/** The cross-margin records, written to snapshots (format 2). Bumped when a record's shape changes. */
-export const crossMarginSnapshots = recordSnapshotCodec<CrossMarginAccount, CrossMarginMarket, CrossMarginGlobal>({
-  adapter: CROSS_MARGIN_ADAPTER,
-  codec: 1,
-  check: {
-    account(a) {
-      if (typeof a.id !== "bigint" || typeof a.collateral !== "bigint" || !(a.positions instanceof Map)) {
-        throw new Error("not a cross-margin account record");
-      }
-    },
-  },
-});
 
 export interface CrossMarginRunningKeeper {
   readonly book: Book;
@@ -81,30 +68,6 @@ export interface CrossMarginRunningKeeper {
   readonly done: Promise<void>;
   stop(reason?: string): Promise<void>;
 }
-
-/** The feeds of the exchange's markets, read at start: what the stream subscribes to before the book is built. */
-async function feedsOnChain(client: KeeperClient, engine: Address, blockNumber: bigint): Promise<Hex[]> {
-  const ids = await client.readContract({
-    address: engine,
-    abi: iCrossMarginEngineAbi,
-    functionName: "marketIds",
-    blockNumber,
-  });
-  const configs = await Promise.all(
-    ids.map((id) =>
-      client.readContract({
-        address: engine,
-        abi: iCrossMarginEngineAbi,
-        functionName: "getMarketConfig",
-        args: [id],
-        blockNumber,
-      }),
-    ),
-  );
-  return [...new Set(configs.map((c) => c.feedId.toLowerCase() as Hex))];
-}
-
-type KeeperClient = Awaited<ReturnType<typeof connectWithin>>["publicClient"];
 
 export async function startCrossMarginKeeper(
   o: KeeperRunOptions & { readonly hermesUrls?: readonly string[] },
@@ -179,25 +142,10 @@ export async function startCrossMarginKeeper(
   const accounts = crossMarginAccounts({ book: () => book, nextTimestamp: () => prices.nextTimestamp() });
   const risk = new CrossRiskEngine(accounts.model);
   const decoder = crossMarginDecoder(engine);
-  const markets = (): PullMarket[] => {
-    const maxAge = book.global.config?.maxPriceAge;
-    if (maxAge === undefined) return [];
-    const out: PullMarket[] = [];
-    for (const m of book.markets.values()) {
-      if (m.config) out.push({ id: m.priceId, feed: m.config.feedId, maxAge, toWad: pythPriceToWad });
-    }
-    return out;
-  };
+  const markets = () => pullMarkets(book);
   const prices = new PullPrices({ stream, markets, log: logs.watcher });
-  const feedsIn = (update: Hex): number => {
-    let n = 0;
-    for (const m of book.markets.values()) {
-      if (m.config && stream.latest(m.config.feedId)?.update === update) n++;
-    }
-    return Math.max(1, n);
-  };
   const updates = new PythUpdates({
-    stream: { latest: (feed) => stream.latest(feed), feedsIn },
+    stream: { latest: (feed) => stream.latest(feed), feedsIn: (update) => feedsIn(book, stream, update) },
     feedOf: (id) => book.markets.get(id)?.config?.feedId,
     client: publicClient,
     pyth,

@@ -13,20 +13,9 @@
  *     "lookahead": true                send for the next block the accounts its expected marks make liquidatable
  *   }
  */
-import { type Address, getAddress, isAddress } from "viem";
 import { z } from "zod";
+import { checkedAddress } from "../../config/address.ts";
 import { ConfigError } from "../../config/errors.ts";
-
-const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
-
-/** A 20-byte hex address; a mixed-case one must carry a valid EIP-55 checksum (a typo shows there). Checksummed out. */
-const address = z
-  .string()
-  .regex(HEX_ADDRESS, "must be a 0x-prefixed 20-byte hex address")
-  .refine((v) => !HEX_ADDRESS.test(v) || isAddress(v, { strict: true }), {
-    message: "has a wrong EIP-55 checksum (mixed case): check for a typo, or write it all in lower case",
-  })
-  .transform((v): Address => getAddress(v));
 
 const decimalString = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decimal string, e.g. "1.5"');
 
@@ -59,7 +48,7 @@ export const perpV2ExchangeSchema = z
   .object({
     adapter: z.literal("perp-v2"),
     /** The ClearingHouse. */
-    address,
+    address: checkedAddress,
     /** The block the ClearingHouse was deployed in (or earlier): the backfill and the market search start there. */
     deployBlock: z.number().int().nonnegative(),
     /**
@@ -67,7 +56,7 @@ export const perpV2ExchangeSchema = z
      * batches liquidations and closes what it took; its operators are the keeper's signers. Absent: each signer
      * liquidates from its own Vault account, one call at a time, and keeps what it takes over.
      */
-    liquidator: address.optional(),
+    liquidator: checkedAddress.optional(),
     inventory: perpV2InventorySchema.prefault({}),
     /** Settlement token (USDC) the liquidator's free collateral should not fall below: an alert, not a stop. */
     minFreeCollateral: decimalString.optional(),

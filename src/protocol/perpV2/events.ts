@@ -14,7 +14,10 @@ import type { AbiEvent, Address, Hex } from "viem";
 import { toEventSelector } from "viem";
 import { KeeperError } from "../../errors.ts";
 import type { LogRef } from "../../state/events.ts";
-import type { ChainLog } from "../adapter.ts";
+import { logRef, type TimedChainLog } from "../adapter.ts";
+
+export type { TimedChainLog } from "../adapter.ts";
+
 import {
   accountBalanceAbi,
   baseTokenAbi,
@@ -221,29 +224,10 @@ function layoutsOf(abi: readonly { type: string }[]): Map<string, Layout> {
   return out;
 }
 
-function refOf(log: ChainLog): LogRef {
-  const { blockNumber, logIndex, blockHash, transactionHash } = log;
-  if (blockNumber === null || logIndex === null || blockHash === null || transactionHash === null) {
-    throw new PerpV2DecodeError("log without block position (pending logs are not indexed)");
-  }
-  return {
-    blockNumber: typeof blockNumber === "bigint" ? blockNumber : BigInt(blockNumber),
-    logIndex: typeof logIndex === "number" ? logIndex : Number(logIndex),
-    blockHash,
-    transactionHash,
-  };
-}
-
 export interface DecodeOptions {
   /** A block's timestamp when a log carries none (an endpoint without `blockTimestamp` in its logs). */
   readonly timestampOf?: (blockNumber: bigint) => bigint | undefined;
 }
-
-/** A log with the block timestamp some endpoints add (Anvil, geth >= 1.16, reth). */
-export type TimedChainLog = ChainLog & {
-  readonly address: Address | string;
-  readonly blockTimestamp?: bigint | Hex | null | undefined;
-};
 
 export interface PerpV2Decoder {
   /** The addresses whose logs to fetch (lower case): the six contracts and the known base tokens. */
@@ -289,7 +273,7 @@ export function perpV2Decoder(contracts: PerpV2Contracts): PerpV2Decoder {
     if (data.length !== layout.words.length * 64) {
       throw new PerpV2DecodeError(`${where}: ${data.length / 2} data bytes, expected ${layout.words.length * 32}`);
     }
-    const ref = refOf(log);
+    const ref = logRef(log, (m) => new PerpV2DecodeError(m));
     let timestamp: bigint | undefined;
     if (log.blockTimestamp !== undefined && log.blockTimestamp !== null) timestamp = BigInt(log.blockTimestamp);
     else timestamp = options?.timestampOf?.(ref.blockNumber);

@@ -21,7 +21,7 @@ import { crossMarginKeeperConfig, liquidatableAt, stageCrossMargin } from "../de
 import type { Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
 import { startCrossMarginKeeper } from "../protocol/crossMargin/run.ts";
-import { keepFollowing, onDemoChain } from "./stage.ts";
+import { caughtUp, keepFollowing, onDemoChain } from "./stage.ts";
 
 const wad = (v: string) => parseUnits(v, 18);
 
@@ -205,18 +205,6 @@ export function demoMarkets(): CrossMarginMarketSpec[] {
     ...m,
     config: { ...m.config, maxSecondsInLiquidationWindow: 5n, maxLiquidationLimitAccumulationMultiplier: wad("0.01") },
   }));
-}
-
-async function caughtUp(
-  k: { readonly watcher: { readonly latestTick?: { blockNumber: bigint } } },
-  head: bigint,
-  signal: AbortSignal,
-): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!signal.aborted && (k.watcher.latestTick?.blockNumber ?? -1n) < head) {
-    if (Date.now() > deadline) throw new Error(`the keeper did not reach block ${head} within 60 s`);
-    await sleep(100, signal);
-  }
 }
 
 /** Accounts flagged since `from`, with the block each was flagged in. */

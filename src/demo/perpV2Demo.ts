@@ -17,8 +17,8 @@ import { decodePerpV2Events, PerpV2Devnet } from "../devnet/perpV2/scenario.ts";
 import { long, openTraders, short, spec, stageLiquidator, stageMarkets, type Trader } from "../devnet/perpV2/stage.ts";
 import type { Logger } from "../ops/logger.ts";
 import { sleep } from "../ops/sleep.ts";
-import { type PerpV2RunningKeeper, startPerpV2Keeper } from "../protocol/perpV2/run.ts";
-import { keepFollowing, onDemoChain } from "./stage.ts";
+import { startPerpV2Keeper } from "../protocol/perpV2/run.ts";
+import { caughtUp, keepFollowing, onDemoChain } from "./stage.ts";
 
 const ETH = "vETH";
 const BTC = "vBTC";
@@ -165,15 +165,6 @@ export async function runPerpV2Demo(o: PerpV2DemoOptions): Promise<PerpV2DemoRes
     );
     return result;
   });
-}
-
-/** Waits until the keeper's watcher has processed block `head`. */
-async function caughtUp(k: PerpV2RunningKeeper, head: bigint, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!signal.aborted && (k.watcher.latestTick?.blockNumber ?? -1n) < head) {
-    if (Date.now() > deadline) throw new Error(`the keeper did not reach block ${head} within 60 s`);
-    await sleep(100, signal);
-  }
 }
 
 /** The ClearingHouse's own condition at one block: getAccountValue < getMarginRequirementForLiquidation. */

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Anvil, type AnvilOptions, startAnvil } from "../devnet/anvil.ts";
 import type { Logger } from "../ops/logger.ts";
+import { sleep } from "../ops/sleep.ts";
 
 export interface DemoStage {
   readonly anvil: Anvil;
@@ -42,4 +43,17 @@ export async function keepFollowing(keepRunning: boolean | undefined, signal: Ab
   if (!keepRunning || signal.aborted) return;
   log.info({ event: "demo_following" }, "scenario done; the keeper keeps following (Ctrl-C to stop)");
   await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+}
+
+/** Waits until the keeper's watcher has processed block `head` (60 s at most). */
+export async function caughtUp(
+  k: { readonly watcher: { readonly latestTick?: { readonly blockNumber: bigint } } },
+  head: bigint,
+  signal: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!signal.aborted && (k.watcher.latestTick?.blockNumber ?? -1n) < head) {
+    if (Date.now() > deadline) throw new Error(`the keeper did not reach block ${head} within 60 s`);
+    await sleep(100, signal);
+  }
 }

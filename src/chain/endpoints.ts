@@ -243,7 +243,8 @@ export class Endpoints {
       if (head === undefined) return;
       this.reportHead(d.url, head);
     }
-    if (head < block) return;
+    // concurrent lookups that met the same denier demote it once (not a doubled demotion for one fault)
+    if (head < block || this.demoted(d)) return;
     this.demote(d, "unknown_to_endpoint", `${what}: answered null at head ${head}, another endpoint has it`);
   }
 

@@ -882,7 +882,13 @@ async function runKeeperMode(mode: "batched" | "single", n: number): Promise<Mod
     const end = BigInt(await rpc<Hex>(anvil.rpcUrl, "eth_blockNumber"));
     const txs = await ourTransactions(anvil.rpcUrl, KEEPER_ADDRESS, sc.ex.d.engine, m.priceBlock, end);
     await checkHealthyOpen(sc);
-    const { gasPaidWei, valuePaidWei: _value, ...stats } = k.executor.stats;
+    const {
+      gasPaidWei,
+      valuePaidWei: _value,
+      lostRaceGasWei: _lost,
+      rewardsWad: _rewards,
+      ...stats
+    } = k.executor.stats;
     const result = summarise(n, m, txs, proxy, marker, {
       rpcPerLiquidationUntilConfirmed: untilConfirmed === undefined ? undefined : round(untilConfirmed / n),
       keeperStats: { ...stats, gasPaidWei: gasPaidWei.toString() },

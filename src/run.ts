@@ -11,8 +11,10 @@ import { describeError, isRetryable } from "./chain/errors.ts";
 import { redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { KeeperError } from "./errors.ts";
+import type { CompetitorWatch } from "./executor/competitors.ts";
 import type { Executor } from "./executor/executor.ts";
 import type { ExecutorOptions } from "./executor/types.ts";
+import { fromWad } from "./ops/decimals.ts";
 import type { Freshness } from "./ops/freshness.ts";
 import type { Logger } from "./ops/logger.ts";
 import { retry, within } from "./ops/retry.ts";
@@ -153,14 +155,16 @@ export function executorSettings(
     maxPendingPerSigner: k.maxPendingPerSigner,
     stuckBlocks: BigInt(k.stuckBlocks),
     minSignerBalance: parseUnits(k.minSignerBalance, 18),
-    bidding: {
-      ordering: k.bidding.ordering,
-      profitShareBps: BigInt(k.bidding.profitShareBps),
-      maxPriorityFeePerGas:
-        k.bidding.maxPriorityFeePerGasGwei === undefined
-          ? undefined
-          : parseUnits(k.bidding.maxPriorityFeePerGasGwei, 9),
-    },
+    bidding: !k.bidding.enabled
+      ? undefined
+      : {
+          ordering: k.bidding.ordering,
+          profitShareBps: BigInt(k.bidding.profitShareBps),
+          maxPriorityFeePerGas:
+            k.bidding.maxPriorityFeePerGasGwei === undefined
+              ? undefined
+              : parseUnits(k.bidding.maxPriorityFeePerGasGwei, 9),
+        },
   };
 }
 
@@ -183,6 +187,8 @@ export interface RunParts<S> {
   readonly afterBackfill?: () => void;
   /** Runs first when stopping (precompute stops there). */
   readonly onStop?: () => void;
+  /** The pool watch (keeper.bidding): started once the backfill is done, stopped first when stopping. */
+  readonly competitors?: CompetitorWatch;
   readonly closeOps: () => Promise<void>;
   readonly log: Logger;
   readonly watcherLog: Logger;
@@ -231,7 +237,14 @@ export function runKeeper<S>(p: RunParts<S>): {
       void snapshots.writer.write("backfilled");
       void snapshots.writer.run(controller.signal);
     }
-    if (!controller.signal.aborted) p.afterBackfill?.();
+    if (!controller.signal.aborted) {
+      p.afterBackfill?.();
+      p.competitors?.start({
+        client: connection.publicClient,
+        wsUrl: config.network.wsUrl,
+        pollMs: k.bidding.txpoolPollMs,
+      });
+    }
     await watcher.run(controller.signal);
   })();
   let stopping: Promise<void> | undefined;
@@ -240,6 +253,7 @@ export function runKeeper<S>(p: RunParts<S>): {
       log.info({ event: "keeper_stopping", reason }, "stopping: no new work; waiting for broadcasts under way");
       controller.abort();
       p.onStop?.();
+      p.competitors?.stop();
       executor.close();
       // shutdownGraceMs is the whole budget, whatever the RPC does: a step waiting on an endpoint that never answers
       // is left behind (the process exits), never waited for
@@ -262,7 +276,7 @@ export function runKeeper<S>(p: RunParts<S>): {
         await within(executor.shutdown(), Math.max(left(), 1_000));
         await p.closeOps();
         connection.close();
-        const { gasPaidWei, valuePaidWei, ...counts } = executor.stats;
+        const { gasPaidWei, valuePaidWei, lostRaceGasWei, rewardsWad, ...counts } = executor.stats;
         log.info(
           {
             event: "keeper_stopped",
@@ -271,6 +285,8 @@ export function runKeeper<S>(p: RunParts<S>): {
             ...counts,
             gasPaidWei: gasPaidWei.toString(),
             valuePaidWei: valuePaidWei > 0n ? valuePaidWei.toString() : undefined,
+            lostRaceGasWei: lostRaceGasWei.toString(),
+            rewards: fromWad(rewardsWad).toString(),
             pendingInJournal: executor.pendingAttempts.length,
             drained,
           },

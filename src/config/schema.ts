@@ -165,6 +165,18 @@ export const keeperConfigSchema = z
          */
         bidding: z
           .object({
+            /**
+             * Watch the pool for competitors' liquidations of our targets, and bid for or withdraw from contested
+             * ones; false: the going tip always, and the pool unwatched.
+             */
+            enabled: z.boolean({ error: "must be true or false" }).default(true),
+            /** Without a WebSocket endpoint, how often the pool is read (txpool_content), ms. */
+            txpoolPollMs: z
+              .number({ error: "must be a whole number of milliseconds, 50..60000" })
+              .int({ error: "must be a whole number of milliseconds, 50..60000" })
+              .min(50, { error: "must be at least 50 ms" })
+              .max(60_000, { error: "must be at most 60000 ms" })
+              .default(250),
             /** priority: the pool is ordered by tip, so bid; fcfs: first come, first served, so never overpay. */
             ordering: z.enum(["priority", "fcfs"], { error: 'must be "priority" or "fcfs"' }).default("priority"),
             /** Share of the expected profit after gas (per unit of gas) offered as extra tip, bps. */

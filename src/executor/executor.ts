@@ -28,6 +28,7 @@ import type { NonceLane } from "./lane.ts";
 import { Monitor } from "./monitor.ts";
 import { PendingWork } from "./pending.ts";
 import { Planning } from "./planning.ts";
+import { Races } from "./races.ts";
 import { resumeLane } from "./resume.ts";
 import { Sender } from "./sender.ts";
 import {
@@ -69,6 +70,8 @@ export class Executor {
   private readonly pendingWork: PendingWork;
   private readonly inclusion: Inclusion;
   private readonly monitor: Monitor;
+  /** Races for contested targets: answers to competitors' bids, and their outcomes (races.ts). */
+  readonly races: Races;
 
   constructor(private readonly o: ExecutorOptions) {
     if (o.lanes.length === 0) throw new Error("the executor needs at least one signer");
@@ -97,6 +100,15 @@ export class Executor {
       refreshBalance: (lane) => this.funds.refresh(lane),
       coolDown: (key, fromBlock) => this.cooldown.set(key, this.o.current(key), fromBlock + REFUSED_COOLDOWN_BLOCKS),
       describeTargets: (a) => describeTargets(a, o.marketName),
+      raced: (t, result, txHash) => this.races.settled(t, result, txHash),
+      withdrawn: (a) => this.races.wasWithdrawn(a),
+    });
+    this.races = new Races({
+      ...shared,
+      senderOf: (lane) => this.senderOf(lane),
+      closed: () => this.closed,
+      head: () => this.head,
+      feeContext: (tick) => this.feeContext(tick),
     });
     this.monitor = new Monitor({
       ...shared,
@@ -113,6 +125,7 @@ export class Executor {
       closed: () => this.closed,
       feeContext: (tick) => this.feeContext(tick),
       dispatch: (unit) => this.dispatch(unit),
+      races: this.races,
     });
     this.pendingWork = new PendingWork({
       o,
@@ -289,6 +302,8 @@ export class Executor {
         const freed = this.inclusion.takeFreed().filter((key) => !this.attempts.claims.has(key));
         if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
         await this.monitor.judge(head);
+        this.o.competitors?.onHead(head.blockNumber);
+        await this.races.answer(); // what is still contested, and bids seen while the pass ran
         this.retryBacklog();
         // what maxPendingGas held back at this head, now that the head's receipts freed room
         if (!this.closed) this.planning.resubmitDeferred();
@@ -300,6 +315,33 @@ export class Executor {
         );
       }
     });
+  }
+
+  /**
+   * A competitor's pending bid on these targets was just seen (the pool watch): our pending liquidations of them are
+   * outbid or withdrawn now, in the serial queue, not at the next head.
+   */
+  contested(keys: readonly string[]): void {
+    if (this.closed || !this.o.bidding) return;
+    const ours = keys.filter((k) => this.attempts.claims.has(k));
+    if (ours.length === 0) return;
+    const set = new Set(ours);
+    void this.blockWork.add(() =>
+      this.races.answer(set).catch((error: unknown) => {
+        this.o.log.warn(
+          { event: "rpc_error", step: "outbid", error: describeError(error) },
+          "answering a competitor's bid failed; answered again at the next head",
+        );
+      }),
+    );
+  }
+
+  /** Rewards of what we liquidated less gas and oracle fees paid, WAD collateral; undefined: no gas token price. */
+  netProfit(): bigint | undefined {
+    const price = this.o.fees.gasTokenPrice;
+    if (price === undefined) return undefined;
+    const s = this.stats;
+    return s.rewardsWad - ((s.gasPaidWei + s.valuePaidWei) * price) / 10n ** 18n;
   }
 
   /** Follows the book: a changed or closed position may be tried again. */

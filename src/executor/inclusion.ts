@@ -40,6 +40,10 @@ export interface InclusionHost {
   /** A position state our mined liquidation reverted on is not tried again for a few blocks. */
   coolDown(key: string, fromBlock: bigint): void;
   describeTargets(a: Attempt): string;
+  /** A target's race decided by this receipt (races.ts): ours, or taken by another. */
+  raced(t: TargetPlan, result: "won" | "lost", txHash: string): void;
+  /** Whether the attempt's cancel withdrew it from a race (its gas is lost to the race). */
+  withdrawn(a: Attempt): boolean;
 }
 
 export class Inclusion {
@@ -276,6 +280,7 @@ export class Inclusion {
       status = "cancelled";
       for (const t of a.targets) this.freed.push(t.key);
       this.h.stats.cancelled++;
+      if (this.h.withdrawn(a)) this.h.stats.lostRaceGasWei += gasPaid;
       log.info({ event: "liquidation_cancelled", ...figures }, `nonce ${a.nonce} of ${a.signer} filled by our cancel`);
     } else if (receipt.status === "success") {
       // the value a liquidation sends (a pull oracle's fee) is spent once it succeeds; a revert gives it back
@@ -307,6 +312,8 @@ export class Inclusion {
           outcome.keeper.toLowerCase() === (protocol.liquidator ?? a.signer).toLowerCase()
         ) {
           won++;
+          this.h.stats.rewardsWad += outcome.reward;
+          this.h.raced(t, "won", receipt.transactionHash);
           const moved = this.h.o.priceMovedAt?.(t.marketId);
           const distance = moved === undefined || moved > receipt.blockNumber ? undefined : receipt.blockNumber - moved;
           if (distance !== undefined) this.h.updateStats.distance[distance >= 3n ? "3" : (String(distance) as "0")]++;
@@ -329,11 +336,13 @@ export class Inclusion {
       }
       status = won > 0 || closed > 0 ? "confirmed" : "lost_race";
       this.h.stats.confirmed += won;
+      if (status === "lost_race") this.h.stats.lostRaceGasWei += gasPaid;
     } else {
       // reverted: a position gone from the book was settled by someone else first
       const gone = !this.h.rebuilding() && a.targets.every((t) => this.h.o.current(t.key) === undefined);
       if (gone) {
         status = "lost_race";
+        this.h.stats.lostRaceGasWei += gasPaid;
         for (const t of a.targets) this.lostRace(a, t, "reverted", receipt);
       } else {
         status = "reverted";
@@ -358,6 +367,7 @@ export class Inclusion {
 
   private lostRace(a: Attempt, t: TargetPlan, how: string, receipt: TransactionReceipt): void {
     this.h.stats.lostRace++;
+    if (how !== "liquidator_capacity" && how !== "not_liquidatable") this.h.raced(t, "lost", receipt.transactionHash);
     this.h.o.log.info(
       {
         event: "liquidation_lost_race",

@@ -12,11 +12,13 @@ import type { Finding } from "../protocol/adapter.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
-import { currentFees, expectedProfit, type FeeContext, planFees } from "./fees.ts";
+import { bid } from "./bidding.ts";
+import { currentFees, expectedProfit, type FeeContext, type FeePlan, planFees } from "./fees.ts";
 import { feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
 import { type CallGas, callGas, measuredLimit } from "./gas.ts";
 import type { PendingWork } from "./pending.ts";
 import { batchCapacity, pack, prioritise, targetPlans } from "./planner.ts";
+import { effectiveTip, type Races } from "./races.ts";
 import {
   type Cooldown,
   type ExecutorOptions,
@@ -38,6 +40,8 @@ export interface PlanningHost {
   feeContext(tick: Tick): Promise<FeeContext>;
   /** To a lane (or the backlog). */
   dispatch(unit: Unit): void;
+  /** Competitors' bids on targets (races.ts). */
+  readonly races: Pick<Races, "contest" | "contested">;
 }
 
 export class Planning {
@@ -122,6 +126,19 @@ export class Planning {
       this.h.attempts.claims.plannedOn(c.target.key, c.state);
     }
     void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
+    if (this.h.o.bidding && !pending) {
+      // first out: the targets a competitor already bids for go first, the most valuable first, as singles (their
+      // own bid each), before any batch is packed
+      const contested = ordered.filter((c) => this.h.races.contested(c.target.key));
+      if (contested.length > 0) {
+        contested.sort((a, b) =>
+          a.expectedReward > b.expectedReward ? -1 : a.expectedReward < b.expectedReward ? 1 : 0,
+        );
+        for (const c of contested) this.simulate([c], tick);
+        ordered = ordered.filter((c) => !contested.includes(c));
+        if (ordered.length === 0) return;
+      }
+    }
     if (!(this.h.o.batching && this.h.o.protocol.encodeBatch !== undefined)) {
       for (const c of ordered) this.simulate([c], tick, undefined, pending);
       return;
@@ -231,7 +248,21 @@ export class Planning {
       }
     }
     const ctx = await this.h.feeContext(tick);
-    const fee = planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas, value });
+    const contest = this.h.o.bidding ? this.h.races.contest(kept, ctx.baseFeePerGas) : undefined;
+    const fee: FeePlan =
+      this.h.o.bidding === undefined
+        ? planFees(ctx, this.h.o.fees, { reward, gas: estimate, gasLimit: gas, value })
+        : bid(ctx, this.h.o.fees, this.h.o.bidding, { reward, gas: estimate, gasLimit: gas, value }, contest);
+    if (contest && single && fee.ok && this.h.o.bidding?.ordering === "priority") {
+      if (effectiveTip(fee, ctx.baseFeePerGas) <= contest.competitorTip) {
+        // a competitor's pending bid pays more than this liquidation can: it would only pay gas to skip
+        this.refuse(group[0], tick.blockNumber, "outbid_by_competitor", {
+          competitor: contest.bid.from,
+          competitorTip: big(contest.competitorTip),
+        });
+        return false;
+      }
+    }
     const price = this.h.o.fees.gasTokenPrice;
     const profit =
       price === undefined

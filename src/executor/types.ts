@@ -10,6 +10,7 @@ import type { Attempt } from "./attempt.ts";
 import type { BiddingPolicy } from "./bidding.ts";
 import type { FeePolicy } from "./fees.ts";
 import type { NonceLane } from "./lane.ts";
+import type { ContestSource } from "./races.ts";
 
 export interface ExecutorOptions {
   /** Inclusion passes and broadcasts (calls made together may share one HTTP request). */
@@ -25,10 +26,12 @@ export interface ExecutorOptions {
   readonly dryRun: boolean;
   readonly fees: FeePolicy;
   /**
-   * How contested liquidations bid (src/executor/bidding.ts: bid, outbid); undefined: never above the going tip.
-   * Not used by planning yet (issue 18).
+   * How contested liquidations bid (src/executor/bidding.ts: bid, outbid; races.ts); undefined: never above the going
+   * tip, and no answer to a competitor.
    */
   readonly bidding?: BiddingPolicy;
+  /** Competitors' pending bids on our targets (the pool watch, competitors.ts); undefined: the pool is not watched. */
+  readonly competitors?: ContestSource;
   /** Tip source: the policy's floor, or the floor raised to a percentile of the last block's tips. */
   readonly tipSource: "fixed" | "feeHistory";
   readonly tipPercentile: number;
@@ -117,6 +120,14 @@ export interface ExecutorStats {
   gasPaidWei: bigint;
   /** Value our mined, successful liquidations sent (a pull oracle's update fees), wei. */
   valuePaidWei: bigint;
+  /** Pending liquidations of ours replaced to outbid a competitor's (liquidation_outbid). */
+  outbid: number;
+  /** Pending liquidations of ours cancelled because a competitor outbid what they could pay (liquidation_withdrawn). */
+  withdrawn: number;
+  /** Gas paid by our mined transactions that liquidated nothing (a lost race), and by withdrawals' cancels, wei. */
+  lostRaceGasWei: bigint;
+  /** Keeper rewards of the positions we liquidated, WAD collateral (the receipts' outcomes). */
+  rewardsWad: bigint;
 }
 
 /** How soon after their price update our liquidations land, and what was prepared ahead of updates (issue 9). */
@@ -153,6 +164,10 @@ export function newStats(): ExecutorStats {
     failed: 0,
     gasPaidWei: 0n,
     valuePaidWei: 0n,
+    outbid: 0,
+    withdrawn: 0,
+    lostRaceGasWei: 0n,
+    rewardsWad: 0n,
   };
 }
 

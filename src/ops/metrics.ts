@@ -142,6 +142,41 @@ export function keeperMetrics(s: OpsSources): Registry {
     },
   });
   const rewardsFollow = new Follower(rewards);
+  const races: Counter<string> = new Counter({
+    name: `${PREFIX}races_total`,
+    help:
+      "Contested positions (a competitor's liquidation of them seen in the pool, or theirs mined first), by " +
+      'competitor (its sender, "unknown" when never seen pending) and result: won, lost',
+    labelNames: ["competitor", "result"],
+    registers,
+    collect() {
+      for (const [competitor, t] of s.executor.races?.byCompetitor ?? []) {
+        racesFollow.to({ competitor, result: "won" }, t.won);
+        racesFollow.to({ competitor, result: "lost" }, t.lost);
+      }
+    },
+  });
+  const racesFollow = new Follower(races);
+  const lostGas: Counter<string> = new Counter({
+    name: `${PREFIX}lost_race_gas_wei_total`,
+    help: "Gas paid by our transactions that liquidated nothing (a race lost) and by cancels that withdrew from one, wei",
+    registers,
+    collect() {
+      lostGasFollow.to({}, Number(s.executor.stats.lostRaceGasWei ?? 0n));
+    },
+  });
+  const lostGasFollow = new Follower(lostGas);
+  new Gauge({
+    name: `${PREFIX}net_profit_collateral`,
+    help:
+      "Keeper rewards of our liquidations less the gas and oracle fees paid (at keeper.gasTokenPrice), collateral " +
+      "units, since start; unset without a gas token price",
+    registers,
+    collect() {
+      const net = s.executor.netProfit?.();
+      if (net !== undefined) this.set(fromWad(net).toNumber());
+    },
+  });
   const rpcCalls: Counter<string> = new Counter({
     name: `${PREFIX}rpc_requests_total`,
     help: "JSON-RPC calls sent, by endpoint (redacted) and method (a batch counts each of its calls)",

@@ -28,6 +28,17 @@ export interface OpsSources {
     /** Blocks from price updates to our liquidations, and what was prepared on pending updates. */
     readonly updateStats?: Readonly<UpdateStats>;
     readonly pendingAttempts: readonly { readonly signer: Address; readonly createdAtBlock: bigint }[];
+    /** Races for contested targets (issue 18): wins and losses by competitor. */
+    readonly races?: {
+      readonly byCompetitor: ReadonlyMap<string, { readonly won: number; readonly lost: number }>;
+      /** The last races, newest last (RaceRecord). */
+      readonly recent: readonly object[];
+    };
+    /**
+     * Rewards of what we liquidated less the gas and oracle fees paid, WAD collateral (undefined: no gas token price,
+     * so gas has no price in collateral).
+     */
+    netProfit?(): bigint | undefined;
   };
   /** The signers (nonce lanes): address and the balance the executor last read, wei. */
   readonly signers: readonly { readonly address: Address; readonly balance: bigint | undefined }[];

@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { describeError } from "../chain/errors.ts";
+import { fromWad } from "./decimals.ts";
 import type { Logger } from "./logger.ts";
 import { type OpsSources, reading } from "./metrics.ts";
 
@@ -113,8 +114,25 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
           backfillTarget: o.sources.startHead.toString(),
         });
       }
+      case "/status": {
+        // the running keeper at a glance: its head, what it did, and its last races for contested positions
+        const r = reading(o.sources);
+        const stats = o.sources.executor.stats;
+        const net = o.sources.executor.netProfit?.();
+        return json(200, {
+          headBlock: r.headBlock.toString(),
+          processedBlock: r.processedBlock.toString(),
+          backfilled: r.backfilled,
+          liquidations: JSON.parse(JSON.stringify(stats, (_k, v) => (typeof v === "bigint" ? v.toString() : v))),
+          netProfit: net === undefined ? undefined : fromWad(net).toString(),
+          races: {
+            byCompetitor: Object.fromEntries(o.sources.executor.races?.byCompetitor ?? []),
+            recent: o.sources.executor.races?.recent ?? [],
+          },
+        });
+      }
       default:
-        return json(404, { error: "not found", paths: ["/metrics", "/healthz", "/readyz"] });
+        return json(404, { error: "not found", paths: ["/metrics", "/healthz", "/readyz", "/status"] });
     }
   };
   const server: Server = createServer((req, res) => {

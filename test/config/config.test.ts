@@ -106,13 +106,28 @@ describe("config files", () => {
       [{ bidding: { maxPriorityFeePerGasGwei: "1e3" } }, /keeper\.bidding\.maxPriorityFeePerGasGwei/],
       [{ bidding: { share: 5000 } }, /keeper\.bidding/],
       [{ bidding: "priority" }, /keeper\.bidding/],
+      [{ bidding: { enabled: "yes" } }, /keeper\.bidding\.enabled.*true or false/],
+      [{ bidding: { txpoolPollMs: 10 } }, /keeper\.bidding\.txpoolPollMs.*at least 50/],
     ];
     for (const [keeper, message] of cases) {
       expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(message);
     }
-    expect(parseConfig(valid).keeper.bidding).toEqual({ ordering: "priority", profitShareBps: 5000 });
+    expect(parseConfig(valid).keeper.bidding).toEqual({
+      enabled: true,
+      txpoolPollMs: 250,
+      ordering: "priority",
+      profitShareBps: 5000,
+    });
     const set = { ordering: "fcfs", profitShareBps: 0, maxPriorityFeePerGasGwei: "2.5" };
-    expect(parseConfig({ ...valid, keeper: { bidding: set } }).keeper.bidding).toEqual(set);
+    expect(parseConfig({ ...valid, keeper: { bidding: set } }).keeper.bidding).toEqual({
+      enabled: true,
+      txpoolPollMs: 250,
+      ...set,
+    });
+    // off: today's policy, the going tip and no pool watch
+    expect(executorSettings(parseConfig({ ...valid, keeper: { bidding: { enabled: false } } }).keeper).bidding).toBe(
+      undefined,
+    );
     expect(executorSettings(parseConfig({ ...valid, keeper: { bidding: set } }).keeper).bidding).toEqual({
       ordering: "fcfs",
       profitShareBps: 0n,

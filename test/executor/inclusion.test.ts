@@ -45,6 +45,8 @@ function setup(outcome: "liquidated" | "none" = "liquidated") {
     refreshBalance: async () => {},
     coolDown: () => {},
     describeTargets: () => "a position",
+    raced: () => {},
+    withdrawn: () => false,
   });
   /** A liquidation of `p` at the lane's next nonce, journaled and pending. */
   const send = async (): Promise<Attempt> => {

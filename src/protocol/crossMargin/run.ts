@@ -13,6 +13,7 @@ import { iCrossMarginEngineAbi } from "../../../abi/ICrossMarginEngine.ts";
 import { AccountKeeper } from "../../accountKeeper.ts";
 import { endpoints } from "../../chain/connect.ts";
 import { ConfigError, redactUrl } from "../../config/load.ts";
+import { poolWatch } from "../../executor/competitors.ts";
 import { Executor } from "../../executor/executor.ts";
 import { openLanes } from "../../executor/signers.ts";
 import { reorgWindow } from "../../executor/types.ts";
@@ -163,21 +164,30 @@ export async function startCrossMarginKeeper(
   let watcherRef: CrossMarginRunningKeeper["watcher"] | undefined;
   const settings = executorSettings(k);
   let executorRef: Executor | undefined;
+  const protocol = crossMarginProtocol({
+    engine,
+    book,
+    prices: updates,
+    mode: exchange.priceUpdates,
+    nextTimestamp: () => prices.nextTimestamp(),
+    headTimestamp: () => prices.headTimestamp,
+  });
+  const competitors = poolWatch({
+    enabled: k.bidding.enabled,
+    protocol,
+    log: logs.executor,
+    executor: () => executorRef,
+    head: () => watcherRef?.processedBlock,
+  });
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
     broadcastClients: connection.broadcastClients,
-    protocol: crossMarginProtocol({
-      engine,
-      book,
-      prices: updates,
-      mode: exchange.priceUpdates,
-      nextTimestamp: () => prices.nextTimestamp(),
-      headTimestamp: () => prices.headTimestamp,
-    }),
+    protocol,
     lanes,
     log: logs.executor,
     ...settings,
+    competitors,
     batching: k.batching && exchange.priceUpdates === "attach",
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => keeperRef?.current(key),
@@ -354,6 +364,7 @@ export async function startCrossMarginKeeper(
   const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
   const snapshots = k.snapshotIntervalSeconds > 0;
   const run = runKeeper({
+    competitors,
     config,
     connection,
     watcher,

@@ -159,6 +159,7 @@ export function executorSettings(
       ? undefined
       : {
           ordering: k.bidding.ordering,
+          firstSingles: k.bidding.firstSingles,
           profitShareBps: BigInt(k.bidding.profitShareBps),
           maxPriorityFeePerGas:
             k.bidding.maxPriorityFeePerGasGwei === undefined

@@ -177,6 +177,13 @@ export const keeperConfigSchema = z
               .min(50, { error: "must be at least 50 ms" })
               .max(60_000, { error: "must be at most 60000 ms" })
               .default(250),
+            /** The most valuable targets of a burst sent first, as unsimulated singles, before any batch. */
+            firstSingles: z
+              .number({ error: "must be a whole number, 0..50" })
+              .int({ error: "must be a whole number, 0..50" })
+              .min(0, { error: "must be at least 0" })
+              .max(50, { error: "must be at most 50" })
+              .default(0),
             /** priority: the pool is ordered by tip, so bid; fcfs: first come, first served, so never overpay. */
             ordering: z.enum(["priority", "fcfs"], { error: 'must be "priority" or "fcfs"' }).default("priority"),
             /** Share of the expected profit after gas (per unit of gas) offered as extra tip, bps. */

@@ -35,6 +35,11 @@ export interface BiddingPolicy {
   readonly profitShareBps: bigint;
   /** Cap on the bid's tip, wei; undefined: none (the fee ceiling and the profit still bound it). */
   readonly maxPriorityFeePerGas: bigint | undefined;
+  /**
+   * The most valuable targets of a burst sent first as singles, unsimulated where the protocol knows a single's
+   * worst-case gas (LiquidationProtocol.firstOutGas), before any batch; 0: none (default 0).
+   */
+  readonly firstSingles?: number;
 }
 
 /** A competitor's pending liquidation of the same target: the tip it offers, wei per gas. */

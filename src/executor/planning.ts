@@ -127,15 +127,18 @@ export class Planning {
     }
     void this.h.feeContext(tick).catch(() => {}); // fetched while the simulations run
     if (this.h.o.bidding && !pending) {
-      // first out: the targets a competitor already bids for go first, the most valuable first, as singles (their
-      // own bid each), before any batch is packed
-      const contested = ordered.filter((c) => this.h.races.contested(c.target.key));
-      if (contested.length > 0) {
-        contested.sort((a, b) =>
-          a.expectedReward > b.expectedReward ? -1 : a.expectedReward < b.expectedReward ? 1 : 0,
-        );
-        for (const c of contested) this.simulate([c], tick);
-        ordered = ordered.filter((c) => !contested.includes(c));
+      // first out: the targets a competitor already bids for, and the `firstSingles` most valuable of the burst, go
+      // first as singles (their own bid each; unsimulated where the protocol knows a single's worst-case gas),
+      // before any batch is packed
+      const byValue = [...ordered].sort((a, b) =>
+        a.expectedReward > b.expectedReward ? -1 : a.expectedReward < b.expectedReward ? 1 : 0,
+      );
+      const contested = byValue.filter((c) => this.h.races.contested(c.target.key));
+      const valuable = byValue.filter((c) => !contested.includes(c)).slice(0, this.h.o.bidding.firstSingles ?? 0);
+      const first = [...contested, ...valuable];
+      if (first.length > 0) {
+        for (const c of first) this.simulate([c], tick, undefined, undefined, true);
+        ordered = ordered.filter((c) => !first.includes(c));
         if (ordered.length === 0) return;
       }
     }
@@ -164,9 +167,16 @@ export class Planning {
     });
   }
 
-  simulate(group: readonly Finding[], tick: Tick, sent?: () => void, pending?: PendingPlan): void {
+  simulate(group: readonly Finding[], tick: Tick, sent?: () => void, pending?: PendingPlan, firstOut = false): void {
     void this.h.simulations
-      .add(() => (pending ? this.h.pendingWork().prepare(group, tick, pending, sent) : this.prepare(group, tick, sent)))
+      .add(
+        () =>
+          pending
+            ? this.h.pendingWork().prepare(group, tick, pending, sent)
+            : this.prepare(group, tick, sent, firstOut),
+        // first out: ahead of what is queued
+        firstOut ? { priority: 1 } : undefined,
+      )
       .then(
         (dispatched) => {
           if (!dispatched) sent?.();
@@ -188,7 +198,7 @@ export class Planning {
   }
 
   /** Simulates a group, prices it and hands it to a lane (true); refused positions are released (false). */
-  private async prepare(group: readonly Finding[], tick: Tick, sent?: () => void): Promise<boolean> {
+  private async prepare(group: readonly Finding[], tick: Tick, sent?: () => void, firstOut = false): Promise<boolean> {
     if (this.h.closed()) {
       this.h.attempts.release(group.map((c) => c.target.key));
       return false;
@@ -208,7 +218,9 @@ export class Planning {
     const floor = protocol.gasFloor?.(targets) ?? 0n;
     // a call whose gas the protocol knows without running it (a batch that skips what it cannot do, on a model that is
     // exact): sent without a simulation's round trip, its limit that worst case
-    const planned = protocol.plannedGas?.(targets, data);
+    const planned =
+      protocol.plannedGas?.(targets, data) ??
+      (firstOut && single ? protocol.firstOutGas?.(targets[0] as TargetPlan) : undefined);
     let measure: CallGas;
     try {
       measure =

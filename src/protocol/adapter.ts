@@ -87,6 +87,12 @@ export interface LiquidationProtocol {
    */
   plannedGas?(targets: readonly LiquidationTarget[], data: Hex): bigint | undefined;
   /**
+   * The most gas a single liquidation of one target can take, on an exact model (keeper.bidding.firstSingles): the
+   * most valuable targets of a burst go first as singles, unsimulated, with this limit, before any batch is packed.
+   * It may revert only when someone else settled the target first. Undefined: such singles are simulated.
+   */
+  firstOutGas?(target: LiquidationTarget): bigint;
+  /**
    * The gas a call needs by its own return data (a contract of the keeper's that measures itself with gasleft():
    * Perp v2's liquidator): what it used in the simulation, and what the targets it skipped there would use if they are
    * due when it runs (`data`: the call). With it a simulation is one eth_call rather than eth_estimateGas's search, and

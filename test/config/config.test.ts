@@ -108,6 +108,7 @@ describe("config files", () => {
       [{ bidding: "priority" }, /keeper\.bidding/],
       [{ bidding: { enabled: "yes" } }, /keeper\.bidding\.enabled.*true or false/],
       [{ bidding: { txpoolPollMs: 10 } }, /keeper\.bidding\.txpoolPollMs.*at least 50/],
+      [{ bidding: { firstSingles: 51 } }, /keeper\.bidding\.firstSingles.*at most 50/],
     ];
     for (const [keeper, message] of cases) {
       expect(() => parseConfig({ ...valid, keeper }), JSON.stringify(keeper)).toThrow(message);
@@ -115,6 +116,7 @@ describe("config files", () => {
     expect(parseConfig(valid).keeper.bidding).toEqual({
       enabled: true,
       txpoolPollMs: 250,
+      firstSingles: 0,
       ordering: "priority",
       profitShareBps: 5000,
     });
@@ -122,6 +124,7 @@ describe("config files", () => {
     expect(parseConfig({ ...valid, keeper: { bidding: set } }).keeper.bidding).toEqual({
       enabled: true,
       txpoolPollMs: 250,
+      firstSingles: 0,
       ...set,
     });
     // off: today's policy, the going tip and no pool watch
@@ -130,11 +133,13 @@ describe("config files", () => {
     );
     expect(executorSettings(parseConfig({ ...valid, keeper: { bidding: set } }).keeper).bidding).toEqual({
       ordering: "fcfs",
+      firstSingles: 0,
       profitShareBps: 0n,
       maxPriorityFeePerGas: 2_500_000_000n,
     });
     expect(executorSettings(parseConfig(valid).keeper).bidding).toEqual({
       ordering: "priority",
+      firstSingles: 0,
       profitShareBps: 5000n,
       maxPriorityFeePerGas: undefined,
     });

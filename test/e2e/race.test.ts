@@ -14,6 +14,7 @@ import { perpEngineAbi } from "../../abi/PerpEngine.ts";
 import type { RunningKeeper } from "../../src/app.ts";
 import { ANVIL_MNEMONIC, ORACLE_DECIMALS } from "../../src/devnet/exchange.ts";
 import { ETH, openPositions } from "../../src/devnet/positions.ts";
+import { PERP_ENGINE_SINGLE_GAS_BOUND } from "../../src/protocol/perpEngine/protocol.ts";
 import { type DevnetFixture, ethLongs, shutdown, startDevnet, startTestKeeper } from "../helpers/devnet.ts";
 import type { CapturedLog } from "../helpers/logs.ts";
 import { until } from "../helpers/wait.ts";
@@ -32,31 +33,38 @@ const rpc = (method: string, params: unknown[] = []) =>
 const mine = () => rpc("evm_mine");
 const RIVAL = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: 25 });
 
-/** One 20x ETH long, mining paused, a keeper on it (one transaction per position), the ETH price crashed. */
-async function crashed(bidding: Record<string, unknown>): Promise<{ k: RunningKeeper; logs: CapturedLog }> {
+/**
+ * 20x ETH longs (one by default), mining paused, a keeper on them (one transaction per position unless `batching`),
+ * the ETH price crashed to `price`.
+ */
+async function crashed(
+  bidding: Record<string, unknown>,
+  o: { positions?: number; batching?: boolean; price?: string } = {},
+): Promise<{ k: RunningKeeper; logs: CapturedLog }> {
   net = await startDevnet({ accounts: 30 });
-  await openPositions(net.ex, ethLongs(1));
+  const specs = ethLongs(o.positions ?? 1).map((p, i) => ({ ...p, margin: String(200 + 100 * i) }));
+  await openPositions(net.ex, specs);
   await rpc("evm_setAutomine", [false]);
   const started = await startTestKeeper(net, {
     pollIntervalMs: 50,
-    batching: false,
+    batching: o.batching ?? false,
     // gas priced in collateral: what a liquidation earns after gas is known, so a bid can be weighed
     gasTokenPrice: "3000",
     bidding: { txpoolPollMs: 50, ...bidding },
   });
   keeper = started.keeper;
   const k = keeper;
-  await until("backfill", () => k.book.positions.size === 1 && k.watcher.latestTick !== undefined);
+  await until("backfill", () => k.book.positions.size === specs.length && k.watcher.latestTick !== undefined);
   const ex = net.ex;
   await ex.owner.writeContract({
     address: ex.d.markets[ETH]?.oracle as Address,
     abi: mockV3AggregatorAbi,
     functionName: "updateAnswer",
-    args: [parseUnits("2375", ORACLE_DECIMALS)],
+    args: [parseUnits(o.price ?? "2375", ORACLE_DECIMALS)],
     gas: 200_000n,
   });
   await mine();
-  await until("ours sent", () => started.logs.events("liquidation_sent").length === 1, 15_000);
+  await until("ours sent", () => started.logs.events("liquidation_sent").length >= 1, 15_000);
   return { k, logs: started.logs };
 }
 
@@ -144,6 +152,23 @@ describe("races for a contested liquidation", () => {
     expect(o.ourEngineTxs).toBe(0); // nothing of ours mined to skip
     expect(k.executor.stats.lostRaceGasWei).toBe(21_000n * BigInt(await cancelGasPrice(logs)));
     expect(k.executor.stats.withdrawn).toBe(1);
+  }, 60_000);
+
+  it("sends the most valuable target first, as an unsimulated single (firstSingles), within its gas bound", async () => {
+    // three positions, the last with the most margin (the largest reward); a crash deep enough for bad debt
+    const { k, logs } = await crashed({ firstSingles: 1 }, { positions: 3, batching: true, price: "2200" });
+    await until("all sent", () => logs.events("liquidation_sent").length === 2, 15_000);
+    const [first, second] = logs.events("liquidation_sent");
+    expect(first).toMatchObject({ kind: "single", trader: (net as DevnetFixture).ex.trader(4).account.address });
+    expect(BigInt(first?.gas as string)).toBe(PERP_ENGINE_SINGLE_GAS_BOUND); // unsimulated: the bound is its limit
+    expect(second).toMatchObject({ kind: "batch", positions: 2 });
+    await mine();
+    await until("all confirmed", () => k.executor.stats.confirmed === 3, 15_000);
+    const confirmed = logs.events("liquidation_confirmed");
+    expect(confirmed.some((l) => Number(l.badDebt) > 0)).toBe(true);
+    const single = confirmed.find((l) => l.txHash === first?.txHash);
+    expect(BigInt(single?.gasUsed as string)).toBeLessThan(PERP_ENGINE_SINGLE_GAS_BOUND / 2n);
+    expect(logs.events("liquidation_reverted")).toHaveLength(0);
   }, 60_000);
 
   it("without bidding, the same competitor wins and our liquidation is mined for nothing", async () => {

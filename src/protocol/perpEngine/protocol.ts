@@ -333,10 +333,17 @@ export async function isPerpEngine(client: PublicClient, address: Address): Prom
 /** LiquidationSkipped reasons, as the contract numbers them. */
 const SKIP_REASONS = { 1: "no_position", 2: "not_liquidatable" } as const;
 
+/**
+ * The most gas PerpEngine's liquidate(trader, marketId) takes, any path (bad debt, a fresh funding index, cold
+ * storage): about twice the 140k it measures (test/e2e/race.test.ts checks receipts against it).
+ */
+export const PERP_ENGINE_SINGLE_GAS_BOUND = 300_000n;
+
 /** The executor's view of PerpEngine: liquidate, liquidateMany, and what their logs say. */
 export function perpEngineProtocol(address: Address): LiquidationProtocol {
   return {
     address,
+    firstOutGas: () => PERP_ENGINE_SINGLE_GAS_BOUND,
     encodeSingle: (t: LiquidationTarget) =>
       encodeFunctionData({ abi: perpEngineAbi, functionName: "liquidate", args: [t.trader, BigInt(t.marketId)] }),
     encodeBatch: (targets: readonly LiquidationTarget[]) =>

@@ -7,13 +7,15 @@
  *   npm run bench:exec -- --liquidations 200             N (default 1000)
  *   npm run bench:exec -- --baseline-liquidations 40     M, the baseline's N (default N; it needs ~M/4 blocks)
  *   npm run bench:exec -- --markets 8 --healthy 200      markets (one position per trader per market), healthy positions
- *   npm run bench:exec -- --modes batched,single         a subset of batched, single, baseline
+ *   npm run bench:exec -- --modes batched,single         a subset of batched, first, single, baseline
  *   npm run bench:exec -- --keeper-log /tmp/keeper.log   the keepers' JSON log lines, for a post-mortem
  *   npm run bench:exec -- --trace-rpc /tmp/rpc.jsonl     one line per HTTP request at the proxy while counting
  *   npm run bench:exec -- --exchange perp-v2 [--json]    Perp v2 instead: scripts/lib/benchExecPerpV2.ts
  *
  * Three modes, each on a fresh Anvil and deployment with the same scenario:
  * - batched: the keeper (startKeeper, in process) with its default config: liquidateMany batches;
+ * - first: batched, with `keeper.bidding.firstSingles: 1` (issue 18's first out): the most valuable position goes
+ *   first as an unsimulated single, before the first batch's simulation; its firstBroadcastMs against batched's;
  * - single: the same keeper with `batching: false`: one liquidate() per position;
  * - baseline: the previous keeper's strategy, rebuilt here from the keeper's own watcher and risk model with the old
  *   executor loop: p-queue of concurrency 4, each attempt simulateContract(liquidate), then estimateContractGas,
@@ -112,7 +114,8 @@ const MARKETS = intArg("--markets", 8);
 const HEALTHY = has("--healthy") ? intArg("--healthy", 1) : Math.ceil(N / 5);
 const MODES = (stringArg("--modes") ?? "batched,single,baseline").split(",").map((s) => s.trim());
 for (const m of stringArg("--exchange") === "perp-v2" ? [] : MODES) {
-  if (!["batched", "single", "baseline"].includes(m)) throw new Error(`unknown mode ${m} (batched, single, baseline)`);
+  if (!["batched", "first", "single", "baseline"].includes(m))
+    throw new Error(`unknown mode ${m} (batched, first, single, baseline)`);
 }
 const KEEPER_LOG = stringArg("--keeper-log");
 const TRACE_RPC = stringArg("--trace-rpc");
@@ -822,7 +825,7 @@ function tapLogs(mode: string): LogTap {
 const KEEPER_KEY = ANVIL_KEYS[1];
 const KEEPER_ADDRESS = privateKeyToAccount(KEEPER_KEY).address;
 
-async function runKeeperMode(mode: "batched" | "single", n: number): Promise<ModeResult> {
+async function runKeeperMode(mode: "batched" | "first" | "single", n: number): Promise<ModeResult> {
   log(`mode ${mode}: ${n} liquidations, ${HEALTHY} healthy positions over ${MARKETS} markets`);
   const anvil = await startAnvil({ accounts: tradersNeeded(n, HEALTHY, MARKETS) + 2, startTimeoutMs: 60_000 });
   let proxy: CountingProxy | undefined;
@@ -839,6 +842,7 @@ async function runKeeperMode(mode: "batched" | "single", n: number): Promise<Mod
         pollIntervalMs: 100,
         stateDir,
         ...(mode === "single" ? { batching: false } : {}),
+        ...(mode === "first" ? { bidding: { firstSingles: 1 } } : {}),
       }),
       rpcUrl: proxy.url,
       privateKeys: [KEEPER_KEY],
@@ -1151,8 +1155,8 @@ function perBlockText(perBlock: Record<string, number>): string {
     .join(" ");
 }
 
-function table(results: Partial<Record<"batched" | "single" | "baseline", ModeResult>>): string {
-  const modes = (["batched", "single", "baseline"] as const).filter((m) => results[m]);
+function table(results: Partial<Record<"batched" | "first" | "single" | "baseline", ModeResult>>): string {
+  const modes = (["batched", "first", "single", "baseline"] as const).filter((m) => results[m]);
   const rows: [string, (r: ModeResult) => string][] = [
     ["liquidations", (r) => String(r.liquidations)],
     ["tick after price block, ms", (r) => r.tickAfterPriceMs.toFixed(0)],
@@ -1211,8 +1215,9 @@ async function main(): Promise<void> {
     `bench:exec on ${machine.cpu} (${machine.cores} cores), node ${machine.node}: N=${N}, baseline M=${M}, ` +
       `${MARKETS} markets, modes ${MODES.join(", ")}`,
   );
-  const results: Partial<Record<"batched" | "single" | "baseline", ModeResult>> = {};
+  const results: Partial<Record<"batched" | "first" | "single" | "baseline", ModeResult>> = {};
   if (MODES.includes("batched")) results.batched = await runKeeperMode("batched", N);
+  if (MODES.includes("first")) results.first = await runKeeperMode("first", N);
   if (MODES.includes("single")) results.single = await runKeeperMode("single", N);
   if (MODES.includes("baseline")) results.baseline = await runBaseline(M);
 
@@ -1251,6 +1256,7 @@ async function main(): Promise<void> {
     const out = {
       bench: "exec",
       ...(best ? pick(best) : { liquidations: N }),
+      first: results.first ? pick(results.first) : undefined,
       single: results.single ? pick(results.single) : undefined,
       baseline: results.baseline
         ? {

@@ -244,6 +244,8 @@ export function runKeeper<S>(p: RunParts<S>): {
         client: connection.publicClient,
         wsUrl: config.network.wsUrl,
         pollMs: k.bidding.txpoolPollMs,
+        // a poll costs a request: only while liquidations of ours are planned or pending
+        active: () => executor.busy,
       });
     }
     await watcher.run(controller.signal);

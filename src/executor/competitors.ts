@@ -9,7 +9,15 @@
  * competitors. A bid is forgotten `ttlBlocks` after it was seen (mined, dropped or replaced: the book or a newer bid
  * says the rest).
  */
-import { type Address, type Hex, hexToBigInt, type PublicClient } from "viem";
+import {
+  type Address,
+  BaseError,
+  type Hex,
+  hexToBigInt,
+  MethodNotFoundRpcError,
+  MethodNotSupportedRpcError,
+  type PublicClient,
+} from "viem";
 import { describeError } from "../chain/errors.ts";
 import { type Subscription, subscribe } from "../chain/subscription.ts";
 import { big, type Logger } from "../ops/logger.ts";
@@ -159,7 +167,13 @@ export class CompetitorWatch {
   /**
    * Follows the pool: a WebSocket subscription to full pending transactions, or txpool_content every `pollMs`.
    */
-  start(o: { readonly client: PublicClient; readonly wsUrl?: string; readonly pollMs: number }): void {
+  start(o: {
+    readonly client: PublicClient;
+    readonly wsUrl?: string;
+    readonly pollMs: number;
+    /** Polling only: whether the pool is worth reading now (we have liquidations under way); default always. */
+    readonly active?: () => boolean;
+  }): void {
     if (o.wsUrl !== undefined) {
       this.subscription = subscribe({
         wsUrl: o.wsUrl,
@@ -173,18 +187,37 @@ export class CompetitorWatch {
       });
       return;
     }
+    let failures = 0;
     const poll = async () => {
       this.timer = undefined;
-      try {
-        const content = (await o.client.request({ method: "txpool_content" as never })) as {
-          pending?: Record<string, Record<string, PoolTransaction>>;
-        };
-        const now = performance.now();
-        for (const byNonce of Object.values(content.pending ?? {})) {
-          for (const tx of Object.values(byNonce)) this.observe(tx, now);
+      if (o.active?.() !== false) {
+        try {
+          const content = (await o.client.request({ method: "txpool_content" as never })) as {
+            pending?: Record<string, Record<string, PoolTransaction>>;
+          };
+          const now = performance.now();
+          for (const byNonce of Object.values(content.pending ?? {})) {
+            for (const tx of Object.values(byNonce)) this.observe(tx, now);
+          }
+          if (failures > 0)
+            this.o.log.info({ event: "rpc_recovered", step: "txpool_content" }, "the pool answers again");
+          failures = 0;
+        } catch (error) {
+          if (unsupported(error)) {
+            // most hosted RPCs do not serve the pool: said once, never asked again (a WebSocket endpoint sees it)
+            this.o.log.warn(
+              { event: "competitor_watch_unavailable", error: describeError(error) },
+              "the RPC does not serve txpool_content: competitors' pending liquidations are not seen (set network.wsUrl)",
+            );
+            return;
+          }
+          if (failures++ === 0) {
+            this.o.log.warn(
+              { event: "rpc_error", step: "txpool_content", error: describeError(error) },
+              "reading the pool failed; competitors' pending liquidations are not seen until it answers",
+            );
+          }
         }
-      } catch (error) {
-        this.o.log.debug({ event: "rpc_error", step: "txpool_content", error: describeError(error) }, "pool unread");
       }
       if (this.stopped) return;
       this.timer = setTimeout(() => void poll(), o.pollMs);
@@ -200,4 +233,12 @@ export class CompetitorWatch {
     this.subscription?.stop();
     if (this.timer) clearTimeout(this.timer);
   }
+}
+
+/** The node does not serve the method (JSON-RPC -32601 / -32004, or a provider's words for it). */
+function unsupported(error: unknown): boolean {
+  if (!(error instanceof BaseError)) return false;
+  if (error.walk((e) => e instanceof MethodNotFoundRpcError || e instanceof MethodNotSupportedRpcError)) return true;
+  const text = `${error.shortMessage} ${error.details ?? ""}`.toLowerCase();
+  return /not (supported|available|allowed|whitelisted)|does not exist|method not found|unsupported method/.test(text);
 }

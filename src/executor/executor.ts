@@ -336,6 +336,11 @@ export class Executor {
     );
   }
 
+  /** Whether liquidations of ours are being planned or are unresolved (a race may be on). */
+  get busy(): boolean {
+    return this.attempts.claims.size > 0 || this.attempts.unresolved.length > 0;
+  }
+
   /** Rewards of what we liquidated less gas and oracle fees paid, WAD collateral; undefined: no gas token price. */
   netProfit(): bigint | undefined {
     const price = this.o.fees.gasTokenPrice;

@@ -4,7 +4,15 @@
  * competitor's replacement supersedes its earlier bid. Then on a real node: a competitor's transaction waiting in
  * Anvil's pool (interval mining) is seen through txpool_content.
  */
-import { type Address, createPublicClient, type Hex, http, parseGwei } from "viem";
+import {
+  type Address,
+  createPublicClient,
+  type Hex,
+  http,
+  MethodNotFoundRpcError,
+  type PublicClient,
+  parseGwei,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
@@ -79,6 +87,50 @@ describe("CompetitorWatch", () => {
     watch.onHead(head);
     expect(watch.contest("t1")).toBeUndefined();
     expect(watch.contested).toBe(0);
+  });
+
+  it("reads the pool only while active, and never again once the RPC says it does not serve txpool_content", async () => {
+    const logs = captureLogs();
+    let asked = 0;
+    let served = true;
+    let active = false;
+    const client = {
+      request: async () => {
+        asked++;
+        if (!served) {
+          throw new MethodNotFoundRpcError(new Error("the method txpool_content does not exist/is not available"));
+        }
+        return { pending: {} };
+      },
+    } as unknown as PublicClient;
+    const watch = new CompetitorWatch({ protocol, ours: () => false, log: logs.log, head: () => 0n });
+    let polls = 0;
+    watch.start({
+      client,
+      pollMs: 5,
+      active: () => {
+        polls++;
+        return active;
+      },
+    });
+    try {
+      // idle: polls come and go without a request
+      await until("idle polls", () => polls >= 5);
+      expect(asked).toBe(0);
+      active = true;
+      await until("asked while active", () => asked >= 2);
+      served = false;
+      await until("unavailable said", () => logs.events("competitor_watch_unavailable").length === 1);
+      const after = asked;
+      const pollsThen = polls;
+      // the poll loop ended with the refusal: no poll consults `active` again, so none asks
+      await new Promise((r) => setTimeout(r, 50));
+      expect(polls).toBe(pollsThen);
+      expect(asked).toBe(after);
+      expect(logs.events("competitor_watch_unavailable")).toHaveLength(1);
+    } finally {
+      watch.stop();
+    }
   });
 
   describe("on a node's pool", () => {

@@ -255,7 +255,11 @@ export class Executor {
     const run = this.senderOf(best).enqueue(unit);
     if (run) {
       this.pumps.add(run);
-      void run.finally(() => this.pumps.delete(run));
+      void run.finally(() => {
+        this.pumps.delete(run);
+        // a competitor's bid seen while this was being signed found nothing pending to answer: answered now
+        if (this.o.bidding && (this.o.competitors?.contested ?? 0) > 0) this.contested(unit.targets.map((t) => t.key));
+      });
     }
   }
 
@@ -401,12 +405,14 @@ export class Executor {
       let observed: bigint | undefined;
       if (this.o.tipSource === "feeHistory") {
         try {
+          // the median over the last blocks of each one's percentile: one block of a bidding war (ours, or
+          // others') does not make the going tip for everything after it
           const history = await this.o.client.getFeeHistory({
-            blockCount: 1,
+            blockCount: TIP_BLOCKS,
             blockNumber: tick.blockNumber,
             rewardPercentiles: [this.o.tipPercentile],
           });
-          observed = history.reward?.[0]?.[0];
+          observed = median((history.reward ?? []).map((r) => r[0]).filter((t): t is bigint => t !== undefined));
         } catch {
           observed = undefined;
         }
@@ -454,4 +460,14 @@ export class Executor {
   async shutdown(): Promise<void> {
     await Promise.all(this.o.lanes.map((l) => l.journal.close().catch(() => {})));
   }
+}
+
+/** Blocks whose tips make the going tip (their median). */
+const TIP_BLOCKS = 5;
+
+/** The lower median; undefined for none. */
+function median(values: readonly bigint[]): bigint | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }

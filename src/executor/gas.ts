@@ -60,7 +60,12 @@ export async function callGas(
       return { raw: used + intrinsicGas(data), measured: true };
     // an answer that does not say: the estimate
   }
-  return { raw: await client.estimateGas({ account: from, to: protocol.address, data, ...paid }), measured: false };
+  // at the head the risk model judged, never the node's pending block: there, competitors' pending liquidations of
+  // the same targets have already run, and a batch's estimate would cover only skipping them (out of gas when mined)
+  return {
+    raw: await client.estimateGas({ account: from, to: protocol.address, data, blockTag: "latest", ...paid }),
+    measured: false,
+  };
 }
 
 /** The gas limit of a measured call. */

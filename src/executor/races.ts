@@ -34,6 +34,8 @@ export interface ContestSource {
   contest(key: string): CompetitorBid | undefined;
   /** At each head: old bids forgotten. */
   onHead(blockNumber: bigint): void;
+  /** Targets with a live competing bid. */
+  readonly contested: number;
 }
 
 /** One race, as the status view shows it. */

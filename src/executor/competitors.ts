@@ -91,6 +91,8 @@ export class CompetitorWatch {
   /** By target key: the bids on it, by transaction hash. */
   private readonly bids = new Map<string, Map<Hex, CompetitorBid>>();
   private readonly seen = new Set<Hex>();
+  /** Live bids by sender (lower case) and nonce: the targets each one bids on. */
+  private readonly bidders = new Map<string, Map<bigint, readonly string[]>>();
   /** Bids seen, by competitor (lower-case sender). */
   readonly seenBy = new Map<string, number>();
   private subscription: Subscription | undefined;
@@ -101,6 +103,10 @@ export class CompetitorWatch {
   /** A pending transaction: recorded when it liquidates targets of ours and is not ours. Returns its target keys. */
   observe(tx: PoolTransaction, seenAt = performance.now()): readonly string[] {
     if (this.seen.has(tx.hash)) return [];
+    const from = tx.from.toLowerCase();
+    // a competitor's own replacement of a bid by anything else (its cancel) withdraws that bid
+    const bidding = this.bidders.get(from);
+    if (bidding) this.withdraw(from, big_(tx.nonce) ?? 0n, bidding);
     if (!tx.to || !tx.input || this.o.ours(tx.from) || this.o.ours(tx.to)) return [];
     const keys = this.o.protocol.competitorTargets?.(tx.input, tx.to);
     if (!keys || keys.length === 0) return [];
@@ -116,6 +122,12 @@ export class CompetitorWatch {
       seenAt,
       seenAtBlock: this.o.head(),
     };
+    let nonces = this.bidders.get(bid.from);
+    if (!nonces) {
+      nonces = new Map();
+      this.bidders.set(bid.from, nonces);
+    }
+    nonces.set(bid.nonce, keys);
     for (const key of keys) {
       let on = this.bids.get(key);
       if (!on) {
@@ -141,6 +153,20 @@ export class CompetitorWatch {
     return keys;
   }
 
+  /** The bids a sender's transaction at `nonce` made (replaced now by something that is no bid on them). */
+  private withdraw(from: string, nonce: bigint, nonces: Map<bigint, readonly string[]>): void {
+    const keys = nonces.get(nonce);
+    if (!keys) return;
+    nonces.delete(nonce);
+    if (nonces.size === 0) this.bidders.delete(from);
+    for (const key of keys) {
+      const on = this.bids.get(key);
+      if (!on) continue;
+      for (const [hash, bid] of on) if (bid.from === from && bid.nonce === nonce) on.delete(hash);
+      if (on.size === 0) this.bids.delete(key);
+    }
+  }
+
   /** The highest competing bid on a target (by tip), or undefined when none is live. */
   contest(key: string): CompetitorBid | undefined {
     let best: CompetitorBid | undefined;
@@ -156,6 +182,13 @@ export class CompetitorWatch {
     for (const [key, on] of this.bids) {
       for (const [hash, bid] of on) if (blockNumber - bid.seenAtBlock > ttl) on.delete(hash);
       if (on.size === 0) this.bids.delete(key);
+    }
+    // the senders' index keeps only nonces with a live bid
+    const live = new Set<string>();
+    for (const on of this.bids.values()) for (const bid of on.values()) live.add(`${bid.from}:${bid.nonce}`);
+    for (const [from, nonces] of this.bidders) {
+      for (const nonce of nonces.keys()) if (!live.has(`${from}:${nonce}`)) nonces.delete(nonce);
+      if (nonces.size === 0) this.bidders.delete(from);
     }
   }
 

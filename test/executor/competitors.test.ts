@@ -62,8 +62,10 @@ describe("CompetitorWatch", () => {
     });
     expect(watch.observe(tx(1, OURS, [1, 2], 5n))).toEqual([]); // our own
     expect(watch.observe(tx(2, RIVAL, [1, 2], 5n))).toEqual(["t1", "t2"]);
-    expect(watch.observe({ ...tx(3, RIVAL, [3], 5n), to: "0x00000000000000000000000000000000000000cc" })).toEqual([]);
-    expect(watch.observe({ ...tx(4, RIVAL, [], 5n), input: "0xdeadbeef" })).toEqual([]);
+    expect(watch.observe({ ...tx(3, RIVAL, [3], 5n, 1n), to: "0x00000000000000000000000000000000000000cc" })).toEqual(
+      [],
+    );
+    expect(watch.observe({ ...tx(4, RIVAL, [], 5n, 2n), input: "0xdeadbeef" })).toEqual([]);
     expect(watch.contest("t1")?.maxPriorityFeePerGas).toBe(5n);
     expect(watch.contest("t3")).toBeUndefined();
     // another competitor bids higher on t2
@@ -79,6 +81,13 @@ describe("CompetitorWatch", () => {
     expect(watch.observe(tx(6, RIVAL, [1], 12n))).toEqual([]);
     expect(watch.seenBy.get(RIVAL)).toBe(2);
     expect(logs.events("competitor_seen")).toHaveLength(3);
+    // the other competitor cancels its bid (a transfer to itself at the same nonce): no bid of it is left on t2
+    expect(
+      watch.observe({ hash: `0x${"ee".repeat(32)}` as Hex, from: other, to: other, input: "0x", nonce: 0n }),
+    ).toEqual([]);
+    // the rival's replacement bid on t1 alone withdrew its bid on t2: nobody bids on t2 now
+    expect(watch.contest("t2")).toBeUndefined();
+    expect(watch.contest("t1")?.maxPriorityFeePerGas).toBe(12n);
     // forgotten after the ttl
     head = 13n;
     watch.onHead(head);

@@ -257,8 +257,9 @@ export class Executor {
       this.pumps.add(run);
       void run.finally(() => {
         this.pumps.delete(run);
-        // a competitor's bid seen while this was being signed found nothing pending to answer: answered now
-        if (this.o.bidding && (this.o.competitors?.contested ?? 0) > 0) this.contested(unit.targets.map((t) => t.key));
+        // a competitor's bid seen while these were being signed found nothing pending to answer: answered now (all
+        // of them: the pump sent whatever its lane had queued, not only this unit)
+        if (this.o.bidding && (this.o.competitors?.contested ?? 0) > 0 && !this.closed) this.answerContests();
       });
     }
   }
@@ -321,6 +322,18 @@ export class Executor {
     });
   }
 
+  /** Answers every competing bid on our pending liquidations, in the serial queue. */
+  private answerContests(keys?: ReadonlySet<string>): void {
+    void this.blockWork.add(() =>
+      this.races.answer(keys).catch((error: unknown) => {
+        this.o.log.warn(
+          { event: "rpc_error", step: "outbid", error: describeError(error) },
+          "answering a competitor's bid failed; answered again at the next head",
+        );
+      }),
+    );
+  }
+
   /**
    * A competitor's pending bid on these targets was just seen (the pool watch): our pending liquidations of them are
    * outbid or withdrawn now, in the serial queue, not at the next head.
@@ -329,15 +342,7 @@ export class Executor {
     if (this.closed || !this.o.bidding) return;
     const ours = keys.filter((k) => this.attempts.claims.has(k));
     if (ours.length === 0) return;
-    const set = new Set(ours);
-    void this.blockWork.add(() =>
-      this.races.answer(set).catch((error: unknown) => {
-        this.o.log.warn(
-          { event: "rpc_error", step: "outbid", error: describeError(error) },
-          "answering a competitor's bid failed; answered again at the next head",
-        );
-      }),
-    );
+    this.answerContests(new Set(ours));
   }
 
   /** Whether liquidations of ours are being planned or are unresolved (a race may be on). */

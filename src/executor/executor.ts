@@ -23,6 +23,7 @@ import { Attempts } from "./attempts.ts";
 import { type FeeContext, pickTip } from "./fees.ts";
 import { describeTargets } from "./fields.ts";
 import { SignerFunds } from "./funds.ts";
+import { observedTip } from "./goingTip.ts";
 import { Inclusion } from "./inclusion.ts";
 import type { NonceLane } from "./lane.ts";
 import { Monitor } from "./monitor.ts";
@@ -407,21 +408,10 @@ export class Executor {
   private async feeContext(tick: { blockNumber: bigint; baseFeePerGas: bigint }): Promise<FeeContext> {
     if (this.feeCache?.block === tick.blockNumber) return this.feeCache.ctx;
     const ctx = (async (): Promise<FeeContext> => {
-      let observed: bigint | undefined;
-      if (this.o.tipSource === "feeHistory") {
-        try {
-          // the median over the last blocks of each one's percentile: one block of a bidding war (ours, or
-          // others') does not make the going tip for everything after it
-          const history = await this.o.client.getFeeHistory({
-            blockCount: TIP_BLOCKS,
-            blockNumber: tick.blockNumber,
-            rewardPercentiles: [this.o.tipPercentile],
-          });
-          observed = median((history.reward ?? []).map((r) => r[0]).filter((t): t is bigint => t !== undefined));
-        } catch {
-          observed = undefined;
-        }
-      }
+      const observed =
+        this.o.tipSource === "feeHistory"
+          ? await observedTip(this.o.client, tick.blockNumber, this.o.tipPercentile)
+          : undefined;
       return { baseFeePerGas: tick.baseFeePerGas, priorityFeePerGas: pickTip(this.o.fees, observed) };
     })();
     this.feeCache = { block: tick.blockNumber, ctx };
@@ -465,14 +455,4 @@ export class Executor {
   async shutdown(): Promise<void> {
     await Promise.all(this.o.lanes.map((l) => l.journal.close().catch(() => {})));
   }
-}
-
-/** Blocks whose tips make the going tip (their median). */
-const TIP_BLOCKS = 5;
-
-/** The lower median; undefined for none. */
-function median(values: readonly bigint[]): bigint | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return sorted[Math.floor((sorted.length - 1) / 2)];
 }

@@ -85,7 +85,7 @@ export interface ProxyStats {
   wsRefused: number;
   /** Connections terminated by cut(). */
   wsCut: number;
-  /** eth_subscribe requests sent by clients. */
+  /** eth_subscribe requests for new heads sent by clients (the pool watch's are not counted). */
   wsSubscribes: number;
   /** Subscription notifications (eth_subscription) delivered to clients. */
   wsNotifications: number;
@@ -287,7 +287,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const countClientMessage = (data: RawData) => {
     try {
       const parsed = JSON.parse(data.toString()) as RpcCall | RpcCall[];
-      for (const m of Array.isArray(parsed) ? parsed : [parsed]) if (m.method === "eth_subscribe") stats.wsSubscribes++;
+      // head subscriptions only: the pool watch's (newPendingTransactions) comes and goes on its own connection
+      for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (m.method === "eth_subscribe" && (m.params as unknown[] | undefined)?.[0] === "newHeads")
+          stats.wsSubscribes++;
+      }
     } catch {
       // not JSON: forwarded as it is
     }

@@ -178,7 +178,11 @@ export class Races {
       );
       return;
     }
-    // outbidding it does not pay: withdrawn when every target is contested; a batch keeps its uncontested ones
+    // outbidding it does not pay. A tie (both at what the reward pays: two copies of this keeper) is kept by the
+    // lower sender address and left by the other, the same rule on both sides: one wins, neither pays to skip.
+    const ours = effectiveTip(latest, head.baseFeePerGas);
+    if (ours === contest.competitorTip && a.signer.toLowerCase() < contest.bid.from.toLowerCase()) return;
+    // withdrawn when every target is contested; a batch keeps its uncontested ones
     if (!a.targets.every((t) => this.contested(t.key))) {
       o.log.debug(
         { event: "liquidation_contested", ...attemptIds(a), ...competitor, reason: plan.reason },

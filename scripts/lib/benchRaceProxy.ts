@@ -4,11 +4,9 @@
  * moment it arrived (performance.now()), and counts calls by method. From the raw transactions: what each racer sent
  * for, pending or replaced or mined (sentTargets), and when it first broadcast after a tick (firstSendAfter).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { type Address, type Hex, keccak256, parseTransaction } from "viem";
 import { perpEngineCompetitors } from "../../src/protocol/perpEngine/competitors.ts";
-import { now } from "./tools.ts";
+import { type Forwarder, startForwarder } from "./countingProxies.ts";
 
 export interface SentRaw {
   readonly at: number;
@@ -18,45 +16,21 @@ export interface SentRaw {
 export class RaceProxy {
   readonly sends: SentRaw[] = [];
   readonly byMethod = new Map<string, number>();
-  url = "";
-  private readonly server = createServer((req, res) => this.forward(req, res));
 
-  private constructor(private readonly target: string) {}
+  private constructor(private readonly forwarder: Forwarder) {}
 
-  static async start(target: string): Promise<RaceProxy> {
-    const proxy = new RaceProxy(target);
-    await new Promise<void>((resolve, reject) => {
-      proxy.server.once("error", reject);
-      proxy.server.listen(0, "127.0.0.1", () => resolve());
-    });
-    proxy.url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
-    return proxy;
+  get url(): string {
+    return this.forwarder.url;
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const at = now();
-      const body = Buffer.concat(chunks);
-      this.record(body.toString("utf8"), at);
-      fetch(this.target, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-        signal: AbortSignal.timeout(120_000),
-      })
-        .then(async (upstream) => {
-          const answer = Buffer.from(await upstream.arrayBuffer());
-          res.writeHead(upstream.status, { "content-type": "application/json", "content-length": answer.length });
-          res.end(answer);
-        })
-        .catch((error: unknown) => {
-          if (res.headersSent) return;
-          res.writeHead(502, { "content-type": "text/plain" });
-          res.end(String(error));
-        });
+  static async start(target: string): Promise<RaceProxy> {
+    let proxy: RaceProxy | undefined;
+    const forwarder = await startForwarder(target, {
+      onBody: (body, at) => proxy?.record(body, at),
+      timeoutMs: 120_000,
     });
+    proxy = new RaceProxy(forwarder);
+    return proxy;
   }
 
   private record(body: string, at: number): void {
@@ -98,8 +72,7 @@ export class RaceProxy {
     return { keys, hashes };
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
+  close(): Promise<void> {
+    return this.forwarder.close();
   }
 }

@@ -65,38 +65,37 @@ class Counter {
   }
 }
 
-export class CountingHttpProxy {
-  private readonly counter = new Counter();
-  url = "";
-  private readonly server = createServer((req, res) => this.forward(req, res));
+/** A JSON-RPC forwarder over HTTP on a free loopback port; `onBody` sees each request (and when it came). */
+export interface Forwarder {
+  readonly url: string;
+  close(): Promise<void>;
+}
 
-  private constructor(private readonly target: string) {}
-
-  static async start(target: string): Promise<CountingHttpProxy> {
-    const proxy = new CountingHttpProxy(target);
-    await new Promise<void>((resolve, reject) => {
-      proxy.server.once("error", reject);
-      proxy.server.listen(0, "127.0.0.1", () => resolve());
-    });
-    proxy.url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
-    return proxy;
-  }
-
-  private forward(req: IncomingMessage, res: ServerResponse): void {
+export async function startForwarder(
+  target: string,
+  o: {
+    readonly onBody: (body: string, at: number) => void;
+    /** Bytes of each answer given to the client. */
+    readonly onAnswer?: (bytes: number) => void;
+    readonly timeoutMs?: number;
+  },
+): Promise<Forwarder> {
+  const forward = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      const at = performance.now();
       const body = Buffer.concat(chunks);
-      this.counter.count(body.toString("utf8"));
-      fetch(this.target, {
+      o.onBody(body.toString("utf8"), at);
+      fetch(target, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body,
-        signal: AbortSignal.timeout(300_000),
+        signal: AbortSignal.timeout(o.timeoutMs ?? 300_000),
       })
         .then(async (upstream) => {
           const answer = Buffer.from(await upstream.arrayBuffer());
-          if (this.counter.counting) this.counter.bytes += answer.length;
+          o.onAnswer?.(answer.length);
           res.writeHead(upstream.status, { "content-type": "application/json", "content-length": answer.length });
           res.end(answer);
         })
@@ -106,6 +105,40 @@ export class CountingHttpProxy {
           res.end(String(error));
         });
     });
+  };
+  const server = createServer(forward);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+export class CountingHttpProxy {
+  private readonly counter = new Counter();
+
+  private constructor(private readonly forwarder: Forwarder) {}
+
+  get url(): string {
+    return this.forwarder.url;
+  }
+
+  static async start(target: string): Promise<CountingHttpProxy> {
+    let proxy: CountingHttpProxy | undefined;
+    const forwarder = await startForwarder(target, {
+      onBody: (body) => proxy?.counter.count(body),
+      onAnswer: (bytes) => {
+        if (proxy?.counter.counting) proxy.counter.bytes += bytes;
+      },
+    });
+    proxy = new CountingHttpProxy(forwarder);
+    return proxy;
   }
 
   startCounting(): void {
@@ -121,9 +154,8 @@ export class CountingHttpProxy {
     return this.counter.snapshot();
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
+  close(): Promise<void> {
+    return this.forwarder.close();
   }
 }
 

@@ -10,14 +10,24 @@ const INTERVALS = 8;
 export class BlockClock {
   private readonly intervals: bigint[] = [];
   private previous: bigint | undefined;
+  private previousNumber: bigint | undefined;
 
-  /** A head's timestamp, in the order heads come (a repeat or an older one adds no interval). */
-  observe(timestamp: bigint): void {
-    if (this.previous !== undefined && timestamp > this.previous) {
-      this.intervals.push(timestamp - this.previous);
+  /**
+   * A head's timestamp (and number), in the order heads come (a repeat or an older one adds no interval). Heads
+   * skipped between two seen (a slow poll, a busy host) count: the time between is shared by the blocks it spans, so
+   * that one missed head never reads as one long block.
+   */
+  observe(timestamp: bigint, blockNumber?: bigint): void {
+    const blocks =
+      blockNumber !== undefined && this.previousNumber !== undefined ? blockNumber - this.previousNumber : 1n;
+    if (this.previous !== undefined && timestamp > this.previous && blocks > 0n) {
+      this.intervals.push((timestamp - this.previous) / blocks);
       if (this.intervals.length > INTERVALS) this.intervals.shift();
     }
-    this.previous = timestamp;
+    if (blocks > 0n || this.previous === undefined) {
+      this.previous = timestamp;
+      this.previousNumber = blockNumber;
+    }
   }
 
   /** The usual interval between blocks, seconds (1 until two heads were seen). */
@@ -42,5 +52,6 @@ export class BlockClock {
   clear(): void {
     this.intervals.length = 0;
     this.previous = undefined;
+    this.previousNumber = undefined;
   }
 }

@@ -250,7 +250,7 @@ export class Precomputer implements TickHook {
   /** Each head, before the normal path: updates it carries land (what was held fires), old ones expire. */
   onTick(tick: Tick): void {
     this.aggregatorMap = undefined; // markets listed, proxies re-pointed: rebuilt when next asked
-    this.clock.observe(tick.timestamp);
+    this.clock.observe(tick.timestamp, tick.blockNumber);
     for (const t of [...this.tracked.values()]) {
       const verdict = judgeUpdate({
         seenAtBlock: t.seenAtBlock,

@@ -63,7 +63,7 @@ export class ViewPrices implements PriceSource<HeadReads> {
 
   async readHead(client: PublicClient, block: Head): Promise<HeadReads> {
     const markets = [...this.o.markets()]; // as of the head's ask: a market its events list is read after them
-    this.clock.observe(block.timestamp);
+    this.clock.observe(block.timestamp, block.number);
     if (!this.o.lookahead?.()) return { markets, answers: await this.read(client, markets, block) };
     const next = { number: block.number + 1n, time: this.clock.next(block.timestamp) };
     const [answers, ahead] = await Promise.all([

@@ -17,6 +17,25 @@ describe("BlockClock", () => {
     expect(clock.interval()).toBe(2n);
   });
 
+  it("shares the time between two heads seen by the blocks between them: a missed head is no long block", () => {
+    const clock = new BlockClock();
+    // heads 10, 15, 20 (those between never seen), 21, 26: every block 1 s apart (per head seen: 5, 5, 1, 5 s)
+    for (const [n, t] of [
+      [10n, 1_000n],
+      [15n, 1_005n],
+      [20n, 1_010n],
+      [21n, 1_011n],
+      [26n, 1_016n],
+    ] as const)
+      clock.observe(t, n);
+    expect(clock.interval()).toBe(1n);
+    expect(clock.next(1_016n, FAR)).toBe(1_017n);
+    // a lower block number (a reorganised head) adds nothing, and the next is measured from the last one kept
+    clock.observe(1_009n, 19n);
+    clock.observe(1_018n, 28n);
+    expect(clock.interval()).toBe(1n);
+  });
+
   it("caps the interval at 60 s, and takes the wall clock when it is a little ahead of the estimate", () => {
     const clock = new BlockClock();
     clock.observe(0n);

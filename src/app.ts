@@ -6,7 +6,6 @@
 import { type Address, hexToBigInt } from "viem";
 import { endpoints } from "./chain/connect.ts";
 import { ConfigError, redactUrl } from "./config/load.ts";
-import { poolWatch } from "./executor/competitors.ts";
 import { Executor } from "./executor/executor.ts";
 import { openLanes } from "./executor/signers.ts";
 import { reorgWindow } from "./executor/types.ts";
@@ -86,15 +85,7 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
   let keeperRef: Keeper | undefined;
   let watcherRef: PerpEngineWatcher | undefined;
   let precomputer: Precomputer | undefined;
-  let executorRef: Executor | undefined;
   const protocol = perpEngineProtocol(engine);
-  const competitors = poolWatch({
-    enabled: k.bidding.enabled,
-    protocol,
-    log: logs.executor,
-    executor: () => executorRef,
-    head: () => watcherRef?.processedBlock,
-  });
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
@@ -103,7 +94,6 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     lanes,
     log: logs.executor,
     ...executorSettings(k),
-    competitors,
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => book.positions.get(key),
     stillLiquidatable: (key) => keeperRef?.stillLiquidatable(key),
@@ -115,7 +105,6 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
     // mined attempts are kept for as long as the watcher's window can roll a block back
     reorgWindowBlocks: (head) => reorgWindow(head, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
   });
-  executorRef = executor;
   const keeper = new Keeper({ book, risk, executor, log: logs.keeper });
   keeperRef = keeper;
   const leftBehind = new LeftBehind({ warnAfterBlocks: BigInt(k.leftBehindBlocks), log: logs.ops });
@@ -289,7 +278,6 @@ export async function startKeeper(o: KeeperRunOptions): Promise<RunningKeeper> {
         }),
       ),
     onStop: () => precomputer?.stop(),
-    competitors,
     closeOps: ops.close,
     log,
     watcherLog: logs.watcher,

@@ -11,7 +11,6 @@ import { describeError, isRetryable } from "./chain/errors.ts";
 import { redactUrl } from "./config/load.ts";
 import type { KeeperConfig } from "./config/schema.ts";
 import { KeeperError } from "./errors.ts";
-import type { CompetitorWatch } from "./executor/competitors.ts";
 import type { Executor } from "./executor/executor.ts";
 import type { ExecutorOptions } from "./executor/types.ts";
 import { fromWad } from "./ops/decimals.ts";
@@ -188,8 +187,6 @@ export interface RunParts<S> {
   readonly afterBackfill?: () => void;
   /** Runs first when stopping (precompute stops there). */
   readonly onStop?: () => void;
-  /** The pool watch (keeper.bidding): started once the backfill is done, stopped first when stopping. */
-  readonly competitors?: CompetitorWatch;
   readonly closeOps: () => Promise<void>;
   readonly log: Logger;
   readonly watcherLog: Logger;
@@ -240,7 +237,7 @@ export function runKeeper<S>(p: RunParts<S>): {
     }
     if (!controller.signal.aborted) {
       p.afterBackfill?.();
-      p.competitors?.start({
+      executor.races.watch?.start({
         client: connection.publicClient,
         wsUrl: config.network.wsUrl,
         pollMs: k.bidding.txpoolPollMs,
@@ -256,7 +253,7 @@ export function runKeeper<S>(p: RunParts<S>): {
       log.info({ event: "keeper_stopping", reason }, "stopping: no new work; waiting for broadcasts under way");
       controller.abort();
       p.onStop?.();
-      p.competitors?.stop();
+      executor.races.watch?.stop();
       executor.close();
       // shutdownGraceMs is the whole budget, whatever the RPC does: a step waiting on an endpoint that never answers
       // is left behind (the process exits), never waited for

@@ -61,29 +61,6 @@ export interface CompetitorWatchOptions {
   readonly onBid?: (keys: readonly string[], bid: CompetitorBid) => void;
 }
 
-/**
- * The pool watch of a run (keeper.bidding.enabled), wired to its executor: our signers and liquidator are never
- * competitors, and every bid seen is answered at once (Executor.contested). Undefined when bidding is off.
- */
-export function poolWatch(o: {
-  readonly enabled: boolean;
-  readonly protocol: Pick<LiquidationProtocol, "competitorTargets">;
-  readonly log: Logger;
-  /** The run's executor, once built. */
-  readonly executor: () => { isOurs(address: Address): boolean; contested(keys: readonly string[]): void } | undefined;
-  /** The last processed head. */
-  readonly head: () => bigint | undefined;
-}): CompetitorWatch | undefined {
-  if (!o.enabled || !o.protocol.competitorTargets) return undefined;
-  return new CompetitorWatch({
-    protocol: o.protocol,
-    log: o.log,
-    ours: (address) => o.executor()?.isOurs(address) ?? true,
-    head: () => o.head() ?? 0n,
-    onBid: (keys) => o.executor()?.contested(keys),
-  });
-}
-
 const big_ = (v: Hex | bigint | null | undefined): bigint | undefined =>
   v === undefined || v === null ? undefined : typeof v === "bigint" ? v : hexToBigInt(v);
 

@@ -110,6 +110,8 @@ export class Executor {
       closed: () => this.closed,
       head: () => this.head,
       feeContext: (tick) => this.feeContext(tick),
+      isOurs: (address) => this.isOurs(address),
+      contested: (keys) => this.contested(keys),
     });
     this.monitor = new Monitor({
       ...shared,
@@ -260,7 +262,7 @@ export class Executor {
         this.pumps.delete(run);
         // a competitor's bid seen while these were being signed found nothing pending to answer: answered now (all
         // of them: the pump sent whatever its lane had queued, not only this unit)
-        if (this.o.bidding && (this.o.competitors?.contested ?? 0) > 0 && !this.closed) this.answerContests();
+        if (this.o.bidding && this.races.anyContested && !this.closed) this.answerContests();
       });
     }
   }
@@ -308,7 +310,7 @@ export class Executor {
         const freed = this.inclusion.takeFreed().filter((key) => !this.attempts.claims.has(key));
         if (freed.length > 0 && !this.closed) this.o.replan?.(freed);
         await this.monitor.judge(head);
-        this.o.competitors?.onHead(head.blockNumber);
+        this.races.onHead(head.blockNumber);
         await this.races.answer(); // what is still contested, and bids seen while the pass ran
         this.retryBacklog();
         // what maxPendingGas held back at this head, now that the head's receipts freed room

@@ -14,12 +14,13 @@
  *   the status view. Gas of transactions that liquidated nothing, and of cancels that withdrew, is gas wasted on
  *   lost races (ExecutorStats.lostRaceGasWei).
  */
+import type { Address } from "viem";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
 import { type Contest, outbid } from "./bidding.ts";
-import type { CompetitorBid } from "./competitors.ts";
+import { type CompetitorBid, CompetitorWatch } from "./competitors.ts";
 import { currentFees, type FeeContext } from "./fees.ts";
 import { attemptIds, feeFields, sumRewards } from "./fields.ts";
 import { txRecord } from "./journal.ts";
@@ -69,6 +70,10 @@ export interface RacesHost {
   closed(): boolean;
   head(): Tick | undefined;
   feeContext(tick: Tick): Promise<FeeContext>;
+  /** Our signers and liquidator contract: never competitors. */
+  isOurs(address: Address): boolean;
+  /** A bid was just seen on these targets (Executor.contested). */
+  contested(keys: readonly string[]): void;
 }
 
 export class Races {
@@ -79,10 +84,38 @@ export class Races {
   /** Attempts withdrawn (their cancel's gas is gas lost to a race). */
   private readonly withdrawn = new WeakSet<Attempt>();
 
-  constructor(private readonly h: RacesHost) {}
+  /**
+   * The pool watch (with bidding on, and an adapter that decodes competitors' calls), for the run to start and stop;
+   * undefined when the options bring their own source (tests) or bidding is off.
+   */
+  readonly watch: CompetitorWatch | undefined;
+
+  constructor(private readonly h: RacesHost) {
+    const { o } = h;
+    this.watch =
+      o.competitors === undefined && o.bidding !== undefined && o.protocol.competitorTargets !== undefined
+        ? new CompetitorWatch({
+            protocol: o.protocol,
+            log: o.log,
+            ours: (address) => h.isOurs(address),
+            head: () => h.head()?.blockNumber ?? 0n,
+            onBid: (keys) => h.contested(keys),
+          })
+        : undefined;
+  }
 
   private get source(): ContestSource | undefined {
-    return this.h.o.competitors;
+    return this.h.o.competitors ?? this.watch;
+  }
+
+  /** Bids on these targets are live (the watch has any at all): worth answering after a send. */
+  get anyContested(): boolean {
+    return (this.source?.contested ?? 0) > 0;
+  }
+
+  /** A head: bids older than their ttl are forgotten. */
+  onHead(blockNumber: bigint): void {
+    this.source?.onHead(blockNumber);
   }
 
   /**

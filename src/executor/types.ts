@@ -30,7 +30,10 @@ export interface ExecutorOptions {
    * tip, and no answer to a competitor.
    */
   readonly bidding?: BiddingPolicy;
-  /** Competitors' pending bids on our targets (the pool watch, competitors.ts); undefined: the pool is not watched. */
+  /**
+   * Competitors' pending bids on our targets; undefined: with bidding on, the executor's own pool watch
+   * (Executor.poolWatch, competitors.ts), which the run starts.
+   */
   readonly competitors?: ContestSource;
   /** Tip source: the policy's floor, or the floor raised to a percentile of the last block's tips. */
   readonly tipSource: "fixed" | "feeHistory";

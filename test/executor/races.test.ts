@@ -7,40 +7,32 @@
 import { type Address, type Hex, parseGwei, parseTransaction, toHex } from "viem";
 import { describe, expect, it } from "vitest";
 import type { BiddingPolicy } from "../../src/executor/bidding.ts";
-import { CompetitorWatch } from "../../src/executor/competitors.ts";
+import type { CompetitorWatch } from "../../src/executor/competitors.ts";
 import { FEE_POLICY } from "../helpers/fees.ts";
-import { candidate, harness, memoryLog, position, settle, started, tick } from "./fakes.ts";
+import { candidate, fakeProtocol, harness, position, settle, started, tick } from "./fakes.ts";
 
 const RIVAL = "0x00000000000000000000000000000000000000bb" as Address;
 const BIDDING: BiddingPolicy = { ordering: "priority", profitShareBps: 5_000n, maxPriorityFeePerGas: undefined };
 /** Gas priced at 3000 collateral: a 1-collateral reward pays about 3.3e14 wei of gas (some 3,300 gwei at 100k gas). */
 const PRICED = { ...FEE_POLICY, gasTokenPrice: 3_000n * 10n ** 18n };
 
-/** The executor with a pool watch that reads the fake protocol's calls ("single:<key>" / "batch:<k1>,<k2>"). */
-function racing(bidding: BiddingPolicy | null = BIDDING) {
-  let head = 100n;
-  const watch = new CompetitorWatch({
-    protocol: {
-      competitorTargets: (input: Hex) => {
-        const text = Buffer.from(input.slice(2), "hex").toString();
-        const at = text.indexOf(":");
-        return at < 0 ? undefined : text.slice(at + 1).split(",");
-      },
-    },
-    ours: () => false,
-    log: memoryLog(),
-    head: () => head,
-  });
-  const h = harness({ fees: PRICED, bidding: bidding ?? undefined, competitors: watch });
-  (watch as unknown as { o: { onBid: (keys: readonly string[]) => void } }).o.onBid = (keys) =>
-    h.executor.contested(keys);
-  return {
-    h,
-    watch,
-    setHead: (n: bigint) => {
-      head = n;
+/**
+ * The executor, with bidding, on a protocol whose calls spell their targets ("single:<key>" / "batch:<k1>,<k2>"), so
+ * that its own pool watch (Races.watch) recognises a rival's.
+ */
+function racing(bidding: BiddingPolicy = BIDDING) {
+  const protocol = {
+    ...fakeProtocol(),
+    competitorTargets: (input: Hex) => {
+      const text = Buffer.from(input.slice(2), "hex").toString();
+      const at = text.indexOf(":");
+      return at < 0 ? undefined : text.slice(at + 1).split(",");
     },
   };
+  const h = harness({ fees: PRICED, bidding, protocol });
+  const watch = h.executor.races.watch;
+  if (!watch) throw new Error("no pool watch with bidding on");
+  return { h, watch };
 }
 
 /** The rival's pending single of `key` at this tip. */
@@ -111,19 +103,20 @@ describe("races for contested targets", () => {
     expect(refused.map((l) => l.reason)).toEqual(["outbid_by_competitor"]);
   });
 
-  it("on a first-come chain, and without bidding, a competitor's bid replaces nothing", async () => {
-    for (const bidding of [{ ...BIDDING, ordering: "fcfs" as const }, null]) {
-      const { h, watch } = racing(bidding);
-      await started(h);
-      const p = position(1);
-      h.executor.submit([candidate(p)], tick(100n));
-      await settle(h);
-      rivalBid(watch, p.key, parseGwei("50"));
-      await settle(h);
-      h.executor.onHead(tick(101n));
-      await settle(h);
-      expect(txs(h.node.raws), bidding ? bidding.ordering : "bidding off").toHaveLength(1);
-      expect(h.log.events()).not.toContain("liquidation_outbid");
-    }
+  it("on a first-come chain a competitor's bid replaces nothing; without bidding the pool is not watched", async () => {
+    const { h, watch } = racing({ ...BIDDING, ordering: "fcfs" });
+    await started(h);
+    const p = position(1);
+    h.executor.submit([candidate(p)], tick(100n));
+    await settle(h);
+    rivalBid(watch, p.key, parseGwei("50"));
+    expect(watch.contested).toBe(1); // seen
+    await settle(h);
+    h.executor.onHead(tick(101n));
+    await settle(h);
+    expect(txs(h.node.raws)).toHaveLength(1);
+    expect(h.log.events()).not.toContain("liquidation_outbid");
+    const off = harness({ fees: PRICED, protocol: { ...fakeProtocol(), competitorTargets: () => [] } });
+    expect(off.executor.races.watch).toBeUndefined();
   });
 });

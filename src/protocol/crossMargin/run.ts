@@ -13,7 +13,6 @@ import { iCrossMarginEngineAbi } from "../../../abi/ICrossMarginEngine.ts";
 import { AccountKeeper } from "../../accountKeeper.ts";
 import { endpoints } from "../../chain/connect.ts";
 import { ConfigError, redactUrl } from "../../config/load.ts";
-import { poolWatch } from "../../executor/competitors.ts";
 import { Executor } from "../../executor/executor.ts";
 import { openLanes } from "../../executor/signers.ts";
 import { reorgWindow } from "../../executor/types.ts";
@@ -172,13 +171,6 @@ export async function startCrossMarginKeeper(
     nextTimestamp: () => prices.nextTimestamp(),
     headTimestamp: () => prices.headTimestamp,
   });
-  const competitors = poolWatch({
-    enabled: k.bidding.enabled,
-    protocol,
-    log: logs.executor,
-    executor: () => executorRef,
-    head: () => watcherRef?.processedBlock,
-  });
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
@@ -187,7 +179,6 @@ export async function startCrossMarginKeeper(
     lanes,
     log: logs.executor,
     ...settings,
-    competitors,
     batching: k.batching && exchange.priceUpdates === "attach",
     marketName: (id) => book.markets.get(id)?.name ?? `market ${id}`,
     current: (key) => keeperRef?.current(key),
@@ -364,7 +355,6 @@ export async function startCrossMarginKeeper(
   const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
   const snapshots = k.snapshotIntervalSeconds > 0;
   const run = runKeeper({
-    competitors,
     config,
     connection,
     watcher,

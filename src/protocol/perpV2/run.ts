@@ -8,7 +8,6 @@ import { type Address, formatUnits, hexToBigInt, parseUnits, zeroAddress } from 
 import { AccountKeeper } from "../../accountKeeper.ts";
 import { endpoints } from "../../chain/connect.ts";
 import { ConfigError, redactUrl } from "../../config/load.ts";
-import { poolWatch } from "../../executor/competitors.ts";
 import { Executor } from "../../executor/executor.ts";
 import { openLanes } from "../../executor/signers.ts";
 import { reorgWindow } from "../../executor/types.ts";
@@ -149,15 +148,7 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
   let keeperRef: AccountKeeper<PerpV2Account, PerpV2Market, PerpV2Global, PerpV2Event> | undefined;
   let watcherRef: PerpV2RunningKeeper["watcher"] | undefined;
   const settings = executorSettings(k);
-  let executorRef: Executor | undefined;
   const protocol = perpV2Protocol({ clearingHouse, liquidator, book, decoder, inventory, followUps });
-  const competitors = poolWatch({
-    enabled: k.bidding.enabled,
-    protocol,
-    log: logs.executor,
-    executor: () => executorRef,
-    head: () => watcherRef?.processedBlock,
-  });
   const executor = new Executor({
     client: publicClient,
     simulationClient: unbatchedClient,
@@ -166,7 +157,6 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     lanes,
     log: logs.executor,
     ...settings,
-    competitors,
     // eth_estimateGas under-estimates liquidate (inner calls under the 63/64 rule): at least 1.4x
     gasLimitMultiplierPercent: settings.gasLimitMultiplierPercent < 140n ? 140n : settings.gasLimitMultiplierPercent,
     batching: k.batching && liquidator !== undefined,
@@ -182,7 +172,6 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
     endpoints: connection.endpoints.many ? connection.endpoints : undefined,
     reorgWindowBlocks: (h) => reorgWindow(h, watcherRef?.finalizedBlock, BigInt(k.reorgDepth)),
   });
-  executorRef = executor;
   const keeper = new AccountKeeper({
     book,
     risk,
@@ -376,7 +365,6 @@ export async function startPerpV2Keeper(o: KeeperRunOptions): Promise<PerpV2Runn
   };
   const ops = await startOpsRuntime({ keeper: k, sources, log: logs.ops, freshness, untap, unnotify, notifier });
   const run = runKeeper({
-    competitors,
     config,
     connection,
     watcher,

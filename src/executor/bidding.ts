@@ -9,12 +9,15 @@
  * Without a gas token price no profit is known, and no bid is made (the going tip).
  */
 import {
+  capFees,
   ceilingFor,
+  effectiveTip,
   expectedProfit,
   type FeeContext,
   type FeePlan,
   type FeePolicy,
   type Fees,
+  marketFees,
   planFees,
   replacementFees,
   type TxShape,
@@ -59,10 +62,6 @@ export type OutbidPlan =
       readonly reason: "unprofitable" | "at_fee_cap";
     };
 
-function ceilBps(x: bigint, bps: bigint): bigint {
-  return (x * bps + BPS - 1n) / BPS;
-}
-
 /** The shape the caps price: the gas limit signed (default the estimate), the reward and the value sent. */
 function shapeOf(value: TxValue): TxShape {
   return { gas: value.gasLimit ?? value.gas, reward: value.reward, value: value.value };
@@ -85,14 +84,6 @@ export function profitTipLimit(ctx: FeeContext, policy: FeePolicy, value: TxValu
   return left / value.gas - ctx.baseFeePerGas;
 }
 
-/** `fees` held under the ceiling: the max fee lowered to it, the tip to what is left above the base fee. */
-function capped(base: bigint, tip: bigint, multiplierBps: bigint, ceiling: bigint | undefined): Fees {
-  let max = ceilBps(base, multiplierBps) + tip;
-  if (ceiling !== undefined && max > ceiling) max = ceiling;
-  const room = max > base ? max - base : max;
-  return { maxFeePerGas: max, maxPriorityFeePerGas: tip > room ? room : tip };
-}
-
 /**
  * Fees for a new liquidation at this head. Uncontested (no `contest`), on a first-come chain, or without a gas token
  * price: exactly planFees's answer. Contested on a priority chain: the going tip plus profitShareBps of the expected
@@ -113,7 +104,11 @@ export function bid(
   if (tip === undefined) return plan;
   return {
     ok: true,
-    ...capped(ctx.baseFeePerGas, tip, policy.baseFeeMultiplierBps, ceilingFor(policy, shapeOf(value))),
+    ...capFees(
+      marketFees({ ...ctx, priorityFeePerGas: tip }, policy),
+      ceilingFor(policy, shapeOf(value)),
+      ctx.baseFeePerGas,
+    ),
   };
 }
 
@@ -168,14 +163,13 @@ export function outbid(
   const plan = bid(ctx, policy, priority, value, { competitorTip });
   let tip = plan.ok ? plan.maxPriorityFeePerGas : ctx.priorityFeePerGas;
   if (tip < beat) tip = beat;
-  const now: Fees = { maxFeePerGas: ceilBps(base, policy.baseFeeMultiplierBps) + tip, maxPriorityFeePerGas: tip };
+  const now = marketFees({ baseFeePerGas: base, priorityFeePerGas: tip }, policy);
   const r = replacementFees(previous, now, policy, shapeOf(value));
   if (!r.ok) return { ok: false, reason: "at_fee_cap" };
   if (limit !== undefined && r.maxPriorityFeePerGas > limit) return { ok: false, reason: "unprofitable" };
   if (bidding.maxPriorityFeePerGas !== undefined && r.maxPriorityFeePerGas > bidding.maxPriorityFeePerGas) {
     return { ok: false, reason: "at_fee_cap" };
   }
-  const effective = r.maxFeePerGas - base < r.maxPriorityFeePerGas ? r.maxFeePerGas - base : r.maxPriorityFeePerGas;
-  if (effective <= competitorTip) return { ok: false, reason: "at_fee_cap" };
+  if (effectiveTip(r, base) <= competitorTip) return { ok: false, reason: "at_fee_cap" };
   return r;
 }

@@ -107,7 +107,7 @@ export function planFees(ctx: FeeContext, policy: FeePolicy, value?: TxValue): F
 }
 
 /** What a transaction offers at this head before any cap: base fee x multiplier + tip, and the tip. */
-function marketFees(ctx: FeeContext, policy: FeePolicy): Fees {
+export function marketFees(ctx: FeeContext, policy: FeePolicy): Fees {
   const tip = ctx.priorityFeePerGas;
   return { maxFeePerGas: ceilBps(ctx.baseFeePerGas, policy.baseFeeMultiplierBps) + tip, maxPriorityFeePerGas: tip };
 }
@@ -116,7 +116,7 @@ function marketFees(ctx: FeeContext, policy: FeePolicy): Fees {
  * Fees `wanted` held under `ceiling`: the max fee lowered to it, the tip to what is left above `base` (or to the max
  * fee). Never refuses: a ceiling under the base fee gives fees that wait in the pool for the base fee to fall.
  */
-function capFees(wanted: Fees, ceiling: bigint | undefined, base = 0n): Fees {
+export function capFees(wanted: Fees, ceiling: bigint | undefined, base = 0n): Fees {
   let max = wanted.maxFeePerGas;
   let tip = wanted.maxPriorityFeePerGas;
   if (ceiling !== undefined && max > ceiling) max = ceiling;
@@ -222,4 +222,10 @@ export function expectedProfit(
 ): bigint {
   const costWei = gas * (baseFeePerGas + maxPriorityFeePerGas) + valueWei;
   return reward - (costWei * gasTokenPrice) / WAD;
+}
+
+/** The tip a transaction pays at this base fee: min(tip, max fee - base fee). */
+export function effectiveTip(tx: Fees, baseFee: bigint): bigint {
+  const room = tx.maxFeePerGas > baseFee ? tx.maxFeePerGas - baseFee : 0n;
+  return tx.maxPriorityFeePerGas < room ? tx.maxPriorityFeePerGas : room;
 }

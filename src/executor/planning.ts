@@ -13,12 +13,12 @@ import type { Tick } from "../watcher/watcher.ts";
 import type { TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
 import { bid } from "./bidding.ts";
-import { currentFees, expectedProfit, type FeeContext, type FeePlan, planFees } from "./fees.ts";
+import { currentFees, effectiveTip, expectedProfit, type FeeContext, type FeePlan, planFees } from "./fees.ts";
 import { feeFields, quote, revertReason, sumRewards, targetIds } from "./fields.ts";
 import { type CallGas, callGas, measuredLimit } from "./gas.ts";
 import type { PendingWork } from "./pending.ts";
 import { batchCapacity, pack, prioritise, targetPlans } from "./planner.ts";
-import { effectiveTip, type Races } from "./races.ts";
+import type { Races } from "./races.ts";
 import {
   type Cooldown,
   type ExecutorOptions,

@@ -21,7 +21,7 @@ import { type Attempt, latestTx, type TargetPlan } from "./attempt.ts";
 import type { Attempts } from "./attempts.ts";
 import { type Contest, outbid } from "./bidding.ts";
 import { type CompetitorBid, CompetitorWatch } from "./competitors.ts";
-import { currentFees, type FeeContext } from "./fees.ts";
+import { currentFees, effectiveTip, type FeeContext } from "./fees.ts";
 import { attemptIds, feeFields, sumRewards } from "./fields.ts";
 import { txRecord } from "./journal.ts";
 import type { NonceLane } from "./lane.ts";
@@ -286,13 +286,4 @@ export class Races {
     });
     if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
   }
-}
-
-/** The tip a transaction pays at this base fee: min(tip, max fee - base fee). */
-export function effectiveTip(
-  tx: { readonly maxFeePerGas: bigint; readonly maxPriorityFeePerGas: bigint },
-  baseFee: bigint,
-): bigint {
-  const room = tx.maxFeePerGas > baseFee ? tx.maxFeePerGas - baseFee : 0n;
-  return tx.maxPriorityFeePerGas < room ? tx.maxPriorityFeePerGas : room;
 }

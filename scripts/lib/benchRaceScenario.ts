@@ -226,8 +226,14 @@ export async function setupScenario(url: string, traders: number, positions: num
   return { url, ex, engine, owner, slots, setupSeconds: (now() - started) / 1000 };
 }
 
-/** The keys of the slots whose position is open at `block`. */
-export async function openKeys(url: string, engine: Address, slots: readonly Slot[], block: Hex | "latest" = "latest") {
+/** One engine view per slot, in one JSON-RPC batch at `block`; the raw results, in slot order. */
+async function viewEach(
+  url: string,
+  engine: Address,
+  slots: readonly Slot[],
+  functionName: "getPosition" | "isLiquidatable",
+  block: Hex | "latest",
+): Promise<unknown[]> {
   const answers = await rpcBatch(
     url,
     slots.map((s) => ({
@@ -235,17 +241,18 @@ export async function openKeys(url: string, engine: Address, slots: readonly Slo
       params: [
         {
           to: engine,
-          data: encodeFunctionData({
-            abi: perpEngineAbi,
-            functionName: "getPosition",
-            args: [s.trader, BigInt(s.marketId)],
-          }),
+          data: encodeFunctionData({ abi: perpEngineAbi, functionName, args: [s.trader, BigInt(s.marketId)] }),
         },
         block,
       ],
     })),
   );
-  const results = checkAnswers(answers, "getPosition");
+  return checkAnswers(answers, functionName);
+}
+
+/** The keys of the slots whose position is open at `block`. */
+export async function openKeys(url: string, engine: Address, slots: readonly Slot[], block: Hex | "latest" = "latest") {
+  const results = await viewEach(url, engine, slots, "getPosition", block);
   // getPosition returns (int256 size, ...): the first word is the size
   return new Set(slots.filter((_, i) => !/^0x0{64}/.test(String(results[i] ?? "0x"))).map((s) => s.key));
 }
@@ -257,25 +264,7 @@ export async function liquidatableAt(
   slots: readonly Slot[],
   block: bigint | "latest",
 ): Promise<Slot[]> {
-  const tag = block === "latest" ? block : toHex(block);
-  const answers = await rpcBatch(
-    url,
-    slots.map((s) => ({
-      method: "eth_call",
-      params: [
-        {
-          to: engine,
-          data: encodeFunctionData({
-            abi: perpEngineAbi,
-            functionName: "isLiquidatable",
-            args: [s.trader, BigInt(s.marketId)],
-          }),
-        },
-        tag,
-      ],
-    })),
-  );
-  const results = checkAnswers(answers, "isLiquidatable");
+  const results = await viewEach(url, engine, slots, "isLiquidatable", block === "latest" ? block : toHex(block));
   return slots.filter((_, i) => BigInt(String(results[i] ?? "0x0")) === 1n);
 }
 

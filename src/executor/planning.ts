@@ -129,12 +129,13 @@ export class Planning {
     if (this.h.o.bidding && !pending) {
       // first out: the targets a competitor already bids for, and the `firstSingles` most valuable of the burst, go
       // first as singles (their own bid each; unsimulated where the protocol knows a single's worst-case gas),
-      // before any batch is packed
-      const byValue = [...ordered].sort((a, b) =>
-        a.expectedReward > b.expectedReward ? -1 : a.expectedReward < b.expectedReward ? 1 : 0,
-      );
-      const contested = byValue.filter((c) => this.h.races.contested(c.target.key));
-      const valuable = byValue.filter((c) => !contested.includes(c)).slice(0, this.h.o.bidding.firstSingles ?? 0);
+      // before any batch is packed; on a tick nobody contests, with no first singles, nothing is sorted again
+      const singles = this.h.o.bidding.firstSingles ?? 0;
+      const contested = ordered.filter((c) => this.h.races.contested(c.target.key));
+      const byValue = (list: Finding[]) =>
+        list.sort((a, b) => (a.expectedReward > b.expectedReward ? -1 : a.expectedReward < b.expectedReward ? 1 : 0));
+      const valuable = singles > 0 ? byValue(ordered.filter((c) => !contested.includes(c))).slice(0, singles) : [];
+      byValue(contested);
       const first = [...contested, ...valuable];
       if (first.length > 0) {
         for (const c of first) this.simulate([c], tick, undefined, undefined, true);

@@ -29,7 +29,7 @@ import type { NonceLane } from "./lane.ts";
 import { Monitor } from "./monitor.ts";
 import { PendingWork } from "./pending.ts";
 import { Planning } from "./planning.ts";
-import { Races } from "./races.ts";
+import { netProfit, Races } from "./races.ts";
 import { resumeLane } from "./resume.ts";
 import { Sender } from "./sender.ts";
 import {
@@ -111,7 +111,7 @@ export class Executor {
       head: () => this.head,
       feeContext: (tick) => this.feeContext(tick),
       isOurs: (address) => this.isOurs(address),
-      contested: (keys) => this.contested(keys),
+      serial: (job) => void this.blockWork.add(job),
     });
     this.monitor = new Monitor({
       ...shared,
@@ -262,7 +262,7 @@ export class Executor {
         this.pumps.delete(run);
         // a competitor's bid seen while these were being signed found nothing pending to answer: answered now (all
         // of them: the pump sent whatever its lane had queued, not only this unit)
-        if (this.o.bidding && this.races.anyContested && !this.closed) this.answerContests();
+        this.races.afterSend();
       });
     }
   }
@@ -325,29 +325,6 @@ export class Executor {
     });
   }
 
-  /** Answers every competing bid on our pending liquidations, in the serial queue. */
-  private answerContests(keys?: ReadonlySet<string>): void {
-    void this.blockWork.add(() =>
-      this.races.answer(keys).catch((error: unknown) => {
-        this.o.log.warn(
-          { event: "rpc_error", step: "outbid", error: describeError(error) },
-          "answering a competitor's bid failed; answered again at the next head",
-        );
-      }),
-    );
-  }
-
-  /**
-   * A competitor's pending bid on these targets was just seen (the pool watch): our pending liquidations of them are
-   * outbid or withdrawn now, in the serial queue, not at the next head.
-   */
-  contested(keys: readonly string[]): void {
-    if (this.closed || !this.o.bidding) return;
-    const ours = keys.filter((k) => this.attempts.claims.has(k));
-    if (ours.length === 0) return;
-    this.answerContests(new Set(ours));
-  }
-
   /** Whether liquidations of ours are being planned or are unresolved (a race may be on). */
   get busy(): boolean {
     return this.attempts.claims.size > 0 || this.attempts.unresolved.length > 0;
@@ -355,10 +332,7 @@ export class Executor {
 
   /** Rewards of what we liquidated less gas and oracle fees paid, WAD collateral; undefined: no gas token price. */
   netProfit(): bigint | undefined {
-    const price = this.o.fees.gasTokenPrice;
-    if (price === undefined) return undefined;
-    const s = this.stats;
-    return s.rewardsWad - ((s.gasPaidWei + s.valuePaidWei) * price) / 10n ** 18n;
+    return netProfit(this.stats, this.o.fees.gasTokenPrice);
   }
 
   /** Follows the book: a changed or closed position may be tried again. */

@@ -15,6 +15,7 @@
  *   lost races (ExecutorStats.lostRaceGasWei).
  */
 import type { Address } from "viem";
+import { describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type TargetPlan } from "./attempt.ts";
@@ -72,8 +73,8 @@ export interface RacesHost {
   feeContext(tick: Tick): Promise<FeeContext>;
   /** Our signers and liquidator contract: never competitors. */
   isOurs(address: Address): boolean;
-  /** A bid was just seen on these targets (Executor.contested). */
-  contested(keys: readonly string[]): void;
+  /** Runs a job in the executor's per-head queue, never beside a head's pass. */
+  serial(job: () => Promise<void>): void;
 }
 
 export class Races {
@@ -99,7 +100,7 @@ export class Races {
             log: o.log,
             ours: (address) => h.isOurs(address),
             head: () => h.head()?.blockNumber ?? 0n,
-            onBid: (keys) => h.contested(keys),
+            onBid: (keys) => this.bidsSeen(keys),
           })
         : undefined;
   }
@@ -108,9 +109,33 @@ export class Races {
     return this.h.o.competitors ?? this.watch;
   }
 
-  /** Bids on these targets are live (the watch has any at all): worth answering after a send. */
-  get anyContested(): boolean {
-    return (this.source?.contested ?? 0) > 0;
+  /**
+   * A competitor's pending bid on these targets was just seen: our pending liquidations of them are outbid or
+   * withdrawn now, in the serial queue, not at the next head.
+   */
+  bidsSeen(keys: readonly string[]): void {
+    if (this.h.closed() || !this.h.o.bidding) return;
+    const ours = keys.filter((k) => this.h.attempts.claims.has(k));
+    if (ours.length > 0) this.answerSoon(new Set(ours));
+  }
+
+  /**
+   * A lane's pump has sent what it had: a bid seen while those were being signed found nothing pending to answer,
+   * answered now (all of them, not only the pump's first unit).
+   */
+  afterSend(): void {
+    if (this.h.o.bidding && (this.source?.contested ?? 0) > 0 && !this.h.closed()) this.answerSoon();
+  }
+
+  private answerSoon(keys?: ReadonlySet<string>): void {
+    this.h.serial(() =>
+      this.answer(keys).catch((error: unknown) => {
+        this.h.o.log.warn(
+          { event: "rpc_error", step: "outbid", error: describeError(error) },
+          "answering a competitor's bid failed; answered again at the next head",
+        );
+      }),
+    );
   }
 
   /** A head: bids older than their ttl are forgotten. */
@@ -286,4 +311,10 @@ export class Races {
     });
     if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
   }
+}
+
+/** Rewards of what we liquidated less gas and oracle fees paid, WAD collateral; undefined: no gas token price. */
+export function netProfit(stats: ExecutorStats, gasTokenPrice: bigint | undefined): bigint | undefined {
+  if (gasTokenPrice === undefined) return undefined;
+  return stats.rewardsWad - ((stats.gasPaidWei + stats.valuePaidWei) * gasTokenPrice) / 10n ** 18n;
 }

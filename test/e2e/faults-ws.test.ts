@@ -138,7 +138,8 @@ describe("WebSocket faults in front of the node", () => {
     for (let i = 0; i < 8; i++) {
       blocks.push(...(await traders.next(1)));
       if (i === 2) {
-        expect(proxy.cut()).toBe(1);
+        // the head subscription's connection, and the pool watch's (keeper.bidding) when it is open just then
+        expect(proxy.cut()).toBeGreaterThanOrEqual(1);
         cutAt = performance.now();
         headAtCut = await head();
       }
@@ -220,7 +221,8 @@ describe("WebSocket faults in front of the node", () => {
     const before = { connections: proxy.stats.wsConnections, subscribes: proxy.stats.wsSubscribes };
     const refused = proxy.stats.wsRefused;
     await proxy.set({ kind: "wsRefuse" });
-    expect(proxy.cut()).toBe(1);
+    // the head subscription's connection, and the pool watch's (keeper.bidding) when it is open just then
+    expect(proxy.cut()).toBeGreaterThanOrEqual(1);
     const setAt = performance.now();
     await traders.next(3);
     await sleep(3_000 - (performance.now() - setAt));

@@ -119,6 +119,7 @@ export class Executor {
       senderOf: (lane) => this.senderOf(lane),
       closed: () => this.closed,
       rebuilding: () => this.rebuilding,
+      head: () => this.head,
       feeContext: (tick) => this.feeContext(tick),
     });
     this.planning = new Planning({

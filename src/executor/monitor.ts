@@ -29,6 +29,8 @@ export interface MonitorHost {
   closed(): boolean;
   /** Between a reorganisation and the next head: the book is being rebuilt and says nothing about positions. */
   rebuilding(): boolean;
+  /** The last head the executor saw. */
+  head(): Tick | undefined;
   feeContext(tick: Tick): Promise<FeeContext>;
 }
 
@@ -236,7 +238,9 @@ export class Monitor {
 
   /**
    * After a reorganisation: each attempt mined lately is looked up again. One whose receipt is gone goes back to
-   * pending (liquidation_reorged), tracked and journaled whole, to be re-sent or cancelled at the next head.
+   * pending (liquidation_reorged), tracked and journaled whole, to be re-sent or cancelled at the next head. One whose
+   * carried prices the next block would refuse is cancelled now: the node keeps a reorganised transaction in its pool,
+   * and the next block would mine it again, to revert there, before the next head's pass judged it.
    */
   async reorged(recent: readonly Attempt[]): Promise<void> {
     const { o, attempts, inclusion } = this.h;
@@ -249,6 +253,7 @@ export class Monitor {
         ),
       ),
     );
+    const expired: [NonceLane, Attempt][] = [];
     recent.forEach((a, i) => {
       const receipt = checks[i];
       const lane = attempts.laneOf(a);
@@ -276,7 +281,28 @@ export class Monitor {
       // whole: a compaction may have dropped it from the file
       void attempts.setStatus(a, "pending", { whole: true, background: true });
       attempts.track(lane, a);
+      if (o.protocol.priceExpired?.(a.data) === true) expired.push([lane, a]);
     });
+    await this.cancelExpired(expired);
+  }
+
+  /** Cancels at once the un-mined attempts whose carried prices are too old for the next block. */
+  private async cancelExpired(expired: readonly (readonly [NonceLane, Attempt])[]): Promise<void> {
+    const head = this.h.head();
+    if (expired.length === 0 || !head || this.h.closed()) return;
+    const nowFees = currentFees(await this.h.feeContext(head), this.h.o.fees);
+    await Promise.all(
+      expired.map(([lane, a]) => {
+        const latest = latestTx(a);
+        if (!latest) return Promise.resolve();
+        this.h.o.log.info(
+          { event: "liquidation_price_expired", ...attemptIds(a) },
+          `the prices nonce ${a.nonce} carries are too old for the next block, and a reorganisation put it back in ` +
+            "the pool: cancelled now, planned again with fresh ones",
+        );
+        return this.cancel(lane, a, latest, nowFees, head);
+      }),
+    );
   }
 
   /**

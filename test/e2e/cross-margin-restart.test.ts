@@ -10,7 +10,7 @@
  * (c) The same once the bytes the flag carried are older than the exchange's maxPriceAge: the liquidation on the new
  *     branch must carry a fresh price, never the stale one (skipped: see there).
  */
-import type { Address, Hex } from "viem";
+import { type Address, type Hex, keccak256 } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { crossMarginEngineAbi } from "../../abi/CrossMarginEngine.ts";
 import { decodeMockPythUpdate } from "../../src/devnet/hermes/updateData.ts";
@@ -257,14 +257,17 @@ describe("the cross-margin keeper across a restart and a reorganisation", () => 
     for (const event of NEVER) expect.soft(logs.events(event)).toEqual([]);
   });
 
-  // Missing: a liquidation a reorganisation dropped, whose carried price is stale by then, must never be mined again.
-  // The keeper cancels a pending liquidation whose prices the next block would refuse (liquidation_price_expired:
-  // LiquidationProtocol.priceExpired), but here the dropped transaction is mined again (reverted, the exchange
-  // refusing its stale price) in the first block of the new branch, before the keeper's next head pass judges it:
-  // the node keeps a reorganised transaction in its pool, and only a cancel at its nonce, sent the moment the
-  // reorganisation is seen, would beat it (last run: flag in 88, reorganised 8 deep, the stale flag reverted in 96,
-  // the account flagged again with a fresh price in 100).
-  it.skip("(c) a reorganisation after the carried price went stale: the liquidation on the new branch carries a fresh price, nothing reverts", async () => {
+  // A liquidation a reorganisation dropped, whose carried price is stale by then, must never be mined again: a node
+  // puts the transactions of the blocks it drops back in its pool, and the next block would mine it, to revert. The
+  // keeper cancels it at its nonce when it sees the reorganisation, before that block (liquidation_price_expired:
+  // Monitor.reorged at once, else the new head's pass; test/executor/executor.test.ts has the first alone).
+  //
+  // The reorganisation is built as a real chain's would be: anvil_reorg is not used, since its replacement blocks carry
+  // the ancestor's timestamp (the keeper's next-block time would be the ancestor's, and the stale price look fresh).
+  // With mining paused: back to a snapshot from before the flag, a new branch one block higher mined at the wall
+  // clock's time with none of the dropped transactions, then those put back in the pool as a node does. On a real chain
+  // the new branch's head is seen a block time before the next block: mining resumes once the keeper has handled it.
+  it("(c) a reorganisation after the carried price went stale: the liquidation on the new branch carries a fresh price, nothing reverts", async () => {
     const f = ready();
     const { keeper: k, logs, signers } = current();
     const late = idOf("late");
@@ -272,6 +275,8 @@ describe("the cross-margin keeper across a restart and a reorganisation", () => 
     const crash = { BTC: "48000" };
     expect((await liquidatableAtPrices(f, [late], { ETH: "2600", ...crash })).map(nameOf)).toEqual(["late"]);
     const moveBlock = await freshBlock(f);
+    const beforeFlag = (await f.rpc("evm_snapshot", [])) as Hex;
+    const ancestor = await f.head();
     f.move(crash);
     await until("late flagged", async () => (await flagsSince(f, moveBlock + 1n)).some((x) => x.accountId === late));
     const [flag] = (await flagsSince(f, moveBlock + 1n)).filter((x) => x.accountId === late);
@@ -287,13 +292,24 @@ describe("the cross-margin keeper across a restart and a reorganisation", () => 
     );
     let depth = 0;
     let branch = 0n;
+    let dropped: Hex[] = [];
+    const reorgsBefore = logs.events("reorg_detected").length;
     await withMiningPaused(f, async () => {
-      depth = Number((await f.head()) - (flag?.blockNumber ?? 0n) + 1n);
-      await f.rpc("anvil_reorg", [depth, []]);
-      await resyncClock(f);
+      const head = await f.head();
+      depth = Number(head - ancestor);
+      dropped = await rawTransactions(f, ancestor + 1n, head);
+      await f.rpc("evm_revert", [beforeFlag]);
+      await f.rpc("anvil_setTime", [Math.floor(Date.now() / 1000)]);
+      forgetBlockTimes();
+      await f.rpc("anvil_mine", [`0x${(depth + 1).toString(16)}`, "0x0"]);
       branch = await f.head();
+      for (const raw of dropped) await f.rpc("eth_sendRawTransaction", [raw]);
+      await until("the keeper sees the new branch", () => logs.events("reorg_detected").length > reorgsBefore, 10_000);
+      await settledKeeper(k);
     });
-    const fork = branch - BigInt(depth) + 1n;
+    // the flag's transaction was among those put back in the pool
+    expect(dropped.map((raw) => keccak256(raw))).toContain(flag?.txHash);
+    const fork = ancestor + 1n;
     // the premise: the next block is too late for the price the flag carried
     await until("a block on the new branch", async () => (await f.head()) > branch, 10_000);
     expect((await blockTime(f, branch + 1n)) - BigInt(publishTime)).toBeGreaterThan(MAX_PRICE_AGE);
@@ -320,6 +336,16 @@ describe("the cross-margin keeper across a restart and a reorganisation", () => 
     expect(logs.events("liquidation_reverted")).toEqual([]);
   });
 });
+
+/** The raw transactions of blocks [from, to], in order. */
+async function rawTransactions(f: CrossMarginFixture, from: bigint, to: bigint): Promise<Hex[]> {
+  const raws: Hex[] = [];
+  for (let n = from; n <= to; n++) {
+    const block = await f.client.getBlock({ blockNumber: n });
+    for (const hash of block.transactions) raws.push((await f.rpc("eth_getRawTransactionByHash", [hash])) as Hex);
+  }
+  return raws;
+}
 
 /**
  * After anvil_reorg: the replacement blocks carry the ancestor's timestamp and Anvil's clock goes back with them (the

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import {
   candidate,
   FakeNode,
+  fakeProtocol,
   fakeSigner,
   harness,
   position,
@@ -201,6 +202,51 @@ describe("Executor: the receipt check after a reorganisation", () => {
     h.executor.onHead(tick(104n));
     await settle(h);
     expect(sentTxs(h.node.raws).every((t) => t.nonce === 0)).toBe(true);
+  });
+});
+
+describe("Executor: a reorganised liquidation whose carried prices went stale", () => {
+  /**
+   * A pull-oracle liquidation mined, then reorganised away after the prices it carries grew too old: the node keeps it
+   * in its pool and the next block would mine it again, to revert. It is cancelled when the reorganisation is seen, not
+   * at the next head (by then it would be mined).
+   */
+  async function reorgedAfter(expired: boolean) {
+    const h = harness({ protocol: { ...fakeProtocol(), priceExpired: () => expired } });
+    await started(h);
+    const p = position(1);
+    h.executor.submit([candidate(p)], tick(100n));
+    await settle(h);
+    const [a] = h.executor.pendingAttempts;
+    if (!a) throw new Error("nothing sent");
+    const hash = a.txs[0]?.hash as Hex;
+    h.node.mine(hash, 101n, SIGNER_A, 0);
+    h.executor.onHead(tick(101n));
+    await settle(h);
+    expect(a.status).not.toBe("pending");
+    h.node.unmine(hash, SIGNER_A, 0);
+    h.node.pool.add(hash); // back in the node's pool, as a reorganisation leaves it
+    h.executor.onReorg();
+    await settle(h);
+    return { h, a };
+  }
+
+  it("is replaced by a cancel at its nonce as soon as the reorganisation is seen", async () => {
+    const { h, a } = await reorgedAfter(true);
+    expect(h.log.events()).toContain("liquidation_reorged");
+    expect(h.log.events()).toContain("liquidation_price_expired");
+    expect(sentTxs(h.node.raws)).toEqual([
+      { nonce: 0, purpose: "liquidate" },
+      { nonce: 0, purpose: "cancel" },
+    ]);
+    expect(a.status).toBe("cancelling");
+  });
+
+  it("one whose prices are still good is tracked again, not cancelled", async () => {
+    const { h, a } = await reorgedAfter(false);
+    expect(h.log.events()).toContain("liquidation_reorged");
+    expect(sentTxs(h.node.raws)).toEqual([{ nonce: 0, purpose: "liquidate" }]);
+    expect(a.status).toBe("pending");
   });
 });
 

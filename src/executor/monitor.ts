@@ -6,6 +6,7 @@
  * through each key's sender.
  */
 import { BaseError, type Hex, type TransactionReceipt } from "viem";
+import { describeError } from "../chain/errors.ts";
 import { big } from "../ops/logger.ts";
 import type { Tick } from "../watcher/watcher.ts";
 import { type Attempt, latestTx, type SignedTx } from "./attempt.ts";
@@ -286,10 +287,24 @@ export class Monitor {
     await this.cancelExpired(expired);
   }
 
-  /** Cancels at once the un-mined attempts whose carried prices are too old for the next block. */
+  /**
+   * Cancels at once the un-mined attempts whose carried prices are too old for the next block. A failure (the fee
+   * read, a signature, the broadcast) is logged and left to the next head's pass, which judges them the same way.
+   */
   private async cancelExpired(expired: readonly (readonly [NonceLane, Attempt])[]): Promise<void> {
     const head = this.h.head();
     if (expired.length === 0 || !head || this.h.closed()) return;
+    try {
+      await this.cancelNow(expired, head);
+    } catch (error) {
+      this.h.o.log.warn(
+        { event: "rpc_error", step: "reorg_cancel", error: describeError(error) },
+        "could not cancel the reorganised liquidations whose prices went stale; the next head's pass judges them",
+      );
+    }
+  }
+
+  private async cancelNow(expired: readonly (readonly [NonceLane, Attempt])[], head: Tick): Promise<void> {
     const nowFees = currentFees(await this.h.feeContext(head), this.h.o.fees);
     await Promise.all(
       expired.map(([lane, a]) => {

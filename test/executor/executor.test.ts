@@ -211,8 +211,9 @@ describe("Executor: a reorganised liquidation whose carried prices went stale", 
    * in its pool and the next block would mine it again, to revert. It is cancelled when the reorganisation is seen, not
    * at the next head (by then it would be mined).
    */
-  async function reorgedAfter(expired: boolean) {
-    const h = harness({ protocol: { ...fakeProtocol(), priceExpired: () => expired } });
+  async function reorgedAfter(expired: boolean, beforeReorg?: (signer: ReturnType<typeof fakeSigner>) => void) {
+    const signer = fakeSigner();
+    const h = harness({ signers: [signer], protocol: { ...fakeProtocol(), priceExpired: () => expired } });
     await started(h);
     const p = position(1);
     h.executor.submit([candidate(p)], tick(100n));
@@ -226,6 +227,7 @@ describe("Executor: a reorganised liquidation whose carried prices went stale", 
     expect(a.status).not.toBe("pending");
     h.node.unmine(hash, SIGNER_A, 0);
     h.node.pool.add(hash); // back in the node's pool, as a reorganisation leaves it
+    beforeReorg?.(signer);
     h.executor.onReorg();
     await settle(h);
     return { h, a };
@@ -235,6 +237,19 @@ describe("Executor: a reorganised liquidation whose carried prices went stale", 
     const { h, a } = await reorgedAfter(true);
     expect(h.log.events()).toContain("liquidation_reorged");
     expect(h.log.events()).toContain("liquidation_price_expired");
+    expect(sentTxs(h.node.raws)).toEqual([
+      { nonce: 0, purpose: "liquidate" },
+      { nonce: 0, purpose: "cancel" },
+    ]);
+    expect(a.status).toBe("cancelling");
+  });
+
+  it("a cancel that cannot be signed then is logged, and the next head's pass cancels it", async () => {
+    const { h, a } = await reorgedAfter(true, (signer) => signer.failOn.add(signer.calls + 1));
+    expect(h.log.lines.find((l) => l.event === "rpc_error")).toMatchObject({ step: "reorg_cancel" });
+    expect(sentTxs(h.node.raws)).toEqual([{ nonce: 0, purpose: "liquidate" }]);
+    h.executor.onHead(tick(102n));
+    await settle(h);
     expect(sentTxs(h.node.raws)).toEqual([
       { nonce: 0, purpose: "liquidate" },
       { nonce: 0, purpose: "cancel" },

@@ -35,7 +35,6 @@ import os from "node:os";
 import { join } from "node:path";
 import {
   type Address,
-  createPublicClient,
   createWalletClient,
   decodeFunctionData,
   type Hex,
@@ -45,6 +44,7 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { perpV2LiquidatorAbi } from "../../abi/PerpV2Liquidator.ts";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { accountBalanceAbi, clearingHouseAbi } from "../../src/devnet/perpV2/abis.ts";
@@ -186,7 +186,7 @@ async function crash(s: Stage): Promise<{ from: bigint; to: bigint }> {
 
 /** The naive bot: every head, every trader's views; each liquidatable one liquidated market by market, one at a time. */
 function naiveBot(s: Stage, signal: AbortSignal): Promise<void> {
-  const client = createPublicClient({ transport: http(s.proxy.url, { batch: true }) }) as PublicClient;
+  const client = httpPublicClient(s.proxy.url, { batch: true });
   const account = privateKeyToAccount(BASELINE_KEY);
   const wallet = createWalletClient({ account, transport: http(s.proxy.url) });
   const bases = new Map(s.dev.d.markets.map((m) => [m.name, m.baseToken]));

@@ -17,9 +17,10 @@
 import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { createPublicClient, encodeFunctionData, type Hex, http, type PublicClient, parseGwei, parseUnits } from "viem";
+import { encodeFunctionData, type Hex, type PublicClient, parseGwei, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { iCrossMarginEngineAbi } from "../../abi/ICrossMarginEngine.ts";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import {
@@ -101,9 +102,7 @@ async function stagePopulation(o: PullBenchOptions, label: string): Promise<Stag
       anvil.rpcUrl,
       specs.map(({ kind: _kind, ...a }, i) => ({ ...a, trader: FIRST_TRADER + i })),
     );
-    const client = createPublicClient({
-      transport: http(anvil.rpcUrl, { batch: { batchSize: 500 }, timeout: 60_000, fetchFn: benchFetch }),
-    }) as PublicClient;
+    const client = httpPublicClient(anvil.rpcUrl, { batch: { batchSize: 500 }, timeout: 60_000, fetchFn: benchFetch });
     return { anvil, stage, client, specs, ids: opened.map((a) => a.accountId), clock: new HeadClock(anvil.rpcUrl) };
   } catch (error) {
     await stage?.close();
@@ -416,9 +415,7 @@ export interface BaselineRun {
 
 /** The naive bot: every head, canLiquidate of every account; liquidate(id) for each that says so, none pending. */
 function naiveBot(rpcUrl: string, d: CrossMarginDeployment, ids: readonly bigint[], signal: AbortSignal) {
-  const client = createPublicClient({
-    transport: http(rpcUrl, { batch: { batchSize: 1000 }, timeout: 30_000, fetchFn: benchFetch }),
-  });
+  const client = httpPublicClient(rpcUrl, { batch: { batchSize: 1000 }, timeout: 30_000, fetchFn: benchFetch });
   const account = privateKeyToAccount(BASELINE_KEY);
   const pendingSince = new Map<bigint, bigint>();
   let sent = 0;

@@ -9,17 +9,10 @@
  *   pending count after a refused send).
  * No simulation, no replacement, no cancel: a lost race reverts on chain (NoPosition) and costs its gas.
  */
-import {
-  type Address,
-  createPublicClient,
-  encodeFunctionData,
-  type Hex,
-  hexToBigInt,
-  http,
-  type PublicClient,
-} from "viem";
+import { type Address, encodeFunctionData, type Hex, hexToBigInt } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { perpEngineAbi } from "../../abi/PerpEngine.ts";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import type { Slot } from "./benchRaceScenario.ts";
 import { now, sleep } from "./tools.ts";
 
@@ -43,9 +36,7 @@ export function startNaiveBot(o: {
   readonly signal: AbortSignal;
   readonly pollMs?: number;
 }): NaiveBot {
-  const client = createPublicClient({
-    transport: http(o.rpcUrl, { batch: { batchSize: 1000 }, timeout: 30_000, retryCount: 0 }),
-  }) as PublicClient;
+  const client = httpPublicClient(o.rpcUrl, { batch: { batchSize: 1000 }, timeout: 30_000, retryCount: 0 });
   const account = privateKeyToAccount(o.key);
   const sentAt = new Map<string, bigint>();
   const heads: NaiveBot["heads"] = [];

@@ -7,8 +7,9 @@
  * in the first block after the price, and its positions are closed window by window. The summary says what the chain
  * says: flags, closes and the fees paid, from the exchange's own events.
  */
-import { createPublicClient, type Hex, http, type PublicClient, parseUnits } from "viem";
+import { type Hex, type PublicClient, parseUnits } from "viem";
 import { iCrossMarginEngineAbi } from "../../abi/ICrossMarginEngine.ts";
+import { httpPublicClient } from "../chain/httpClient.ts";
 import { parseConfig } from "../config/load.ts";
 import { ANVIL_KEYS } from "../devnet/anvil.ts";
 import {
@@ -105,7 +106,7 @@ export async function runCrossMarginDemo(o: CrossMarginDemoOptions): Promise<Cro
     let handedOver = false;
     try {
       const d = stage.deployment;
-      const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
+      const client = httpPublicClient(anvil.rpcUrl);
       const opened = await openCrossMarginAccounts(
         d,
         anvil.rpcUrl,

@@ -14,12 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   type Address,
-  createPublicClient,
   encodeDeployData,
   encodeFunctionData,
   formatUnits,
   type Hex,
-  http,
   numberToHex,
   type PublicClient,
   pad,
@@ -27,6 +25,7 @@ import {
 import { privateKeyToAccount } from "viem/accounts";
 import { mockV3AggregatorAbi, mockV3AggregatorBytecode } from "../../abi/MockV3Aggregator.ts";
 import { describeError } from "../chain/errors.ts";
+import { httpPublicClient } from "../chain/httpClient.ts";
 import { ConfigError, redactUrl, redactUrls } from "../config/load.ts";
 import type { KeeperConfig } from "../config/schema.ts";
 import { ANVIL_KEYS, anvilBinary, startAnvil } from "../devnet/anvil.ts";
@@ -236,7 +235,7 @@ export async function rehearse(o: RehearseOptions): Promise<RehearsalReport> {
   let running: RehearsedKeeper | undefined;
   try {
     interrupted();
-    const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
+    const client = httpPublicClient(anvil.rpcUrl);
     const forkBlock = await client.getBlockNumber();
     const markets = await o.exchange.oracles(client, o.config.exchange.address as Address);
     const key = ANVIL_KEYS[1];

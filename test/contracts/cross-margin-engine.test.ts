@@ -9,7 +9,6 @@
  */
 import {
   type Address,
-  createPublicClient,
   createTestClient,
   createWalletClient,
   decodeAbiParameters,
@@ -29,6 +28,7 @@ import { anvil as anvilChain } from "viem/chains";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { crossMarginEngineAbi } from "../../abi/CrossMarginEngine.ts";
 import { testUSDAbi } from "../../abi/TestUSD.ts";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import {
   type CrossMarginDeployment,
@@ -120,7 +120,7 @@ const market = (id: bigint) => d.markets.find((m) => m.marketId === id) as Cross
 
 beforeAll(async () => {
   anvil = await startAnvil({ accounts: 12 });
-  client = createPublicClient({ chain: anvilChain, transport: http(anvil.rpcUrl), pollingInterval: 50 });
+  client = httpPublicClient(anvil.rpcUrl, {}, { chain: anvilChain, pollingInterval: 50 });
   d = await deployCrossMargin(anvil.rpcUrl, { markets: MARKETS, global: GLOBAL });
   opened = await openCrossMarginAccounts(d, anvil.rpcUrl, [
     { trader: 2, collateral: "400", positions: [{ market: "ETH", size: "30" }] },

@@ -3,11 +3,12 @@
  * same bytes as its createPriceFeedUpdateData, accepted by updatePriceFeeds and parsePriceFeedUpdates.
  */
 import fc from "fast-check";
-import { type AbiItem, createPublicClient, createWalletClient, type Hex, http, type PublicClient } from "viem";
+import { type AbiItem, createWalletClient, type Hex, http, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil as anvilChain } from "viem/chains";
 import { formatAbiItem } from "viem/utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import {
   decodeMockPythUpdate,
@@ -27,7 +28,7 @@ const wallet = () => createWalletClient({ chain: anvilChain, account, transport:
 
 beforeAll(async () => {
   anvil = await startAnvil();
-  client = createPublicClient({ chain: anvilChain, transport: http(anvil.rpcUrl) });
+  client = httpPublicClient(anvil.rpcUrl, {}, { chain: anvilChain });
   const { bytecode } = mockPythArtifact();
   const hash = await wallet().deployContract({ abi: mockPythAbi, bytecode, args: [60n, FEE] });
   const receipt = await client.waitForTransactionReceipt({ hash });

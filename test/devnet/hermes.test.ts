@@ -4,10 +4,11 @@
  */
 import { HermesClient } from "@pythnetwork/hermes-client";
 import { schemas } from "@pythnetwork/hermes-client/zodSchemas";
-import { createPublicClient, createWalletClient, type Hex, http, type PublicClient } from "viem";
+import { createWalletClient, type Hex, http, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil as anvilChain } from "viem/chains";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import { type LocalHermes, startHermes } from "../../src/devnet/hermes/server.ts";
 import { decodeMockPythUpdate, mockPythAbi, mockPythArtifact } from "../../src/devnet/hermes/updateData.ts";
@@ -141,7 +142,7 @@ describe("local Hermes bytes on MockPyth", () => {
 
   beforeAll(async () => {
     anvil = await startAnvil();
-    chain = createPublicClient({ chain: anvilChain, transport: http(anvil.rpcUrl) });
+    chain = httpPublicClient(anvil.rpcUrl, {}, { chain: anvilChain });
     const hash = await wallet().deployContract({
       abi: mockPythAbi,
       bytecode: mockPythArtifact().bytecode,

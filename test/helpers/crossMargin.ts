@@ -10,7 +10,6 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Address,
-  createPublicClient,
   createWalletClient,
   decodeAbiParameters,
   decodeEventLog,
@@ -26,6 +25,7 @@ import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil as anvilChain } from "viem/chains";
 import { crossMarginEngineAbi } from "../../abi/CrossMarginEngine.ts";
 import type { RunningKeeper } from "../../src/app.ts";
+import { httpPublicClient } from "../../src/chain/httpClient.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../src/devnet/anvil.ts";
 import {
@@ -208,11 +208,7 @@ export async function startCrossMarginFixture(options: FixtureOptions = {}): Pro
 }
 
 function createClient(rpcUrl: string): PublicClient {
-  return createPublicClient({
-    chain: anvilChain,
-    transport: http(rpcUrl, { retryCount: 0, timeout: 30_000 }),
-    pollingInterval: 50,
-  }) as PublicClient;
+  return httpPublicClient(rpcUrl, { retryCount: 0, timeout: 30_000 }, { chain: anvilChain, pollingInterval: 50 });
 }
 
 export interface TestKeeper {

@@ -16,7 +16,6 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import fc from "fast-check";
 import {
   type Address,
-  createPublicClient,
   createTestClient,
   createWalletClient,
   decodeErrorResult,
@@ -34,6 +33,7 @@ import { anvil as anvilChain } from "viem/chains";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { crossMarginEngineAbi } from "../../../abi/CrossMarginEngine.ts";
 import { testUSDAbi } from "../../../abi/TestUSD.ts";
+import { httpPublicClient } from "../../../src/chain/httpClient.ts";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../../../src/devnet/anvil.ts";
 import {
   type CrossMarginDeployment,
@@ -140,7 +140,7 @@ const marketOf = (marketId: bigint) =>
 
 beforeAll(async () => {
   anvil = await startAnvil({ accounts: 4 });
-  client = createPublicClient({ chain: anvilChain, transport: http(anvil.rpcUrl), pollingInterval: 50 });
+  client = httpPublicClient(anvil.rpcUrl, {}, { chain: anvilChain, pollingInterval: 50 });
   d = await deployCrossMargin(anvil.rpcUrl, { markets: MARKETS, global: GLOBAL });
   await sendTo(
     d.quoteToken,

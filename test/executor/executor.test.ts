@@ -170,19 +170,24 @@ describe("Executor: a reorganisation never frees a position a live attempt holds
   });
 });
 
+/** One liquidation sent at head 100 and mined in block 101, the executor past that head. */
+async function sentAndMined(h: ReturnType<typeof harness>) {
+  await started(h);
+  const p = position(1);
+  h.executor.submit([candidate(p)], tick(100n));
+  await settle(h);
+  const [a] = h.executor.pendingAttempts;
+  if (!a) throw new Error("nothing sent");
+  const hash = a.txs[0]?.hash as Hex;
+  h.node.mine(hash, 101n, SIGNER_A, 0);
+  h.executor.onHead(tick(101n));
+  await settle(h);
+  return { h, p, a, hash };
+}
+
 describe("Executor: the receipt check after a reorganisation", () => {
   it("an RPC error is not 'still mined': the position stays held and the attempt is looked up again", async () => {
-    const h = harness();
-    await started(h);
-    const p = position(1);
-    h.executor.submit([candidate(p)], tick(100n));
-    await settle(h);
-    const [a] = h.executor.pendingAttempts;
-    if (!a) throw new Error("nothing sent");
-    const hash = a.txs[0]?.hash as Hex;
-    h.node.mine(hash, 101n, SIGNER_A, 0);
-    h.executor.onHead(tick(101n));
-    await settle(h);
+    const { h, p, a, hash } = await sentAndMined(harness());
     expect(a.status).toBe("lost_race");
     h.node.receiptFault = () => new Error("fetch failed");
     h.executor.onReorg();
@@ -213,17 +218,9 @@ describe("Executor: a reorganised liquidation whose carried prices went stale", 
    */
   async function reorgedAfter(expired: boolean, beforeReorg?: (signer: ReturnType<typeof fakeSigner>) => void) {
     const signer = fakeSigner();
-    const h = harness({ signers: [signer], protocol: { ...fakeProtocol(), priceExpired: () => expired } });
-    await started(h);
-    const p = position(1);
-    h.executor.submit([candidate(p)], tick(100n));
-    await settle(h);
-    const [a] = h.executor.pendingAttempts;
-    if (!a) throw new Error("nothing sent");
-    const hash = a.txs[0]?.hash as Hex;
-    h.node.mine(hash, 101n, SIGNER_A, 0);
-    h.executor.onHead(tick(101n));
-    await settle(h);
+    const { h, a, hash } = await sentAndMined(
+      harness({ signers: [signer], protocol: { ...fakeProtocol(), priceExpired: () => expired } }),
+    );
     expect(a.status).not.toBe("pending");
     h.node.unmine(hash, SIGNER_A, 0);
     h.node.pool.add(hash); // back in the node's pool, as a reorganisation leaves it
